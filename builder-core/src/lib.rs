@@ -1,0 +1,19 @@
+//! `builder-core`: rbuild's library. It reads Dockerfiles exactly as BuildKit does; later modules
+//! plan, run and store builds.
+//!
+//! ```no_run
+//! use builder_core::dockerfile::{self, CheckOptions};
+//!
+//! let src = std::fs::read_to_string("Dockerfile")?;
+//! let checked = dockerfile::parse_and_check(&src, &CheckOptions::default())?;
+//! for stage in &checked.stages {
+//!     println!("stage {} from {}", stage.index, stage.base.expanded);
+//! }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+#![warn(missing_docs)]
+
+pub mod dockerfile;
+mod error;
+
+pub use error::Error;
