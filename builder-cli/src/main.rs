@@ -1,1 +1,20 @@
-fn main(){}
+//! `rbuild`: a daemonless Dockerfile image builder.
+
+mod args;
+mod commands;
+mod render;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = args::Cli::parse();
+    match commands::run(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            render::error(&err);
+            ExitCode::FAILURE
+        }
+    }
+}

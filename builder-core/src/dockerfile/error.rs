@@ -4,13 +4,26 @@ use super::expand::ExpandError;
 use super::span::Span;
 
 /// A Dockerfile that cannot be read, with the place it went wrong.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("line {line}: {kind}", line = span.line)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParseError {
     /// What is wrong.
     pub kind: ErrorKind,
     /// Where: the offending instruction, flag or word.
     pub span: Span,
+}
+
+impl std::fmt::Display for ParseError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "line {}: {}", self.span.line, self.kind)
+    }
+}
+
+/// The cause of a located error is the cause of its kind (an expansion error, say): the location
+/// adds no level of its own to the chain.
+impl std::error::Error for ParseError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        std::error::Error::source(&self.kind)
+    }
 }
 
 impl ParseError {
@@ -159,7 +172,7 @@ pub enum ErrorKind {
         keyword: String,
     },
     /// `--from` naming a stage that is defined later in the file.
-    #[error("`{reference}` refers to stage `{name}` which is defined later, on line {line}")]
+    #[error("`--from={reference}` refers to stage `{name}`, which is defined later, on line {line}")]
     StageDefinedLater {
         /// The reference as written.
         reference: String,

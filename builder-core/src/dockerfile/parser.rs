@@ -209,8 +209,7 @@ impl<'a> Parser<'a> {
             instructions.push(node);
         }
         if instructions.is_empty() {
-            let end = self.src.len();
-            return Err(self.error(ErrorKind::Empty, end..end));
+            return Err(self.error(ErrorKind::Empty, 0..0));
         }
         Ok(Dockerfile {
             escape: self.escape,

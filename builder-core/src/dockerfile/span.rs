@@ -39,7 +39,10 @@ impl<'a> LineIndex<'a> {
         let col = self
             .src
             .get(start..offset)
-            .map_or(offset - start, |s| s.chars().count())
+            .map_or(offset - start, |s| {
+                // A byte-order mark is no column.
+                s.strip_prefix('\u{feff}').unwrap_or(s).chars().count()
+            })
             + 1;
         (line, col)
     }

@@ -1,0 +1,84 @@
+//! `rbuild parse`.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use builder_core::dockerfile::{self, CheckOptions};
+
+use crate::args::{Format, ParseArgs};
+use crate::render;
+
+pub(crate) fn run(args: &ParseArgs) -> anyhow::Result<ExitCode> {
+    let (path, src) = if args.file.as_os_str() == "-" {
+        let mut s = String::new();
+        std::io::stdin().read_to_string(&mut s).context("cannot read the Dockerfile from standard input")?;
+        ("<stdin>".into(), s)
+    } else {
+        let s = fs_err::read_to_string(&args.file)?;
+        (args.file.clone(), s)
+    };
+    let invalid = |source| render::DockerfileError {
+        error: builder_core::Error::Dockerfile { path: path.clone(), source },
+        src: src.clone(),
+    };
+    let parsed = dockerfile::parse(&src).map_err(invalid)?;
+    let checked = if args.check {
+        let opts = CheckOptions {
+            build_args: build_args(&args.build_args),
+            automatic_args: BTreeMap::new(),
+        };
+        Some(dockerfile::check(&parsed, &opts).map_err(invalid)?)
+    } else {
+        None
+    };
+    match args.format {
+        Format::Json => {
+            let mut value = parsed.to_json();
+            if let Some(c) = &checked {
+                value["stages"] = serde_json::to_value(stage_summary(c))?;
+            }
+            render::stdout(&format!("{}\n", serde_json::to_string_pretty(&value)?));
+        }
+        Format::Text => {
+            render::stdout(&parsed.dump());
+            if let Some(c) = &checked {
+                render::stdout(&c.dump());
+            }
+        }
+    }
+    for w in &parsed.warnings {
+        render::warning(&format!("{}:{}: {}", path.display(), w.span.line, w.message));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `--build-arg NAME=VALUE`, or `NAME` alone taking the environment's value (skipped if unset), as
+/// docker does.
+fn build_args(raw: &[String]) -> BTreeMap<String, String> {
+    raw.iter()
+        .filter_map(|a| match a.split_once('=') {
+            Some((k, v)) => Some((k.to_owned(), v.to_owned())),
+            None => std::env::var(a).ok().map(|v| (a.clone(), v)),
+        })
+        .collect()
+}
+
+fn stage_summary(c: &dockerfile::Checked) -> Vec<serde_json::Value> {
+    c.stages
+        .iter()
+        .map(|s| {
+            serde_json::json!({
+                "index": s.index,
+                "name": s.name,
+                "line": s.span.line,
+                "base": s.base.written,
+                "base_expanded": s.base.expanded,
+                "source": s.base.source,
+                "platform": s.platform,
+                "dependencies": s.dependencies.iter().map(|d| &d.source).collect::<Vec<_>>(),
+            })
+        })
+        .collect()
+}
