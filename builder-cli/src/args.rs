@@ -19,7 +19,9 @@ pub(crate) enum Command {
     /// Without --check only the syntax is read, as BuildKit's parser reads it (a file with no FROM
     /// still parses). With --check the instructions are typed and the stages checked, as every
     /// build does.
-    #[command(after_help = "Examples:\n  rbuild parse -f Dockerfile --format json\n  rbuild parse --check --build-arg GO_VERSION=1.22")]
+    #[command(
+        after_help = "Examples:\n  rbuild parse -f Dockerfile --format json\n  rbuild parse --check --build-arg GO_VERSION=1.22"
+    )]
     Parse(ParseArgs),
     /// Print version information.
     Version,

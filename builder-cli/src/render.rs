@@ -76,7 +76,12 @@ fn format_error(err: &anyhow::Error, style: Style) -> String {
     }
     if let Some(df) = err.downcast_ref::<DockerfileError>() {
         let builder_core::Error::Dockerfile { path, source } = &df.error;
-        out.push_str(&code_frame(&path.display().to_string(), &df.src, source, style));
+        out.push_str(&code_frame(
+            &path.display().to_string(),
+            &df.src,
+            source,
+            style,
+        ));
         hint = source.hint();
     }
     if let Some(h) = hint {
@@ -87,7 +92,12 @@ fn format_error(err: &anyhow::Error, style: Style) -> String {
 
 /// The offending lines with a gutter and a caret line under the span.
 fn code_frame(path: &str, src: &str, err: &ParseError, style: Style) -> String {
-    let Span { line, col, end_line, range } = &err.span;
+    let Span {
+        line,
+        col,
+        end_line,
+        range,
+    } = &err.span;
     let mut out = String::new();
     let lines: Vec<&str> = src.lines().collect();
     if *line == 0 || lines.is_empty() {
@@ -97,7 +107,12 @@ fn code_frame(path: &str, src: &str, err: &ParseError, style: Style) -> String {
     let last = (*end_line).clamp(first, lines.len()).min(first + 5);
     let width = last.to_string().len();
     let gutter = |s: &str| style.paint("1;34", s);
-    let _ = writeln!(out, "{}{} {path}:{line}:{col}", " ".repeat(width), gutter("-->"));
+    let _ = writeln!(
+        out,
+        "{}{} {path}:{line}:{col}",
+        " ".repeat(width),
+        gutter("-->")
+    );
     let _ = writeln!(out, "{} {}", " ".repeat(width), gutter("|"));
     for n in first..=last {
         let text = lines[n - 1];
@@ -110,7 +125,14 @@ fn code_frame(path: &str, src: &str, err: &ParseError, style: Style) -> String {
                 .max(1)
                 .min(text.chars().count().saturating_sub(start_chars).max(1));
             let carets = style.paint("1;31", &"^".repeat(len_on_line));
-            let _ = writeln!(out, "{} {} {}{carets} {}", " ".repeat(width), gutter("|"), " ".repeat(start_chars), style.paint("1;31", &err.kind.to_string()));
+            let _ = writeln!(
+                out,
+                "{} {} {}{carets} {}",
+                " ".repeat(width),
+                gutter("|"),
+                " ".repeat(start_chars),
+                style.paint("1;31", &err.kind.to_string())
+            );
         }
     }
     if *end_line > last {
@@ -126,7 +148,11 @@ mod tests {
     #[test]
     fn frame_points_at_the_span() {
         let src = "FROM scratch\nRUNN echo hi\n";
-        let err = builder_core::dockerfile::parse_and_check(src, &Default::default()).unwrap_err();
+        let err = builder_core::dockerfile::parse_and_check(
+            src,
+            &builder_core::dockerfile::CheckOptions::default(),
+        )
+        .unwrap_err();
         let frame = code_frame("Dockerfile", src, &err, Style { color: false });
         assert_eq!(
             frame,

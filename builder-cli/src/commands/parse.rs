@@ -13,14 +13,19 @@ use crate::render;
 pub(crate) fn run(args: &ParseArgs) -> anyhow::Result<ExitCode> {
     let (path, src) = if args.file.as_os_str() == "-" {
         let mut s = String::new();
-        std::io::stdin().read_to_string(&mut s).context("cannot read the Dockerfile from standard input")?;
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .context("cannot read the Dockerfile from standard input")?;
         ("<stdin>".into(), s)
     } else {
         let s = fs_err::read_to_string(&args.file)?;
         (args.file.clone(), s)
     };
     let invalid = |source| render::DockerfileError {
-        error: builder_core::Error::Dockerfile { path: path.clone(), source },
+        error: builder_core::Error::Dockerfile {
+            path: path.clone(),
+            source,
+        },
         src: src.clone(),
     };
     let parsed = dockerfile::parse(&src).map_err(invalid)?;
@@ -49,7 +54,12 @@ pub(crate) fn run(args: &ParseArgs) -> anyhow::Result<ExitCode> {
         }
     }
     for w in &parsed.warnings {
-        render::warning(&format!("{}:{}: {}", path.display(), w.span.line, w.message));
+        render::warning(&format!(
+            "{}:{}: {}",
+            path.display(),
+            w.span.line,
+            w.message
+        ));
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -8,53 +8,101 @@ use serde_json::Value;
 use crate::support::{fixtures, rbuild, run, text};
 
 const KEYWORDS: [&str; 18] = [
-    "ADD", "ARG", "CMD", "COPY", "ENTRYPOINT", "ENV", "EXPOSE", "FROM", "HEALTHCHECK", "LABEL", "MAINTAINER",
-    "ONBUILD", "RUN", "SHELL", "STOPSIGNAL", "USER", "VOLUME", "WORKDIR",
+    "ADD",
+    "ARG",
+    "CMD",
+    "COPY",
+    "ENTRYPOINT",
+    "ENV",
+    "EXPOSE",
+    "FROM",
+    "HEALTHCHECK",
+    "LABEL",
+    "MAINTAINER",
+    "ONBUILD",
+    "RUN",
+    "SHELL",
+    "STOPSIGNAL",
+    "USER",
+    "VOLUME",
+    "WORKDIR",
 ];
 
 fn strings(v: &Value, what: &str) -> Vec<String> {
     v.as_array()
         .unwrap_or_else(|| panic!("{what} is not an array: {v}"))
         .iter()
-        .map(|s| s.as_str().unwrap_or_else(|| panic!("{what} holds a non-string: {s}")).to_owned())
+        .map(|s| {
+            s.as_str()
+                .unwrap_or_else(|| panic!("{what} holds a non-string: {s}"))
+                .to_owned()
+        })
         .collect()
 }
 
 /// Checks one instruction object against the contract and the source line it names.
 fn check_instruction(inst: &Value, lines: &[&str], file: &str) {
-    let obj = inst.as_object().unwrap_or_else(|| panic!("{file}: instruction is not an object"));
+    let obj = inst
+        .as_object()
+        .unwrap_or_else(|| panic!("{file}: instruction is not an object"));
     let keyword = obj["keyword"].as_str().expect("keyword is a string");
-    assert!(KEYWORDS.contains(&keyword), "{file}: unknown keyword {keyword}");
+    assert!(
+        KEYWORDS.contains(&keyword),
+        "{file}: unknown keyword {keyword}"
+    );
     let line = usize::try_from(obj["line"].as_u64().expect("line is a number")).unwrap();
     let written = lines[line - 1].trim_start_matches('\u{feff}').trim_start();
     assert!(
-        written.to_ascii_uppercase().starts_with(keyword) || keyword == obj.get("parent").and_then(Value::as_str).unwrap_or(""),
+        written.to_ascii_uppercase().starts_with(keyword)
+            || keyword == obj.get("parent").and_then(Value::as_str).unwrap_or(""),
         "{file}:{line}: `{written}` does not start with {keyword}"
     );
     for flag in strings(&obj["flags"], "flags") {
         assert!(flag.starts_with("--"), "{file}:{line}: flag {flag}");
     }
     let form = obj["form"].as_str().expect("form");
-    assert!(form == "shell" || form == "exec", "{file}:{line}: form {form}");
+    assert!(
+        form == "shell" || form == "exec",
+        "{file}:{line}: form {form}"
+    );
     let args = strings(&obj["args"], "args");
     if form == "shell" && matches!(keyword, "RUN" | "CMD" | "ENTRYPOINT") {
-        assert!(args.len() <= 1, "{file}:{line}: shell form {keyword} has {} args", args.len());
+        assert!(
+            args.len() <= 1,
+            "{file}:{line}: shell form {keyword} has {} args",
+            args.len()
+        );
     }
     match obj.get("pairs") {
         Some(pairs) => {
-            assert!(matches!(keyword, "ENV" | "LABEL" | "ARG"), "{file}:{line}: pairs on {keyword}");
+            assert!(
+                matches!(keyword, "ENV" | "LABEL" | "ARG"),
+                "{file}:{line}: pairs on {keyword}"
+            );
             for pair in pairs.as_array().expect("pairs is an array") {
                 let pair = pair.as_array().expect("a pair is an array");
                 assert_eq!(pair.len(), 2, "{file}:{line}: pair {pair:?}");
                 assert!(pair[0].is_string(), "{file}:{line}: pair key");
-                assert!(pair[1].is_string() || (pair[1].is_null() && keyword == "ARG"), "{file}:{line}: pair value");
+                assert!(
+                    pair[1].is_string() || (pair[1].is_null() && keyword == "ARG"),
+                    "{file}:{line}: pair value"
+                );
             }
         }
-        None => assert!(!matches!(keyword, "ENV" | "LABEL" | "ARG"), "{file}:{line}: {keyword} without pairs"),
+        None => assert!(
+            !matches!(keyword, "ENV" | "LABEL" | "ARG"),
+            "{file}:{line}: {keyword} without pairs"
+        ),
     }
     for h in obj["heredocs"].as_array().expect("heredocs is an array") {
-        assert!(h["name"].is_string() && h["content"].is_string(), "{file}:{line}: heredoc {h}");
-        assert!(h["expand"].is_boolean() && h["chomp"].is_boolean(), "{file}:{line}: heredoc {h}");
+        assert!(
+            h["name"].is_string() && h["content"].is_string(),
+            "{file}:{line}: heredoc {h}"
+        );
+        assert!(
+            h["expand"].is_boolean() && h["chomp"].is_boolean(),
+            "{file}:{line}: heredoc {h}"
+        );
     }
     match obj.get("trigger") {
         Some(t) => {
@@ -62,7 +110,10 @@ fn check_instruction(inst: &Value, lines: &[&str], file: &str) {
             let t_kw = t["keyword"].as_str().expect("trigger keyword");
             assert!(KEYWORDS.contains(&t_kw), "{file}:{line}: trigger {t_kw}");
             assert_eq!(t["line"], obj["line"], "{file}:{line}: trigger line");
-            assert_eq!(strings(&t["flags"], "trigger flags").is_empty(), t["flags"].as_array().unwrap().is_empty());
+            assert_eq!(
+                strings(&t["flags"], "trigger flags").is_empty(),
+                t["flags"].as_array().unwrap().is_empty()
+            );
         }
         None => assert_ne!(keyword, "ONBUILD", "{file}:{line}: ONBUILD without trigger"),
     }
@@ -84,7 +135,8 @@ fn json_follows_the_contract_on_every_ok_fixture() {
             }
             let out = run(&args);
             assert!(out.status.success(), "{file}: {}", text(&out.stderr));
-            let json: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{file}: {e}"));
+            let json: Value =
+                serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{file}: {e}"));
             assert!(json["directives"].is_object(), "{file}: directives");
             let instructions = json["instructions"].as_array().expect("instructions");
             assert!(!instructions.is_empty());
@@ -95,7 +147,11 @@ fn json_follows_the_contract_on_every_ok_fixture() {
                 assert!(line > last_line, "{file}: instructions out of file order");
                 last_line = line;
             }
-            assert_eq!(json.get("stages").is_some(), check, "{file}: stages only with --check");
+            assert_eq!(
+                json.get("stages").is_some(),
+                check,
+                "{file}: stages only with --check"
+            );
         }
         count += 1;
     }
@@ -109,12 +165,27 @@ fn json_of_a_known_file() {
     let run_trigger = &json["instructions"][2];
     assert_eq!(run_trigger["keyword"], "ONBUILD");
     assert_eq!(run_trigger["trigger"]["keyword"], "RUN");
-    assert_eq!(run_trigger["trigger"]["flags"][0], "--mount=type=cache,target=/root/.cache");
+    assert_eq!(
+        run_trigger["trigger"]["flags"][0],
+        "--mount=type=cache,target=/root/.cache"
+    );
     assert_eq!(run_trigger["trigger"]["args"][0], "make -C /app/src");
-    let out = run(&["parse", "--format", "json", "-f", "ok/env-label-forms.Dockerfile"]);
+    let out = run(&[
+        "parse",
+        "--format",
+        "json",
+        "-f",
+        "ok/env-label-forms.Dockerfile",
+    ]);
     let json: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(json["instructions"][2]["pairs"][1], serde_json::json!(["k2", "\"v 2\""]));
-    assert_eq!(json["instructions"][1]["pairs"][0], serde_json::json!(["OLD_FORM", "a value with spaces"]));
+    assert_eq!(
+        json["instructions"][2]["pairs"][1],
+        serde_json::json!(["k2", "\"v 2\""])
+    );
+    assert_eq!(
+        json["instructions"][1]["pairs"][0],
+        serde_json::json!(["OLD_FORM", "a value with spaces"])
+    );
 }
 
 #[test]
@@ -125,9 +196,15 @@ fn errors_render_with_a_code_frame() {
         assert!(!out.status.success(), "{rel} should fail");
         assert!(out.stdout.is_empty(), "{rel}: output on failure");
         let stderr = text(&out.stderr);
-        assert!(!stderr.contains('\x1b'), "{rel}: colour codes with NO_COLOR");
+        assert!(
+            !stderr.contains('\x1b'),
+            "{rel}: colour codes with NO_COLOR"
+        );
         if !rel.contains("empty") && !rel.contains("only-comments") {
-            assert!(stderr.contains(&format!("--> {rel}:")), "{rel}: no code frame:\n{stderr}");
+            assert!(
+                stderr.contains(&format!("--> {rel}:")),
+                "{rel}: no code frame:\n{stderr}"
+            );
         }
         insta::assert_snapshot!(stderr);
     });
@@ -149,7 +226,12 @@ fn reads_standard_input() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(b"from busybox\nrun echo hi\n").unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"from busybox\nrun echo hi\n")
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success());
     let json: Value = serde_json::from_slice(&out.stdout).unwrap();

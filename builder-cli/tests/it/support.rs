@@ -10,7 +10,10 @@ pub(crate) fn fixtures() -> PathBuf {
 /// `rbuild` run in the fixtures folder, without colour.
 pub(crate) fn rbuild(args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_rbuild"));
-    cmd.args(args).current_dir(fixtures()).env("NO_COLOR", "1").stdin(Stdio::null());
+    cmd.args(args)
+        .current_dir(fixtures())
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null());
     cmd
 }
 

@@ -62,7 +62,11 @@ impl CheckConfig {
                     config.error = match val.trim().to_ascii_lowercase().as_str() {
                         "true" | "1" => true,
                         "false" | "0" => false,
-                        other => return Err(invalid(format!("`error` takes true or false, not `{other}`"))),
+                        other => {
+                            return Err(invalid(format!(
+                                "`error` takes true or false, not `{other}`"
+                            )));
+                        }
                     }
                 }
                 other => return Err(invalid(format!("unknown key `{other}`"))),
@@ -106,7 +110,11 @@ pub(crate) struct DirectiveParser {
 impl DirectiveParser {
     /// Looks at one line (leading whitespace already removed for the first line of an
     /// instruction). Ends directive parsing at the first line that is not a known directive.
-    pub(crate) fn parse_line(&mut self, line: &str, span: impl FnOnce() -> Span) -> Result<(), ParseError> {
+    pub(crate) fn parse_line(
+        &mut self,
+        line: &str,
+        span: impl FnOnce() -> Span,
+    ) -> Result<(), ParseError> {
         if self.done {
             return Ok(());
         }
@@ -127,10 +135,16 @@ impl DirectiveParser {
         };
         let span = span();
         if slot.is_some() {
-            return Err(ParseError::new(ErrorKind::DuplicateDirective { name }, span));
+            return Err(ParseError::new(
+                ErrorKind::DuplicateDirective { name },
+                span,
+            ));
         }
         if name == "escape" && value != "\\" && value != "`" {
-            return Err(ParseError::new(ErrorKind::InvalidEscape { token: value }, span));
+            return Err(ParseError::new(
+                ErrorKind::InvalidEscape { token: value },
+                span,
+            ));
         }
         *slot = Some(Directive { value, span });
         Ok(())
@@ -155,7 +169,8 @@ mod tests {
         let mut p = DirectiveParser::default();
         p.parse_line("# escape=`", Span::default).unwrap();
         p.parse_line("# not a directive", Span::default).unwrap();
-        p.parse_line("# syntax=docker/dockerfile:1", Span::default).unwrap();
+        p.parse_line("# syntax=docker/dockerfile:1", Span::default)
+            .unwrap();
         assert_eq!(p.directives.escape_char(), '`');
         assert!(p.directives.syntax.is_none());
     }

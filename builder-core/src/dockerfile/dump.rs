@@ -34,7 +34,11 @@ impl Dockerfile {
     pub fn dump(&self) -> String {
         let mut out = String::new();
         let d = &self.directives;
-        for (name, v) in [("syntax", &d.syntax), ("escape", &d.escape), ("check", &d.check)] {
+        for (name, v) in [
+            ("syntax", &d.syntax),
+            ("escape", &d.escape),
+            ("check", &d.check),
+        ] {
             if let Some(v) = v {
                 let _ = writeln!(out, "# {name}={} (line {})", v.value, v.span.line);
             }
@@ -54,13 +58,23 @@ impl Checked {
     pub fn dump(&self) -> String {
         let mut out = String::new();
         for g in &self.global_args {
-            let _ = writeln!(out, "global ARG {} default={:?} value={:?} (line {})", g.decl.name, g.decl.default, g.value, g.span.line);
+            let _ = writeln!(
+                out,
+                "global ARG {} default={:?} value={:?} (line {})",
+                g.decl.name, g.decl.default, g.value, g.span.line
+            );
         }
         for s in &self.stages {
             let _ = writeln!(
                 out,
                 "stage {} {:?}: FROM {:?} -> {:?} platform={:?} (lines {}-{})",
-                s.index, s.name, s.base.written, s.base.source, s.platform, s.span.line, s.span.end_line
+                s.index,
+                s.name,
+                s.base.written,
+                s.base.source,
+                s.platform,
+                s.span.line,
+                s.span.end_line
             );
             for d in &s.dependencies {
                 let _ = writeln!(out, "  needs {:?} (line {})", d.source, d.span.line);

@@ -6,8 +6,8 @@ use super::span::Span;
 /// A Dockerfile that cannot be read, with the place it went wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParseError {
-    /// What is wrong.
-    pub kind: ErrorKind,
+    /// What is wrong (boxed: errors are rare, results are many).
+    pub kind: Box<ErrorKind>,
     /// Where: the offending instruction, flag or word.
     pub span: Span,
 }
@@ -22,13 +22,16 @@ impl std::fmt::Display for ParseError {
 /// adds no level of its own to the chain.
 impl std::error::Error for ParseError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        std::error::Error::source(&self.kind)
+        std::error::Error::source(&*self.kind)
     }
 }
 
 impl ParseError {
     pub(crate) fn new(kind: ErrorKind, span: Span) -> Self {
-        Self { kind, span }
+        Self {
+            kind: Box::new(kind),
+            span,
+        }
     }
 
     /// A line of advice for the reader, where one helps.
@@ -152,7 +155,9 @@ pub enum ErrorKind {
         word: String,
     },
     /// A stage name that BuildKit would refuse.
-    #[error("invalid name for build stage `{name}`: it must start with a letter and contain only letters, digits, `-`, `_` and `.`")]
+    #[error(
+        "invalid name for build stage `{name}`: it must start with a letter and contain only letters, digits, `-`, `_` and `.`"
+    )]
     InvalidStageName {
         /// The name given.
         name: String,
@@ -172,7 +177,9 @@ pub enum ErrorKind {
         keyword: String,
     },
     /// `--from` naming a stage that is defined later in the file.
-    #[error("`--from={reference}` refers to stage `{name}`, which is defined later, on line {line}")]
+    #[error(
+        "`--from={reference}` refers to stage `{name}`, which is defined later, on line {line}"
+    )]
     StageDefinedLater {
         /// The reference as written.
         reference: String,
@@ -236,7 +243,8 @@ pub enum ErrorKind {
 }
 
 fn suggestion(s: Option<&str>) -> String {
-    s.map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default()
+    s.map(|s| format!(" (did you mean `{s}`?)"))
+        .unwrap_or_default()
 }
 
 fn stages_before(n: usize) -> String {
@@ -251,7 +259,9 @@ impl ErrorKind {
     /// Advice for the reader, where it helps.
     pub fn hint(&self) -> Option<String> {
         Some(match self {
-            Self::Empty => "a Dockerfile needs at least a `FROM` line, such as `FROM scratch`".into(),
+            Self::Empty => {
+                "a Dockerfile needs at least a `FROM` line, such as `FROM scratch`".into()
+            }
             Self::JsonNotStringArray => {
                 "exec form is a flat JSON array of strings: `[\"executable\", \"arg\"]`".into()
             }
@@ -259,7 +269,9 @@ impl ErrorKind {
                 "only ARG may come before the first FROM; start the stage with `FROM image`".into()
             }
             Self::MissingValue { keyword, word } if keyword == "ENV" => {
-                format!("to pass a value at build time, use `ARG {word}` and `--build-arg {word}=…`")
+                format!(
+                    "to pass a value at build time, use `ARG {word}` and `--build-arg {word}=…`"
+                )
             }
             Self::StageDefinedLater { name, .. } => {
                 format!("move stage `{name}` above the instruction that uses it")

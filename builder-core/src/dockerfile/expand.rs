@@ -157,23 +157,27 @@ impl Lexer {
     }
 
     /// BuildKit's `ProcessWords`: the input split into words as the shell would.
-    pub fn words(&self, input: &str, env: &(impl Env + ?Sized)) -> Result<Vec<String>, ExpandError> {
+    pub fn words(
+        &self,
+        input: &str,
+        env: &(impl Env + ?Sized),
+    ) -> Result<Vec<String>, ExpandError> {
         self.expand(input, env).map(|e| e.words)
     }
 }
 
 #[derive(Default)]
 struct Words {
-    word: String,
-    words: Vec<String>,
+    current: String,
+    done: Vec<String>,
     in_word: bool,
 }
 
 impl Words {
     fn add_char(&mut self, ch: char) {
         if ch.is_whitespace() {
-            if self.in_word && !self.word.is_empty() {
-                self.words.push(std::mem::take(&mut self.word));
+            if self.in_word && !self.current.is_empty() {
+                self.done.push(std::mem::take(&mut self.current));
                 self.in_word = false;
             }
         } else {
@@ -182,7 +186,7 @@ impl Words {
     }
 
     fn add_raw_char(&mut self, ch: char) {
-        self.word.push(ch);
+        self.current.push(ch);
         self.in_word = true;
     }
 
@@ -193,15 +197,15 @@ impl Words {
     }
 
     fn add_raw_string(&mut self, s: &str) {
-        self.word.push_str(s);
+        self.current.push_str(s);
         self.in_word = true;
     }
 
     fn finish(mut self) -> Vec<String> {
-        if !self.word.is_empty() {
-            self.words.push(self.word);
+        if !self.current.is_empty() {
+            self.done.push(self.current);
         }
-        self.words
+        self.done
     }
 }
 
@@ -695,10 +699,22 @@ mod tests {
 
     #[test]
     fn replacement_patterns() {
-        assert_eq!(word("${path/bin/sbin}").unwrap(), "/usr/local/sbin:/usr/bin:/bin");
-        assert_eq!(word("${path//bin/sbin}").unwrap(), "/usr/local/sbin:/usr/sbin:/sbin");
-        assert_eq!(word("${path//:/ }").unwrap(), "/usr/local/bin /usr/bin /bin");
-        assert_eq!(word(r"${path//\//_}").unwrap(), "_usr_local_bin:_usr_bin:_bin");
+        assert_eq!(
+            word("${path/bin/sbin}").unwrap(),
+            "/usr/local/sbin:/usr/bin:/bin"
+        );
+        assert_eq!(
+            word("${path//bin/sbin}").unwrap(),
+            "/usr/local/sbin:/usr/sbin:/sbin"
+        );
+        assert_eq!(
+            word("${path//:/ }").unwrap(),
+            "/usr/local/bin /usr/bin /bin"
+        );
+        assert_eq!(
+            word(r"${path//\//_}").unwrap(),
+            "_usr_local_bin:_usr_bin:_bin"
+        );
         assert_eq!(word("${file/*./x.}").unwrap(), "x.gz");
         assert_eq!(word("${file/$/x}").unwrap(), "archive.tar.gz");
         assert_eq!(word("${file/tar/$star}").unwrap(), "archive.a*b*c.gz");
@@ -741,10 +757,7 @@ mod tests {
         let e = Lexer::new('\\')
             .expand("$file ${nope:-x} ${empty}", &env())
             .unwrap();
-        assert_eq!(
-            e.matched.into_iter().collect::<Vec<_>>(),
-            ["empty", "file"]
-        );
+        assert_eq!(e.matched.into_iter().collect::<Vec<_>>(), ["empty", "file"]);
         assert_eq!(e.unmatched.into_iter().collect::<Vec<_>>(), ["nope"]);
     }
 
@@ -759,6 +772,9 @@ mod tests {
     fn skip_unset_env_keeps_references() {
         let mut lex = Lexer::new('\\');
         lex.skip_unset_env = true;
-        assert_eq!(lex.word("$nope ${nope} ${nope:-d} $file", &env()).unwrap(), "$nope ${nope} ${nope:-d} archive.tar.gz");
+        assert_eq!(
+            lex.word("$nope ${nope} ${nope:-d} $file", &env()).unwrap(),
+            "$nope ${nope} ${nope:-d} archive.tar.gz"
+        );
     }
 }

@@ -265,7 +265,11 @@ struct Flags<'a> {
 }
 
 impl<'a> Flags<'a> {
-    fn parse(node: &'a Node, keyword: Keyword, spec: &[(&'static str, FlagKind)]) -> Result<Self, ParseError> {
+    fn parse(
+        node: &'a Node,
+        keyword: Keyword,
+        spec: &[(&'static str, FlagKind)],
+    ) -> Result<Self, ParseError> {
         let mut values: Vec<(&'static str, &'a Flag, Option<&'a str>)> = Vec::new();
         for flag in &node.flags {
             let err = |kind| ParseError::new(kind, flag.span.clone());
@@ -290,12 +294,16 @@ impl<'a> Flags<'a> {
                 }));
             };
             if kind != FlagKind::Strings && values.iter().any(|(n, ..)| *n == known) {
-                return Err(err(ErrorKind::DuplicateFlag { flag: name.to_owned() }));
+                return Err(err(ErrorKind::DuplicateFlag {
+                    flag: name.to_owned(),
+                }));
             }
             match kind {
                 FlagKind::Bool => {
                     if value == Some("") {
-                        return Err(err(ErrorKind::MissingFlagValue { flag: name.to_owned() }));
+                        return Err(err(ErrorKind::MissingFlagValue {
+                            flag: name.to_owned(),
+                        }));
                     }
                     if let Some(v) = value {
                         if !v.eq_ignore_ascii_case("true") && !v.eq_ignore_ascii_case("false") {
@@ -309,7 +317,9 @@ impl<'a> Flags<'a> {
                 }
                 FlagKind::String | FlagKind::Strings => {
                     if value.is_none() {
-                        return Err(err(ErrorKind::MissingFlagValue { flag: name.to_owned() }));
+                        return Err(err(ErrorKind::MissingFlagValue {
+                            flag: name.to_owned(),
+                        }));
                     }
                 }
             }
@@ -412,7 +422,13 @@ pub fn parse_instruction(node: &Node) -> Result<Instruction, ParseError> {
                     }
                     Some(lower)
                 }
-                _ => return Err(arguments(node, keyword, "requires either one or three arguments (`FROM image [AS name]`)")),
+                _ => {
+                    return Err(arguments(
+                        node,
+                        keyword,
+                        "requires either one or three arguments (`FROM image [AS name]`)",
+                    ));
+                }
             };
             Command::From(From {
                 image: node.args[0].clone(),
@@ -421,25 +437,43 @@ pub fn parse_instruction(node: &Node) -> Result<Instruction, ParseError> {
             })
         }
         Keyword::Run => {
-            let flags = Flags::parse(node, keyword, &[("mount", Strings), ("network", Str), ("security", Str)])?;
+            let flags = Flags::parse(
+                node,
+                keyword,
+                &[("mount", Strings), ("network", Str), ("security", Str)],
+            )?;
             if node.args.is_empty() {
                 return Err(arguments(node, keyword, "requires at least one argument"));
             }
             let mounts = flags
                 .strings("mount")
                 .into_iter()
-                .map(|(spec, flag)| parse_mount(&spec).map_err(|reason| ParseError::new(ErrorKind::InvalidMount { spec, reason }, flag.span.clone())))
+                .map(|(spec, flag)| {
+                    parse_mount(&spec).map_err(|reason| {
+                        ParseError::new(ErrorKind::InvalidMount { spec, reason }, flag.span.clone())
+                    })
+                })
                 .collect::<Result<_, _>>()?;
             let network = flags.string("network");
             if let Some(n) = network.as_deref().filter(|n| !n.contains('$')) {
                 if !matches!(n, "default" | "none" | "host") {
-                    return Err(invalid_value(&flags, "network", n, "expected `default`, `none` or `host`"));
+                    return Err(invalid_value(
+                        &flags,
+                        "network",
+                        n,
+                        "expected `default`, `none` or `host`",
+                    ));
                 }
             }
             let security = flags.string("security");
             if let Some(s) = security.as_deref().filter(|s| !s.contains('$')) {
                 if !matches!(s, "sandbox" | "insecure") {
-                    return Err(invalid_value(&flags, "security", s, "expected `sandbox` or `insecure`"));
+                    return Err(invalid_value(
+                        &flags,
+                        "security",
+                        s,
+                        "expected `sandbox` or `insecure`",
+                    ));
                 }
             }
             Command::Run(Run {
@@ -464,7 +498,9 @@ pub fn parse_instruction(node: &Node) -> Result<Instruction, ParseError> {
             if node.form != Form::Exec {
                 return Err(ParseError::new(ErrorKind::ShellNotJson, node.span.clone()));
             }
-            Command::Shell { shell: node.args.clone() }
+            Command::Shell {
+                shell: node.args.clone(),
+            }
         }
         Keyword::Label | Keyword::Env => {
             no_flags(node)?;
@@ -503,13 +539,22 @@ pub fn parse_instruction(node: &Node) -> Result<Instruction, ParseError> {
         Keyword::Expose => {
             no_flags(node)?;
             at_least_one(node, keyword)?;
-            Command::Expose { ports: node.args.clone() }
+            Command::Expose {
+                ports: node.args.clone(),
+            }
         }
         Keyword::Copy => {
             let flags = Flags::parse(
                 node,
                 keyword,
-                &[("from", Str), ("chown", Str), ("chmod", Str), ("link", Bool), ("parents", Bool), ("exclude", Strings)],
+                &[
+                    ("from", Str),
+                    ("chown", Str),
+                    ("chmod", Str),
+                    ("link", Bool),
+                    ("parents", Bool),
+                    ("exclude", Strings),
+                ],
             )?;
             let (sources, dest) = sources_and_dest(node, keyword)?;
             check_chmod(&flags)?;
@@ -521,7 +566,11 @@ pub fn parse_instruction(node: &Node) -> Result<Instruction, ParseError> {
                 chmod: flags.string("chmod"),
                 link: flags.bool("link"),
                 parents: flags.bool("parents"),
-                exclude: flags.strings("exclude").into_iter().map(|(v, _)| v).collect(),
+                exclude: flags
+                    .strings("exclude")
+                    .into_iter()
+                    .map(|(v, _)| v)
+                    .collect(),
             })
         }
         Keyword::Add => {
@@ -546,7 +595,11 @@ pub fn parse_instruction(node: &Node) -> Result<Instruction, ParseError> {
                 chown: flags.string("chown"),
                 chmod: flags.string("chmod"),
                 link: flags.bool("link"),
-                exclude: flags.strings("exclude").into_iter().map(|(v, _)| v).collect(),
+                exclude: flags
+                    .strings("exclude")
+                    .into_iter()
+                    .map(|(v, _)| v)
+                    .collect(),
                 checksum: flags.string("checksum"),
                 keep_git_dir: flags.bool("keep-git-dir"),
                 unpack: flags.opt_bool("unpack"),
@@ -556,7 +609,11 @@ pub fn parse_instruction(node: &Node) -> Result<Instruction, ParseError> {
             no_flags(node)?;
             at_least_one(node, keyword)?;
             if node.args.iter().any(|v| v.trim().is_empty()) {
-                return Err(arguments(node, keyword, "specified can not be an empty string"));
+                return Err(arguments(
+                    node,
+                    keyword,
+                    "specified can not be an empty string",
+                ));
             }
             Command::Volume {
                 paths: node.args.iter().map(|v| v.trim().to_owned()).collect(),
@@ -594,7 +651,9 @@ pub fn parse_instruction(node: &Node) -> Result<Instruction, ParseError> {
                         expected: "cannot be chained: `ONBUILD ONBUILD` isn't allowed".into(),
                     }
                 } else {
-                    ErrorKind::InvalidTrigger { trigger: upper.to_owned() }
+                    ErrorKind::InvalidTrigger {
+                        trigger: upper.to_owned(),
+                    }
                 };
                 return Err(ParseError::new(kind, trigger.keyword_span.clone()));
             }
@@ -653,7 +712,8 @@ fn key_values(node: &Node, keyword: Keyword) -> Result<Vec<KeyValue>, ParseError
 fn is_valid_stage_name(name: &str) -> bool {
     let mut chars = name.chars();
     chars.next().is_some_and(|c| c.is_ascii_lowercase())
-        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.'))
+        && chars
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.'))
 }
 
 fn sources_and_dest(node: &Node, keyword: Keyword) -> Result<(Vec<Source>, String), ParseError> {
@@ -667,7 +727,11 @@ fn sources_and_dest(node: &Node, keyword: Keyword) -> Result<(Vec<Source>, Strin
     let mut heredocs = node.heredocs.iter();
     let is_heredoc = |w: &str| node.form == Form::Shell && is_heredoc_word(w);
     if is_heredoc(dest) {
-        return Err(arguments(node, keyword, "cannot accept a heredoc as a destination"));
+        return Err(arguments(
+            node,
+            keyword,
+            "cannot accept a heredoc as a destination",
+        ));
     }
     let mut sources = Vec::with_capacity(srcs.len());
     for src in srcs {
@@ -747,13 +811,21 @@ fn parse_healthcheck(node: &Node) -> Result<Healthcheck, ParseError> {
             let flags = Flags::parse(
                 node,
                 keyword,
-                &[("interval", Str), ("timeout", Str), ("start-period", Str), ("start-interval", Str), ("retries", Str)],
+                &[
+                    ("interval", Str),
+                    ("timeout", Str),
+                    ("start-period", Str),
+                    ("start-interval", Str),
+                    ("retries", Str),
+                ],
             )?;
             if rest.is_empty() {
                 return Err(arguments(node, keyword, "CMD is missing its command"));
             }
             let duration = |name: &str| -> Result<Option<Duration>, ParseError> {
-                let Some(v) = flags.string(name) else { return Ok(None) };
+                let Some(v) = flags.string(name) else {
+                    return Ok(None);
+                };
                 match parse_go_duration(&v) {
                     Ok(d) if d.is_zero() || d >= Duration::from_millis(1) => Ok(Some(d)),
                     Ok(_) => Err(invalid_value(&flags, name, &v, "cannot be less than 1ms")),
@@ -762,7 +834,9 @@ fn parse_healthcheck(node: &Node) -> Result<Healthcheck, ParseError> {
             };
             let retries = match flags.string("retries") {
                 None => None,
-                Some(v) => Some(v.parse::<u32>().map_err(|_| invalid_value(&flags, "retries", &v, "expected a whole number, 0 or more"))?),
+                Some(v) => Some(v.parse::<u32>().map_err(|_| {
+                    invalid_value(&flags, "retries", &v, "expected a whole number, 0 or more")
+                })?),
             };
             Ok(Healthcheck::Cmd {
                 command: command_line(node, rest),
@@ -773,7 +847,10 @@ fn parse_healthcheck(node: &Node) -> Result<Healthcheck, ParseError> {
                 retries,
             })
         }
-        _ => Err(ParseError::new(ErrorKind::HealthcheckType { kind: typ.clone() }, node.args_span.clone())),
+        _ => Err(ParseError::new(
+            ErrorKind::HealthcheckType { kind: typ.clone() },
+            node.args_span.clone(),
+        )),
     }
 }
 
@@ -806,7 +883,11 @@ pub(crate) fn parse_go_duration(s: &str) -> Result<Duration, String> {
             "s" => 1.0,
             "m" => 60.0,
             "h" => 3600.0,
-            "" => return Err(format!("missing unit in duration `{s}` (use `s`, `m`, `h`, `ms`)")),
+            "" => {
+                return Err(format!(
+                    "missing unit in duration `{s}` (use `s`, `m`, `h`, `ms`)"
+                ));
+            }
             u => return Err(format!("unknown unit `{u}` in duration `{s}`")),
         };
         total += number * scale;
@@ -868,8 +949,12 @@ pub(crate) fn parse_ram_size(s: &str) -> Option<u64> {
         _ => (t, 1),
     };
     let n: f64 = num.trim().parse().ok()?;
-    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_precision_loss)]
-    (n >= 0.0).then(|| (n * mult as f64) as u64)
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        clippy::cast_precision_loss
+    )]
+    (n >= 0.0).then_some((n * mult as f64) as u64)
 }
 
 /// BuildKit's `parseMount`.
@@ -907,8 +992,15 @@ fn parse_mount(spec: &str) -> Result<Mount, String> {
             match key.as_str() {
                 "readonly" | "ro" => ro = Some(true),
                 "readwrite" | "rw" => ro = Some(false),
-                "required" if matches!(m.kind, MountType::Secret | MountType::Ssh) => m.required = true,
-                "required" => return Err(format!("`required` is not an option of {:?} mounts", m.kind).to_lowercase()),
+                "required" if matches!(m.kind, MountType::Secret | MountType::Ssh) => {
+                    m.required = true
+                }
+                "required" => {
+                    return Err(
+                        format!("`required` is not an option of {:?} mounts", m.kind)
+                            .to_lowercase(),
+                    );
+                }
                 _ => return Err(format!("`{field}` must be a key=value pair")),
             }
             continue;
@@ -934,7 +1026,8 @@ fn parse_mount(spec: &str) -> Result<Mount, String> {
                 if m.kind != MountType::Tmpfs {
                     return Err("`size` is only for tmpfs mounts".into());
                 }
-                m.size = Some(parse_ram_size(&value).ok_or_else(|| format!("invalid size `{value}`"))?);
+                m.size =
+                    Some(parse_ram_size(&value).ok_or_else(|| format!("invalid size `{value}`"))?);
             }
             "id" => m.id = Some(value),
             "sharing" => {
@@ -942,7 +1035,11 @@ fn parse_mount(spec: &str) -> Result<Mount, String> {
                     "shared" => Sharing::Shared,
                     "private" => Sharing::Private,
                     "locked" => Sharing::Locked,
-                    _ => return Err(format!("unsupported sharing value `{value}` (expected shared, private or locked)")),
+                    _ => {
+                        return Err(format!(
+                            "unsupported sharing value `{value}` (expected shared, private or locked)"
+                        ));
+                    }
                 });
             }
             "mode" => m.mode = Some(number(&key, &value, 8)?),
@@ -953,8 +1050,15 @@ fn parse_mount(spec: &str) -> Result<Mount, String> {
         }
     }
     let kind = format!("{:?}", m.kind).to_lowercase();
-    if !matches!(m.kind, MountType::Secret | MountType::Ssh | MountType::Cache) {
-        for (set, name) in [(m.mode.is_some(), "mode"), (m.uid.is_some(), "uid"), (m.gid.is_some(), "gid")] {
+    if !matches!(
+        m.kind,
+        MountType::Secret | MountType::Ssh | MountType::Cache
+    ) {
+        for (set, name) in [
+            (m.mode.is_some(), "mode"),
+            (m.uid.is_some(), "uid"),
+            (m.gid.is_some(), "gid"),
+        ] {
             if set {
                 return Err(format!("`{name}` is not allowed for {kind} mounts"));
             }
@@ -979,10 +1083,13 @@ fn parse_mount(spec: &str) -> Result<Mount, String> {
         MountType::Cache => {
             m.sharing.get_or_insert(Sharing::Shared);
         }
-        MountType::Ssh => {}
-        MountType::Bind | MountType::Tmpfs => {}
+        MountType::Ssh | MountType::Bind | MountType::Tmpfs => {}
     }
-    if matches!(m.kind, MountType::Bind | MountType::Cache | MountType::Tmpfs) && m.target.is_none() {
+    if matches!(
+        m.kind,
+        MountType::Bind | MountType::Cache | MountType::Tmpfs
+    ) && m.target.is_none()
+    {
         return Err(format!("a {kind} mount needs `target`"));
     }
     Ok(m)
@@ -994,7 +1101,9 @@ mod tests {
 
     #[test]
     fn mounts_read_like_buildkit() {
-        let m = parse_mount("type=cache,target=/root/.cache,id=go,sharing=locked,mode=0755,uid=1000").unwrap();
+        let m =
+            parse_mount("type=cache,target=/root/.cache,id=go,sharing=locked,mode=0755,uid=1000")
+                .unwrap();
         assert_eq!(m.kind, MountType::Cache);
         assert_eq!(m.sharing, Some(Sharing::Locked));
         assert_eq!(m.mode, Some(0o755));
@@ -1035,8 +1144,14 @@ mod tests {
     fn go_durations() {
         assert_eq!(parse_go_duration("30s").unwrap(), Duration::from_secs(30));
         assert_eq!(parse_go_duration("1m30s").unwrap(), Duration::from_secs(90));
-        assert_eq!(parse_go_duration("1.5h").unwrap(), Duration::from_secs(5400));
-        assert_eq!(parse_go_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(
+            parse_go_duration("1.5h").unwrap(),
+            Duration::from_secs(5400)
+        );
+        assert_eq!(
+            parse_go_duration("250ms").unwrap(),
+            Duration::from_millis(250)
+        );
         assert!(parse_go_duration("10").is_err());
         assert!(parse_go_duration("5d").is_err());
     }

@@ -82,10 +82,14 @@ impl Dockerfile {
     /// The file in the JSON contract of `rbuild parse --format json`.
     pub fn to_json(&self) -> serde_json::Value {
         let d = &self.directives;
-        let directives = [("syntax", &d.syntax), ("escape", &d.escape), ("check", &d.check)]
-            .into_iter()
-            .filter_map(|(k, v)| v.as_ref().map(|v| (k, v.value.as_str())))
-            .collect();
+        let directives = [
+            ("syntax", &d.syntax),
+            ("escape", &d.escape),
+            ("check", &d.check),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.as_ref().map(|v| (k, v.value.as_str())))
+        .collect();
         let file = File {
             directives,
             instructions: self.instructions.iter().map(instruction).collect(),
@@ -98,7 +102,7 @@ impl Dockerfile {
                 })
                 .collect(),
         };
-        // invariant: the view holds only strings, numbers, booleans and lists
-        serde_json::to_value(file).expect("serializable")
+        // The view holds only strings, numbers, booleans and lists: serializing cannot fail.
+        serde_json::to_value(file).unwrap_or(serde_json::Value::Null)
     }
 }

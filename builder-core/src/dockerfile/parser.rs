@@ -116,7 +116,12 @@ impl<'a> Parser<'a> {
 
     /// BuildKit's `processLine`: trims the newline (and leading space for a first line), feeds
     /// the directive parser, and blanks comment lines. Gives the text and its source offset.
-    fn process_line(&mut self, off: usize, raw: &'a str, strip_left: bool) -> Result<(&'a str, usize), ParseError> {
+    fn process_line(
+        &mut self,
+        off: usize,
+        raw: &'a str,
+        strip_left: bool,
+    ) -> Result<(&'a str, usize), ParseError> {
         let mut token = trim_newline(raw);
         let mut off = off;
         if strip_left {
@@ -173,7 +178,9 @@ impl<'a> Parser<'a> {
             logical.push(piece, first_off);
             let mut empty_continuation = false;
             while !end {
-                let Some((off, raw)) = self.lines.next() else { break };
+                let Some((off, raw)) = self.lines.next() else {
+                    break;
+                };
                 let (line, line_off) = self.process_line(off, raw, false)?;
                 self.current_line += 1;
                 if is_comment(raw) {
@@ -194,7 +201,8 @@ impl<'a> Parser<'a> {
                 });
             }
             let text = logical.text.clone();
-            let mut node = self.node_from_line(&logical, 0..text.len(), std::mem::take(&mut comments))?;
+            let mut node =
+                self.node_from_line(&logical, 0..text.len(), std::mem::take(&mut comments))?;
             if node.form == Form::Shell
                 && matches!(node.keyword.as_str(), "ADD" | "COPY" | "RUN")
                 && text.contains("<<")
@@ -219,7 +227,12 @@ impl<'a> Parser<'a> {
         })
     }
 
-    fn read_heredocs(&mut self, line: &str, logical: &Logical, start_line: usize) -> Result<Vec<Heredoc>, ParseError> {
+    fn read_heredocs(
+        &mut self,
+        line: &str,
+        logical: &Logical,
+        start_line: usize,
+    ) -> Result<Vec<Heredoc>, ParseError> {
         let mut out = Vec::new();
         for found in heredocs_in_line(line) {
             let (name, chomp, expand, fd) = found.map_err(|(word, source)| {
@@ -230,7 +243,7 @@ impl<'a> Parser<'a> {
             let first_body_line = self.current_line + 1;
             let mut content = String::new();
             let mut terminated = false;
-            while let Some((_, raw)) = self.lines.next() {
+            for (_, raw) in self.lines.by_ref() {
                 self.current_line += 1;
                 let mut candidate = trim_newline(raw);
                 if chomp {
@@ -245,13 +258,16 @@ impl<'a> Parser<'a> {
             if !terminated {
                 return Err(ParseError::new(
                     ErrorKind::UnterminatedHeredoc { name },
-                    self.index.lines(start_line, self.current_line.max(start_line)),
+                    self.index
+                        .lines(start_line, self.current_line.max(start_line)),
                 ));
             }
             if chomp {
                 content = strip_leading_tabs(&content);
             }
-            let mut span = self.index.lines(first_body_line.min(self.current_line), self.current_line);
+            let mut span = self
+                .index
+                .lines(first_body_line.min(self.current_line), self.current_line);
             span.range.start = span.range.start.min(body_start);
             out.push(Heredoc {
                 name,
@@ -266,7 +282,13 @@ impl<'a> Parser<'a> {
     }
 
     /// BuildKit's `newNodeFromLine` on `logical.text[range]`.
-    fn node_from_line(&self, logical: &Logical, range: Range<usize>, comments: Vec<String>) -> Result<Node, ParseError> {
+    fn node_from_line(
+        &self,
+        logical: &Logical,
+        range: Range<usize>,
+        comments: Vec<String>,
+    ) -> Result<Node, ParseError> {
+        use Keyword as K;
         let text = &logical.text;
         let line = &text[range.clone()];
         // splitCommand: trim, then split the keyword from the rest on the first blanks.
@@ -276,7 +298,9 @@ impl<'a> Parser<'a> {
         let cmd_len = trimmed.find(is_split_space).unwrap_or(trimmed.len());
         let cmd = &trimmed[..cmd_len];
         let after_cmd = &trimmed[cmd_len..];
-        let rest_start = cmd_start + cmd_len + (after_cmd.len() - after_cmd.trim_start_matches(is_split_space).len());
+        let rest_start = cmd_start
+            + cmd_len
+            + (after_cmd.len() - after_cmd.trim_start_matches(is_split_space).len());
         let rest_end = cmd_start + trimmed.len();
         let span_of = |r: Range<usize>| self.index.span(logical.src_range(&r));
 
@@ -296,7 +320,9 @@ impl<'a> Parser<'a> {
 
         let keyword = Keyword::from_word(cmd);
         let mut node = Node {
-            keyword: keyword.as_ref().map_or_else(|| cmd.to_ascii_uppercase(), |k| k.as_str().to_owned()),
+            keyword: keyword
+                .as_ref()
+                .map_or_else(|| cmd.to_ascii_uppercase(), |k| k.as_str().to_owned()),
             keyword_span: span_of(cmd_start..cmd_start + cmd.len()),
             flags,
             form: Form::Shell,
@@ -310,7 +336,6 @@ impl<'a> Parser<'a> {
             span: span_of(cmd_start..rest_end),
         };
         let err = |kind| ParseError::new(kind, span_of(args_range.clone()));
-        use Keyword as K;
         match keyword {
             Some(K::Add | K::Copy | K::Volume) => match parse_json(args).map_err(err)? {
                 Some(list) => {
@@ -339,7 +364,8 @@ impl<'a> Parser<'a> {
                 node.args = words;
             }
             Some(K::Env | K::Label) => {
-                let (words, pairs) = parse_name_val(args, node.keyword.as_str(), self.escape).map_err(err)?;
+                let (words, pairs) =
+                    parse_name_val(args, node.keyword.as_str(), self.escape).map_err(err)?;
                 node.args = words;
                 node.pairs = Some(pairs.into_iter().map(|(k, v)| (k, Some(v))).collect());
             }
@@ -348,7 +374,9 @@ impl<'a> Parser<'a> {
                 let typ_len = args.find(char::is_whitespace).unwrap_or(args.len());
                 if typ_len > 0 {
                     node.args.push(args[..typ_len].to_owned());
-                    if let Some((form, list)) = parse_maybe_json(args[typ_len..].trim_start()).map_err(err)? {
+                    if let Some((form, list)) =
+                        parse_maybe_json(args[typ_len..].trim_start()).map_err(err)?
+                    {
                         node.form = form;
                         node.args.extend(list);
                     }
@@ -581,7 +609,10 @@ fn parse_name_val(rest: &str, keyword: &str, escape: char) -> Result<NameVals, E
     if !first.contains('=') {
         let mut parts = rest.splitn(2, is_split_space);
         let key = parts.next().unwrap_or_default();
-        let value = parts.next().map(|v| v.trim_start_matches(is_split_space)).filter(|v| !v.is_empty());
+        let value = parts
+            .next()
+            .map(|v| v.trim_start_matches(is_split_space))
+            .filter(|v| !v.is_empty());
         let Some(value) = value else {
             return Err(ErrorKind::MissingValue {
                 keyword: keyword.to_owned(),
@@ -621,7 +652,9 @@ fn heredocs_in_line(line: &str) -> Vec<FoundHeredoc> {
     };
     let mut out = Vec::new();
     for word in words {
-        let Some(caps) = HEREDOC.captures(&word) else { continue };
+        let Some(caps) = HEREDOC.captures(&word) else {
+            continue;
+        };
         let rest = &caps[3];
         if rest.is_empty() {
             continue;
@@ -641,7 +674,9 @@ fn heredocs_in_line(line: &str) -> Vec<FoundHeredoc> {
             continue;
         }
         lex.raw_quotes = true;
-        let Ok(raw_words) = lex.words(rest, &NoEnv) else { continue };
+        let Ok(raw_words) = lex.words(rest, &NoEnv) else {
+            continue;
+        };
         if raw_words.len() != 1 {
             continue;
         }
@@ -705,12 +740,15 @@ mod tests {
         let n = one(r#"CMD ["a", "b""#);
         assert_eq!(n.form, Form::Shell);
         let err = parse(r#"CMD ["a", ["b"]]"#).unwrap_err();
-        assert_eq!(err.kind, ErrorKind::JsonNotStringArray);
+        assert_eq!(*err.kind, ErrorKind::JsonNotStringArray);
     }
 
     #[test]
     fn words_keep_quotes_and_escapes() {
-        assert_eq!(parse_words(r#"a="b c" d\ e 'f g'"#, '\\'), [r#"a="b c""#, r"d\ e", "'f g'"]);
+        assert_eq!(
+            parse_words(r#"a="b c" d\ e 'f g'"#, '\\'),
+            [r#"a="b c""#, r"d\ e", "'f g'"]
+        );
         assert_eq!(parse_words(r#"x="" "#, '\\'), [r#"x="""#]);
     }
 

@@ -36,14 +36,10 @@ impl<'a> LineIndex<'a> {
         let offset = offset.min(self.src.len());
         let line = self.starts.partition_point(|&s| s <= offset).max(1);
         let start = self.starts[line - 1];
-        let col = self
-            .src
-            .get(start..offset)
-            .map_or(offset - start, |s| {
-                // A byte-order mark is no column.
-                s.strip_prefix('\u{feff}').unwrap_or(s).chars().count()
-            })
-            + 1;
+        let col = self.src.get(start..offset).map_or(offset - start, |s| {
+            // A byte-order mark is no column.
+            s.strip_prefix('\u{feff}').unwrap_or(s).chars().count()
+        }) + 1;
         (line, col)
     }
 

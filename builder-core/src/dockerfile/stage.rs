@@ -164,7 +164,11 @@ pub fn check(df: &Dockerfile, opts: &CheckOptions) -> Result<Checked, ParseError
                 for decl in args {
                     let value = match opts.build_args.get(&decl.name) {
                         Some(v) => Some(v.clone()),
-                        None => decl.default.as_deref().map(|d| expand(d, &meta_env)).transpose()?,
+                        None => decl
+                            .default
+                            .as_deref()
+                            .map(|d| expand(d, &meta_env))
+                            .transpose()?,
                     };
                     if let Some(v) = &value {
                         meta_env.push((decl.name.clone(), v.clone()));
@@ -228,14 +232,27 @@ pub fn check(df: &Dockerfile, opts: &CheckOptions) -> Result<Checked, ParseError
                 };
                 if let Command::Arg { args } = &inst.command {
                     for decl in args.iter().filter(|d| d.default.is_none()) {
-                        if let Some(g) = global_args.iter().rev().find(|g| g.decl.name == decl.name) {
-                            let value = opts.build_args.get(&decl.name).cloned().or_else(|| g.value.clone());
+                        if let Some(g) = global_args.iter().rev().find(|g| g.decl.name == decl.name)
+                        {
+                            let value = opts
+                                .build_args
+                                .get(&decl.name)
+                                .cloned()
+                                .or_else(|| g.value.clone());
                             stage.inherited_args.push((decl.name.clone(), value));
                         }
                     }
                 }
                 for reference in stage_references(&inst) {
-                    let source = resolve_reference(reference, stage, &names, &stage_lines, &meta_env, &lexer, &inst.span)?;
+                    let source = resolve_reference(
+                        reference,
+                        stage,
+                        &names,
+                        &stage_lines,
+                        &meta_env,
+                        lexer,
+                        &inst.span,
+                    )?;
                     if !stage.dependencies.iter().any(|d| d.source == source) {
                         stage.dependencies.push(Dependency {
                             source,
@@ -269,7 +286,7 @@ fn resolve_reference(
     names: &BTreeMap<String, (usize, usize)>,
     stage_lines: &[usize],
     meta_env: &[(String, String)],
-    lexer: &Lexer,
+    lexer: Lexer,
     span: &Span,
 ) -> Result<Source, ParseError> {
     let err = |kind| ParseError::new(kind, span.clone());
