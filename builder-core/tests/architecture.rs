@@ -16,7 +16,21 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
         ("oci", &["digest", "store"][..]),
         ("registry", &["digest", "store", "oci"][..]),
         ("plan", &["dockerfile", "digest"][..]),
-        ("build", &["dockerfile", "context", "plan", "exec", "snapshot", "store", "oci", "registry", "digest", "error"][..]),
+        (
+            "build",
+            &[
+                "dockerfile",
+                "context",
+                "plan",
+                "exec",
+                "snapshot",
+                "store",
+                "oci",
+                "registry",
+                "digest",
+                "error",
+            ][..],
+        ),
     ])
 }
 
@@ -36,7 +50,10 @@ fn imports(src: &str) -> Vec<String> {
     let mut out = Vec::new();
     for (i, _) in src.match_indices("crate::") {
         let rest = &src[i + "crate::".len()..];
-        let name: String = rest.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+        let name: String = rest
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_')
+            .collect();
         if !name.is_empty() {
             out.push(name);
         }
@@ -56,7 +73,9 @@ fn modules_import_only_what_the_table_allows() {
         }
         let module = path.file_name().unwrap().to_string_lossy().into_owned();
         let Some(ok) = table.get(module.as_str()) else {
-            violations.push(format!("module `{module}` is not in the table of DESIGN.md"));
+            violations.push(format!(
+                "module `{module}` is not in the table of DESIGN.md"
+            ));
             continue;
         };
         let mut files = Vec::new();
@@ -69,7 +88,10 @@ fn modules_import_only_what_the_table_allows() {
                 }
             }
             if text.contains("super::super::super") {
-                violations.push(format!("{}: reaches out of its module through `super`", file.display()));
+                violations.push(format!(
+                    "{}: reaches out of its module through `super`",
+                    file.display()
+                ));
             }
         }
     }
@@ -93,10 +115,16 @@ fn unsafe_lives_only_in_exec_sys() {
         })
         .map(|f| f.display().to_string())
         .collect();
-    assert!(offenders.is_empty(), "unsafe outside exec/sys.rs: {offenders:?}");
+    assert!(
+        offenders.is_empty(),
+        "unsafe outside exec/sys.rs: {offenders:?}"
+    );
 }
 
 #[test]
 fn the_checker_sees_a_forbidden_import() {
-    assert_eq!(imports("use crate::store::Blob;\nfn f() { crate::digest::x(); }"), ["store", "digest"]);
+    assert_eq!(
+        imports("use crate::store::Blob;\nfn f() { crate::digest::x(); }"),
+        ["store", "digest"]
+    );
 }

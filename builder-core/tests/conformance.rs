@@ -6,12 +6,20 @@ use std::path::PathBuf;
 use builder_core::dockerfile::Lexer;
 
 fn table(name: &str) -> Option<String> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/conformance/buildkit-shell").join(name);
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/conformance/buildkit-shell")
+        .join(name);
     match fs_err::read_to_string(&path) {
         Ok(s) => Some(s),
         Err(e) => {
-            let msg = format!("BuildKit conformance table `{}` is missing: {e}", path.display());
-            assert!(std::env::var("CI").as_deref() != Ok("true"), "{msg} (required under CI=true)");
+            let msg = format!(
+                "BuildKit conformance table `{}` is missing: {e}",
+                path.display()
+            );
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "{msg} (required under CI=true)"
+            );
             eprintln!("\n*** SKIPPED: {msg} ***\n");
             None
         }
@@ -20,11 +28,18 @@ fn table(name: &str) -> Option<String> {
 
 #[test]
 fn env_var_table() {
-    let Some(text) = table("envVarTest") else { return };
-    let env: Vec<(String, String)> = [("PWD", "/home"), ("SHELL", "bash"), ("KOREAN", "한국어"), ("NULL", "")]
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect();
+    let Some(text) = table("envVarTest") else {
+        return;
+    };
+    let env: Vec<(String, String)> = [
+        ("PWD", "/home"),
+        ("SHELL", "bash"),
+        ("KOREAN", "한국어"),
+        ("NULL", ""),
+    ]
+    .iter()
+    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+    .collect();
     let lexer = Lexer::new('\\');
     let (mut ran, mut failures) = (0, Vec::new());
     for (n, line) in text.lines().enumerate() {
@@ -45,16 +60,28 @@ fn env_var_table() {
             (_, Err(_)) => false,
         };
         if !ok {
-            failures.push(format!("line {}: {:?} → {got:?}, want {:?}", n + 1, parts[1], parts[2]));
+            failures.push(format!(
+                "line {}: {:?} → {got:?}, want {:?}",
+                n + 1,
+                parts[1],
+                parts[2]
+            ));
         }
     }
     assert!(ran > 200, "only {ran} rows ran");
-    assert!(failures.is_empty(), "{} of {ran} rows differ:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {ran} rows differ:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]
 fn words_table() {
-    let Some(text) = table("wordsTest") else { return };
+    let Some(text) = table("wordsTest") else {
+        return;
+    };
     let lexer = Lexer::new('\\');
     let mut env: Vec<(String, String)> = Vec::new();
     let (mut ran, mut failures) = (0, Vec::new());
@@ -78,9 +105,17 @@ fn words_table() {
             (_, Err(_)) => false,
         };
         if !ok {
-            failures.push(format!("line {}: {input:?} → {got:?}, want {expected:?}", n + 1));
+            failures.push(format!(
+                "line {}: {input:?} → {got:?}, want {expected:?}",
+                n + 1
+            ));
         }
     }
     assert!(ran >= 20, "only {ran} rows ran");
-    assert!(failures.is_empty(), "{} of {ran} rows differ:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {ran} rows differ:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }

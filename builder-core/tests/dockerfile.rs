@@ -22,7 +22,11 @@ fn ok_fixtures_parse_and_check() {
         let parsed = dockerfile::parse(&src).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let checked = dockerfile::check(&parsed, &CheckOptions::default())
             .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        insta::assert_snapshot!(format!("{}\n---- checked ----\n{}", parsed.dump(), checked.dump()));
+        insta::assert_snapshot!(format!(
+            "{}\n---- checked ----\n{}",
+            parsed.dump(),
+            checked.dump()
+        ));
     });
 }
 
@@ -33,7 +37,11 @@ fn err_fixtures_fail_with_location() {
         let err = dockerfile::parse_and_check(&src, &CheckOptions::default())
             .expect_err(&format!("{} should fail", path.display()));
         let s = &err.span;
-        assert!(s.range.end <= src.len(), "span past the end of {}", path.display());
+        assert!(
+            s.range.end <= src.len(),
+            "span past the end of {}",
+            path.display()
+        );
         insta::assert_snapshot!(format!(
             "{err}\nat {}:{}-{} bytes {:?}: {:?}\nhint: {:?}",
             s.line,
@@ -49,13 +57,33 @@ fn err_fixtures_fail_with_location() {
 /// BuildKit's parser leaves these to the semantic pass: syntax alone accepts them.
 #[test]
 fn syntax_only_accepts_what_buildkit_parser_accepts() {
-    for name in ["bare-healthcheck", "no-stage", "copy-from-typo", "unknown-flag", "unknown-instruction", "shell-not-json"] {
+    for name in [
+        "bare-healthcheck",
+        "no-stage",
+        "copy-from-typo",
+        "unknown-flag",
+        "unknown-instruction",
+        "shell-not-json",
+    ] {
         let src = read(&fixtures().join(format!("err/{name}.Dockerfile")));
-        assert!(dockerfile::parse(&src).is_ok(), "{name} should parse as syntax");
+        assert!(
+            dockerfile::parse(&src).is_ok(),
+            "{name} should parse as syntax"
+        );
     }
-    for name in ["empty", "only-comments", "env-without-value", "nested-json", "unterminated-heredoc", "bad-escape-directive"] {
+    for name in [
+        "empty",
+        "only-comments",
+        "env-without-value",
+        "nested-json",
+        "unterminated-heredoc",
+        "bad-escape-directive",
+    ] {
         let src = read(&fixtures().join(format!("err/{name}.Dockerfile")));
-        assert!(dockerfile::parse(&src).is_err(), "{name} should fail as syntax");
+        assert!(
+            dockerfile::parse(&src).is_err(),
+            "{name} should fail as syntax"
+        );
     }
 }
 
@@ -73,9 +101,20 @@ fn ok_fixtures_cover_every_feature() {
         let parsed = dockerfile::parse(&src).unwrap();
         files += 1;
         let d = &parsed.directives;
-        for (name, v) in [("syntax", &d.syntax), ("escape", &d.escape), ("check", &d.check)] {
+        for (name, v) in [
+            ("syntax", &d.syntax),
+            ("escape", &d.escape),
+            ("check", &d.check),
+        ] {
             if v.is_some() {
-                directives.insert(format!("{name}={}", if name == "escape" { parsed.escape.to_string() } else { String::new() }));
+                directives.insert(format!(
+                    "{name}={}",
+                    if name == "escape" {
+                        parsed.escape.to_string()
+                    } else {
+                        String::new()
+                    }
+                ));
             }
         }
         let mut nodes: Vec<_> = parsed.instructions.iter().collect();
@@ -91,7 +130,10 @@ fn ok_fixtures_cover_every_feature() {
                 }
             }
             for h in &n.heredocs {
-                heredoc_forms.insert(format!("{} chomp={} expand={}", n.keyword, h.chomp, h.expand));
+                heredoc_forms.insert(format!(
+                    "{} chomp={} expand={}",
+                    n.keyword, h.chomp, h.expand
+                ));
                 if h.content.starts_with("#!") {
                     heredoc_forms.insert("shebang".into());
                 }
@@ -105,31 +147,98 @@ fn ok_fixtures_cover_every_feature() {
         }
     }
     let missing = |have: &BTreeSet<String>, want: &[&str]| -> Vec<String> {
-        want.iter().filter(|w| !have.contains(**w)).map(|w| (*w).to_owned()).collect()
+        want.iter()
+            .filter(|w| !have.contains(**w))
+            .map(|w| (*w).to_owned())
+            .collect()
     };
     let all_keywords: Vec<&str> = Keyword::ALL.iter().map(|k| k.as_str()).collect();
-    assert_eq!(missing(&keywords, &all_keywords), Vec::<String>::new(), "instructions not covered");
+    assert_eq!(
+        missing(&keywords, &all_keywords),
+        Vec::<String>::new(),
+        "instructions not covered"
+    );
     let want_flags = [
-        "FROM --platform", "RUN --mount", "RUN --network", "RUN --security", "COPY --from", "COPY --chown",
-        "COPY --chmod", "COPY --link", "COPY --parents", "COPY --exclude", "ADD --chown", "ADD --chmod",
-        "ADD --link", "ADD --exclude", "ADD --checksum", "ADD --keep-git-dir", "HEALTHCHECK --interval",
-        "HEALTHCHECK --timeout", "HEALTHCHECK --start-period", "HEALTHCHECK --start-interval", "HEALTHCHECK --retries",
+        "FROM --platform",
+        "RUN --mount",
+        "RUN --network",
+        "RUN --security",
+        "COPY --from",
+        "COPY --chown",
+        "COPY --chmod",
+        "COPY --link",
+        "COPY --parents",
+        "COPY --exclude",
+        "ADD --chown",
+        "ADD --chmod",
+        "ADD --link",
+        "ADD --exclude",
+        "ADD --checksum",
+        "ADD --keep-git-dir",
+        "HEALTHCHECK --interval",
+        "HEALTHCHECK --timeout",
+        "HEALTHCHECK --start-period",
+        "HEALTHCHECK --start-interval",
+        "HEALTHCHECK --retries",
     ];
-    assert_eq!(missing(&flags, &want_flags), Vec::<String>::new(), "flags not covered");
+    assert_eq!(
+        missing(&flags, &want_flags),
+        Vec::<String>::new(),
+        "flags not covered"
+    );
     let want_mount = [
-        "type", "target", "dst", "destination", "source", "from", "ro", "rw", "id", "sharing", "mode", "uid",
-        "gid", "size", "required", "env",
+        "type",
+        "target",
+        "dst",
+        "destination",
+        "source",
+        "from",
+        "ro",
+        "rw",
+        "id",
+        "sharing",
+        "mode",
+        "uid",
+        "gid",
+        "size",
+        "required",
+        "env",
     ];
-    assert_eq!(missing(&mount_keys, &want_mount), Vec::<String>::new(), "mount options not covered");
+    assert_eq!(
+        missing(&mount_keys, &want_mount),
+        Vec::<String>::new(),
+        "mount options not covered"
+    );
     let want_heredocs = [
-        "RUN chomp=false expand=true", "RUN chomp=true expand=true", "RUN chomp=false expand=false",
-        "COPY chomp=false expand=true", "shebang", "fd", "several on one line",
+        "RUN chomp=false expand=true",
+        "RUN chomp=true expand=true",
+        "RUN chomp=false expand=false",
+        "COPY chomp=false expand=true",
+        "shebang",
+        "fd",
+        "several on one line",
     ];
-    assert_eq!(missing(&heredoc_forms, &want_heredocs), Vec::<String>::new(), "heredoc forms not covered");
-    assert_eq!(missing(&directives, &["syntax=", "check=", "escape=\\", "escape=`"]), Vec::<String>::new());
+    assert_eq!(
+        missing(&heredoc_forms, &want_heredocs),
+        Vec::<String>::new(),
+        "heredoc forms not covered"
+    );
+    assert_eq!(
+        missing(&directives, &["syntax=", "check=", "escape=\\", "escape=`"]),
+        Vec::<String>::new()
+    );
     let realistic = fs_err::read_dir(fixtures().join("ok"))
         .unwrap()
-        .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with("real-"))
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with("real-")
+        })
         .count();
-    assert!(realistic >= 15, "only {realistic} realistic Dockerfiles (real-*) of {files}");
+    assert!(
+        realistic >= 15,
+        "only {realistic} realistic Dockerfiles (real-*) of {files}"
+    );
 }
