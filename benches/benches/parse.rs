@@ -13,8 +13,14 @@ fn generate(lines: usize) -> String {
     while s.lines().count() < lines {
         let _ = writeln!(s, "FROM ${{BASE}} AS stage{stage}");
         let _ = writeln!(s, "ARG VERSION=1.{stage}");
-        let _ = writeln!(s, "ENV PATH=/opt/s{stage}/bin:$PATH LANG=C.UTF-8 \\\n    HOME=/home/app");
-        let _ = writeln!(s, "LABEL org.opencontainers.image.version=\"${{VERSION}}\" stage=\"{stage}\"");
+        let _ = writeln!(
+            s,
+            "ENV PATH=/opt/s{stage}/bin:$PATH LANG=C.UTF-8 \\\n    HOME=/home/app"
+        );
+        let _ = writeln!(
+            s,
+            "LABEL org.opencontainers.image.version=\"${{VERSION}}\" stage=\"{stage}\""
+        );
         let _ = writeln!(
             s,
             "RUN --mount=type=cache,target=/var/cache/apt,sharing=locked \\\n    apt-get update && \\\n    # a comment inside\n    apt-get install -y --no-install-recommends curl ca-certificates && \\\n    rm -rf /var/lib/apt/lists/*"
@@ -24,8 +30,14 @@ fn generate(lines: usize) -> String {
         if stage > 0 {
             let _ = writeln!(s, "COPY --from=stage{} /out /prev", stage - 1);
         }
-        let _ = writeln!(s, "RUN <<EOF\nset -e\necho building {stage}\nmake -j2 VERSION=$VERSION\nEOF");
-        let _ = writeln!(s, "HEALTHCHECK --interval=30s --timeout=3s CMD [\"curl\", \"-f\", \"http://localhost/\"]");
+        let _ = writeln!(
+            s,
+            "RUN <<EOF\nset -e\necho building {stage}\nmake -j2 VERSION=$VERSION\nEOF"
+        );
+        let _ = writeln!(
+            s,
+            "HEALTHCHECK --interval=30s --timeout=3s CMD [\"curl\", \"-f\", \"http://localhost/\"]"
+        );
         let _ = writeln!(s, "CMD [\"/usr/local/bin/app\", \"--stage\", \"{stage}\"]");
         stage += 1;
     }
@@ -41,7 +53,10 @@ fn bench(c: &mut Criterion) {
         b.iter(|| dockerfile::parse(std::hint::black_box(&src)).unwrap());
     });
     group.bench_function(format!("parse_and_check/{lines}"), |b| {
-        b.iter(|| dockerfile::parse_and_check(std::hint::black_box(&src), &CheckOptions::default()).unwrap());
+        b.iter(|| {
+            dockerfile::parse_and_check(std::hint::black_box(&src), &CheckOptions::default())
+                .unwrap()
+        });
     });
     group.finish();
 }

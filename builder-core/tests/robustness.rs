@@ -64,12 +64,18 @@ fn dockerfile_text() -> impl Strategy<Value = String> {
 fn check_spans(src: &str, span: &dockerfile::Span) {
     assert!(span.range.start <= span.range.end, "{span:?}");
     assert!(span.range.end <= src.len(), "{span:?} past {}", src.len());
-    assert!(src.is_char_boundary(span.range.start) && src.is_char_boundary(span.range.end), "{span:?}");
+    assert!(
+        src.is_char_boundary(span.range.start) && src.is_char_boundary(span.range.end),
+        "{span:?}"
+    );
     assert!(span.line >= 1 && span.line <= span.end_line, "{span:?}");
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig {
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(500),
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn parser_never_panics(src in dockerfile_text()) {

@@ -276,6 +276,11 @@ impl ShellWord<'_> {
                     result.push_str(&value);
                     words.add_string(&value);
                 }
+                '<' => {
+                    let value = self.process_possible_heredoc();
+                    result.push_str(&value);
+                    words.add_raw_string(&value);
+                }
                 '\'' => {
                     let value = self.process_single_quote()?;
                     result.push_str(&value);
@@ -310,6 +315,25 @@ impl ShellWord<'_> {
             });
         }
         Ok((result, words.finish()))
+    }
+
+    /// `<<` keeps the blanks after it in its word, so `<< EOF` stays one word (as heredoc
+    /// detection needs); a lone `<` is an ordinary character.
+    fn process_possible_heredoc(&mut self) -> String {
+        self.next();
+        if self.peek() != Some('<') {
+            return "<".into();
+        }
+        self.next();
+        let mut out = String::from("<<");
+        while let Some(c) = self
+            .peek()
+            .filter(|c| matches!(c, ' ' | '\t' | '\r' | '\n'))
+        {
+            out.push(c);
+            self.next();
+        }
+        out
     }
 
     fn process_single_quote(&mut self) -> Result<String, ExpandError> {
@@ -759,6 +783,17 @@ mod tests {
             .unwrap();
         assert_eq!(e.matched.into_iter().collect::<Vec<_>>(), ["empty", "file"]);
         assert_eq!(e.unmatched.into_iter().collect::<Vec<_>>(), ["nope"]);
+    }
+
+    #[test]
+    fn heredoc_marker_keeps_its_blanks() {
+        let lex = Lexer::new('\\');
+        assert_eq!(
+            lex.words("cat <<  EOF x", &env()).unwrap(),
+            ["cat", "<<  EOF", "x"]
+        );
+        assert_eq!(lex.words("a < b", &env()).unwrap(), ["a", "<", "b"]);
+        assert_eq!(lex.word("a << b", &env()).unwrap(), "a << b");
     }
 
     #[test]

@@ -203,11 +203,16 @@ impl<'a> Parser<'a> {
             let text = logical.text.clone();
             let mut node =
                 self.node_from_line(&logical, 0..text.len(), std::mem::take(&mut comments))?;
-            if node.form == Form::Shell
-                && matches!(node.keyword.as_str(), "ADD" | "COPY" | "RUN")
+            // ONBUILD is unwrapped first: `ONBUILD RUN <<EOF` opens a heredoc, as in BuildKit.
+            let holder = match node.trigger.as_deref_mut() {
+                Some(trigger) if node.keyword == "ONBUILD" => trigger,
+                _ => &mut node,
+            };
+            if holder.form == Form::Shell
+                && matches!(holder.keyword.as_str(), "ADD" | "COPY" | "RUN")
                 && text.contains("<<")
             {
-                node.heredocs = self.read_heredocs(&text, &logical, start_line)?;
+                holder.heredocs = self.read_heredocs(&text, &logical, start_line)?;
             }
             let keyword_start = node.keyword_span.range.start;
             let mut span = self.index.lines(start_line, self.current_line);
@@ -637,7 +642,7 @@ fn parse_name_val(rest: &str, keyword: &str, escape: char) -> Result<NameVals, E
 
 static HEREDOC: LazyLock<regex::Regex> = LazyLock::new(|| {
     // invariant: a constant, valid pattern
-    regex::Regex::new(r"^(\d*)<<(-?)([^<]*)$").expect("valid regex")
+    regex::Regex::new(r"^(\d*)<<(-?)\s*([^<]*)$").expect("valid regex")
 });
 
 type FoundHeredoc = Result<(String, bool, bool, Option<u32>), (String, super::expand::ExpandError)>;
@@ -647,6 +652,7 @@ fn heredocs_in_line(line: &str) -> Vec<FoundHeredoc> {
     let mut raw = Lexer::new('\\');
     raw.raw_quotes = true;
     raw.raw_escapes = true;
+    raw.skip_unset_env = true;
     let Ok(words) = raw.words(line, &NoEnv) else {
         return Vec::new();
     };
@@ -744,6 +750,15 @@ mod tests {
     }
 
     #[test]
+    fn onbuild_trigger_opens_a_heredoc() {
+        let n = one("ONBUILD RUN <<EOF\necho hi\nEOF\n");
+        let trigger = n.trigger.unwrap();
+        assert_eq!(trigger.heredocs.len(), 1);
+        assert_eq!(trigger.heredocs[0].content, "echo hi\n");
+        assert_eq!((n.span.line, n.span.end_line), (1, 3));
+    }
+
+    #[test]
     fn words_keep_quotes_and_escapes() {
         assert_eq!(
             parse_words(r#"a="b c" d\ e 'f g'"#, '\\'),
@@ -758,6 +773,18 @@ mod tests {
             .into_iter()
             .map(Result::unwrap)
             .collect();
+        let spaced: Vec<_> = heredocs_in_line("RUN cat << EOF <<- 'X' <<$NAME")
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+        // Blanks may follow `<<` but not `<<-` (BuildKit 0.22+ and its open PR 6822).
+        assert_eq!(
+            spaced,
+            [
+                ("EOF".to_owned(), false, true, None),
+                ("$NAME".to_owned(), false, true, None)
+            ]
+        );
         assert_eq!(
             found,
             [
