@@ -122,6 +122,31 @@ mod tests {
     use super::*;
 
     #[test]
+    fn expanding_instructions_follow_the_reference() {
+        let expanding: Vec<&str> = Keyword::ALL
+            .into_iter()
+            .filter(|k| k.expands_variables())
+            .map(Keyword::as_str)
+            .collect();
+        assert_eq!(
+            expanding,
+            [
+                "ADD",
+                "ARG",
+                "COPY",
+                "ENV",
+                "EXPOSE",
+                "FROM",
+                "LABEL",
+                "STOPSIGNAL",
+                "USER",
+                "VOLUME",
+                "WORKDIR"
+            ]
+        );
+    }
+
+    #[test]
     fn suggestions_for_typos() {
         assert_eq!(Keyword::suggest("RUNN"), Some(Keyword::Run));
         assert_eq!(Keyword::suggest("form"), Some(Keyword::From));

@@ -556,38 +556,29 @@ fn parse_words(rest: &str, escape: char) -> Vec<String> {
             }
             in_word = true;
         }
-        if let Some(q) = quote {
-            if ch == q {
-                quote = None;
-            }
-            // The escape character works inside double quotes, never inside single ones.
-            if ch == escape && q != '\'' {
-                if i == chars.len() {
-                    quote = None;
-                    continue;
+        let single_quoted = quote == Some('\'');
+        match quote {
+            Some(q) if ch == q => quote = None,
+            Some(_) => {}
+            None if ch.is_whitespace() => {
+                in_word = false;
+                if blank_ok || !word.is_empty() {
+                    words.push(std::mem::take(&mut word));
                 }
-                word.push(ch);
-                word.push(chars[i]);
-                i += 1;
+                blank_ok = false;
                 continue;
             }
-            word.push(ch);
-            continue;
-        }
-        if ch.is_whitespace() {
-            in_word = false;
-            if blank_ok || !word.is_empty() {
-                words.push(std::mem::take(&mut word));
+            None if ch == '\'' || ch == '"' => {
+                quote = Some(ch);
+                blank_ok = true;
             }
-            blank_ok = false;
-            continue;
+            None => {}
         }
-        if ch == '\'' || ch == '"' {
-            quote = Some(ch);
-            blank_ok = true;
-        }
-        if ch == escape {
+        // The escape character keeps the next character in the word, even a quote or a blank;
+        // it works inside double quotes, never inside single ones, and is dropped at the end.
+        if ch == escape && !single_quoted {
             if i == chars.len() {
+                quote = None;
                 continue;
             }
             word.push(ch);
