@@ -993,7 +993,7 @@ fn parse_mount(spec: &str) -> Result<Mount, String> {
                 "readonly" | "ro" => ro = Some(true),
                 "readwrite" | "rw" => ro = Some(false),
                 "required" if matches!(m.kind, MountType::Secret | MountType::Ssh) => {
-                    m.required = true
+                    m.required = true;
                 }
                 "required" => {
                     return Err(

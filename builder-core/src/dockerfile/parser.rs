@@ -559,7 +559,6 @@ fn parse_words(rest: &str, escape: char) -> Vec<String> {
         let single_quoted = quote == Some('\'');
         match quote {
             Some(q) if ch == q => quote = None,
-            Some(_) => {}
             None if ch.is_whitespace() => {
                 in_word = false;
                 if blank_ok || !word.is_empty() {
@@ -572,7 +571,7 @@ fn parse_words(rest: &str, escape: char) -> Vec<String> {
                 quote = Some(ch);
                 blank_ok = true;
             }
-            None => {}
+            _ => {}
         }
         // The escape character keeps the next character in the word, even a quote or a blank;
         // it works inside double quotes, never inside single ones, and is dropped at the end.

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use super::ast::Dockerfile;
+use super::ast::{Dockerfile, Node};
 use super::directive::Directives;
 use super::error::{ErrorKind, ParseError};
 use super::expand::Lexer;
@@ -147,7 +147,7 @@ pub fn check(df: &Dockerfile, opts: &CheckOptions) -> Result<Checked, ParseError
         }
     }
 
-    for inst in typed {
+    for (inst, node) in typed.into_iter().zip(&df.instructions) {
         let expand = |word: &str, env: &[(String, String)]| {
             lexer.word(word, env).map_err(|source| {
                 ParseError::new(
@@ -243,7 +243,7 @@ pub fn check(df: &Dockerfile, opts: &CheckOptions) -> Result<Checked, ParseError
                         }
                     }
                 }
-                for reference in stage_references(&inst) {
+                for (reference, at) in stage_references(&inst, node) {
                     let source = resolve_reference(
                         reference,
                         stage,
@@ -251,7 +251,7 @@ pub fn check(df: &Dockerfile, opts: &CheckOptions) -> Result<Checked, ParseError
                         &stage_lines,
                         &meta_env,
                         lexer,
-                        &inst.span,
+                        at,
                     )?;
                     if !stage.dependencies.iter().any(|d| d.source == source) {
                         stage.dependencies.push(Dependency {
@@ -271,11 +271,23 @@ pub fn check(df: &Dockerfile, opts: &CheckOptions) -> Result<Checked, ParseError
     })
 }
 
-/// The `--from` of COPY and the `from=` of RUN mounts.
-fn stage_references(inst: &Instruction) -> Vec<&str> {
+/// The `--from` of COPY and the `from=` of RUN mounts, each with the span of its flag.
+fn stage_references<'a>(inst: &'a Instruction, node: &'a Node) -> Vec<(&'a str, &'a Span)> {
+    let flags = |name: &'a str| {
+        node.flags
+            .iter()
+            .filter(move |f| f.name() == name)
+            .map(|f| &f.span)
+    };
     match &inst.command {
-        Command::Copy(c) => c.from.as_deref().into_iter().collect(),
-        Command::Run(r) => r.mounts.iter().filter_map(|m| m.from.as_deref()).collect(),
+        Command::Copy(c) => c.from.as_deref().into_iter().zip(flags("from")).collect(),
+        // Mounts are typed in the order of their flags.
+        Command::Run(r) => r
+            .mounts
+            .iter()
+            .zip(flags("mount"))
+            .filter_map(|(m, span)| m.from.as_deref().map(|f| (f, span)))
+            .collect(),
         _ => Vec::new(),
     }
 }
