@@ -13,7 +13,10 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod context;
+pub mod digest;
 pub mod dockerfile;
 mod error;
+pub mod store;
 
 pub use error::Error;

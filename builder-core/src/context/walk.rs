@@ -1,0 +1,266 @@
+//! Walking a context: paths resolved inside the root (never outside it), ignored files left out,
+//! entries sorted by path so every result is deterministic.
+
+use std::path::{Component, Path, PathBuf};
+
+use super::Result;
+use super::dockerignore::{Ignore, clean, ignore_file_for};
+use super::error::{Error, IoContext};
+use super::hash::{FileInfo, Kind};
+
+/// A build context rooted at a directory.
+#[derive(Debug, Clone)]
+pub struct Context {
+    root: PathBuf,
+    ignore: Ignore,
+}
+
+/// One file, directory or symlink of the context.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// Path relative to the walked source, `/`-separated; `""` for the source itself.
+    pub rel: String,
+    /// Where it is on disk.
+    pub path: PathBuf,
+    /// Its metadata.
+    pub info: FileInfo,
+}
+
+impl Context {
+    /// Opens the context at `root`, reading `<dockerfile>.dockerignore` or `.dockerignore`.
+    pub fn open(root: &Path, dockerfile: Option<&Path>) -> Result<Self> {
+        let root = fs_err::canonicalize(root).at(root)?;
+        let ignore = match ignore_file_for(&root, dockerfile) {
+            Some(path) => {
+                let text = fs_err::read_to_string(&path).at(&path)?;
+                Ignore::parse(&text).map_err(|source| Error::Ignore { path, source })?
+            }
+            None => Ignore::default(),
+        };
+        Ok(Self { root, ignore })
+    }
+
+    /// The context directory (canonical).
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The `.dockerignore` rules in force.
+    pub fn ignore(&self) -> &Ignore {
+        &self.ignore
+    }
+
+    /// Resolves a context path to a path on disk, following symlinks as if the context were the
+    /// filesystem root (an absolute or `..` link target cannot leave it). A path that names
+    /// something outside (`../x`) is an error. Gives the cleaned relative path too.
+    pub fn resolve(&self, path: &str) -> Result<(String, PathBuf)> {
+        let cleaned = clean(&format!("/{path}"));
+        if clean(path).starts_with("..") {
+            return Err(Error::OutsideContext {
+                path: path.to_owned(),
+            });
+        }
+        let mut resolved: Vec<String> = Vec::new();
+        let mut pending: Vec<String> = cleaned
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .rev()
+            .map(str::to_owned)
+            .collect();
+        let mut links = 0;
+        while let Some(part) = pending.pop() {
+            if part == ".." {
+                resolved.pop();
+                continue;
+            }
+            if part == "." {
+                continue;
+            }
+            let candidate = self.root.join(resolved.join("/")).join(&part);
+            let is_last = pending.is_empty();
+            match fs_err::symlink_metadata(&candidate) {
+                Ok(m) if m.file_type().is_symlink() => {
+                    links += 1;
+                    if links > 255 {
+                        return Err(Error::Io {
+                            path: candidate,
+                            source: std::io::Error::other("too many levels of symbolic links"),
+                        });
+                    }
+                    let target = fs_err::read_link(&candidate).at(&candidate)?;
+                    if target.is_absolute() {
+                        resolved.clear();
+                    }
+                    for c in target.components().rev() {
+                        match c {
+                            Component::Normal(s) => pending.push(s.to_string_lossy().into_owned()),
+                            Component::ParentDir => pending.push("..".into()),
+                            Component::CurDir | Component::RootDir | Component::Prefix(_) => {}
+                        }
+                    }
+                    let _ = is_last;
+                }
+                _ => resolved.push(part),
+            }
+        }
+        let rel = resolved.join("/");
+        Ok((rel.clone(), self.root.join(rel)))
+    }
+
+    /// Every entry at and under `rel` (a file or directory of the context), in path order,
+    /// without what `.dockerignore` excludes. The source itself comes first, with `rel` `""`.
+    pub fn walk(&self, rel: &str) -> Result<Vec<Entry>> {
+        let (root_rel, path) = self.resolve(rel)?;
+        let info = match FileInfo::read(&path) {
+            Ok(i) => i,
+            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::NotFound {
+                    path: rel.to_owned(),
+                });
+            }
+            Err(e) => return Err(e),
+        };
+        let mut out = Vec::new();
+        let is_dir = info.kind == Kind::Dir;
+        out.push(Entry {
+            rel: String::new(),
+            path: path.clone(),
+            info,
+        });
+        if is_dir {
+            self.walk_dir(&path, &root_rel, "", &mut out)?;
+        }
+        Ok(out)
+    }
+
+    fn walk_dir(&self, dir: &Path, ctx_rel: &str, rel: &str, out: &mut Vec<Entry>) -> Result<()> {
+        let mut names: Vec<_> = fs_err::read_dir(dir)
+            .at(dir)?
+            .map(|e| e.map(|e| e.file_name()))
+            .collect::<std::io::Result<_>>()
+            .at(dir)?;
+        names.sort();
+        for name in names {
+            let name = name.to_string_lossy().into_owned();
+            let child_rel = if rel.is_empty() {
+                name.clone()
+            } else {
+                format!("{rel}/{name}")
+            };
+            let ctx_path = if ctx_rel.is_empty() {
+                child_rel.clone()
+            } else {
+                format!("{ctx_rel}/{child_rel}")
+            };
+            let path = dir.join(&name);
+            let info = FileInfo::read(&path)?;
+            let ignored = self.ignore.is_ignored(&ctx_path);
+            let is_dir = info.kind == Kind::Dir;
+            if !ignored {
+                out.push(Entry {
+                    rel: child_rel.clone(),
+                    path: path.clone(),
+                    info,
+                });
+            }
+            // An ignored directory is still walked if a `!` rule may bring something back.
+            if is_dir && (!ignored || self.ignore.has_exclusions()) {
+                self.walk_dir(&path, ctx_rel, &child_rel, out)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tree(files: &[(&str, &str)]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        for (path, content) in files {
+            let p = dir.path().join(path);
+            fs_err::create_dir_all(p.parent().unwrap()).unwrap();
+            fs_err::write(p, content).unwrap();
+        }
+        dir
+    }
+
+    fn rels(ctx: &Context, rel: &str) -> Vec<String> {
+        ctx.walk(rel).unwrap().into_iter().map(|e| e.rel).collect()
+    }
+
+    #[test]
+    fn walk_is_sorted_and_honours_dockerignore() {
+        let dir = tree(&[
+            (".dockerignore", "node_modules\n*.md\n!KEEP.md\nlogs/**\n"),
+            ("b.txt", ""),
+            ("a.txt", ""),
+            ("README.md", ""),
+            ("KEEP.md", ""),
+            ("node_modules/x.js", ""),
+            ("sub/node_modules/y.js", ""),
+            ("logs/1.log", ""),
+        ]);
+        let ctx = Context::open(dir.path(), None).unwrap();
+        assert_eq!(
+            rels(&ctx, "."),
+            [
+                "",
+                ".dockerignore",
+                "KEEP.md",
+                "a.txt",
+                "b.txt",
+                "logs",
+                "sub",
+                "sub/node_modules",
+                "sub/node_modules/y.js"
+            ]
+        );
+    }
+
+    #[test]
+    fn dockerfile_specific_ignore_wins() {
+        let dir = tree(&[
+            (".dockerignore", "a.txt\n"),
+            ("app.Dockerfile.dockerignore", "b.txt\n"),
+            ("a.txt", ""),
+            ("b.txt", ""),
+        ]);
+        let df = dir.path().join("app.Dockerfile");
+        let ctx = Context::open(dir.path(), Some(&df)).unwrap();
+        let got = rels(&ctx, ".");
+        assert!(
+            got.contains(&"a.txt".to_owned()) && !got.contains(&"b.txt".to_owned()),
+            "{got:?}"
+        );
+    }
+
+    #[test]
+    fn nothing_outside_the_context() {
+        let outer = tree(&[("secret", "s"), ("ctx/in.txt", "i")]);
+        let ctx_dir = outer.path().join("ctx");
+        std::os::unix::fs::symlink("../secret", ctx_dir.join("up")).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", ctx_dir.join("abs")).unwrap();
+        std::os::unix::fs::symlink("in.txt", ctx_dir.join("ok")).unwrap();
+        let ctx = Context::open(&ctx_dir, None).unwrap();
+        assert!(matches!(
+            ctx.resolve("../secret"),
+            Err(Error::OutsideContext { .. })
+        ));
+        assert!(matches!(
+            ctx.resolve("a/../../secret"),
+            Err(Error::OutsideContext { .. })
+        ));
+        let (rel, path) = ctx.resolve("up").unwrap();
+        assert_eq!(rel, "secret", "a `..` link is clamped at the context root");
+        assert!(path.starts_with(ctx.root()));
+        let (rel, _) = ctx.resolve("abs").unwrap();
+        assert_eq!(
+            rel, "etc/passwd",
+            "an absolute link is read inside the context"
+        );
+        assert_eq!(ctx.resolve("ok").unwrap().0, "in.txt");
+        assert!(matches!(ctx.walk("up"), Err(Error::NotFound { .. })));
+    }
+}

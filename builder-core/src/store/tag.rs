@@ -1,0 +1,137 @@
+//! Image tags: `name:tag` → manifest digest, one small file per tag, replaced atomically.
+
+use std::fmt::Write as _;
+use std::io::Write;
+
+use crate::digest::Digest;
+
+use super::error::{Error, IoContext};
+use super::{Result, Store};
+
+/// `name:tag` as a file name: anything but `[A-Za-z0-9._-]` percent-encoded.
+fn encode(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for b in name.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-') {
+            out.push(char::from(b));
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
+}
+
+fn decode(file: &str) -> Option<String> {
+    let bytes = file.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = file.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+impl Store {
+    /// Points `name` at `digest`, replacing what it pointed at.
+    pub fn set_tag(&self, name: &str, digest: Digest) -> Result<()> {
+        if name.is_empty() || name.len() > 1024 || name.chars().any(char::is_control) {
+            return Err(Error::InvalidName {
+                name: name.to_owned(),
+            });
+        }
+        let path = self.root.join("tags").join(encode(name));
+        let tmp_dir = self.tmp_dir();
+        let mut tmp = tempfile::NamedTempFile::new_in(&tmp_dir).at(&tmp_dir)?;
+        writeln!(tmp, "{digest}").at(tmp.path())?;
+        tmp.as_file().sync_all().at(tmp.path())?;
+        tmp.persist(&path).map_err(|e| e.error).at(&path)?;
+        Ok(())
+    }
+
+    /// What `name` points at.
+    pub fn tag(&self, name: &str) -> Result<Option<Digest>> {
+        let path = self.root.join("tags").join(encode(name));
+        match fs_err::read_to_string(&path) {
+            Ok(s) => s
+                .trim()
+                .parse()
+                .map(Some)
+                .map_err(|_| Error::BadTag { path }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(Error::Io { path, source }),
+        }
+    }
+
+    /// Removes `name`; `false` if it did not exist.
+    pub fn remove_tag(&self, name: &str) -> Result<bool> {
+        let path = self.root.join("tags").join(encode(name));
+        match fs_err::remove_file(&path) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(source) => Err(Error::Io { path, source }),
+        }
+    }
+
+    /// Every tag, sorted by name.
+    pub fn tags(&self) -> Result<Vec<(String, Digest)>> {
+        let dir = self.root.join("tags");
+        let mut out = Vec::new();
+        for entry in fs_err::read_dir(&dir).at(&dir)? {
+            let entry = entry.at(&dir)?;
+            let file = entry.file_name();
+            let Some(name) = file.to_str().and_then(decode) else {
+                continue;
+            };
+            if let Some(d) = self.tag(&name)? {
+                out.push((name, d));
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_through_file_names() {
+        for name in [
+            "docker.io/library/busybox:latest",
+            "localhost:5000/a/b@x",
+            "ünï:ç",
+        ] {
+            let enc = encode(name);
+            assert!(!enc.contains('/') && !enc.contains(':'), "{enc}");
+            assert_eq!(decode(&enc).as_deref(), Some(name));
+        }
+    }
+
+    #[test]
+    fn tags_set_read_list_remove() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let a = Digest::of(b"a");
+        let b = Digest::of(b"b");
+        store.set_tag("app:v1", a).unwrap();
+        store.set_tag("app:v1", b).unwrap();
+        store.set_tag("other/x:latest", a).unwrap();
+        assert_eq!(store.tag("app:v1").unwrap(), Some(b));
+        assert_eq!(
+            store.tags().unwrap(),
+            [("app:v1".to_owned(), b), ("other/x:latest".to_owned(), a)]
+        );
+        assert!(store.remove_tag("app:v1").unwrap());
+        assert!(!store.remove_tag("app:v1").unwrap());
+        assert_eq!(store.tag("app:v1").unwrap(), None);
+        assert!(store.set_tag("", a).is_err());
+    }
+}
