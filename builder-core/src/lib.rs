@@ -17,6 +17,8 @@ pub mod context;
 pub mod digest;
 pub mod dockerfile;
 mod error;
+pub mod oci;
+pub mod snapshot;
 pub mod store;
 
 pub use error::Error;

@@ -16,6 +16,7 @@
 mod blob;
 mod error;
 mod lock;
+mod meta;
 mod tag;
 
 use std::path::{Path, PathBuf};

@@ -1,0 +1,18 @@
+//! Images: the config (Docker's fields kept), manifests and indexes (oci-spec types, written as
+//! canonical JSON), layer compression, and the OCI-layout and `docker save` archives.
+//!
+//! Imports: `digest`, `store` (see `tests/architecture.rs`).
+
+mod archive;
+mod canonical;
+mod compress;
+mod config;
+mod error;
+mod image;
+
+pub use archive::{write_docker_archive, write_oci_archive};
+pub use canonical::to_canonical_json;
+pub use compress::{Compression, compressed_layer};
+pub use config::{Empty, HealthConfig, History, ImageConfig, RootFs, RunConfig, host_platform};
+pub use error::Error;
+pub use image::Image;

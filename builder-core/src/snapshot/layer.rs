@@ -1,0 +1,373 @@
+//! The deterministic layer tar writer.
+
+use std::cmp::Ordering;
+use std::io::{self, Read, Write};
+use std::path::PathBuf;
+
+use crate::digest::Digest;
+use crate::store::{self, Store};
+
+/// Where a file's bytes come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileSource {
+    /// A file on disk, streamed when the layer is written.
+    Path(PathBuf),
+    /// Bytes in memory (heredocs, small generated files).
+    Bytes(Vec<u8>),
+}
+
+/// What an entry is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EntryKind {
+    /// A directory.
+    Dir,
+    /// A regular file of `size` bytes.
+    File {
+        /// Its bytes.
+        source: FileSource,
+        /// Its size.
+        size: u64,
+    },
+    /// A symbolic link.
+    Symlink {
+        /// The link target, as written.
+        target: String,
+    },
+    /// A hard link to an earlier entry of the same layer.
+    Hardlink {
+        /// That entry's path.
+        target: String,
+    },
+    /// A deletion of `path` from the layers below (`.wh.<name>`).
+    Whiteout,
+    /// The directory's contents in the layers below are hidden (`<dir>/.wh..wh..opq`).
+    Opaque,
+}
+
+/// One entry of a layer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// Path inside the image, relative (`usr/bin/app`), no trailing slash.
+    pub path: String,
+    /// What it is.
+    pub kind: EntryKind,
+    /// Permission and special bits.
+    pub mode: u32,
+    /// Owner.
+    pub uid: u32,
+    /// Group.
+    pub gid: u32,
+    /// Modification time, seconds since the epoch.
+    pub mtime: i64,
+    /// Extended attributes (`security.capability`), sorted by name when written.
+    pub xattrs: Vec<(String, Vec<u8>)>,
+}
+
+/// Options that change a layer's bytes.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TarOptions {
+    /// Clamp every mtime to at most this (`SOURCE_DATE_EPOCH`).
+    pub source_date_epoch: Option<i64>,
+}
+
+/// A layer written to the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Layer {
+    /// The digest of the uncompressed tar: the diff ID, and the blob's name in the store.
+    pub diff_id: Digest,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
+/// Path order, component by component: a directory comes right before what it holds.
+fn path_order(a: &str, b: &str) -> Ordering {
+    a.split('/').cmp(b.split('/'))
+}
+
+fn tar_path(entry: &Entry) -> String {
+    match &entry.kind {
+        EntryKind::Whiteout => match entry.path.rsplit_once('/') {
+            Some((dir, name)) => format!("{dir}/.wh.{name}"),
+            None => format!(".wh.{}", entry.path),
+        },
+        EntryKind::Opaque => format!("{}/.wh..wh..opq", entry.path),
+        EntryKind::Dir => format!("{}/", entry.path),
+        _ => entry.path.clone(),
+    }
+}
+
+/// Writes `entries` as a deterministic PAX tar into `out`, sorting them by path first.
+pub fn write_tar<W: Write>(entries: &mut [Entry], out: W, opts: TarOptions) -> io::Result<W> {
+    entries.sort_by(|a, b| {
+        path_order(&a.path, &b.path).then_with(|| kind_rank(&a.kind).cmp(&kind_rank(&b.kind)))
+    });
+    let mut builder = tar::Builder::new(out);
+    for entry in entries.iter() {
+        append(&mut builder, entry, opts)?;
+    }
+    builder.into_inner()
+}
+
+/// An opaque marker sorts after its directory's own entry.
+fn kind_rank(kind: &EntryKind) -> u8 {
+    match kind {
+        EntryKind::Opaque => 1,
+        _ => 0,
+    }
+}
+
+fn append<W: Write>(
+    builder: &mut tar::Builder<W>,
+    entry: &Entry,
+    opts: TarOptions,
+) -> io::Result<()> {
+    let path = tar_path(entry);
+    let mut header = tar::Header::new_ustar();
+    let mtime = match opts.source_date_epoch {
+        Some(epoch) => entry.mtime.min(epoch),
+        None => entry.mtime,
+    };
+    header.set_mtime(u64::try_from(mtime.max(0)).unwrap_or(0));
+    header.set_uid(u64::from(entry.uid));
+    header.set_gid(u64::from(entry.gid));
+    header.set_mode(entry.mode & 0o7777);
+    let mut pax: Vec<(String, Vec<u8>)> = Vec::new();
+    let (kind, size, link) = match &entry.kind {
+        EntryKind::Dir => (tar::EntryType::Directory, 0, None),
+        EntryKind::File { size, .. } => (tar::EntryType::Regular, *size, None),
+        EntryKind::Symlink { target } => (tar::EntryType::Symlink, 0, Some(target.as_str())),
+        EntryKind::Hardlink { target } => (tar::EntryType::Link, 0, Some(target.as_str())),
+        EntryKind::Whiteout | EntryKind::Opaque => {
+            header.set_mode(0);
+            header.set_uid(0);
+            header.set_gid(0);
+            (tar::EntryType::Regular, 0, None)
+        }
+    };
+    header.set_entry_type(kind);
+    header.set_size(size);
+    if header.set_path(&path).is_err() || path.len() > 100 {
+        pax.push(("path".into(), path.clone().into_bytes()));
+        header.set_path(truncate_name(&path))?;
+    }
+    if let Some(link) = link {
+        if link.len() > 100 || header.set_link_name(link).is_err() {
+            pax.push(("linkpath".into(), link.as_bytes().to_vec()));
+            header.set_link_name(truncate_name(link))?;
+        }
+    }
+    let mut xattrs = entry.xattrs.clone();
+    xattrs.sort();
+    for (name, value) in xattrs {
+        pax.push((format!("SCHILY.xattr.{name}"), value));
+    }
+    if !pax.is_empty() {
+        builder.append_pax_extensions(pax.iter().map(|(k, v)| (k.as_str(), v.as_slice())))?;
+    }
+    header.set_cksum();
+    match &entry.kind {
+        EntryKind::File {
+            source: FileSource::Path(p),
+            size,
+        } => {
+            let file = fs_err::File::open(p)?;
+            let mut limited = file.take(*size);
+            builder.append(&header, &mut limited)?;
+        }
+        EntryKind::File {
+            source: FileSource::Bytes(b),
+            ..
+        } => builder.append(&header, b.as_slice())?,
+        _ => builder.append(&header, io::empty())?,
+    }
+    Ok(())
+}
+
+/// The ustar name field when the real name lives in a PAX record: a stable stand-in.
+fn truncate_name(path: &str) -> String {
+    let mut end = path.len().min(99);
+    while !path.is_char_boundary(end) {
+        end -= 1;
+    }
+    path[..end].to_owned()
+}
+
+/// Writes `entries` as a layer into the store (uncompressed), giving its diff ID.
+pub fn write_layer(store: &Store, entries: &mut [Entry], opts: TarOptions) -> store::Result<Layer> {
+    let writer = store.blob_writer()?;
+    let writer = write_tar(entries, writer, opts).map_err(|source| store::Error::Io {
+        path: store.root().join("tmp"),
+        source,
+    })?;
+    let (diff_id, size) = writer.commit(None)?;
+    Ok(Layer { diff_id, size })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(path: &str, body: &[u8], mtime: i64) -> Entry {
+        Entry {
+            path: path.into(),
+            kind: EntryKind::File {
+                source: FileSource::Bytes(body.to_vec()),
+                size: body.len() as u64,
+            },
+            mode: 0o644,
+            uid: 1000,
+            gid: 1000,
+            mtime,
+            xattrs: Vec::new(),
+        }
+    }
+
+    fn dir(path: &str) -> Entry {
+        Entry {
+            path: path.into(),
+            kind: EntryKind::Dir,
+            mode: 0o755,
+            uid: 0,
+            gid: 0,
+            mtime: 5,
+            xattrs: Vec::new(),
+        }
+    }
+
+    fn listing(tar_bytes: &[u8]) -> Vec<(String, u64, u64, u64, String)> {
+        let mut archive = tar::Archive::new(tar_bytes);
+        archive
+            .entries()
+            .unwrap()
+            .map(|e| {
+                let mut e = e.unwrap();
+                let h = e.header().clone();
+                let mut body = String::new();
+                e.read_to_string(&mut body).unwrap();
+                (
+                    e.path().unwrap().to_string_lossy().into_owned(),
+                    h.mtime().unwrap(),
+                    h.uid().unwrap(),
+                    u64::from(h.mode().unwrap()),
+                    body,
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn same_entries_any_order_same_bytes() {
+        let mut a = vec![
+            file("b/x", b"1", 10),
+            dir("b"),
+            file("a-c", b"2", 10),
+            dir("a"),
+            file("a/z", b"3", 10),
+        ];
+        let mut b = a.clone();
+        b.reverse();
+        let ta = write_tar(&mut a, Vec::new(), TarOptions::default()).unwrap();
+        let tb = write_tar(&mut b, Vec::new(), TarOptions::default()).unwrap();
+        assert_eq!(ta, tb);
+        let names: Vec<String> = listing(&ta).into_iter().map(|e| e.0).collect();
+        assert_eq!(names, ["a/", "a/z", "a-c", "b/", "b/x"]);
+    }
+
+    #[test]
+    fn mtimes_are_clamped_and_owners_numeric() {
+        let mut e = vec![file("new", b"x", 2_000_000_000), file("old", b"y", 100)];
+        let t = write_tar(
+            &mut e,
+            Vec::new(),
+            TarOptions {
+                source_date_epoch: Some(1_000),
+            },
+        )
+        .unwrap();
+        let l = listing(&t);
+        assert_eq!((l[0].1, l[1].1), (1_000, 100));
+        let mut archive = tar::Archive::new(t.as_slice());
+        for entry in archive.entries().unwrap() {
+            let entry = entry.unwrap();
+            let h = entry.header();
+            assert_eq!(h.username().unwrap(), Some(""));
+            assert_eq!(h.groupname().unwrap(), Some(""));
+        }
+    }
+
+    #[test]
+    fn long_paths_whiteouts_links_and_xattrs() {
+        let long = format!("{}/file", "d".repeat(150));
+        let mut entries = vec![
+            file(&long, b"long", 1),
+            Entry {
+                kind: EntryKind::Whiteout,
+                ..file("etc/gone", b"", 1)
+            },
+            Entry {
+                kind: EntryKind::Opaque,
+                ..dir("var/cache")
+            },
+            Entry {
+                kind: EntryKind::Symlink {
+                    target: "/usr/bin/app".into(),
+                },
+                ..file("bin/app", b"", 1)
+            },
+            Entry {
+                kind: EntryKind::Hardlink {
+                    target: "bin/real".into(),
+                },
+                ..file("bin/hard", b"", 1)
+            },
+            Entry {
+                xattrs: vec![("security.capability".into(), vec![1, 2, 3])],
+                ..file("bin/real", b"r", 1)
+            },
+        ];
+        let t = write_tar(&mut entries, Vec::new(), TarOptions::default()).unwrap();
+        let names: Vec<String> = listing(&t).into_iter().map(|e| e.0).collect();
+        assert_eq!(
+            names,
+            [
+                "bin/app",
+                "bin/hard",
+                "bin/real",
+                &long,
+                "etc/.wh.gone",
+                "var/cache/.wh..wh..opq"
+            ]
+        );
+        let mut archive = tar::Archive::new(t.as_slice());
+        for entry in archive.entries().unwrap() {
+            let mut entry = entry.unwrap();
+            if entry.path().unwrap().ends_with("bin/real") {
+                let ext: Vec<_> = entry
+                    .pax_extensions()
+                    .unwrap()
+                    .unwrap()
+                    .map(|e| e.unwrap().key().unwrap().to_owned())
+                    .collect();
+                assert_eq!(ext, ["SCHILY.xattr.security.capability"]);
+            }
+            if entry.path().unwrap().ends_with("bin/hard") {
+                assert_eq!(entry.header().entry_type(), tar::EntryType::Link);
+                assert_eq!(
+                    entry.link_name().unwrap().unwrap().to_string_lossy(),
+                    "bin/real"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn layer_lands_in_the_store_under_its_diff_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut e = vec![file("hello", b"hi", 1)];
+        let layer = write_layer(&store, &mut e, TarOptions::default()).unwrap();
+        let bytes = store.read_blob(&layer.diff_id).unwrap();
+        assert_eq!(Digest::of(&bytes), layer.diff_id);
+        assert_eq!(bytes.len() as u64, layer.size);
+    }
+}
