@@ -8,6 +8,13 @@ use clap::{Parser, Subcommand, ValueEnum};
 #[derive(Debug, Parser)]
 #[command(name = "rbuild", version, about, long_about = None, propagate_version = true)]
 pub(crate) struct Cli {
+    #[arg(
+        long,
+        global = true,
+        value_name = "DIR",
+        help = "The store: images, layers and cache [env: RBUILD_ROOT; default: $XDG_DATA_HOME/rbuild, or /var/lib/rbuild as root]"
+    )]
+    pub(crate) root: Option<PathBuf>,
     #[command(subcommand)]
     pub(crate) command: Command,
 }
@@ -23,8 +30,71 @@ pub(crate) enum Command {
         after_help = "Examples:\n  rbuild parse -f Dockerfile --format json\n  rbuild parse --check --build-arg GO_VERSION=1.22"
     )]
     Parse(ParseArgs),
+    /// Build an image from a Dockerfile and a context directory.
+    #[command(
+        after_help = "Examples:\n  rbuild build -t app:v1 .\n  rbuild build -f docker/Dockerfile -o type=oci,dest=app.tar --compression zstd ."
+    )]
+    Build(BuildOptions),
+    /// List the images in the store.
+    Images,
+    /// Show an image's config and manifest as JSON.
+    Inspect {
+        /// The image (name:tag).
+        image: String,
+    },
+    /// Give an image another name.
+    Tag {
+        /// The image (name:tag).
+        source: String,
+        /// The new name.
+        target: String,
+    },
+    /// Remove image names (the data goes at the next prune).
+    Rmi {
+        /// The names.
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
     /// Print version information.
     Version,
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct BuildOptions {
+    /// The build context directory.
+    pub(crate) context: PathBuf,
+    /// The Dockerfile (default: CONTEXT/Dockerfile).
+    #[arg(short = 'f', long = "file")]
+    pub(crate) file: Option<PathBuf>,
+    /// Name the image (`name:tag`); may be given several times.
+    #[arg(short = 't', long = "tag")]
+    pub(crate) tags: Vec<String>,
+    /// A build argument, `NAME=VALUE` (or `NAME` to take it from the environment).
+    #[arg(long = "build-arg", value_name = "NAME[=VALUE]")]
+    pub(crate) build_args: Vec<String>,
+    /// The stage to build (default: the last).
+    #[arg(long)]
+    pub(crate) target: Option<String>,
+    /// Also write the result: `type=oci|docker|local|tar,dest=PATH`.
+    #[arg(short = 'o', long = "output")]
+    pub(crate) outputs: Vec<String>,
+    /// Layer compression in exported archives.
+    #[arg(long, value_parser = ["gzip", "zstd", "uncompressed"], default_value = "gzip")]
+    pub(crate) compression: String,
+    /// A label for the image, `KEY=VALUE`.
+    #[arg(long = "label")]
+    pub(crate) labels: Vec<String>,
+    #[arg(
+        long,
+        help = "Timestamp written into the image and clamp for file times [env: SOURCE_DATE_EPOCH]"
+    )]
+    pub(crate) source_date_epoch: Option<i64>,
+    /// Progress output.
+    #[arg(long, value_parser = ["auto", "plain", "quiet"], default_value = "auto")]
+    pub(crate) progress: String,
+    /// Print only the image ID.
+    #[arg(short = 'q', long)]
+    pub(crate) quiet: bool,
 }
 
 #[derive(Debug, clap::Args)]

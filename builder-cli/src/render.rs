@@ -7,11 +7,41 @@ use std::io::{IsTerminal, Write};
 
 use builder_core::dockerfile::{ParseError, Span};
 
-/// A Dockerfile error with the text it points into, so it can be drawn with a code frame.
+/// An error that points into a Dockerfile: drawn with a code frame of the place.
 #[derive(Debug)]
 pub(crate) struct DockerfileError {
-    pub(crate) error: builder_core::Error,
+    /// The error (its chain is printed as `Caused by:`).
+    pub(crate) error: Box<dyn std::error::Error + Send + Sync>,
+    /// The Dockerfile's path, as shown.
+    pub(crate) path: String,
+    /// Its text.
     pub(crate) src: String,
+    /// Where the frame points.
+    pub(crate) span: Span,
+    /// What the frame says under the carets.
+    pub(crate) label: String,
+    /// Advice, if any.
+    pub(crate) hint: Option<String>,
+}
+
+impl DockerfileError {
+    /// A parse or check error of the front end.
+    pub(crate) fn parse(path: &std::path::Path, src: String, source: ParseError) -> Self {
+        let span = source.span.clone();
+        let label = source.kind.to_string();
+        let hint = source.hint();
+        Self {
+            error: Box::new(builder_core::Error::Dockerfile {
+                path: path.to_owned(),
+                source,
+            }),
+            path: path.display().to_string(),
+            src,
+            span,
+            label,
+            hint,
+        }
+    }
 }
 
 impl std::fmt::Display for DockerfileError {
@@ -27,19 +57,19 @@ impl std::error::Error for DockerfileError {
 }
 
 #[derive(Clone, Copy)]
-struct Style {
+pub(crate) struct Style {
     color: bool,
 }
 
 impl Style {
-    fn stderr() -> Self {
+    pub(crate) fn stderr() -> Self {
         let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
         Self {
             color: !no_color && std::io::stderr().is_terminal(),
         }
     }
 
-    fn paint(self, code: &str, s: &str) -> String {
+    pub(crate) fn paint(self, code: &str, s: &str) -> String {
         if self.color {
             format!("\x1b[{code}m{s}\x1b[0m")
         } else {
@@ -56,6 +86,13 @@ pub(crate) fn stdout(s: &str) {
     let _ = out.flush();
 }
 
+/// Prints progress or a note to standard error.
+pub(crate) fn stderr(s: &str) {
+    let mut err = std::io::stderr().lock();
+    let _ = err.write_all(s.as_bytes());
+    let _ = err.flush();
+}
+
 /// Prints a warning to standard error.
 pub(crate) fn warning(msg: &str) {
     let style = Style::stderr();
@@ -70,19 +107,13 @@ pub(crate) fn error(err: &anyhow::Error) {
 fn format_error(err: &anyhow::Error, style: Style) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "{}: {err}", style.paint("1;31", "error"));
-    let mut hint = None;
     for cause in err.chain().skip(1) {
         let _ = writeln!(out, "  {} {cause}", style.paint("1", "Caused by:"));
     }
+    let mut hint = None;
     if let Some(df) = err.downcast_ref::<DockerfileError>() {
-        let builder_core::Error::Dockerfile { path, source } = &df.error;
-        out.push_str(&code_frame(
-            &path.display().to_string(),
-            &df.src,
-            source,
-            style,
-        ));
-        hint = source.hint();
+        out.push_str(&code_frame(&df.path, &df.src, &df.span, &df.label, style));
+        hint.clone_from(&df.hint);
     }
     if let Some(h) = hint {
         let _ = writeln!(out, "{}: {h}", style.paint("1;36", "hint"));
@@ -91,13 +122,13 @@ fn format_error(err: &anyhow::Error, style: Style) -> String {
 }
 
 /// The offending lines with a gutter and a caret line under the span.
-fn code_frame(path: &str, src: &str, err: &ParseError, style: Style) -> String {
+fn code_frame(path: &str, src: &str, span: &Span, label: &str, style: Style) -> String {
     let Span {
         line,
         col,
         end_line,
         range,
-    } = &err.span;
+    } = span;
     let mut out = String::new();
     let lines: Vec<&str> = src.lines().collect();
     if *line == 0 || lines.is_empty() {
@@ -131,7 +162,7 @@ fn code_frame(path: &str, src: &str, err: &ParseError, style: Style) -> String {
                 " ".repeat(width),
                 gutter("|"),
                 " ".repeat(start_chars),
-                style.paint("1;31", &err.kind.to_string())
+                style.paint("1;31", label)
             );
         }
     }
@@ -153,7 +184,13 @@ mod tests {
             &builder_core::dockerfile::CheckOptions::default(),
         )
         .unwrap_err();
-        let frame = code_frame("Dockerfile", src, &err, Style { color: false });
+        let frame = code_frame(
+            "Dockerfile",
+            src,
+            &err.span,
+            &err.kind.to_string(),
+            Style { color: false },
+        );
         assert_eq!(
             frame,
             " --> Dockerfile:2:1\n  |\n2 | RUNN echo hi\n  | ^^^^ unknown instruction `RUNN` (did you mean `RUN`?)\n"

@@ -14,4 +14,7 @@ pub enum Error {
         #[source]
         source: crate::dockerfile::ParseError,
     },
+    /// A build failed.
+    #[error(transparent)]
+    Build(#[from] crate::build::Error),
 }

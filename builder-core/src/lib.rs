@@ -13,11 +13,13 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod build;
 pub mod context;
 pub mod digest;
 pub mod dockerfile;
 mod error;
 pub mod oci;
+pub mod plan;
 pub mod snapshot;
 pub mod store;
 

@@ -16,21 +16,8 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
         ("oci", &["digest", "store"][..]),
         ("registry", &["digest", "store", "oci"][..]),
         ("plan", &["dockerfile", "digest"][..]),
-        (
-            "build",
-            &[
-                "dockerfile",
-                "context",
-                "plan",
-                "exec",
-                "snapshot",
-                "store",
-                "oci",
-                "registry",
-                "digest",
-                "error",
-            ][..],
-        ),
+        // `build` uses everything: the only such module.
+        ("build", &["*"][..]),
     ])
 }
 
@@ -83,7 +70,7 @@ fn modules_import_only_what_the_table_allows() {
         for file in files {
             let text = fs_err::read_to_string(&file).unwrap();
             for name in imports(&text) {
-                if name != module && !ok.contains(&name.as_str()) {
+                if name != module && !ok.contains(&"*") && !ok.contains(&name.as_str()) {
                     violations.push(format!("{}: imports `crate::{name}`", file.display()));
                 }
             }

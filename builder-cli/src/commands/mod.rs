@@ -1,5 +1,7 @@
 //! One module per subcommand.
 
+mod build;
+mod images;
 mod parse;
 
 use std::process::ExitCode;
@@ -7,11 +9,55 @@ use std::process::ExitCode;
 use crate::args::{Cli, Command};
 
 pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let root = cli.root.clone();
     match cli.command {
         Command::Parse(args) => parse::run(&args),
+        Command::Build(args) => build::run(&store(root)?, &args),
+        Command::Images => images::list(&store(root)?),
+        Command::Inspect { image } => images::inspect(&store(root)?, &image),
+        Command::Tag { source, target } => images::tag(&store(root)?, &source, &target),
+        Command::Rmi { images } => images::rmi(&store(root)?, &images),
         Command::Version => {
             crate::render::stdout(&format!("rbuild {}\n", env!("CARGO_PKG_VERSION")));
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// The store: `--root`, else `RBUILD_ROOT`, else `$XDG_DATA_HOME/rbuild` (or `~/.local/share`),
+/// or `/var/lib/rbuild` as root.
+fn store(root: Option<std::path::PathBuf>) -> anyhow::Result<builder_core::build::Store> {
+    use anyhow::Context;
+    let root = match root.or_else(|| std::env::var_os("RBUILD_ROOT").map(Into::into)) {
+        Some(r) => r,
+        None => default_root(),
+    };
+    builder_core::build::Store::open(&root)
+        .with_context(|| format!("cannot open the store at `{}`", root.display()))
+}
+
+fn default_root() -> std::path::PathBuf {
+    let is_root = std::env::var("USER").is_ok_and(|u| u == "root")
+        || std::env::var("HOME").is_ok_and(|h| h == "/root");
+    if is_root && std::env::var_os("XDG_DATA_HOME").is_none() {
+        return "/var/lib/rbuild".into();
+    }
+    let data = std::env::var_os("XDG_DATA_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".local/share"))
+        })
+        .unwrap_or_else(|| ".".into());
+    data.join("rbuild")
+}
+
+/// `--build-arg NAME=VALUE`, or `NAME` alone taking the environment's value (skipped if unset), as
+/// docker does.
+pub(crate) fn build_args(raw: &[String]) -> std::collections::BTreeMap<String, String> {
+    raw.iter()
+        .filter_map(|a| match a.split_once('=') {
+            Some((k, v)) => Some((k.to_owned(), v.to_owned())),
+            None => std::env::var(a).ok().map(|v| (a.clone(), v)),
+        })
+        .collect()
 }

@@ -21,17 +21,11 @@ pub(crate) fn run(args: &ParseArgs) -> anyhow::Result<ExitCode> {
         let s = fs_err::read_to_string(&args.file)?;
         (args.file.clone(), s)
     };
-    let invalid = |source| render::DockerfileError {
-        error: builder_core::Error::Dockerfile {
-            path: path.clone(),
-            source,
-        },
-        src: src.clone(),
-    };
+    let invalid = |source| render::DockerfileError::parse(&path, src.clone(), source);
     let parsed = dockerfile::parse(&src).map_err(invalid)?;
     let checked = if args.check {
         let opts = CheckOptions {
-            build_args: build_args(&args.build_args),
+            build_args: super::build_args(&args.build_args),
             automatic_args: BTreeMap::new(),
         };
         Some(dockerfile::check(&parsed, &opts).map_err(invalid)?)
@@ -62,17 +56,6 @@ pub(crate) fn run(args: &ParseArgs) -> anyhow::Result<ExitCode> {
         ));
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// `--build-arg NAME=VALUE`, or `NAME` alone taking the environment's value (skipped if unset), as
-/// docker does.
-fn build_args(raw: &[String]) -> BTreeMap<String, String> {
-    raw.iter()
-        .filter_map(|a| match a.split_once('=') {
-            Some((k, v)) => Some((k.to_owned(), v.to_owned())),
-            None => std::env::var(a).ok().map(|v| (a.clone(), v)),
-        })
-        .collect()
 }
 
 fn stage_summary(c: &dockerfile::Checked) -> Vec<serde_json::Value> {

@@ -34,8 +34,8 @@ pub struct PatternError {
     pub reason: String,
 }
 
-/// Lexical `filepath.Clean` for `/`-separated paths.
-pub(crate) fn clean(path: &str) -> String {
+/// Lexical `filepath.Clean` for `/`-separated paths (`./a//b/../c/` → `a/c`).
+pub fn clean(path: &str) -> String {
     let rooted = path.starts_with('/');
     let mut parts: Vec<&str> = Vec::new();
     for part in path.split('/') {

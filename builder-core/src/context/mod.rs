@@ -14,10 +14,10 @@ mod error;
 mod hash;
 mod walk;
 
-pub use dockerignore::{Ignore, PatternError, ignore_file_for};
+pub use dockerignore::{Ignore, PatternError, clean as clean_path, ignore_file_for};
 pub use error::Error;
 pub use hash::{FileInfo, Kind, StatCache, hash_file};
-pub use walk::{Context, Entry};
+pub use walk::{Context, Entry, resolve_scoped};
 
 /// The context's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -8,6 +8,51 @@ use super::dockerignore::{Ignore, clean, ignore_file_for};
 use super::error::{Error, IoContext};
 use super::hash::{FileInfo, Kind};
 
+/// Resolves `path` inside `root` as if `root` were `/`: `..` stops at the root and symlinks
+/// (absolute or relative) are followed without leaving it. Gives the path relative to `root`.
+pub fn resolve_scoped(root: &Path, path: &str) -> String {
+    let mut resolved: Vec<String> = Vec::new();
+    let mut pending: Vec<String> = path
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .rev()
+        .map(str::to_owned)
+        .collect();
+    let mut links = 0;
+    while let Some(part) = pending.pop() {
+        match part.as_str() {
+            "." => continue,
+            ".." => {
+                resolved.pop();
+                continue;
+            }
+            _ => {}
+        }
+        let candidate = root.join(resolved.join("/")).join(&part);
+        match fs_err::symlink_metadata(&candidate) {
+            Ok(m) if m.file_type().is_symlink() && links < 255 => {
+                links += 1;
+                let Ok(target) = fs_err::read_link(&candidate) else {
+                    resolved.push(part);
+                    continue;
+                };
+                if target.is_absolute() {
+                    resolved.clear();
+                }
+                for c in target.components().rev() {
+                    match c {
+                        Component::Normal(s) => pending.push(s.to_string_lossy().into_owned()),
+                        Component::ParentDir => pending.push("..".into()),
+                        Component::CurDir | Component::RootDir | Component::Prefix(_) => {}
+                    }
+                }
+            }
+            _ => resolved.push(part),
+        }
+    }
+    resolved.join("/")
+}
+
 /// A build context rooted at a directory.
 #[derive(Debug, Clone)]
 pub struct Context {
@@ -54,57 +99,14 @@ impl Context {
     /// filesystem root (an absolute or `..` link target cannot leave it). A path that names
     /// something outside (`../x`) is an error. Gives the cleaned relative path too.
     pub fn resolve(&self, path: &str) -> Result<(String, PathBuf)> {
-        let cleaned = clean(&format!("/{path}"));
         if clean(path).starts_with("..") {
             return Err(Error::OutsideContext {
                 path: path.to_owned(),
             });
         }
-        let mut resolved: Vec<String> = Vec::new();
-        let mut pending: Vec<String> = cleaned
-            .split('/')
-            .filter(|s| !s.is_empty())
-            .rev()
-            .map(str::to_owned)
-            .collect();
-        let mut links = 0;
-        while let Some(part) = pending.pop() {
-            if part == ".." {
-                resolved.pop();
-                continue;
-            }
-            if part == "." {
-                continue;
-            }
-            let candidate = self.root.join(resolved.join("/")).join(&part);
-            let is_last = pending.is_empty();
-            match fs_err::symlink_metadata(&candidate) {
-                Ok(m) if m.file_type().is_symlink() => {
-                    links += 1;
-                    if links > 255 {
-                        return Err(Error::Io {
-                            path: candidate,
-                            source: std::io::Error::other("too many levels of symbolic links"),
-                        });
-                    }
-                    let target = fs_err::read_link(&candidate).at(&candidate)?;
-                    if target.is_absolute() {
-                        resolved.clear();
-                    }
-                    for c in target.components().rev() {
-                        match c {
-                            Component::Normal(s) => pending.push(s.to_string_lossy().into_owned()),
-                            Component::ParentDir => pending.push("..".into()),
-                            Component::CurDir | Component::RootDir | Component::Prefix(_) => {}
-                        }
-                    }
-                    let _ = is_last;
-                }
-                _ => resolved.push(part),
-            }
-        }
-        let rel = resolved.join("/");
-        Ok((rel.clone(), self.root.join(rel)))
+        let rel = resolve_scoped(&self.root, path);
+        let full = self.root.join(&rel);
+        Ok((rel, full))
     }
 
     /// Every entry at and under `rel` (a file or directory of the context), in path order,

@@ -115,6 +115,8 @@ pub struct Lexer {
     pub raw_escapes: bool,
     /// Leave references to unset variables as written (`$x`, `${x:-y}`).
     pub skip_unset_env: bool,
+    /// Treat quotes as ordinary characters (heredoc bodies: only `$` is special).
+    pub skip_process_quotes: bool,
 }
 
 impl Lexer {
@@ -125,6 +127,7 @@ impl Lexer {
             raw_quotes: false,
             raw_escapes: false,
             skip_unset_env: false,
+            skip_process_quotes: false,
         }
     }
 
@@ -138,6 +141,7 @@ impl Lexer {
             raw_quotes: self.raw_quotes,
             raw_escapes: self.raw_escapes,
             skip_unset_env: self.skip_unset_env,
+            skip_process_quotes: self.skip_process_quotes,
             matched: BTreeSet::new(),
             unmatched: BTreeSet::new(),
         };
@@ -219,6 +223,7 @@ struct ShellWord<'a> {
     raw_quotes: bool,
     raw_escapes: bool,
     skip_unset_env: bool,
+    skip_process_quotes: bool,
     matched: BTreeSet<String>,
     unmatched: BTreeSet<String>,
 }
@@ -281,12 +286,12 @@ impl ShellWord<'_> {
                     result.push_str(&value);
                     words.add_raw_string(&value);
                 }
-                '\'' => {
+                '\'' if !self.skip_process_quotes => {
                     let value = self.process_single_quote()?;
                     result.push_str(&value);
                     words.add_raw_string(&value);
                 }
-                '"' => {
+                '"' if !self.skip_process_quotes => {
                     let value = self.process_double_quote()?;
                     result.push_str(&value);
                     words.add_raw_string(&value);
@@ -794,6 +799,16 @@ mod tests {
         );
         assert_eq!(lex.words("a < b", &env()).unwrap(), ["a", "<", "b"]);
         assert_eq!(lex.word("a << b", &env()).unwrap(), "a << b");
+    }
+
+    #[test]
+    fn heredoc_bodies_keep_their_quotes() {
+        let mut lex = Lexer::new('\\');
+        lex.skip_process_quotes = true;
+        assert_eq!(
+            lex.word("echo '$file' \"$file\"", &env()).unwrap(),
+            "echo 'archive.tar.gz' \"archive.tar.gz\""
+        );
     }
 
     #[test]

@@ -7,6 +7,8 @@
 //!
 //! Imports: `digest`, `store` (see `tests/architecture.rs`).
 
+mod apply;
 mod layer;
 
+pub use apply::{ApplyError, apply_layer, apply_tar};
 pub use layer::{Entry, EntryKind, FileSource, Layer, TarOptions, write_layer, write_tar};

@@ -1,0 +1,148 @@
+//! `rbuild build`.
+
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{Context, anyhow};
+use builder_core::build::{self, BuildRequest, Builder, Compression, Event, Output, Store};
+
+use super::images::normalize;
+use crate::args::BuildOptions;
+use crate::render;
+
+/// A build error that points at a Dockerfile line gets a code frame.
+fn framed(err: build::Error, dockerfile: &std::path::Path) -> anyhow::Error {
+    let shown = dockerfile.display().to_string();
+    match err {
+        build::Error::Dockerfile(boxed) => match *boxed {
+            builder_core::Error::Dockerfile { path, source } => {
+                let src = fs_err::read_to_string(&path).unwrap_or_default();
+                anyhow!(render::DockerfileError::parse(&path, src, source))
+            }
+            other @ builder_core::Error::Build(_) => anyhow!(other),
+        },
+        build::Error::Step { line, .. } => {
+            let src = fs_err::read_to_string(dockerfile).unwrap_or_default();
+            let text = src.lines().nth(line.saturating_sub(1)).unwrap_or_default();
+            let span = builder_core::dockerfile::parse(&src)
+                .ok()
+                .and_then(|df| {
+                    df.instructions
+                        .into_iter()
+                        .find(|n| n.span.line == line)
+                        .map(|n| n.span)
+                })
+                .unwrap_or_default();
+            let label = std::error::Error::source(&err)
+                .map(ToString::to_string)
+                .unwrap_or_default();
+            let _ = text;
+            anyhow!(render::DockerfileError {
+                error: Box::new(err),
+                path: shown,
+                src,
+                span,
+                label,
+                hint: None,
+            })
+        }
+        other => anyhow!(other),
+    }
+}
+
+pub(crate) fn run(store: &Store, args: &BuildOptions) -> anyhow::Result<ExitCode> {
+    let started = Instant::now();
+    let dockerfile = args
+        .file
+        .clone()
+        .unwrap_or_else(|| args.context.join("Dockerfile"));
+    let mut outputs = Vec::new();
+    for o in &args.outputs {
+        outputs.push(Output::parse(o).map_err(|e| anyhow!("invalid --output `{o}`: {e}"))?);
+    }
+    let compression = Compression::parse(&args.compression).context("invalid --compression")?;
+    let source_date_epoch = match args.source_date_epoch {
+        Some(e) => Some(e),
+        None => match std::env::var("SOURCE_DATE_EPOCH") {
+            Ok(v) if !v.is_empty() => Some(
+                v.parse()
+                    .with_context(|| format!("invalid SOURCE_DATE_EPOCH `{v}`"))?,
+            ),
+            _ => None,
+        },
+    };
+    let labels: BTreeMap<String, String> = args
+        .labels
+        .iter()
+        .map(|l| match l.split_once('=') {
+            Some((k, v)) => (k.to_owned(), v.to_owned()),
+            None => (l.clone(), String::new()),
+        })
+        .collect();
+    let req = BuildRequest {
+        context: args.context.clone(),
+        dockerfile: Some(dockerfile.clone()),
+        build_args: super::build_args(&args.build_args),
+        target: args.target.clone(),
+        labels,
+        source_date_epoch,
+    };
+    let quiet = args.quiet || args.progress == "quiet";
+    let mut on_event = |e: &Event| {
+        if quiet {
+            return;
+        }
+        match e {
+            Event::StageSkipped { stage, name } => {
+                render::stderr(&format!(
+                    "skipping stage {} (not needed for the target)\n",
+                    name.clone().unwrap_or_else(|| stage.to_string())
+                ));
+            }
+            Event::Step {
+                number,
+                total,
+                stage,
+                instruction,
+                line,
+            } => {
+                render::stderr(&format!(
+                    "#{number} [{stage} {number}/{total}] {instruction} (line {line})\n"
+                ));
+            }
+            Event::StepDone { number, millis } => {
+                #[allow(clippy::cast_precision_loss)]
+                let secs = *millis as f64 / 1000.0;
+                render::stderr(&format!("#{number} DONE {secs:.1}s\n"));
+            }
+        }
+    };
+    let builder = Builder::new(store.clone());
+    let out = builder
+        .build(&req, &mut on_event)
+        .map_err(|e| framed(e, &dockerfile))?;
+    let names: Vec<String> = args.tags.iter().map(|t| normalize(t)).collect();
+    for name in &names {
+        store.set_tag(name, out.image.manifest_digest)?;
+    }
+    let mtime = u64::try_from(source_date_epoch.unwrap_or(0)).unwrap_or(0);
+    for o in &outputs {
+        build::export(store, &out.image, o, &names, compression, mtime)
+            .with_context(|| format!("cannot write output {o:?}"))?;
+    }
+    if args.quiet {
+        render::stdout(&format!("{}\n", out.image.config_digest));
+    } else if !quiet {
+        render::stderr(&format!(
+            "built image {} in {:.1}s ({} steps)\n",
+            out.image.config_digest,
+            started.elapsed().as_secs_f64(),
+            out.steps
+        ));
+        for n in &names {
+            render::stderr(&format!("naming to {n}\n"));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,191 @@
+//! `--chown` and `--chmod` as BuildKit applies them: names resolved in the image's `/etc/passwd`
+//! and `/etc/group`, symbolic modes evaluated per file.
+
+use std::path::Path;
+
+use super::Error;
+
+fn lookup(file: &Path, name: &str) -> Option<(u32, u32)> {
+    let text = fs_err::read_to_string(file).ok()?;
+    text.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split(':').collect();
+        if fields.first() == Some(&name) && fields.len() >= 3 {
+            let id = fields[2].parse().ok()?;
+            let gid = fields.get(3).and_then(|g| g.parse().ok()).unwrap_or(id);
+            Some((id, gid))
+        } else {
+            None
+        }
+    })
+}
+
+/// Resolves `user[:group]` in `rootfs`. As in BuildKit: an unknown user name is uid 0 (gid 0, or
+/// the named group's gid); an unknown group name is the user's gid.
+pub(crate) fn resolve_chown(spec: &str, rootfs: &Path) -> (u32, u32) {
+    let passwd = rootfs.join("etc/passwd");
+    let group = rootfs.join("etc/group");
+    let (user, grp) = match spec.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (spec, None),
+    };
+    let (uid, user_gid) = match user.parse::<u32>() {
+        Ok(id) => (id, lookup_by_id(&passwd, id).unwrap_or(id)),
+        Err(_) => lookup(&passwd, user).unwrap_or((0, 0)),
+    };
+    let gid = match grp {
+        None => user_gid,
+        Some(g) => match g.parse::<u32>() {
+            Ok(id) => id,
+            Err(_) => lookup(&group, g).map_or(user_gid, |(gid, _)| gid),
+        },
+    };
+    (uid, gid)
+}
+
+/// The primary gid of a numeric uid, if `/etc/passwd` lists it.
+fn lookup_by_id(passwd: &Path, uid: u32) -> Option<u32> {
+    let text = fs_err::read_to_string(passwd).ok()?;
+    text.lines().find_map(|line| {
+        let f: Vec<&str> = line.split(':').collect();
+        (f.len() >= 4 && f[2].parse() == Ok(uid))
+            .then(|| f[3].parse().ok())
+            .flatten()
+    })
+}
+
+/// A parsed `--chmod`.
+#[derive(Debug, Clone)]
+pub(crate) enum Chmod {
+    Octal(u32),
+    Symbolic(Vec<Clause>),
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Clause {
+    who: u32,
+    op: char,
+    perms: String,
+}
+
+impl Chmod {
+    pub(crate) fn parse(value: &str) -> Result<Self, Error> {
+        let invalid = |reason: &str| Error::InvalidFlag {
+            flag: "--chmod",
+            value: value.to_owned(),
+            reason: reason.to_owned(),
+        };
+        if !value.is_empty() && value.chars().all(|c| c.is_ascii_digit()) {
+            let m = u32::from_str_radix(value, 8).map_err(|_| invalid("not an octal number"))?;
+            if m > 0o7777 {
+                return Err(invalid("more than 7777"));
+            }
+            return Ok(Self::Octal(m));
+        }
+        let mut clauses = Vec::new();
+        for part in value.split(',') {
+            let who_len = part
+                .find(['+', '-', '='])
+                .ok_or_else(|| invalid("expected `+`, `-` or `=`"))?;
+            let mut who = 0;
+            for c in part[..who_len].chars() {
+                who |= match c {
+                    'u' => 0o4700,
+                    'g' => 0o2070,
+                    'o' => 0o1007,
+                    'a' => 0o7777,
+                    _ => return Err(invalid("unknown class")),
+                };
+            }
+            if who == 0 {
+                who = 0o7777;
+            }
+            let mut rest = &part[who_len..];
+            while let Some(op) = rest.chars().next().filter(|c| matches!(c, '+' | '-' | '=')) {
+                rest = &rest[1..];
+                let end = rest.find(['+', '-', '=']).unwrap_or(rest.len());
+                let perms = &rest[..end];
+                if !perms.chars().all(|c| "rwxXst".contains(c)) {
+                    return Err(invalid("unknown permission"));
+                }
+                clauses.push(Clause {
+                    who,
+                    op,
+                    perms: perms.to_owned(),
+                });
+                rest = &rest[end..];
+            }
+        }
+        Ok(Self::Symbolic(clauses))
+    }
+
+    /// The mode a file of `mode` (and kind) gets.
+    pub(crate) fn apply(&self, mode: u32, is_dir: bool) -> u32 {
+        match self {
+            Self::Octal(m) => *m,
+            Self::Symbolic(clauses) => {
+                let mut mode = mode & 0o7777;
+                for c in clauses {
+                    let any_exec = mode & 0o111 != 0;
+                    let mut bits = 0;
+                    for p in c.perms.chars() {
+                        bits |= match p {
+                            'r' => 0o444,
+                            'w' => 0o222,
+                            'x' => 0o111,
+                            'X' if is_dir || any_exec => 0o111,
+                            's' => 0o6000,
+                            't' => 0o1000,
+                            _ => 0,
+                        };
+                    }
+                    let bits = bits & c.who;
+                    mode = match c.op {
+                        '+' => mode | bits,
+                        '-' => mode & !bits,
+                        _ => (mode & !(c.who & 0o777)) | bits,
+                    };
+                }
+                mode
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_resolve_like_buildkit() {
+        let dir = tempfile::tempdir().unwrap();
+        fs_err::create_dir_all(dir.path().join("etc")).unwrap();
+        fs_err::write(dir.path().join("etc/passwd"), "root:x:0:0::/root:/bin/sh\nnobody:x:65534:65534::/:/bin/false\napp:x:1000:1001::/app:/bin/sh\n").unwrap();
+        fs_err::write(
+            dir.path().join("etc/group"),
+            "root:x:0:\nstaff:x:50:\napp:x:1001:\n",
+        )
+        .unwrap();
+        let r = |s| resolve_chown(s, dir.path());
+        assert_eq!(r("app"), (1000, 1001));
+        assert_eq!(r("app:staff"), (1000, 50));
+        assert_eq!(r("nobody:ghosts"), (65534, 65534));
+        assert_eq!(r("7:ghosts"), (7, 7));
+        assert_eq!(r("ghost"), (0, 0));
+        assert_eq!(r("ghost:staff"), (0, 50));
+        assert_eq!(r("1000"), (1000, 1001));
+        assert_eq!(r("12:34"), (12, 34));
+    }
+
+    #[test]
+    fn symbolic_modes() {
+        let m = Chmod::parse("u=rwX,go=rX").unwrap();
+        assert_eq!(m.apply(0o600, false), 0o644);
+        assert_eq!(m.apply(0o700, false), 0o755);
+        assert_eq!(m.apply(0o700, true), 0o755);
+        assert_eq!(Chmod::parse("a+x").unwrap().apply(0o644, false), 0o755);
+        assert_eq!(Chmod::parse("go-w").unwrap().apply(0o777, false), 0o755);
+        assert_eq!(Chmod::parse("2775").unwrap().apply(0o644, true), 0o2775);
+        assert!(Chmod::parse("8888").is_err());
+        assert!(Chmod::parse("u~x").is_err());
+    }
+}

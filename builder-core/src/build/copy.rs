@@ -1,0 +1,637 @@
+//! COPY and ADD: which files, where they land, with what owner, mode and time.
+//!
+//! BuildKit's rules, as `../shared/SEMANTICS.md` records them: a wildcard that matches nothing
+//! copies nothing; several sources into a destination without a trailing slash make it a file
+//! (the last source wins) unless it is an existing directory; a directory source copies its
+//! contents; a destination that is a symlink in the image is written through; `--chown` names
+//! resolve in the image's passwd and group files; `--chmod` applies to what is copied and to the
+//! parent directories COPY creates. Files from the context are owned by root unless `--chown`;
+//! files from a stage or image keep their owners. File times are `SOURCE_DATE_EPOCH` (or 0), so
+//! touching a file changes no digest.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use crate::context::{FileInfo, Ignore, Kind, resolve_scoped};
+use crate::dockerfile::{Command, CopySource, Instruction, Lexer};
+use crate::snapshot::{Entry, EntryKind, FileSource};
+
+use super::chown::{Chmod, resolve_chown};
+use super::error::io_at;
+use super::stage::{BuildEnv, StageState, abs_path, load_local, missing_dirs};
+use super::{Error, Result};
+
+/// Where sources are read from.
+enum Root {
+    Context,
+    Dir { path: PathBuf, label: String },
+}
+
+/// One matched source: its path relative to the source root, on disk, and its metadata.
+struct Matched {
+    rel: String,
+    path: PathBuf,
+    info: FileInfo,
+}
+
+fn has_wildcard(s: &str) -> bool {
+    s.contains(['*', '?', '['])
+}
+
+/// `filepath.Match` on whole paths: `*` and `?` stay within one component.
+fn glob_match(pattern: &str, path: &str) -> bool {
+    let pattern = crate::context::clean_path(pattern);
+    let p: Vec<&str> = pattern.split('/').filter(|s| !s.is_empty()).collect();
+    let n: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    p.len() == n.len() && p.iter().zip(&n).all(|(p, n)| component_match(p, n))
+}
+
+fn component_match(p: &str, n: &str) -> bool {
+    let mut re = String::from("^");
+    let chars: Vec<char> = p.chars().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        match chars[i] {
+            '*' => re.push_str(".*"),
+            '?' => re.push('.'),
+            '[' => {
+                let end = chars[i..].iter().position(|&c| c == ']').map(|e| e + i);
+                match end {
+                    Some(end) if end > i + 1 => {
+                        let mut class: String = chars[i + 1..end].iter().collect();
+                        if let Some(rest) = class.strip_prefix('^') {
+                            class = format!("^{}", rest.replace('\\', "\\\\"));
+                        } else {
+                            class = class.replace('\\', "\\\\");
+                        }
+                        re.push('[');
+                        re.push_str(&class);
+                        re.push(']');
+                        i = end;
+                    }
+                    _ => re.push_str(r"\["),
+                }
+            }
+            '\\' if i + 1 < chars.len() => {
+                i += 1;
+                re.push_str(&regex::escape(&chars[i].to_string()));
+            }
+            c => re.push_str(&regex::escape(&c.to_string())),
+        }
+        i += 1;
+    }
+    re.push('$');
+    regex::Regex::new(&re).is_ok_and(|r| r.is_match(n))
+}
+
+/// Every path under `dir` (relative, `/`-separated), sorted, the directory itself first as `""`.
+fn list_dir(dir: &Path) -> Result<Vec<Matched>> {
+    let mut out = vec![Matched {
+        rel: String::new(),
+        path: dir.to_owned(),
+        info: FileInfo::read(dir)?,
+    }];
+    walk_into(dir, "", &mut out)?;
+    Ok(out)
+}
+
+fn walk_into(dir: &Path, rel: &str, out: &mut Vec<Matched>) -> Result<()> {
+    let mut names: Vec<_> = fs_err::read_dir(dir)
+        .map_err(io_at(dir))?
+        .map(|e| e.map(|e| e.file_name()))
+        .collect::<std::io::Result<_>>()
+        .map_err(io_at(dir))?;
+    names.sort();
+    for name in names {
+        let name = name.to_string_lossy().into_owned();
+        let child_rel = if rel.is_empty() {
+            name.clone()
+        } else {
+            format!("{rel}/{name}")
+        };
+        let path = dir.join(&name);
+        let info = FileInfo::read(&path)?;
+        let is_dir = info.kind == Kind::Dir;
+        out.push(Matched {
+            rel: child_rel.clone(),
+            path: path.clone(),
+            info,
+        });
+        if is_dir {
+            walk_into(&path, &child_rel, out)?;
+        }
+    }
+    Ok(())
+}
+
+struct Spec<'a> {
+    sources: &'a [CopySource],
+    dest: &'a str,
+    from: Option<&'a str>,
+    chown: Option<&'a str>,
+    chmod: Option<&'a str>,
+    exclude: &'a [String],
+    parents: bool,
+    add: bool,
+}
+
+fn spec(inst: &Instruction) -> Result<Spec<'_>> {
+    Ok(match &inst.command {
+        Command::Copy(c) => Spec {
+            sources: &c.sources,
+            dest: &c.dest,
+            from: c.from.as_deref(),
+            chown: c.chown.as_deref(),
+            chmod: c.chmod.as_deref(),
+            exclude: &c.exclude,
+            parents: c.parents,
+            add: false,
+        },
+        Command::Add(a) => Spec {
+            sources: &a.sources,
+            dest: &a.dest,
+            from: None,
+            chown: a.chown.as_deref(),
+            chmod: a.chmod.as_deref(),
+            exclude: &a.exclude,
+            parents: false,
+            add: a.unpack != Some(false),
+        },
+        _ => return Err(Error::Internal("not a COPY or ADD".into())),
+    })
+}
+
+/// The entries of the layer a COPY or ADD makes.
+pub(crate) fn entries(
+    env: &mut BuildEnv<'_>,
+    state: &StageState,
+    inst: &Instruction,
+    built: &BTreeMap<usize, StageState>,
+) -> Result<Vec<Entry>> {
+    let s = spec(inst)?;
+    let escape = env.escape;
+    let mtime = env.source_date_epoch.unwrap_or(0);
+    let root = match s.from {
+        None => Root::Context,
+        Some(from) => {
+            let from = state.expand(from, escape)?;
+            match env.checked.stage(&from) {
+                Some(stage) => Root::Dir {
+                    path: built
+                        .get(&stage.index)
+                        .ok_or_else(|| Error::Internal(format!("stage `{from}` was not built")))?
+                        .rootfs
+                        .clone(),
+                    label: format!("stage `{from}`"),
+                },
+                None => {
+                    let image = load_local(env.store, &from)?;
+                    let dir = env
+                        .work
+                        .join(format!("image-{}", image.config_digest.hex()));
+                    if !dir.exists() {
+                        fs_err::create_dir_all(&dir).map_err(io_at(&dir))?;
+                        for d in image.diff_ids() {
+                            crate::snapshot::apply_layer(env.store, d, &dir)?;
+                        }
+                    }
+                    Root::Dir {
+                        path: dir,
+                        label: format!("image `{from}`"),
+                    }
+                }
+            }
+        }
+    };
+    let owner = match s.chown {
+        Some(c) => Some(resolve_chown(&state.expand(c, escape)?, &state.rootfs)),
+        None => None,
+    };
+    let chmod = s
+        .chmod
+        .map(|m| state.expand(m, escape))
+        .transpose()?
+        .map(|m| Chmod::parse(&m))
+        .transpose()?;
+    let exclude = Ignore::parse(&s.exclude.join("\n")).map_err(|e| Error::InvalidFlag {
+        flag: "--exclude",
+        value: e.pattern.clone(),
+        reason: e.reason,
+    })?;
+
+    let dest_raw = state.expand(s.dest, escape)?;
+    let dest_abs = abs_path(state.workdir(), &dest_raw);
+    // Written through a symlink in the image, never replacing it.
+    let dest = resolve_scoped(&state.rootfs, &dest_abs);
+    let dest_exists_as_dir = fs_err::metadata(state.rootfs.join(&dest)).is_ok_and(|m| m.is_dir());
+    let trailing_slash = dest_raw.ends_with('/') || dest_raw.ends_with("/.") || dest_raw == ".";
+    let dest_is_dir = trailing_slash || dest_exists_as_dir || s.parents;
+
+    let mut out: BTreeMap<String, Entry> = BTreeMap::new();
+    let mut hardlinks: HashMap<(u64, u64), String> = HashMap::new();
+    let join = |dir: &str, name: &str| {
+        let d = dir.trim_matches('/');
+        match (d.is_empty(), name.is_empty()) {
+            (true, _) => name.to_owned(),
+            (false, true) => d.to_owned(),
+            (false, false) => format!("{d}/{name}"),
+        }
+    };
+
+    for source in s.sources {
+        match source {
+            CopySource::Heredoc {
+                name,
+                content,
+                expand,
+            } => {
+                let content = if *expand {
+                    let mut lex = Lexer::new(escape);
+                    lex.skip_process_quotes = true;
+                    lex.word(content, &state.vars).map_err(|e| Error::Expand {
+                        word: name.clone(),
+                        source: e,
+                    })?
+                } else {
+                    content.clone()
+                };
+                let target = if dest_is_dir {
+                    join(&dest, name)
+                } else {
+                    dest.trim_matches('/').to_owned()
+                };
+                let (uid, gid) = owner.unwrap_or((0, 0));
+                let mode = chmod.as_ref().map_or(0o644, |c| c.apply(0o644, false));
+                let bytes = content.into_bytes();
+                out.insert(
+                    target.clone(),
+                    Entry {
+                        path: target,
+                        kind: EntryKind::File {
+                            size: bytes.len() as u64,
+                            source: FileSource::Bytes(bytes),
+                        },
+                        mode,
+                        uid,
+                        gid,
+                        mtime,
+                        xattrs: Vec::new(),
+                    },
+                );
+            }
+            CopySource::Path { path } => {
+                let path = state.expand(path, escape)?;
+                if s.add
+                    && (path.starts_with("http://")
+                        || path.starts_with("https://")
+                        || path.starts_with("git@"))
+                {
+                    return Err(Error::Unsupported {
+                        what: format!("ADD from a URL (`{path}`)"),
+                    });
+                }
+                let matches = match_source(env, &root, &path)?;
+                for m in matches {
+                    if !exclude.is_empty() && !m.rel.is_empty() && exclude.is_ignored(&m.rel) {
+                        continue;
+                    }
+                    let base = if s.parents {
+                        join(&dest, parent_of(&m.rel))
+                    } else {
+                        dest.trim_matches('/').to_owned()
+                    };
+                    let name = m.rel.rsplit('/').next().unwrap_or(&m.rel).to_owned();
+                    let preserve = matches!(root, Root::Dir { .. });
+                    let own = |info: &FileInfo| {
+                        owner.unwrap_or(if preserve {
+                            (info.uid, info.gid)
+                        } else {
+                            (0, 0)
+                        })
+                    };
+                    if s.add && m.info.kind == Kind::File {
+                        if let Some(extracted) = extract_archive(env, &m.path)? {
+                            add_tree(
+                                &extracted,
+                                &dest,
+                                owner,
+                                chmod.as_ref(),
+                                mtime,
+                                true,
+                                &mut out,
+                                &mut hardlinks,
+                                None,
+                            )?;
+                            continue;
+                        }
+                    }
+                    match m.info.kind {
+                        Kind::Dir => {
+                            let target_dir = if s.parents {
+                                join(&base, &name)
+                            } else {
+                                base.clone()
+                            };
+                            add_tree(
+                                &m.path,
+                                &target_dir,
+                                owner,
+                                chmod.as_ref(),
+                                mtime,
+                                preserve,
+                                &mut out,
+                                &mut hardlinks,
+                                Some(&exclude),
+                            )?;
+                        }
+                        Kind::Other => {}
+                        _ => {
+                            let target = if dest_is_dir || s.parents {
+                                join(&base, &name)
+                            } else {
+                                base.clone()
+                            };
+                            let (uid, gid) = own(&m.info);
+                            out.insert(
+                                target.clone(),
+                                file_entry(
+                                    &m.path,
+                                    &m.info,
+                                    target,
+                                    uid,
+                                    gid,
+                                    chmod.as_ref(),
+                                    mtime,
+                                    &mut hardlinks,
+                                ),
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    // Parent directories COPY has to create: mode 0755 (or --chmod), owner --chown or root.
+    let (puid, pgid) = owner.unwrap_or((0, 0));
+    let pmode = chmod.as_ref().map_or(0o755, |c| c.apply(0o755, true));
+    let mut parents: BTreeMap<String, Entry> = BTreeMap::new();
+    for path in out.keys() {
+        let parent = parent_of(path);
+        for e in missing_dirs(&state.rootfs, parent, pmode, puid, pgid, mtime) {
+            if !out.contains_key(&e.path) {
+                parents.insert(e.path.clone(), e);
+            }
+        }
+    }
+    if dest_is_dir && !out.is_empty() {
+        for e in missing_dirs(&state.rootfs, &dest, pmode, puid, pgid, mtime) {
+            if !out.contains_key(&e.path) {
+                parents.insert(e.path.clone(), e);
+            }
+        }
+    }
+    out.extend(parents);
+    Ok(out.into_values().collect())
+}
+
+fn parent_of(path: &str) -> &str {
+    path.rsplit_once('/').map_or("", |(p, _)| p)
+}
+
+fn match_source(env: &mut BuildEnv<'_>, root: &Root, path: &str) -> Result<Vec<Matched>> {
+    let wildcard = has_wildcard(path);
+    match root {
+        Root::Context => {
+            if wildcard {
+                let all = env.context.walk(".")?;
+                return Ok(all
+                    .into_iter()
+                    .filter(|e| !e.rel.is_empty() && glob_match(path, &e.rel))
+                    .map(|e| Matched {
+                        rel: e.rel,
+                        path: e.path,
+                        info: e.info,
+                    })
+                    .collect());
+            }
+            let (rel, resolved) = env.context.resolve(path)?;
+            if !rel.is_empty() && env.context.ignore().is_ignored(&rel) {
+                return Err(Error::SourceNotFound {
+                    path: path.to_owned(),
+                    place: "the build context (it is excluded by .dockerignore)".into(),
+                });
+            }
+            // The source itself is followed if it is a symlink, as BuildKit follows it.
+            let Ok(info) = FileInfo::read(&resolved) else {
+                return Err(Error::SourceNotFound {
+                    path: path.to_owned(),
+                    place: "the build context".into(),
+                });
+            };
+            // Hash what is read: the stat cache makes an unchanged file free.
+            if info.kind == Kind::File {
+                crate::context::hash_file(&resolved, &info, env.stat_cache)?;
+            }
+            Ok(vec![Matched {
+                rel,
+                path: resolved,
+                info,
+            }])
+        }
+        Root::Dir { path: dir, label } => {
+            if wildcard {
+                return Ok(list_dir(dir)?
+                    .into_iter()
+                    .filter(|m| !m.rel.is_empty() && glob_match(path, &m.rel))
+                    .collect());
+            }
+            let rel = resolve_scoped(dir, &format!("/{path}"));
+            let full = dir.join(&rel);
+            let info = FileInfo::read(&full).map_err(|_| Error::SourceNotFound {
+                path: path.to_owned(),
+                place: label.clone(),
+            })?;
+            Ok(vec![Matched {
+                rel,
+                path: full,
+                info,
+            }])
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn file_entry(
+    path: &Path,
+    info: &FileInfo,
+    target: String,
+    uid: u32,
+    gid: u32,
+    chmod: Option<&Chmod>,
+    mtime: i64,
+    hardlinks: &mut HashMap<(u64, u64), String>,
+) -> Entry {
+    let mode = chmod.map_or(info.mode, |c| c.apply(info.mode, false));
+    let kind = match info.kind {
+        Kind::Symlink => EntryKind::Symlink {
+            target: info.link.clone().unwrap_or_default(),
+        },
+        _ => {
+            let key = (info.dev, info.ino);
+            match hardlinks.get(&key) {
+                Some(first) if first != &target => EntryKind::Hardlink {
+                    target: first.clone(),
+                },
+                _ => {
+                    if fs_err::metadata(path)
+                        .is_ok_and(|m| std::os::unix::fs::MetadataExt::nlink(&m) > 1)
+                    {
+                        hardlinks.insert(key, target.clone());
+                    }
+                    EntryKind::File {
+                        source: FileSource::Path(path.to_owned()),
+                        size: info.size,
+                    }
+                }
+            }
+        }
+    };
+    let xattrs = match (&kind, xattr::get(path, "security.capability")) {
+        (EntryKind::File { .. }, Ok(Some(cap))) => vec![("security.capability".to_owned(), cap)],
+        _ => Vec::new(),
+    };
+    Entry {
+        path: target,
+        kind,
+        mode,
+        uid,
+        gid,
+        mtime,
+        xattrs,
+    }
+}
+
+/// The contents of directory `src` placed at `target` (the directory itself takes `src`'s mode).
+#[allow(clippy::too_many_arguments)]
+fn add_tree(
+    src: &Path,
+    target: &str,
+    owner: Option<(u32, u32)>,
+    chmod: Option<&Chmod>,
+    mtime: i64,
+    preserve_owner: bool,
+    out: &mut BTreeMap<String, Entry>,
+    hardlinks: &mut HashMap<(u64, u64), String>,
+    exclude: Option<&Ignore>,
+) -> Result<()> {
+    let target = target.trim_matches('/');
+    for m in list_dir(src)? {
+        if let Some(ex) = exclude {
+            if !m.rel.is_empty() && !ex.is_empty() && ex.is_ignored(&m.rel) {
+                continue;
+            }
+        }
+        if m.info.kind == Kind::Other {
+            continue;
+        }
+        let path = match (target.is_empty(), m.rel.is_empty()) {
+            (_, true) => target.to_owned(),
+            (true, false) => m.rel.clone(),
+            (false, false) => format!("{target}/{}", m.rel),
+        };
+        if path.is_empty() {
+            continue;
+        }
+        let (uid, gid) = owner.unwrap_or(if preserve_owner {
+            (m.info.uid, m.info.gid)
+        } else {
+            (0, 0)
+        });
+        let entry = if m.info.kind == Kind::Dir {
+            Entry {
+                path: path.clone(),
+                kind: EntryKind::Dir,
+                mode: chmod.map_or(m.info.mode, |c| c.apply(m.info.mode, true)),
+                uid,
+                gid,
+                mtime,
+                xattrs: Vec::new(),
+            }
+        } else {
+            file_entry(
+                &m.path,
+                &m.info,
+                path.clone(),
+                uid,
+                gid,
+                chmod,
+                mtime,
+                hardlinks,
+            )
+        };
+        out.insert(path, entry);
+    }
+    Ok(())
+}
+
+/// ADD's archive auto-extraction: a local tar, plain or compressed with gzip or zstd, is
+/// unpacked (into a scratch directory, nothing written outside it) and its tree copied.
+fn extract_archive(env: &BuildEnv<'_>, path: &Path) -> Result<Option<PathBuf>> {
+    use std::io::Read;
+    let mut head = [0u8; 262];
+    let n = {
+        let mut f = fs_err::File::open(path).map_err(io_at(path))?;
+        let mut total = 0;
+        while total < head.len() {
+            let k = f.read(&mut head[total..]).map_err(io_at(path))?;
+            if k == 0 {
+                break;
+            }
+            total += k;
+        }
+        total
+    };
+    let head = &head[..n];
+    let file = fs_err::File::open(path).map_err(io_at(path))?;
+    let reader: Box<dyn Read> = if head.starts_with(&[0x1f, 0x8b]) {
+        Box::new(flate2::read::GzDecoder::new(file))
+    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        Box::new(zstd::stream::Decoder::new(file).map_err(io_at(path))?)
+    } else if head.starts_with(b"BZh") || head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
+        return Err(Error::Unsupported {
+            what: format!("ADD of a bzip2 or xz archive (`{}`)", path.display()),
+        });
+    } else if head.len() >= 262 && &head[257..262] == b"ustar" {
+        Box::new(file)
+    } else {
+        return Ok(None);
+    };
+    let digest = crate::digest::Digest::of(path.as_os_str().as_encoded_bytes());
+    let dir = env.work.join(format!("add-{}", digest.hex()));
+    if dir.exists() {
+        fs_err::remove_dir_all(&dir).map_err(io_at(&dir))?;
+    }
+    fs_err::create_dir_all(&dir).map_err(io_at(&dir))?;
+    crate::snapshot::apply_tar(reader, &dir).map_err(|e| Error::Io {
+        path: path.to_owned(),
+        source: std::io::Error::other(format!("not a valid archive: {e}")),
+    })?;
+    Ok(Some(dir))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs_stay_in_their_component() {
+        assert!(glob_match("*.go", "main.go"));
+        assert!(!glob_match("*.go", "cmd/main.go"));
+        assert!(glob_match("cmd/*/main.go", "cmd/x/main.go"));
+        assert!(glob_match("./src/*.rs", "src/lib.rs"));
+        assert!(glob_match("file[0-9].txt", "file1.txt"));
+        assert!(!glob_match("file[^0-9].txt", "file1.txt"));
+        assert!(glob_match("f?le", "file"));
+    }
+}

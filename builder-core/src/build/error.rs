@@ -1,0 +1,97 @@
+//! Build errors.
+
+use std::path::PathBuf;
+
+/// What can go wrong in a build.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The Dockerfile is wrong.
+    #[error(transparent)]
+    Dockerfile(Box<crate::Error>),
+    /// Planning failed (an unknown `--target`).
+    #[error(transparent)]
+    Plan(#[from] crate::plan::Error),
+    /// Reading the context failed.
+    #[error(transparent)]
+    Context(#[from] crate::context::Error),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] crate::store::Error),
+    /// Assembling an image failed.
+    #[error(transparent)]
+    Image(#[from] crate::oci::Error),
+    /// Applying a layer failed.
+    #[error(transparent)]
+    Apply(#[from] crate::snapshot::ApplyError),
+    /// A file operation failed.
+    #[error("I/O error on `{path}`")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A step failed; the cause says why.
+    #[error("{keyword} failed (Dockerfile line {line}): `{instruction}`")]
+    Step {
+        /// The instruction's keyword.
+        keyword: String,
+        /// Its line.
+        line: usize,
+        /// The instruction as written.
+        instruction: String,
+        /// Why.
+        #[source]
+        source: Box<Error>,
+    },
+    /// Something this version cannot do yet.
+    #[error("{what} is not supported yet")]
+    Unsupported {
+        /// What.
+        what: String,
+    },
+    /// A base image that is not in the local store.
+    #[error(
+        "image `{name}` is not in the local store (pulling from registries is not supported yet; `rbuild load` or `rbuild import` it first)"
+    )]
+    ImageNotFound {
+        /// The reference.
+        name: String,
+    },
+    /// A COPY or ADD source that does not exist.
+    #[error("`{path}` not found in {place}")]
+    SourceNotFound {
+        /// The source as written.
+        path: String,
+        /// `the build context`, `stage build`.
+        place: String,
+    },
+    /// Variable expansion failed.
+    #[error("cannot expand `{word}`")]
+    Expand {
+        /// The word.
+        word: String,
+        /// Why.
+        #[source]
+        source: crate::dockerfile::ExpandError,
+    },
+    /// A `--chmod` or `--chown` that cannot be applied.
+    #[error("invalid {flag} value `{value}`: {reason}")]
+    InvalidFlag {
+        /// `--chmod`.
+        flag: &'static str,
+        /// The value.
+        value: String,
+        /// Why.
+        reason: String,
+    },
+    /// A broken invariant: a bug in rbuild.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+pub(crate) fn io_at(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Error {
+    let path = path.into();
+    move |source| Error::Io { path, source }
+}

@@ -1,0 +1,160 @@
+//! Where a built image goes besides the store: `-o type=oci|docker|local|tar,dest=…`.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::oci::{Compression, Image, write_docker_archive, write_oci_archive};
+use crate::snapshot;
+use crate::store::Store;
+
+use super::error::io_at;
+use super::{Error, Result};
+
+/// One `--output`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// An OCI image layout tarball.
+    Oci {
+        /// The file to write.
+        dest: PathBuf,
+    },
+    /// A `docker load` tarball.
+    Docker {
+        /// The file to write.
+        dest: PathBuf,
+    },
+    /// The final root filesystem, as a directory.
+    Local {
+        /// The directory to fill.
+        dest: PathBuf,
+    },
+    /// The final root filesystem, as a tarball.
+    Tar {
+        /// The file to write.
+        dest: PathBuf,
+    },
+}
+
+impl Output {
+    /// Reads docker's `--output` syntax: `type=oci,dest=out.tar`, or a bare path (local).
+    pub fn parse(spec: &str) -> std::result::Result<Self, String> {
+        if !spec.contains('=') {
+            return Ok(Self::Local { dest: spec.into() });
+        }
+        let mut kind = None;
+        let mut dest = None;
+        for field in spec.split(',') {
+            match field.split_once('=') {
+                Some(("type", v)) => kind = Some(v.to_owned()),
+                Some(("dest", v)) => dest = Some(PathBuf::from(v)),
+                Some((k, _)) => {
+                    return Err(format!("unknown output option `{k}` (known: type, dest)"));
+                }
+                None => return Err(format!("`{field}` is not key=value")),
+            }
+        }
+        let dest = dest.ok_or("missing `dest=`")?;
+        match kind.as_deref() {
+            Some("oci") => Ok(Self::Oci { dest }),
+            Some("docker") => Ok(Self::Docker { dest }),
+            Some("local") | None => Ok(Self::Local { dest }),
+            Some("tar") => Ok(Self::Tar { dest }),
+            Some(other) => Err(format!(
+                "unknown output type `{other}` (known: oci, docker, local, tar)"
+            )),
+        }
+    }
+}
+
+/// Writes a file through a temp file beside it, renamed into place when complete.
+fn atomic_file(dest: &Path, write: impl FnOnce(&mut dyn Write) -> Result<()>) -> Result<()> {
+    let dir = match dest.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    let tmp = tempfile::NamedTempFile::new_in(&dir).map_err(io_at(&dir))?;
+    let mut buf = std::io::BufWriter::with_capacity(1 << 20, tmp);
+    write(&mut buf)?;
+    let tmp = buf.into_inner().map_err(|e| Error::Io {
+        path: dest.to_owned(),
+        source: e.into_error(),
+    })?;
+    tmp.persist(dest).map_err(|e| Error::Io {
+        path: dest.to_owned(),
+        source: e.error,
+    })?;
+    Ok(())
+}
+
+/// Exports `image` as `output`. `names` are the image's tags; `mtime` the archive entries' time.
+pub fn export(
+    store: &Store,
+    image: &Image,
+    output: &Output,
+    names: &[String],
+    compression: Compression,
+    mtime: u64,
+) -> Result<()> {
+    match output {
+        Output::Oci { dest } => atomic_file(dest, |w| {
+            write_oci_archive(
+                store,
+                image,
+                names.first().map(String::as_str),
+                compression,
+                mtime,
+                w,
+            )?;
+            Ok(())
+        }),
+        Output::Docker { dest } => atomic_file(dest, |w| {
+            write_docker_archive(store, image, names, mtime, w)?;
+            Ok(())
+        }),
+        Output::Local { dest } => {
+            fs_err::create_dir_all(dest).map_err(io_at(dest))?;
+            for d in image.diff_ids() {
+                snapshot::apply_layer(store, d, dest)?;
+            }
+            Ok(())
+        }
+        Output::Tar { dest } => {
+            let scratch = tempfile::Builder::new()
+                .prefix("export-")
+                .tempdir_in(store.root().join("tmp"))
+                .map_err(io_at(store.root()))?;
+            for d in image.diff_ids() {
+                snapshot::apply_layer(store, d, scratch.path())?;
+            }
+            atomic_file(dest, |w| {
+                let mut b = tar::Builder::new(w);
+                b.follow_symlinks(false);
+                b.mode(tar::HeaderMode::Deterministic);
+                b.append_dir_all(".", scratch.path()).map_err(io_at(dest))?;
+                b.finish().map_err(io_at(dest))?;
+                Ok(())
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_specs() {
+        assert_eq!(
+            Output::parse("type=oci,dest=a.tar").unwrap(),
+            Output::Oci {
+                dest: "a.tar".into()
+            }
+        );
+        assert_eq!(
+            Output::parse("out").unwrap(),
+            Output::Local { dest: "out".into() }
+        );
+        assert!(Output::parse("type=s3,dest=x").is_err());
+        assert!(Output::parse("type=oci").is_err());
+    }
+}

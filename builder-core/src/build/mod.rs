@@ -1,0 +1,248 @@
+//! Running a build: the Dockerfile is parsed and checked, the needed stages planned, and each
+//! stage's instructions executed on a working root filesystem; layers go to the store, and the
+//! target stage becomes an image there.
+//!
+//! This is the only module that uses all the others (see `tests/architecture.rs`).
+
+mod chown;
+mod copy;
+mod error;
+mod export;
+mod stage;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::context::{Context, StatCache};
+use crate::dockerfile::{self, CheckOptions};
+use crate::plan;
+
+pub use crate::oci::{Compression, Image};
+pub use crate::store::Store;
+pub use error::Error;
+pub use export::{Output, export};
+use stage::StageState;
+
+/// The build's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What to build.
+#[derive(Debug, Clone, Default)]
+pub struct BuildRequest {
+    /// The context directory.
+    pub context: PathBuf,
+    /// The Dockerfile (by default `<context>/Dockerfile`).
+    pub dockerfile: Option<PathBuf>,
+    /// `--build-arg`s.
+    pub build_args: BTreeMap<String, String>,
+    /// `--target`.
+    pub target: Option<String>,
+    /// `--label`s added to the image.
+    pub labels: BTreeMap<String, String>,
+    /// `SOURCE_DATE_EPOCH`: the time written into the image and the clamp for file times.
+    pub source_date_epoch: Option<i64>,
+}
+
+/// What a build produced.
+#[derive(Debug, Clone)]
+pub struct BuildOutput {
+    /// The image, in the store.
+    pub image: Image,
+    /// How many steps ran.
+    pub steps: usize,
+}
+
+/// Something a build reports as it goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A stage the target does not need.
+    StageSkipped {
+        /// Its index.
+        stage: usize,
+        /// Its name.
+        name: Option<String>,
+    },
+    /// A step starts.
+    Step {
+        /// 1-based step number.
+        number: usize,
+        /// How many steps the build has.
+        total: usize,
+        /// The stage's name or index.
+        stage: String,
+        /// The instruction, as written.
+        instruction: String,
+        /// Its Dockerfile line.
+        line: usize,
+    },
+    /// A step finished.
+    StepDone {
+        /// 1-based step number.
+        number: usize,
+        /// How long it took.
+        millis: u128,
+    },
+}
+
+/// Builds images into a store.
+#[derive(Debug, Clone)]
+pub struct Builder {
+    store: Store,
+}
+
+impl Builder {
+    /// A builder over `store`.
+    pub fn new(store: Store) -> Self {
+        Self { store }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Runs a build, reporting progress to `on_event`.
+    pub fn build(
+        &self,
+        req: &BuildRequest,
+        on_event: &mut dyn FnMut(&Event),
+    ) -> Result<BuildOutput> {
+        let dockerfile_path = req
+            .dockerfile
+            .clone()
+            .unwrap_or_else(|| req.context.join("Dockerfile"));
+        let src = fs_err::read_to_string(&dockerfile_path).map_err(|source| Error::Io {
+            path: dockerfile_path.clone(),
+            source,
+        })?;
+        let invalid = |source| crate::Error::Dockerfile {
+            path: dockerfile_path.clone(),
+            source,
+        };
+        let (os, arch) = crate::oci::host_platform();
+        let platform = format!("{os}/{arch}");
+        let automatic_args: BTreeMap<String, String> = [
+            ("TARGETPLATFORM", platform.as_str()),
+            ("TARGETOS", os),
+            ("TARGETARCH", arch),
+            ("BUILDPLATFORM", platform.as_str()),
+            ("BUILDOS", os),
+            ("BUILDARCH", arch),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let opts = CheckOptions {
+            build_args: req.build_args.clone(),
+            automatic_args: automatic_args.clone(),
+        };
+        let parsed =
+            dockerfile::parse(&src).map_err(|e| Error::Dockerfile(Box::new(invalid(e))))?;
+        let checked = dockerfile::check(&parsed, &opts)
+            .map_err(|e| Error::Dockerfile(Box::new(invalid(e))))?;
+        let plan = plan::plan(&checked, req.target.as_deref())?;
+        for &i in &plan.skipped {
+            on_event(&Event::StageSkipped {
+                stage: i,
+                name: checked.stages[i].name.clone(),
+            });
+        }
+
+        let _lock = self.store.lock_shared()?;
+        let context = Context::open(&req.context, Some(&dockerfile_path))?;
+        let stat_cache_path = stat_cache_path(&self.store, context.root());
+        let mut stat_cache = StatCache::load(&stat_cache_path);
+        let work = tempfile::Builder::new()
+            .prefix("build-")
+            .tempdir_in(self.store.root().join("tmp"))
+            .map_err(|source| Error::Io {
+                path: self.store.root().join("tmp"),
+                source,
+            })?;
+
+        let total: usize = plan
+            .order
+            .iter()
+            .map(|&i| checked.stages[i].instructions.len() + 1)
+            .sum();
+        let mut env = stage::BuildEnv {
+            store: &self.store,
+            context: &context,
+            stat_cache: &mut stat_cache,
+            checked: &checked,
+            escape: parsed.escape,
+            build_args: &req.build_args,
+            automatic_args: &automatic_args,
+            source_date_epoch: req.source_date_epoch,
+            work: work.path(),
+            step: 0,
+            total,
+            on_event,
+        };
+        let mut states: BTreeMap<usize, StageState> = BTreeMap::new();
+        for &i in &plan.order {
+            let state = stage::run_stage(&mut env, i, &states)?;
+            states.insert(i, state);
+        }
+        let steps = env.step;
+        stat_cache.save(&stat_cache_path)?;
+        let mut final_state = states
+            .remove(&plan.target)
+            .ok_or_else(|| Error::Internal("target stage was not built".into()))?;
+        if !req.labels.is_empty() {
+            final_state
+                .config
+                .config
+                .labels
+                .get_or_insert_with(BTreeMap::new)
+                .extend(req.labels.clone());
+        }
+        let created = rfc3339(req.source_date_epoch.unwrap_or(0));
+        final_state.config.created = Some(created.clone());
+        for h in &mut final_state.config.history {
+            h.created.get_or_insert_with(|| created.clone());
+        }
+        let image = Image::store(&self.store, &final_state.config)?;
+        Ok(BuildOutput { image, steps })
+    }
+}
+
+fn stat_cache_path(store: &Store, context: &Path) -> PathBuf {
+    let key = crate::digest::Digest::of(context.as_os_str().as_encoded_bytes());
+    store
+        .root()
+        .join("statcache")
+        .join(format!("{}.json", key.hex()))
+}
+
+/// Seconds since the epoch as RFC 3339 UTC (`1970-01-01T00:00:00Z`).
+#[allow(clippy::many_single_char_names)] // the algorithm's own names
+pub(crate) fn rfc3339(secs: i64) -> String {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let (h, m, s) = (rem / 3600, (rem % 3600) / 60, rem % 60);
+    // Civil-from-days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = if month <= 2 { y + 1 } else { y };
+    format!("{year:04}-{month:02}-{d:02}T{h:02}:{m:02}:{s:02}Z")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_dates() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+    }
+}

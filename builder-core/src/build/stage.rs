@@ -1,0 +1,617 @@
+//! One stage: its base, then each instruction applied to the image config and the working root
+//! filesystem.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Instant;
+
+use crate::context::{Context, StatCache};
+use crate::digest::Digest;
+use crate::dockerfile::{Checked, Command, CommandLine, Healthcheck, Instruction, Lexer, Source};
+use crate::oci::{Empty, HealthConfig, History, Image, ImageConfig, host_platform};
+use crate::snapshot::{self, Entry, EntryKind, TarOptions};
+use crate::store::Store;
+
+use super::error::io_at;
+use super::{Error, Event, Result, copy};
+
+/// Everything a stage needs from the build.
+pub(crate) struct BuildEnv<'a> {
+    pub(crate) store: &'a Store,
+    pub(crate) context: &'a Context,
+    pub(crate) stat_cache: &'a mut StatCache,
+    pub(crate) checked: &'a Checked,
+    pub(crate) escape: char,
+    pub(crate) build_args: &'a BTreeMap<String, String>,
+    pub(crate) automatic_args: &'a BTreeMap<String, String>,
+    pub(crate) source_date_epoch: Option<i64>,
+    pub(crate) work: &'a Path,
+    pub(crate) step: usize,
+    pub(crate) total: usize,
+    pub(crate) on_event: &'a mut dyn FnMut(&Event),
+}
+
+/// A stage as built so far.
+#[derive(Debug, Clone)]
+pub(crate) struct StageState {
+    /// The image config (layers, history, runtime config).
+    pub(crate) config: ImageConfig,
+    /// The stage's root filesystem, as its layers make it.
+    pub(crate) rootfs: std::path::PathBuf,
+    /// Variables in scope for expansion, in the order they were set (last wins).
+    pub(crate) vars: Vec<(String, String)>,
+    /// Whether CMD was set in this stage (ENTRYPOINT resets an inherited CMD otherwise).
+    cmd_set: bool,
+}
+
+impl StageState {
+    pub(crate) fn expand(&self, word: &str, escape: char) -> Result<String> {
+        Lexer::new(escape)
+            .word(word, &self.vars)
+            .map_err(|source| Error::Expand {
+                word: word.to_owned(),
+                source,
+            })
+    }
+
+    fn set_env(&mut self, key: &str, value: &str) {
+        let env = self.config.config.env.get_or_insert_with(Vec::new);
+        let entry = format!("{key}={value}");
+        match env
+            .iter_mut()
+            .find(|e| e.split_once('=').map(|(k, _)| k) == Some(key))
+        {
+            Some(e) => *e = entry,
+            None => env.push(entry),
+        }
+        self.vars.push((key.to_owned(), value.to_owned()));
+    }
+
+    pub(crate) fn workdir(&self) -> &str {
+        self.config.config.working_dir.as_deref().unwrap_or("/")
+    }
+}
+
+/// Resolves a stage's base: scratch, an earlier stage, or an image in the local store.
+fn base(
+    env: &BuildEnv<'_>,
+    index: usize,
+    built: &BTreeMap<usize, StageState>,
+    rootfs: &Path,
+) -> Result<StageState> {
+    let stage = &env.checked.stages[index];
+    let (os, arch) = host_platform();
+    let empty = || ImageConfig {
+        architecture: arch.to_owned(),
+        os: os.to_owned(),
+        ..ImageConfig::default()
+    };
+    let mut state = StageState {
+        config: empty(),
+        rootfs: rootfs.to_owned(),
+        vars: Vec::new(),
+        cmd_set: false,
+    };
+    fs_err::create_dir_all(rootfs).map_err(io_at(rootfs))?;
+    match &stage.base.source {
+        Source::Scratch => {}
+        Source::Stage(i) => {
+            let from = built
+                .get(i)
+                .ok_or_else(|| Error::Internal(format!("stage {i} used before it was built")))?;
+            state.config = from.config.clone();
+            copy_tree(&from.rootfs, rootfs)?;
+        }
+        Source::Image(name) | Source::Deferred(name) => {
+            let image = load_local(env.store, name)?;
+            for diff_id in image.diff_ids() {
+                snapshot::apply_layer(env.store, diff_id, rootfs)?;
+            }
+            state.config = image.config;
+            state.config.created = None;
+        }
+    }
+    state.vars = state
+        .config
+        .config
+        .env
+        .iter()
+        .flatten()
+        .filter_map(|e| e.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())))
+        .collect();
+    Ok(state)
+}
+
+/// Finds `name` among the local tags: as written, with `:latest`, and docker's long forms.
+pub(crate) fn load_local(store: &Store, name: &str) -> Result<Image> {
+    if let Some((_, digest)) = name.split_once('@') {
+        if let Ok(d) = digest.parse::<Digest>() {
+            if store.has_blob(&d) {
+                return Ok(Image::load(store, d)?);
+            }
+        }
+    }
+    let last = name.rsplit('/').next().unwrap_or(name);
+    let tagged = if last.contains(':') {
+        name.to_owned()
+    } else {
+        format!("{name}:latest")
+    };
+    let mut candidates = vec![name.to_owned(), tagged.clone()];
+    if let Some(short) = tagged
+        .strip_prefix("docker.io/library/")
+        .or_else(|| tagged.strip_prefix("docker.io/"))
+    {
+        candidates.push(short.to_owned());
+    } else if !tagged.contains('/') {
+        candidates.push(format!("docker.io/library/{tagged}"));
+    }
+    for c in candidates {
+        if let Some(d) = store.tag(&c)? {
+            return Ok(Image::load(store, d)?);
+        }
+    }
+    Err(Error::ImageNotFound {
+        name: name.to_owned(),
+    })
+}
+
+/// Copies a directory tree (the root filesystem of a stage another stage starts from).
+pub(crate) fn copy_tree(from: &Path, to: &Path) -> Result<()> {
+    let status = std::process::Command::new("cp")
+        .arg("-a")
+        .arg("--reflink=auto")
+        .arg(format!("{}/.", from.display()))
+        .arg(to)
+        .status()
+        .map_err(io_at(to))?;
+    if !status.success() {
+        return Err(Error::Io {
+            path: to.to_owned(),
+            source: std::io::Error::other(format!("cp -a exited with {status}")),
+        });
+    }
+    Ok(())
+}
+
+/// Runs stage `index` on top of the stages already built.
+pub(crate) fn run_stage(
+    env: &mut BuildEnv<'_>,
+    index: usize,
+    built: &BTreeMap<usize, StageState>,
+) -> Result<StageState> {
+    let stage = &env.checked.stages[index];
+    let label = stage.name.clone().unwrap_or_else(|| index.to_string());
+    let rootfs = env.work.join(format!("stage-{index}"));
+    env.step += 1;
+    (env.on_event)(&Event::Step {
+        number: env.step,
+        total: env.total,
+        stage: label.clone(),
+        instruction: format!("FROM {}", stage.base.expanded),
+        line: stage.span.line,
+    });
+    let started = Instant::now();
+    let mut state = base(env, index, built, &rootfs)?;
+    (env.on_event)(&Event::StepDone {
+        number: env.step,
+        millis: started.elapsed().as_millis(),
+    });
+    // Global ARGs re-declared here take the global value unless a build arg overrides.
+    for inst in &stage.instructions {
+        env.step += 1;
+        let text = inst_text(inst);
+        (env.on_event)(&Event::Step {
+            number: env.step,
+            total: env.total,
+            stage: label.clone(),
+            instruction: text.clone(),
+            line: inst.span.line,
+        });
+        let started = Instant::now();
+        run_instruction(env, index, &mut state, inst, built).map_err(|e| Error::Step {
+            keyword: inst.keyword.as_str().to_owned(),
+            line: inst.span.line,
+            instruction: text,
+            source: Box::new(e),
+        })?;
+        (env.on_event)(&Event::StepDone {
+            number: env.step,
+            millis: started.elapsed().as_millis(),
+        });
+    }
+    Ok(state)
+}
+
+fn inst_text(inst: &Instruction) -> String {
+    match &inst.command {
+        Command::Run(r) => match &r.command {
+            CommandLine::Shell(s) => format!("RUN {s}"),
+            CommandLine::Exec(v) => format!("RUN {v:?}"),
+        },
+        other => format!("{} {}", inst.keyword, summary(other)),
+    }
+}
+
+fn summary(c: &Command) -> String {
+    match c {
+        Command::Copy(c) => {
+            let srcs: Vec<String> = c.sources.iter().map(source_name).collect();
+            format!("{} {}", srcs.join(" "), c.dest)
+        }
+        Command::Add(a) => {
+            let srcs: Vec<String> = a.sources.iter().map(source_name).collect();
+            format!("{} {}", srcs.join(" "), a.dest)
+        }
+        Command::Env { pairs } | Command::Label { pairs } => pairs
+            .iter()
+            .map(|p| format!("{}={}", p.key, p.value))
+            .collect::<Vec<_>>()
+            .join(" "),
+        Command::Arg { args } => args
+            .iter()
+            .map(|a| match &a.default {
+                Some(d) => format!("{}={d}", a.name),
+                None => a.name.clone(),
+            })
+            .collect::<Vec<_>>()
+            .join(" "),
+        Command::Workdir { path } => path.clone(),
+        Command::User { user } => user.clone(),
+        Command::Expose { ports } => ports.join(" "),
+        Command::Volume { paths } => format!("{paths:?}"),
+        Command::Stopsignal { signal } => signal.clone(),
+        Command::Maintainer { name } => name.clone(),
+        Command::Cmd(l) | Command::Entrypoint(l) => match l {
+            CommandLine::Shell(s) => s.clone(),
+            CommandLine::Exec(v) => serde_json::to_string(v).unwrap_or_default(),
+        },
+        Command::Shell { shell } => serde_json::to_string(shell).unwrap_or_default(),
+        Command::Healthcheck(_) => "…".into(),
+        Command::Onbuild { trigger } => inst_text(trigger),
+        Command::From(f) => f.image.clone(),
+        Command::Run(_) => String::new(),
+    }
+}
+
+fn source_name(s: &crate::dockerfile::CopySource) -> String {
+    match s {
+        crate::dockerfile::CopySource::Path { path } => path.clone(),
+        crate::dockerfile::CopySource::Heredoc { name, .. } => format!("<<{name}"),
+    }
+}
+
+fn history(state: &mut StageState, created_by: String, empty_layer: bool) {
+    state.config.history.push(History {
+        created_by: Some(created_by),
+        comment: Some("rbuild".into()),
+        empty_layer: empty_layer.then_some(true),
+        ..History::default()
+    });
+}
+
+/// Adds a layer made of `entries` to the stage: written to the store, applied to its rootfs.
+pub(crate) fn add_layer(
+    env: &BuildEnv<'_>,
+    state: &mut StageState,
+    mut entries: Vec<Entry>,
+) -> Result<Digest> {
+    let layer = snapshot::write_layer(
+        env.store,
+        &mut entries,
+        TarOptions {
+            source_date_epoch: env.source_date_epoch,
+        },
+    )?;
+    snapshot::apply_layer(env.store, &layer.diff_id, &state.rootfs)?;
+    state.config.rootfs.diff_ids.push(layer.diff_id);
+    Ok(layer.diff_id)
+}
+
+/// The shell a shell-form command runs under.
+fn shell_of(state: &StageState) -> Vec<String> {
+    state
+        .config
+        .config
+        .shell
+        .clone()
+        .unwrap_or_else(|| vec!["/bin/sh".into(), "-c".into()])
+}
+
+fn command_vec(state: &StageState, line: &CommandLine) -> Vec<String> {
+    match line {
+        CommandLine::Exec(v) => v.clone(),
+        CommandLine::Shell(s) => {
+            let mut v = shell_of(state);
+            v.push(s.clone());
+            v
+        }
+    }
+}
+
+/// Joins `path` onto the working directory, as WORKDIR and COPY destinations do.
+pub(crate) fn abs_path(workdir: &str, path: &str) -> String {
+    let joined = if path.starts_with('/') {
+        path.to_owned()
+    } else {
+        format!("{}/{path}", workdir.trim_end_matches('/'))
+    };
+    let cleaned = crate::context::clean_path(&joined);
+    if cleaned.is_empty() {
+        "/".into()
+    } else {
+        cleaned
+    }
+}
+
+/// Directory entries for `path` and its missing parents in `rootfs`.
+pub(crate) fn missing_dirs(
+    rootfs: &Path,
+    path: &str,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    mtime: i64,
+) -> Vec<Entry> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    for part in path.trim_matches('/').split('/').filter(|p| !p.is_empty()) {
+        cur = if cur.is_empty() {
+            part.to_owned()
+        } else {
+            format!("{cur}/{part}")
+        };
+        if fs_err::symlink_metadata(rootfs.join(&cur)).is_err() {
+            out.push(Entry {
+                path: cur.clone(),
+                kind: EntryKind::Dir,
+                mode,
+                uid,
+                gid,
+                mtime,
+                xattrs: Vec::new(),
+            });
+        }
+    }
+    out
+}
+
+#[allow(clippy::zero_sized_map_values)] // ExposedPorts and Volumes are maps to `{}`
+fn run_instruction(
+    env: &mut BuildEnv<'_>,
+    index: usize,
+    state: &mut StageState,
+    inst: &Instruction,
+    built: &BTreeMap<usize, StageState>,
+) -> Result<()> {
+    let escape = env.escape;
+    let created_by = inst_text(inst);
+    match &inst.command {
+        Command::From(_) => return Err(Error::Internal("FROM inside a stage".into())),
+        Command::Run(_) => {
+            return Err(Error::Unsupported {
+                what: "RUN (the sandbox comes with the next milestone)".into(),
+            });
+        }
+        Command::Env { pairs } => {
+            for p in pairs {
+                let key = state.expand(&p.key, escape)?;
+                let value = state.expand(&p.value, escape)?;
+                state.set_env(&key, &value);
+            }
+            history(state, created_by, true);
+        }
+        Command::Label { pairs } => {
+            for p in pairs {
+                let key = state.expand(&p.key, escape)?;
+                let value = state.expand(&p.value, escape)?;
+                state
+                    .config
+                    .config
+                    .labels
+                    .get_or_insert_with(BTreeMap::new)
+                    .insert(key, value);
+            }
+            history(state, created_by, true);
+        }
+        Command::Arg { args } => {
+            let stage = &env.checked.stages[index];
+            for a in args {
+                let value = if let Some(v) = env.build_args.get(&a.name) {
+                    Some(v.clone())
+                } else if let Some(d) = &a.default {
+                    Some(state.expand(d, escape)?)
+                } else if let Some((_, inherited)) =
+                    stage.inherited_args.iter().find(|(n, _)| *n == a.name)
+                {
+                    inherited.clone()
+                } else {
+                    env.automatic_args.get(&a.name).cloned()
+                };
+                if let Some(v) = value {
+                    state.vars.push((a.name.clone(), v));
+                }
+            }
+            history(state, created_by, true);
+        }
+        Command::Workdir { path } => {
+            let expanded = state.expand(path, escape)?;
+            let abs = abs_path(state.workdir(), &expanded);
+            state.config.config.working_dir = Some(abs.clone());
+            let (uid, gid) = match &state.config.config.user {
+                Some(u) if !u.is_empty() => super::chown::resolve_chown(u, &state.rootfs),
+                _ => (0, 0),
+            };
+            let dirs = missing_dirs(
+                &state.rootfs,
+                &abs,
+                0o755,
+                uid,
+                gid,
+                env.source_date_epoch.unwrap_or(0),
+            );
+            if dirs.is_empty() {
+                history(state, created_by, true);
+            } else {
+                add_layer(env, state, dirs)?;
+                history(state, created_by, false);
+            }
+        }
+        Command::User { user } => {
+            state.config.config.user = Some(state.expand(user, escape)?);
+            history(state, created_by, true);
+        }
+        Command::Expose { ports } => {
+            for p in ports {
+                let p = state.expand(p, escape)?;
+                for port in expand_ports(&p).map_err(|reason| Error::InvalidFlag {
+                    flag: "EXPOSE",
+                    value: p.clone(),
+                    reason,
+                })? {
+                    state
+                        .config
+                        .config
+                        .exposed_ports
+                        .get_or_insert_with(BTreeMap::new)
+                        .insert(port, Empty {});
+                }
+            }
+            history(state, created_by, true);
+        }
+        Command::Volume { paths } => {
+            for p in paths {
+                let p = state.expand(p, escape)?;
+                state
+                    .config
+                    .config
+                    .volumes
+                    .get_or_insert_with(BTreeMap::new)
+                    .insert(p, Empty {});
+            }
+            history(state, created_by, true);
+        }
+        Command::Stopsignal { signal } => {
+            state.config.config.stop_signal = Some(state.expand(signal, escape)?);
+            history(state, created_by, true);
+        }
+        Command::Maintainer { name } => {
+            state.config.author = Some(name.clone());
+            history(state, created_by, true);
+        }
+        Command::Cmd(line) => {
+            state.config.config.cmd = Some(command_vec(state, line));
+            state.cmd_set = true;
+            history(state, created_by, true);
+        }
+        Command::Entrypoint(line) => {
+            state.config.config.entrypoint = Some(command_vec(state, line));
+            if !state.cmd_set {
+                state.config.config.cmd = None;
+            }
+            history(state, created_by, true);
+        }
+        Command::Shell { shell } => {
+            state.config.config.shell = Some(shell.clone());
+            history(state, created_by, true);
+        }
+        Command::Healthcheck(h) => {
+            state.config.config.healthcheck = Some(match h {
+                Healthcheck::None => HealthConfig {
+                    test: vec!["NONE".into()],
+                    ..HealthConfig::default()
+                },
+                Healthcheck::Cmd {
+                    command,
+                    interval,
+                    timeout,
+                    start_period,
+                    start_interval,
+                    retries,
+                } => {
+                    let test = match command {
+                        CommandLine::Shell(s) => vec!["CMD-SHELL".into(), s.clone()],
+                        CommandLine::Exec(v) => std::iter::once("CMD".to_owned())
+                            .chain(v.iter().cloned())
+                            .collect(),
+                    };
+                    let ns = |d: &Option<std::time::Duration>| {
+                        d.map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+                    };
+                    HealthConfig {
+                        test,
+                        interval: ns(interval),
+                        timeout: ns(timeout),
+                        start_period: ns(start_period),
+                        start_interval: ns(start_interval),
+                        retries: retries.map(u64::from),
+                    }
+                }
+            });
+            history(state, created_by, true);
+        }
+        Command::Onbuild { trigger } => {
+            let text = inst_text(trigger);
+            state
+                .config
+                .config
+                .on_build
+                .get_or_insert_with(Vec::new)
+                .push(text);
+            history(state, created_by, true);
+        }
+        Command::Copy(_) | Command::Add(_) => {
+            let entries = copy::entries(env, state, inst, built)?;
+            add_layer(env, state, entries)?;
+            history(state, format!("{created_by} # rbuild"), false);
+        }
+    }
+    Ok(())
+}
+
+/// `80`, `53/UDP`, `9000-9002/tcp` → `80/tcp`, `53/udp`, `9000/tcp`… as docker records them.
+fn expand_ports(spec: &str) -> std::result::Result<Vec<String>, String> {
+    let (range, proto) = match spec.split_once('/') {
+        Some((r, p)) => (r, p.to_ascii_lowercase()),
+        None => (spec, "tcp".to_owned()),
+    };
+    let parse = |s: &str| {
+        s.parse::<u16>()
+            .map_err(|_| format!("`{s}` is not a port number"))
+    };
+    let (lo, hi) = match range.split_once('-') {
+        Some((a, b)) => (parse(a)?, parse(b)?),
+        None => {
+            let p = parse(range)?;
+            (p, p)
+        }
+    };
+    if hi < lo {
+        return Err("the range ends before it starts".into());
+    }
+    Ok((lo..=hi).map(|p| format!("{p}/{proto}")).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ports_expand_like_docker() {
+        assert_eq!(expand_ports("80").unwrap(), ["80/tcp"]);
+        assert_eq!(expand_ports("53/UDP").unwrap(), ["53/udp"]);
+        assert_eq!(
+            expand_ports("9000-9002/tcp").unwrap(),
+            ["9000/tcp", "9001/tcp", "9002/tcp"]
+        );
+        assert!(expand_ports("x").is_err());
+    }
+
+    #[test]
+    fn paths_join_the_workdir() {
+        assert_eq!(abs_path("/app", "src"), "/app/src");
+        assert_eq!(abs_path("/app", "/etc"), "/etc");
+        assert_eq!(abs_path("/", "."), "/");
+        assert_eq!(abs_path("/a/b", "../c/"), "/a/c");
+    }
+}

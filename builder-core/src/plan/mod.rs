@@ -1,0 +1,95 @@
+//! Planning: which stages a build needs, in what order. Pure: it describes work and does none.
+//!
+//! Imports: `dockerfile`, `digest` (see `tests/architecture.rs`).
+
+use std::collections::BTreeSet;
+
+use crate::dockerfile::{Checked, Source};
+
+/// What a build will do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    /// The stage whose image is the result.
+    pub target: usize,
+    /// The stages to build, each after those it reads from.
+    pub order: Vec<usize>,
+    /// Stages the target does not need.
+    pub skipped: Vec<usize>,
+}
+
+/// Planning errors.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    /// `--target` names no stage.
+    #[error("target stage `{name}` not found; stages: {available}")]
+    UnknownTarget {
+        /// The name given.
+        name: String,
+        /// The stage names there are.
+        available: String,
+    },
+}
+
+/// Plans the build of `target` (the last stage when `None`).
+pub fn plan(checked: &Checked, target: Option<&str>) -> Result<Plan, Error> {
+    let target = match target {
+        None => checked.stages.len().saturating_sub(1),
+        Some(name) => checked
+            .stage(name)
+            .map(|s| s.index)
+            .ok_or_else(|| Error::UnknownTarget {
+                name: name.to_owned(),
+                available: checked
+                    .stages
+                    .iter()
+                    .map(|s| s.name.clone().unwrap_or_else(|| s.index.to_string()))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })?,
+    };
+    let mut needed = BTreeSet::new();
+    let mut pending = vec![target];
+    while let Some(i) = pending.pop() {
+        if !needed.insert(i) {
+            continue;
+        }
+        for d in &checked.stages[i].dependencies {
+            if let Source::Stage(j) = d.source {
+                pending.push(j);
+            }
+        }
+    }
+    // Stages only read earlier stages, so file order is a valid build order.
+    let order: Vec<usize> = needed.iter().copied().collect();
+    let skipped = (0..checked.stages.len())
+        .filter(|i| !needed.contains(i))
+        .collect();
+    Ok(Plan {
+        target,
+        order,
+        skipped,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dockerfile::{CheckOptions, parse_and_check};
+
+    #[test]
+    fn unneeded_stages_are_skipped() {
+        let src = "FROM scratch AS a\nFROM scratch AS b\nCOPY --from=a / /\nFROM scratch AS unused\nFROM b AS final\n";
+        let c = parse_and_check(src, &CheckOptions::default()).unwrap();
+        let p = plan(&c, None).unwrap();
+        assert_eq!(
+            (p.target, p.order.clone(), p.skipped.clone()),
+            (3, vec![0, 1, 3], vec![2])
+        );
+        let p = plan(&c, Some("A")).unwrap();
+        assert_eq!(p.order, [0]);
+        assert!(matches!(
+            plan(&c, Some("nope")),
+            Err(Error::UnknownTarget { .. })
+        ));
+    }
+}
