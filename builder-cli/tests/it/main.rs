@@ -1,4 +1,6 @@
 //! Integration tests of the `rbuild` binary: one binary, one module per area.
 
+mod build;
+mod interop;
 mod parse;
 mod support;

@@ -24,3 +24,77 @@ pub(crate) fn run(args: &[&str]) -> Output {
 pub(crate) fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
+
+/// A temporary project: a context directory and a store root of its own.
+pub(crate) struct Project {
+    pub(crate) dir: tempfile::TempDir,
+}
+
+impl Project {
+    pub(crate) fn new() -> Self {
+        let p = Self {
+            dir: tempfile::tempdir().expect("temp dir"),
+        };
+        fs_err::create_dir_all(p.ctx()).unwrap();
+        p
+    }
+
+    pub(crate) fn ctx(&self) -> PathBuf {
+        self.dir.path().join("ctx")
+    }
+
+    pub(crate) fn root(&self) -> PathBuf {
+        self.dir.path().join("root")
+    }
+
+    pub(crate) fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// Writes a context file (parents created).
+    pub(crate) fn file(&self, rel: &str, content: &str) -> &Self {
+        let p = self.ctx().join(rel);
+        fs_err::create_dir_all(p.parent().unwrap()).unwrap();
+        fs_err::write(p, content).unwrap();
+        self
+    }
+
+    /// `rbuild --root <root> ARGS` run in the context directory.
+    pub(crate) fn rbuild_in(&self, root: &std::path::Path, args: &[&str]) -> Output {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_rbuild"));
+        cmd.arg("--root")
+            .arg(root)
+            .args(args)
+            .current_dir(self.ctx())
+            .env("NO_COLOR", "1")
+            .env_remove("SOURCE_DATE_EPOCH")
+            .stdin(Stdio::null());
+        cmd.output().expect("rbuild runs")
+    }
+
+    pub(crate) fn rbuild(&self, args: &[&str]) -> Output {
+        self.rbuild_in(&self.root(), args)
+    }
+
+    /// Runs rbuild and insists it succeeds.
+    pub(crate) fn ok(&self, args: &[&str]) -> Output {
+        let out = self.rbuild(args);
+        assert!(
+            out.status.success(),
+            "rbuild {args:?} failed:\n{}",
+            text(&out.stderr)
+        );
+        out
+    }
+}
+
+/// A peer tool, or a failure that says how to install it.
+pub(crate) fn tool(name: &str, package: &str) -> Command {
+    let found = std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(name).is_file()));
+    assert!(
+        found,
+        "`{name}` is not installed: apt-get install -y {package} (.ci/run installs it)"
+    );
+    Command::new(name)
+}

@@ -312,7 +312,7 @@ pub(crate) fn entries(
                     if s.add && m.info.kind == Kind::File {
                         if let Some(extracted) = extract_archive(env, &m.path)? {
                             add_tree(
-                                &extracted,
+                                list_dir(&extracted)?,
                                 &dest,
                                 owner,
                                 chmod.as_ref(),
@@ -321,7 +321,7 @@ pub(crate) fn entries(
                                 &mut out,
                                 &mut hardlinks,
                                 None,
-                            )?;
+                            );
                             continue;
                         }
                     }
@@ -332,8 +332,22 @@ pub(crate) fn entries(
                             } else {
                                 base.clone()
                             };
+                            // From the context, .dockerignore applies inside the directory too.
+                            let listing = match root {
+                                Root::Context => env
+                                    .context
+                                    .walk(&m.rel)?
+                                    .into_iter()
+                                    .map(|e| Matched {
+                                        rel: e.rel,
+                                        path: e.path,
+                                        info: e.info,
+                                    })
+                                    .collect(),
+                                Root::Dir { .. } => list_dir(&m.path)?,
+                            };
                             add_tree(
-                                &m.path,
+                                listing,
                                 &target_dir,
                                 owner,
                                 chmod.as_ref(),
@@ -342,7 +356,7 @@ pub(crate) fn entries(
                                 &mut out,
                                 &mut hardlinks,
                                 Some(&exclude),
-                            )?;
+                            );
                         }
                         Kind::Other => {}
                         _ => {
@@ -512,10 +526,11 @@ fn file_entry(
     }
 }
 
-/// The contents of directory `src` placed at `target` (the directory itself takes `src`'s mode).
+/// The contents of a directory (`listing`, as [`list_dir`] or the context's walk gives it) placed
+/// at `target`; the directory itself takes the source directory's mode.
 #[allow(clippy::too_many_arguments)]
 fn add_tree(
-    src: &Path,
+    listing: Vec<Matched>,
     target: &str,
     owner: Option<(u32, u32)>,
     chmod: Option<&Chmod>,
@@ -524,9 +539,9 @@ fn add_tree(
     out: &mut BTreeMap<String, Entry>,
     hardlinks: &mut HashMap<(u64, u64), String>,
     exclude: Option<&Ignore>,
-) -> Result<()> {
+) {
     let target = target.trim_matches('/');
-    for m in list_dir(src)? {
+    for m in listing {
         if let Some(ex) = exclude {
             if !m.rel.is_empty() && !ex.is_empty() && ex.is_ignored(&m.rel) {
                 continue;
@@ -572,7 +587,6 @@ fn add_tree(
         };
         out.insert(path, entry);
     }
-    Ok(())
 }
 
 /// ADD's archive auto-extraction: a local tar, plain or compressed with gzip or zstd, is
@@ -613,9 +627,9 @@ fn extract_archive(env: &BuildEnv<'_>, path: &Path) -> Result<Option<PathBuf>> {
         fs_err::remove_dir_all(&dir).map_err(io_at(&dir))?;
     }
     fs_err::create_dir_all(&dir).map_err(io_at(&dir))?;
-    crate::snapshot::apply_tar(reader, &dir).map_err(|e| Error::Io {
+    crate::snapshot::apply_tar(reader, &dir).map_err(|source| Error::Archive {
         path: path.to_owned(),
-        source: std::io::Error::other(format!("not a valid archive: {e}")),
+        source,
     })?;
     Ok(Some(dir))
 }

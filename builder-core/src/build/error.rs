@@ -86,6 +86,15 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// An archive ADD cannot extract.
+    #[error("cannot extract archive `{path}`")]
+    Archive {
+        /// The archive.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: crate::snapshot::ApplyError,
+    },
     /// A broken invariant: a bug in rbuild.
     #[error("internal error: {0}")]
     Internal(String),

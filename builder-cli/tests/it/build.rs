@@ -1,0 +1,285 @@
+//! `rbuild build`: images without RUN, reproducible to the byte, errors that name the line.
+
+use std::os::unix::fs::MetadataExt;
+
+use crate::support::{Project, text};
+
+fn demo() -> Project {
+    let p = Project::new();
+    p.file("app/hello.txt", "hello\n")
+        .file("app/sub/w.txt", "world\n")
+        .file("notes.md", "ignored\n")
+        .file(".dockerignore", "*.md\n")
+        .file(
+            "Dockerfile",
+            "FROM scratch AS base\nCOPY app/ /app/\nENV GREETING=hello\nFROM base\nWORKDIR /srv\nCOPY --chmod=0755 app/hello.txt ./hello\nCOPY --from=base /app/sub/w.txt /copied.txt\nCOPY <<EOF /etc/motd\ngreeting is ${GREETING}\nEOF\nLABEL org.example=yes\nEXPOSE 8080 9000-9001/UDP\nCMD [\"/srv/hello\"]\n",
+        );
+    p
+}
+
+fn inspect(p: &Project, image: &str) -> serde_json::Value {
+    let out = p.ok(&["inspect", image]);
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn builds_tags_and_records_the_config() {
+    let p = demo();
+    let out = p.ok(&["build", "-t", "demo:v1", "--progress", "plain", "."]);
+    let log = text(&out.stderr);
+    assert!(
+        log.contains("#2 [base 2/11] COPY app/ /app/ (line 2)"),
+        "{log}"
+    );
+    assert!(log.contains("naming to demo:v1"), "{log}");
+    let img = inspect(&p, "demo:v1");
+    let cfg = &img["Config"]["config"];
+    assert_eq!(cfg["Env"][0], "GREETING=hello");
+    assert_eq!(cfg["WorkingDir"], "/srv");
+    assert_eq!(cfg["Cmd"][0], "/srv/hello");
+    assert_eq!(cfg["Labels"]["org.example"], "yes");
+    let ports: Vec<&String> = cfg["ExposedPorts"].as_object().unwrap().keys().collect();
+    assert_eq!(ports, ["8080/tcp", "9000/udp", "9001/udp"]);
+    assert_eq!(img["Config"]["created"], "1970-01-01T00:00:00Z");
+    let history = img["Config"]["history"].as_array().unwrap();
+    let layers = img["Config"]["rootfs"]["diff_ids"].as_array().unwrap();
+    let non_empty = history.iter().filter(|h| h["empty_layer"] != true).count();
+    assert_eq!(non_empty, layers.len(), "history and layers disagree");
+    let listing = text(&p.ok(&["images"]).stdout);
+    assert!(
+        listing.contains("demo") && listing.contains("v1"),
+        "{listing}"
+    );
+}
+
+#[test]
+fn two_roots_give_identical_archives_and_mtimes_change_nothing() {
+    let p = demo();
+    let oci = |root: &str, out: &str| {
+        let spec_oci = format!("type=oci,dest={}", p.path(out).display());
+        let spec_docker = format!("type=docker,dest={}.docker", p.path(out).display());
+        let o = p.rbuild_in(
+            &p.path(root),
+            &[
+                "build",
+                "-q",
+                "-t",
+                "demo:v1",
+                "-o",
+                &spec_oci,
+                "-o",
+                &spec_docker,
+                ".",
+            ],
+        );
+        assert!(o.status.success(), "{}", text(&o.stderr));
+        text(&o.stdout).trim().to_owned()
+    };
+    let id1 = oci("root-a", "a.tar");
+    let id2 = oci("root-b", "b.tar");
+    assert_eq!(id1, id2);
+    assert_eq!(
+        fs_err::read(p.path("a.tar")).unwrap(),
+        fs_err::read(p.path("b.tar")).unwrap(),
+        "OCI archives differ"
+    );
+    assert_eq!(
+        fs_err::read(p.path("a.tar.docker")).unwrap(),
+        fs_err::read(p.path("b.tar.docker")).unwrap(),
+        "docker archives differ"
+    );
+    // Only mtimes change: no digest changes.
+    let t = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    fs_err::File::options()
+        .write(true)
+        .open(p.ctx().join("app/hello.txt"))
+        .unwrap()
+        .set_modified(t)
+        .unwrap();
+    assert_eq!(
+        oci("root-c", "c.tar"),
+        id1,
+        "touching a file changed the image"
+    );
+    // One byte changes: that COPY's layer and no earlier one.
+    let layers = |tag_root: &str| -> Vec<String> {
+        let o = p.rbuild_in(&p.path(tag_root), &["inspect", "demo:v1"]);
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        v["Config"]["rootfs"]["diff_ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d.as_str().unwrap().to_owned())
+            .collect()
+    };
+    let before = layers("root-a");
+    p.file("app/sub/w.txt", "World\n");
+    oci("root-a", "d.tar");
+    let after = layers("root-a");
+    assert_ne!(before[0], after[0], "the changed COPY kept its layer");
+    assert_eq!(
+        before[1..3],
+        after[1..3],
+        "layers that do not read the file changed"
+    );
+}
+
+#[test]
+fn source_date_epoch_sets_the_times() {
+    let p = demo();
+    p.ok(&[
+        "build",
+        "-q",
+        "-t",
+        "demo:sde",
+        "--source-date-epoch",
+        "1700000000",
+        ".",
+    ]);
+    assert_eq!(
+        inspect(&p, "demo:sde")["Config"]["created"],
+        "2023-11-14T22:13:20Z"
+    );
+}
+
+#[test]
+fn missing_source_names_it_and_the_line() {
+    let p = Project::new();
+    p.file("Dockerfile", "FROM scratch\nCOPY nope.txt /x\n");
+    let out = p.rbuild(&["build", "."]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains("COPY failed (Dockerfile line 2)"), "{err}");
+    assert!(
+        err.contains("`nope.txt` not found in the build context"),
+        "{err}"
+    );
+    assert!(err.contains("2 | COPY nope.txt /x"), "{err}");
+}
+
+#[test]
+fn sources_outside_the_context_are_refused() {
+    let p = Project::new();
+    fs_err::write(p.path("secret"), "s").unwrap();
+    p.file("Dockerfile", "FROM scratch\nCOPY ../secret /x\n");
+    let err = text(&p.rbuild(&["build", "."]).stderr);
+    assert!(
+        err.contains("`../secret` is outside the build context"),
+        "{err}"
+    );
+    std::os::unix::fs::symlink(p.path("secret"), p.ctx().join("link")).unwrap();
+    p.file("Dockerfile", "FROM scratch\nCOPY link /x\n");
+    let out = p.rbuild(&["build", "-o", "type=local,dest=../out", "."]);
+    let err = text(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "a symlink out of the context was followed"
+    );
+    assert!(err.contains("not found in the build context"), "{err}");
+}
+
+#[test]
+fn dockerignored_files_are_not_sources() {
+    let p = demo();
+    p.file("Dockerfile", "FROM scratch\nCOPY notes.md /\n");
+    let err = text(&p.rbuild(&["build", "."]).stderr);
+    assert!(err.contains("excluded by .dockerignore"), "{err}");
+    p.file("Dockerfile", "FROM scratch\nCOPY . /all/\n");
+    p.ok(&["build", "-o", "type=local,dest=../out", "."]);
+    assert!(p.path("out/all/app/hello.txt").is_file());
+    assert!(
+        !p.path("out/all/notes.md").exists(),
+        "an ignored file was copied"
+    );
+}
+
+#[test]
+fn run_is_not_supported_yet_and_says_so() {
+    let p = Project::new();
+    p.file("Dockerfile", "FROM scratch\nRUN echo hi\n");
+    let out = p.rbuild(&["build", "."]);
+    let err = text(&out.stderr);
+    assert!(err.contains("RUN failed (Dockerfile line 2)"), "{err}");
+    assert!(err.contains("not supported yet"), "{err}");
+}
+
+#[test]
+fn chown_names_come_from_the_image() {
+    let p = Project::new();
+    p.file(
+        "etc/passwd",
+        "root:x:0:0::/root:/bin/sh\napp:x:1000:1001::/home/app:/bin/sh\n",
+    )
+    .file("etc/group", "root:x:0:\napp:x:1001:\nstaff:x:50:\n")
+    .file("data.txt", "d")
+    .file("Dockerfile", "FROM scratch\nCOPY etc/ /etc/\n");
+    p.ok(&["build", "-t", "base:1", "."]);
+    p.file(
+        "Dockerfile",
+        "FROM base:1\nCOPY --chown=app data.txt /a\nCOPY --chown=app:staff data.txt /b\nCOPY --chown=nobody:ghosts data.txt /c\nCOPY --chmod=u=rwX,go=rX data.txt /d\n",
+    );
+    p.ok(&["build", "-o", "type=local,dest=../out", "."]);
+    let owner = |f: &str| {
+        let m = fs_err::metadata(p.path("out").join(f)).unwrap();
+        (m.uid(), m.gid(), m.mode() & 0o7777)
+    };
+    assert_eq!(owner("a"), (1000, 1001, 0o644));
+    assert_eq!(owner("b"), (1000, 50, 0o644));
+    assert_eq!(owner("c"), (0, 0, 0o644));
+    assert_eq!(owner("d").2, 0o644);
+}
+
+#[test]
+fn add_extracts_local_archives() {
+    let p = Project::new();
+    let tar_path = p.ctx().join("files.tar.gz");
+    {
+        let f = fs_err::File::create(&tar_path).unwrap();
+        let gz = flate2::write::GzEncoder::new(f, flate2::Compression::default());
+        let mut b = tar::Builder::new(gz);
+        let mut h = tar::Header::new_ustar();
+        h.set_path("inner/x.txt").unwrap();
+        h.set_size(2);
+        h.set_mode(0o600);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
+        h.set_cksum();
+        b.append(&h, &b"hi"[..]).unwrap();
+        b.into_inner().unwrap().finish().unwrap();
+    }
+    p.file(
+        "Dockerfile",
+        "FROM scratch\nADD files.tar.gz /opt/\nCOPY files.tar.gz /raw/\n",
+    );
+    p.ok(&["build", "-o", "type=local,dest=../out", "."]);
+    assert_eq!(
+        fs_err::read_to_string(p.path("out/opt/inner/x.txt")).unwrap(),
+        "hi"
+    );
+    assert!(
+        p.path("out/raw/files.tar.gz").is_file(),
+        "COPY must not extract"
+    );
+}
+
+#[test]
+fn unused_stages_are_skipped_and_target_picks_a_stage() {
+    let p = Project::new();
+    p.file("a.txt", "a")
+        .file("Dockerfile", "FROM scratch AS one\nCOPY a.txt /one\nFROM scratch AS broken\nCOPY missing /x\nFROM one\nCOPY a.txt /two\n");
+    let out = p.ok(&["build", "--progress", "plain", "."]);
+    assert!(
+        text(&out.stderr).contains("skipping stage broken"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = p.rbuild(&["build", "--target", "broken", "."]);
+    assert!(!out.status.success());
+    let out = p.rbuild(&["build", "--target", "nope", "."]);
+    assert!(
+        text(&out.stderr).contains("target stage `nope` not found; stages: one, broken, 2"),
+        "{}",
+        text(&out.stderr)
+    );
+}
