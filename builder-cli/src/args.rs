@@ -92,6 +92,9 @@ pub(crate) struct BuildOptions {
     /// Progress output.
     #[arg(long, value_parser = ["auto", "plain", "quiet"], default_value = "auto")]
     pub(crate) progress: String,
+    /// Run every step, whatever the cache holds.
+    #[arg(long)]
+    pub(crate) no_cache: bool,
     /// Print only the image ID.
     #[arg(short = 'q', long)]
     pub(crate) quiet: bool,

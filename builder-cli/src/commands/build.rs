@@ -87,6 +87,7 @@ pub(crate) fn run(store: &Store, args: &BuildOptions) -> anyhow::Result<ExitCode
         target: args.target.clone(),
         labels,
         source_date_epoch,
+        no_cache: args.no_cache,
     };
     let quiet = args.quiet || args.progress == "quiet";
     let mut on_event = |e: &Event| {
@@ -111,10 +112,18 @@ pub(crate) fn run(store: &Store, args: &BuildOptions) -> anyhow::Result<ExitCode
                     "#{number} [{stage} {number}/{total}] {instruction} (line {line})\n"
                 ));
             }
-            Event::StepDone { number, millis } => {
+            Event::StepDone {
+                number,
+                millis,
+                cached,
+            } => {
                 #[allow(clippy::cast_precision_loss)]
                 let secs = *millis as f64 / 1000.0;
-                render::stderr(&format!("#{number} DONE {secs:.1}s\n"));
+                if *cached {
+                    render::stderr(&format!("#{number} CACHED\n"));
+                } else {
+                    render::stderr(&format!("#{number} DONE {secs:.1}s\n"));
+                }
             }
         }
     };
@@ -135,10 +144,12 @@ pub(crate) fn run(store: &Store, args: &BuildOptions) -> anyhow::Result<ExitCode
         render::stdout(&format!("{}\n", out.image.config_digest));
     } else if !quiet {
         render::stderr(&format!(
-            "built image {} in {:.1}s ({} steps)\n",
+            "built image {} in {:.1}s ({} steps, {} cached, {} context files read)\n",
             out.image.config_digest,
             started.elapsed().as_secs_f64(),
-            out.steps
+            out.steps,
+            out.cached,
+            out.files_read
         ));
         for n in &names {
             render::stderr(&format!("naming to {n}\n"));

@@ -1,6 +1,7 @@
 //! Integration tests of the `rbuild` binary: one binary, one module per area.
 
 mod build;
+mod cache;
 mod interop;
 mod parse;
 mod support;

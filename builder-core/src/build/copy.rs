@@ -176,14 +176,15 @@ pub(crate) fn entries(
         Some(from) => {
             let from = state.expand(from, escape)?;
             match env.checked.stage(&from) {
-                Some(stage) => Root::Dir {
-                    path: built
+                Some(stage) => {
+                    let source = built
                         .get(&stage.index)
-                        .ok_or_else(|| Error::Internal(format!("stage `{from}` was not built")))?
-                        .rootfs
-                        .clone(),
-                    label: format!("stage `{from}`"),
-                },
+                        .ok_or_else(|| Error::Internal(format!("stage `{from}` was not built")))?;
+                    Root::Dir {
+                        path: source.ensure_rootfs(env.store)?.to_owned(),
+                        label: format!("stage `{from}`"),
+                    }
+                }
                 None => {
                     let image = load_local(env.store, &from)?;
                     let dir = env
@@ -443,10 +444,6 @@ fn match_source(env: &mut BuildEnv<'_>, root: &Root, path: &str) -> Result<Vec<M
                     place: "the build context".into(),
                 });
             };
-            // Hash what is read: the stat cache makes an unchanged file free.
-            if info.kind == Kind::File {
-                crate::context::hash_file(&resolved, &info, env.stat_cache)?;
-            }
             Ok(vec![Matched {
                 rel,
                 path: resolved,
@@ -632,6 +629,76 @@ fn extract_archive(env: &BuildEnv<'_>, path: &Path) -> Result<Option<PathBuf>> {
         source,
     })?;
     Ok(Some(dir))
+}
+
+/// What a COPY or ADD reads, as one digest for its cache key: the content digest of every
+/// context file it names (kind, mode, owner, link target, capability and bytes, through the stat
+/// cache so an unchanged file is not read), or the key of the stage / the digest of the image it
+/// copies from.
+pub(crate) fn sources_digest(
+    env: &mut BuildEnv<'_>,
+    state: &StageState,
+    inst: &Instruction,
+    built: &BTreeMap<usize, StageState>,
+) -> Result<crate::digest::Digest> {
+    let s = spec(inst)?;
+    let mut h = crate::digest::Hasher::default();
+    if let Some(from) = s.from {
+        let from = state.expand(from, env.escape)?;
+        match env.checked.stage(&from) {
+            Some(stage) => {
+                let key = built
+                    .get(&stage.index)
+                    .ok_or_else(|| Error::Internal(format!("stage `{from}` was not built")))?
+                    .key;
+                h.update(b"stage\0");
+                h.update(key.as_bytes());
+            }
+            None => {
+                h.update(b"image\0");
+                h.update(load_local(env.store, &from)?.manifest_digest.as_bytes());
+            }
+        }
+        return Ok(h.finish().0);
+    }
+    for source in s.sources {
+        let CopySource::Path { path } = source else {
+            continue;
+        };
+        let path = state.expand(path, env.escape)?;
+        h.update(path.as_bytes());
+        h.update(b"\0");
+        if path.contains("://") || path.starts_with("git@") {
+            continue;
+        }
+        let entries = if has_wildcard(&path) {
+            env.context
+                .walk(".")?
+                .into_iter()
+                .filter(|e| !e.rel.is_empty() && glob_match(&path, &e.rel))
+                .collect()
+        } else {
+            match env.context.walk(&path) {
+                Ok(e) => e,
+                // The step itself reports it, with its line.
+                Err(
+                    crate::context::Error::NotFound { .. }
+                    | crate::context::Error::OutsideContext { .. },
+                ) => {
+                    h.update(b"missing\0");
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
+        for e in entries {
+            let digest = crate::context::hash_file(&e.path, &e.info, env.stat_cache)?;
+            h.update(e.rel.as_bytes());
+            h.update(b"\0");
+            h.update(digest.as_bytes());
+        }
+    }
+    Ok(h.finish().0)
 }
 
 #[cfg(test)]

@@ -41,6 +41,8 @@ pub struct BuildRequest {
     pub labels: BTreeMap<String, String>,
     /// `SOURCE_DATE_EPOCH`: the time written into the image and the clamp for file times.
     pub source_date_epoch: Option<i64>,
+    /// `--no-cache`: run every step, whatever the cache holds.
+    pub no_cache: bool,
 }
 
 /// What a build produced.
@@ -48,8 +50,13 @@ pub struct BuildRequest {
 pub struct BuildOutput {
     /// The image, in the store.
     pub image: Image,
-    /// How many steps ran.
+    /// How many steps the build has.
     pub steps: usize,
+    /// How many of them the step cache answered.
+    pub cached: usize,
+    /// How many context files had their content read (the others' digests came from the stat
+    /// cache).
+    pub files_read: u64,
 }
 
 /// Something a build reports as it goes.
@@ -81,6 +88,8 @@ pub enum Event {
         number: usize,
         /// How long it took.
         millis: u128,
+        /// Whether the step cache had its result (nothing ran).
+        cached: bool,
     },
 }
 
@@ -165,6 +174,13 @@ impl Builder {
             .iter()
             .map(|&i| checked.stages[i].instructions.len() + 1)
             .sum();
+        let mut cached = 0;
+        let mut count = |e: &Event| {
+            if let Event::StepDone { cached: true, .. } = e {
+                cached += 1;
+            }
+            on_event(e);
+        };
         let mut env = stage::BuildEnv {
             store: &self.store,
             context: &context,
@@ -174,10 +190,11 @@ impl Builder {
             build_args: &req.build_args,
             automatic_args: &automatic_args,
             source_date_epoch: req.source_date_epoch,
+            no_cache: req.no_cache,
             work: work.path(),
             step: 0,
             total,
-            on_event,
+            on_event: &mut count,
         };
         let mut states: BTreeMap<usize, StageState> = BTreeMap::new();
         for &i in &plan.order {
@@ -186,6 +203,7 @@ impl Builder {
         }
         let steps = env.step;
         stat_cache.save(&stat_cache_path)?;
+        let (_, files_read) = stat_cache.stats();
         let mut final_state = states
             .remove(&plan.target)
             .ok_or_else(|| Error::Internal("target stage was not built".into()))?;
@@ -203,7 +221,12 @@ impl Builder {
             h.created.get_or_insert_with(|| created.clone());
         }
         let image = Image::store(&self.store, &final_state.config)?;
-        Ok(BuildOutput { image, steps })
+        Ok(BuildOutput {
+            image,
+            steps,
+            cached,
+            files_read,
+        })
     }
 }
 

@@ -25,6 +25,7 @@ pub(crate) struct BuildEnv<'a> {
     pub(crate) build_args: &'a BTreeMap<String, String>,
     pub(crate) automatic_args: &'a BTreeMap<String, String>,
     pub(crate) source_date_epoch: Option<i64>,
+    pub(crate) no_cache: bool,
     pub(crate) work: &'a Path,
     pub(crate) step: usize,
     pub(crate) total: usize,
@@ -36,11 +37,23 @@ pub(crate) struct BuildEnv<'a> {
 pub(crate) struct StageState {
     /// The image config (layers, history, runtime config).
     pub(crate) config: ImageConfig,
-    /// The stage's root filesystem, as its layers make it.
+    /// Where the stage's root filesystem is materialized, when a step needs it.
     pub(crate) rootfs: std::path::PathBuf,
+    /// How many of the config's layers are applied to `rootfs`.
+    applied: std::cell::Cell<usize>,
     /// Variables in scope for expansion, in the order they were set (last wins).
     pub(crate) vars: Vec<(String, String)>,
     /// Whether CMD was set in this stage (ENTRYPOINT resets an inherited CMD otherwise).
+    cmd_set: bool,
+    /// The cache key of the state: everything that made it, chained step by step.
+    pub(crate) key: Digest,
+}
+
+/// What the step cache remembers of a step's result. Variables are not kept: they are
+/// recomputed from the instructions, which is cheap and keeps build args out of the chain.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Cached {
+    config: ImageConfig,
     cmd_set: bool,
 }
 
@@ -70,9 +83,24 @@ impl StageState {
     pub(crate) fn workdir(&self) -> &str {
         self.config.config.working_dir.as_deref().unwrap_or("/")
     }
+
+    /// The root filesystem, brought up to date with the state's layers (applied only now, so a
+    /// fully cached build never unpacks anything).
+    pub(crate) fn ensure_rootfs(&self, store: &Store) -> Result<&Path> {
+        if self.applied.get() == 0 {
+            fs_err::create_dir_all(&self.rootfs).map_err(io_at(&self.rootfs))?;
+        }
+        let ids = &self.config.rootfs.diff_ids;
+        while self.applied.get() < ids.len() {
+            snapshot::apply_layer(store, &ids[self.applied.get()], &self.rootfs)?;
+            self.applied.set(self.applied.get() + 1);
+        }
+        Ok(&self.rootfs)
+    }
 }
 
-/// Resolves a stage's base: scratch, an earlier stage, or an image in the local store.
+/// Resolves a stage's base: scratch, an earlier stage, or an image in the local store. Nothing is
+/// unpacked here.
 fn base(
     env: &BuildEnv<'_>,
     index: usize,
@@ -81,45 +109,45 @@ fn base(
 ) -> Result<StageState> {
     let stage = &env.checked.stages[index];
     let (os, arch) = host_platform();
-    let empty = || ImageConfig {
+    let mut key = crate::digest::Hasher::default();
+    key.update(b"rbuild-base-v1\0");
+    key.update(format!("{os}/{arch}\0{:?}\0", env.source_date_epoch).as_bytes());
+    let mut config = ImageConfig {
         architecture: arch.to_owned(),
         os: os.to_owned(),
         ..ImageConfig::default()
     };
-    let mut state = StageState {
-        config: empty(),
-        rootfs: rootfs.to_owned(),
-        vars: Vec::new(),
-        cmd_set: false,
-    };
-    fs_err::create_dir_all(rootfs).map_err(io_at(rootfs))?;
     match &stage.base.source {
-        Source::Scratch => {}
+        Source::Scratch => key.update(b"scratch"),
         Source::Stage(i) => {
             let from = built
                 .get(i)
                 .ok_or_else(|| Error::Internal(format!("stage {i} used before it was built")))?;
-            state.config = from.config.clone();
-            copy_tree(&from.rootfs, rootfs)?;
+            config = from.config.clone();
+            key.update(from.key.as_bytes());
         }
         Source::Image(name) | Source::Deferred(name) => {
             let image = load_local(env.store, name)?;
-            for diff_id in image.diff_ids() {
-                snapshot::apply_layer(env.store, diff_id, rootfs)?;
-            }
-            state.config = image.config;
-            state.config.created = None;
+            key.update(image.manifest_digest.as_bytes());
+            config = image.config;
+            config.created = None;
         }
     }
-    state.vars = state
-        .config
+    let vars = config
         .config
         .env
         .iter()
         .flatten()
         .filter_map(|e| e.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())))
         .collect();
-    Ok(state)
+    Ok(StageState {
+        config,
+        rootfs: rootfs.to_owned(),
+        applied: std::cell::Cell::new(0),
+        vars,
+        cmd_set: false,
+        key: key.finish().0,
+    })
 }
 
 /// Finds `name` among the local tags: as written, with `:latest`, and docker's long forms.
@@ -156,24 +184,6 @@ pub(crate) fn load_local(store: &Store, name: &str) -> Result<Image> {
     })
 }
 
-/// Copies a directory tree (the root filesystem of a stage another stage starts from).
-pub(crate) fn copy_tree(from: &Path, to: &Path) -> Result<()> {
-    let status = std::process::Command::new("cp")
-        .arg("-a")
-        .arg("--reflink=auto")
-        .arg(format!("{}/.", from.display()))
-        .arg(to)
-        .status()
-        .map_err(io_at(to))?;
-    if !status.success() {
-        return Err(Error::Io {
-            path: to.to_owned(),
-            source: std::io::Error::other(format!("cp -a exited with {status}")),
-        });
-    }
-    Ok(())
-}
-
 /// Runs stage `index` on top of the stages already built.
 pub(crate) fn run_stage(
     env: &mut BuildEnv<'_>,
@@ -196,6 +206,7 @@ pub(crate) fn run_stage(
     (env.on_event)(&Event::StepDone {
         number: env.step,
         millis: started.elapsed().as_millis(),
+        cached: true,
     });
     // Global ARGs re-declared here take the global value unless a build arg overrides.
     for inst in &stage.instructions {
@@ -209,7 +220,7 @@ pub(crate) fn run_stage(
             line: inst.span.line,
         });
         let started = Instant::now();
-        run_instruction(env, index, &mut state, inst, built).map_err(|e| Error::Step {
+        let cached = run_cached(env, index, &mut state, inst, built).map_err(|e| Error::Step {
             keyword: inst.keyword.as_str().to_owned(),
             line: inst.span.line,
             instruction: text,
@@ -218,6 +229,7 @@ pub(crate) fn run_stage(
         (env.on_event)(&Event::StepDone {
             number: env.step,
             millis: started.elapsed().as_millis(),
+            cached,
         });
     }
     Ok(state)
@@ -290,7 +302,124 @@ fn history(state: &mut StageState, created_by: String, empty_layer: bool) {
     });
 }
 
-/// Adds a layer made of `entries` to the stage: written to the store, applied to its rootfs.
+/// The variables an instruction's text refers to (`$name`, `${name…}`), with their values: the
+/// only ones its cache key depends on.
+fn used_vars<'v>(text: &str, vars: &'v [(String, String)]) -> Vec<(&'v str, &'v str)> {
+    let mut latest: BTreeMap<&str, &str> = BTreeMap::new();
+    for (k, v) in vars {
+        latest.insert(k, v);
+    }
+    latest
+        .into_iter()
+        .filter(|(k, _)| text.contains(&format!("${k}")) || text.contains(&format!("${{{k}")))
+        .collect()
+}
+
+/// Runs one instruction through the step cache: a hit restores the recorded result and runs
+/// nothing; a miss runs it and records the result. Returns whether it was a hit.
+fn run_cached(
+    env: &mut BuildEnv<'_>,
+    index: usize,
+    state: &mut StageState,
+    inst: &Instruction,
+    built: &BTreeMap<usize, StageState>,
+) -> Result<bool> {
+    let text = format!("{:?}", inst.command);
+    let mut h = crate::digest::Hasher::default();
+    h.update(b"rbuild-step-v1\0");
+    h.update(state.key.as_bytes());
+    h.update(text.as_bytes());
+    h.update(b"\0");
+    for (k, v) in used_vars(&text, &state.vars) {
+        h.update(format!("{k}={v}\0").as_bytes());
+    }
+    if let Command::Copy(_) | Command::Add(_) = &inst.command {
+        h.update(copy::sources_digest(env, state, inst, built)?.as_bytes());
+    }
+    let (key, _) = h.finish();
+    if !env.no_cache {
+        if let Some(cached) = lookup(env.store, &key) {
+            state.config = cached.config;
+            state.cmd_set = cached.cmd_set;
+            apply_vars(env, index, state, inst)?;
+            state.key = key;
+            return Ok(true);
+        }
+    }
+    run_instruction(env, index, state, inst, built)?;
+    state.key = key;
+    let record = Cached {
+        config: state.config.clone(),
+        cmd_set: state.cmd_set,
+    };
+    if let Ok(json) = serde_json::to_string(&record) {
+        env.store.set_meta("cache", &key.hex(), &json)?;
+    }
+    Ok(false)
+}
+
+fn lookup(store: &Store, key: &Digest) -> Option<Cached> {
+    let json = store.meta("cache", &key.hex()).ok()??;
+    let cached: Cached = serde_json::from_str(&json).ok()?;
+    // Only a result whose layers are all still there.
+    cached
+        .config
+        .rootfs
+        .diff_ids
+        .iter()
+        .all(|d| store.has_blob(d))
+        .then_some(cached)
+}
+
+/// The variable effects of ENV and ARG, replayed on a cache hit.
+fn apply_vars(
+    env: &BuildEnv<'_>,
+    index: usize,
+    state: &mut StageState,
+    inst: &Instruction,
+) -> Result<()> {
+    match &inst.command {
+        Command::Env { pairs } => {
+            for p in pairs {
+                let key = state.expand(&p.key, env.escape)?;
+                let value = state.expand(&p.value, env.escape)?;
+                state.vars.push((key, value));
+            }
+        }
+        Command::Arg { args } => declare_args(env, index, state, args)?,
+        _ => {}
+    }
+    Ok(())
+}
+
+/// ARG: a build arg if given, else the default, else the global value a re-declared global ARG
+/// inherits, else an automatic platform ARG.
+fn declare_args(
+    env: &BuildEnv<'_>,
+    index: usize,
+    state: &mut StageState,
+    args: &[crate::dockerfile::ArgDecl],
+) -> Result<()> {
+    let stage = &env.checked.stages[index];
+    for a in args {
+        let value = if let Some(v) = env.build_args.get(&a.name) {
+            Some(v.clone())
+        } else if let Some(d) = &a.default {
+            Some(state.expand(d, env.escape)?)
+        } else if let Some((_, inherited)) = stage.inherited_args.iter().find(|(n, _)| *n == a.name)
+        {
+            inherited.clone()
+        } else {
+            env.automatic_args.get(&a.name).cloned()
+        };
+        if let Some(v) = value {
+            state.vars.push((a.name.clone(), v));
+        }
+    }
+    Ok(())
+}
+
+/// Adds a layer made of `entries` to the stage, written to the store.
 pub(crate) fn add_layer(
     env: &BuildEnv<'_>,
     state: &mut StageState,
@@ -303,7 +432,6 @@ pub(crate) fn add_layer(
             source_date_epoch: env.source_date_epoch,
         },
     )?;
-    snapshot::apply_layer(env.store, &layer.diff_id, &state.rootfs)?;
     state.config.rootfs.diff_ids.push(layer.diff_id);
     Ok(layer.diff_id)
 }
@@ -415,29 +543,14 @@ fn run_instruction(
             history(state, created_by, true);
         }
         Command::Arg { args } => {
-            let stage = &env.checked.stages[index];
-            for a in args {
-                let value = if let Some(v) = env.build_args.get(&a.name) {
-                    Some(v.clone())
-                } else if let Some(d) = &a.default {
-                    Some(state.expand(d, escape)?)
-                } else if let Some((_, inherited)) =
-                    stage.inherited_args.iter().find(|(n, _)| *n == a.name)
-                {
-                    inherited.clone()
-                } else {
-                    env.automatic_args.get(&a.name).cloned()
-                };
-                if let Some(v) = value {
-                    state.vars.push((a.name.clone(), v));
-                }
-            }
+            declare_args(env, index, state, args)?;
             history(state, created_by, true);
         }
         Command::Workdir { path } => {
             let expanded = state.expand(path, escape)?;
             let abs = abs_path(state.workdir(), &expanded);
             state.config.config.working_dir = Some(abs.clone());
+            state.ensure_rootfs(env.store)?;
             let (uid, gid) = match &state.config.config.user {
                 Some(u) if !u.is_empty() => super::chown::resolve_chown(u, &state.rootfs),
                 _ => (0, 0),
@@ -561,6 +674,7 @@ fn run_instruction(
             history(state, created_by, true);
         }
         Command::Copy(_) | Command::Add(_) => {
+            state.ensure_rootfs(env.store)?;
             let entries = copy::entries(env, state, inst, built)?;
             add_layer(env, state, entries)?;
             history(state, format!("{created_by} # rbuild"), false);
