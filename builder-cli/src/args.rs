@@ -55,6 +55,14 @@ pub(crate) enum Command {
         #[arg(required = true)]
         images: Vec<String>,
     },
+    /// Make an image from a root filesystem tarball (`-` for standard input).
+    #[command(after_help = "Example:\n  tar -C rootfs -c . | rbuild import - base:latest")]
+    Import {
+        /// The tarball (plain, gzip or zstd).
+        tarball: PathBuf,
+        /// The image name.
+        name: String,
+    },
     /// Print version information.
     Version,
 }

@@ -94,3 +94,25 @@ pub(crate) fn rmi(store: &Store, names: &[String]) -> anyhow::Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+pub(crate) fn import(
+    store: &Store,
+    tarball: &std::path::Path,
+    name: &str,
+) -> anyhow::Result<ExitCode> {
+    let created = std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let image = if tarball.as_os_str() == "-" {
+        builder_core::build::import_rootfs(store, std::io::stdin().lock(), created)
+    } else {
+        let f = fs_err::File::open(tarball)?;
+        builder_core::build::import_rootfs(store, f, created)
+    }
+    .with_context(|| format!("cannot import `{}`", tarball.display()))?;
+    let n = normalize(name);
+    store.set_tag(&n, image.manifest_digest)?;
+    render::stdout(&format!("{}\n", image.config_digest));
+    Ok(ExitCode::SUCCESS)
+}

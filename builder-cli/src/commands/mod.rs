@@ -17,6 +17,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Inspect { image } => images::inspect(&store(root)?, &image),
         Command::Tag { source, target } => images::tag(&store(root)?, &source, &target),
         Command::Rmi { images } => images::rmi(&store(root)?, &images),
+        Command::Import { tarball, name } => images::import(&store(root)?, &tarball, &name),
         Command::Version => {
             crate::render::stdout(&format!("rbuild {}\n", env!("CARGO_PKG_VERSION")));
             Ok(ExitCode::SUCCESS)

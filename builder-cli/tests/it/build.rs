@@ -283,3 +283,57 @@ fn unused_stages_are_skipped_and_target_picks_a_stage() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn builds_on_the_busybox_base() {
+    let p = Project::new();
+    crate::support::tool("busybox", "busybox-static");
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/base/busybox.sh");
+    let out = std::process::Command::new("bash")
+        .arg(&script)
+        .arg(env!("CARGO_BIN_EXE_rbuild"))
+        .arg("--root")
+        .arg(p.root())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let hello = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/context/hello");
+    let dest = format!("type=local,dest={}", p.path("out").display());
+    let out = p.rbuild(&[
+        "build",
+        "-t",
+        "hello:v1",
+        "-o",
+        &dest,
+        hello.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let m = fs_err::metadata(p.path("out/app/hello.sh")).unwrap();
+    assert_eq!((m.uid(), m.gid(), m.mode() & 0o7777), (65534, 65534, 0o755));
+    assert_eq!(
+        fs_err::read_to_string(p.path("out/etc/motd")).unwrap(),
+        "hello from rbuild\n"
+    );
+    assert!(
+        fs_err::symlink_metadata(p.path("out/bin/sh"))
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    // The base is byte-reproducible: importing again gives the same image.
+    let first = text(&p.ok(&["inspect", "busybox"]).stdout);
+    let again = std::process::Command::new("bash")
+        .arg(&script)
+        .arg(env!("CARGO_BIN_EXE_rbuild"))
+        .arg("--root")
+        .arg(p.path("root2"))
+        .output()
+        .unwrap();
+    assert!(again.status.success());
+    let second = text(
+        &p.rbuild_in(&p.path("root2"), &["inspect", "busybox"])
+            .stdout,
+    );
+    assert_eq!(first, second);
+}

@@ -124,3 +124,101 @@ fn skopeo_reads_our_docker_archive() {
         .unwrap();
     assert!(copy.status.success(), "{}", text(&copy.stderr));
 }
+
+/// podman with a store of the test's own, the runtime that works on these machines (runc: crun
+/// refuses hybrid cgroups) and no network.
+fn podman(p: &Project) -> std::process::Command {
+    let mut cmd = tool("podman", "podman");
+    cmd.arg("--root")
+        .arg(p.path("podman/root"))
+        .arg("--runroot")
+        .arg(p.path("podman/run"))
+        .args(["--storage-driver", "vfs", "--runtime", "runc"]);
+    cmd
+}
+
+#[test]
+fn podman_loads_both_archives_and_runs_the_image() {
+    tool("runc", "runc");
+    tool("busybox", "busybox-static");
+    let p = Project::new();
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/base/busybox.sh");
+    let out = std::process::Command::new("bash")
+        .arg(&script)
+        .arg(env!("CARGO_BIN_EXE_rbuild"))
+        .arg("--root")
+        .arg(p.root())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let hello = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/context/hello");
+    let docker = format!("type=docker,dest={}", p.path("hello.docker.tar").display());
+    let oci = format!("type=oci,dest={}", p.path("hello.oci.tar").display());
+    p.ok(&[
+        "build",
+        "-t",
+        "hello:v1",
+        "-o",
+        &docker,
+        "-o",
+        &oci,
+        "--compression",
+        "zstd",
+        hello.to_str().unwrap(),
+    ]);
+    for archive in ["hello.oci.tar", "hello.docker.tar"] {
+        let out = podman(&p)
+            .arg("load")
+            .arg("-i")
+            .arg(p.path(archive))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "podman load {archive}: {}",
+            text(&out.stderr)
+        );
+        assert!(
+            text(&out.stdout).contains("hello:v1"),
+            "{}",
+            text(&out.stdout)
+        );
+    }
+    let out = podman(&p)
+        .args([
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--ulimit",
+            "nofile=20000:20000",
+            "--ulimit",
+            "nproc=4096:4096",
+        ])
+        .arg("localhost/hello:v1")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "podman run: {}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "hello from rbuild\n");
+    let out = podman(&p)
+        .args([
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--ulimit",
+            "nofile=20000:20000",
+            "--ulimit",
+            "nproc=4096:4096",
+        ])
+        .args(["localhost/hello:v1", "id", "-u"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        text(&out.stdout).trim(),
+        "65534",
+        "USER nobody not applied: {}",
+        text(&out.stderr)
+    );
+}

@@ -8,6 +8,7 @@ mod chown;
 mod copy;
 mod error;
 mod export;
+mod import;
 mod stage;
 
 use std::collections::BTreeMap;
@@ -21,6 +22,7 @@ pub use crate::oci::{Compression, Image};
 pub use crate::store::Store;
 pub use error::Error;
 pub use export::{Output, export};
+pub use import::import_rootfs;
 use stage::StageState;
 
 /// The build's result type.
