@@ -55,6 +55,49 @@ pub(crate) enum Command {
         #[arg(required = true)]
         images: Vec<String>,
     },
+    /// Write images to a tarball (OCI layout or `docker save` format).
+    #[command(
+        after_help = "Example:\n  rbuild save -o app.tar app:v1\n  rbuild save --format docker -o app.tar app:v1 | docker load"
+    )]
+    Save {
+        /// The file to write.
+        #[arg(short = 'o', long = "output")]
+        output: PathBuf,
+        /// Archive format.
+        #[arg(long, value_parser = ["oci", "docker"], default_value = "oci")]
+        format: String,
+        /// Layer compression (OCI format).
+        #[arg(long, value_parser = ["gzip", "zstd", "uncompressed"], default_value = "gzip")]
+        compression: String,
+        /// The image.
+        image: String,
+    },
+    /// Read images from a tarball made by `rbuild save`, `docker save`, `skopeo copy` or `podman save`.
+    Load {
+        /// The tarball (`-` or absent for standard input).
+        #[arg(short = 'i', long = "input")]
+        input: Option<PathBuf>,
+    },
+    /// Show an image's history.
+    History {
+        /// The image.
+        image: String,
+    },
+    /// Remove what no image and no step-cache record needs; optionally old cache too.
+    #[command(
+        after_help = "Examples:\n  rbuild prune\n  rbuild prune --filter until=24h\n  rbuild prune --keep-storage 10GB\n  rbuild prune --all"
+    )]
+    Prune {
+        /// Also drop the whole step cache.
+        #[arg(long)]
+        all: bool,
+        /// `until=DURATION`: drop cache records older than this (`24h`, `30m`).
+        #[arg(long)]
+        filter: Option<String>,
+        /// Drop the oldest cache records until the store fits in this (`10GB`, `500MB`).
+        #[arg(long)]
+        keep_storage: Option<String>,
+    },
     /// Make an image from a root filesystem tarball (`-` for standard input).
     #[command(after_help = "Example:\n  tar -C rootfs -c . | rbuild import - base:latest")]
     Import {

@@ -88,6 +88,7 @@ pub(crate) fn run(store: &Store, args: &BuildOptions) -> anyhow::Result<ExitCode
         labels,
         source_date_epoch,
         no_cache: args.no_cache,
+        tags: args.tags.iter().map(|t| normalize(t)).collect(),
     };
     let quiet = args.quiet || args.progress == "quiet";
     let mut on_event = |e: &Event| {
@@ -131,10 +132,7 @@ pub(crate) fn run(store: &Store, args: &BuildOptions) -> anyhow::Result<ExitCode
     let out = builder
         .build(&req, &mut on_event)
         .map_err(|e| framed(e, &dockerfile))?;
-    let names: Vec<String> = args.tags.iter().map(|t| normalize(t)).collect();
-    for name in &names {
-        store.set_tag(name, out.image.manifest_digest)?;
-    }
+    let names = req.tags.clone();
     let mtime = u64::try_from(source_date_epoch.unwrap_or(0)).unwrap_or(0);
     for o in &outputs {
         build::export(store, &out.image, o, &names, compression, mtime)

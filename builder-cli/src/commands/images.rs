@@ -116,3 +116,141 @@ pub(crate) fn import(
     render::stdout(&format!("{}\n", image.config_digest));
     Ok(ExitCode::SUCCESS)
 }
+
+pub(crate) fn save(
+    store: &Store,
+    output: &std::path::Path,
+    format: &str,
+    compression: &str,
+    name: &str,
+) -> anyhow::Result<ExitCode> {
+    use builder_core::build::{Compression, Output};
+    let image = resolve(store, name)?;
+    let out = if format == "docker" {
+        Output::Docker {
+            dest: output.to_owned(),
+        }
+    } else {
+        Output::Oci {
+            dest: output.to_owned(),
+        }
+    };
+    let compression = Compression::parse(compression).context("invalid --compression")?;
+    builder_core::build::export(store, &image, &out, &[normalize(name)], compression, 0)
+        .with_context(|| format!("cannot write `{}`", output.display()))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) fn load(store: &Store, input: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
+    let loaded = match input.filter(|p| p.as_os_str() != "-") {
+        Some(path) => builder_core::build::load_archive(store, fs_err::File::open(path)?)
+            .with_context(|| format!("cannot load `{}`", path.display()))?,
+        None => builder_core::build::load_archive(store, std::io::stdin().lock())
+            .context("cannot load the archive on standard input")?,
+    };
+    for (image, names) in loaded {
+        if names.is_empty() {
+            render::stdout(&format!("Loaded image ID: {}\n", image.config_digest));
+        }
+        for n in names {
+            let n = normalize(&n);
+            store.set_tag(&n, image.manifest_digest)?;
+            render::stdout(&format!("Loaded image: {n}\n"));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) fn history(store: &Store, name: &str) -> anyhow::Result<ExitCode> {
+    let image = resolve(store, name)?;
+    let mut layers = image.diff_ids().iter();
+    let mut rows = Vec::new();
+    for h in &image.config.history {
+        let size = if h.empty_layer == Some(true) {
+            0
+        } else {
+            layers.next().map_or(0, |d| store.blob_size(d).unwrap_or(0))
+        };
+        rows.push((
+            h.created.clone().unwrap_or_default(),
+            h.created_by.clone().unwrap_or_default(),
+            size,
+        ));
+    }
+    let mut out = format!("{:<22} {:<60} {:>10}\n", "CREATED", "CREATED BY", "SIZE");
+    for (created, by, size) in rows.into_iter().rev() {
+        let by: String = if by.chars().count() > 60 {
+            by.chars().take(57).chain("...".chars()).collect()
+        } else {
+            by
+        };
+        let _ = writeln!(out, "{created:<22} {by:<60} {:>10}", human(size));
+    }
+    render::stdout(&out);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `24h`, `30m`, `90s`, `2d`.
+fn parse_age(s: &str) -> anyhow::Result<std::time::Duration> {
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num
+        .parse()
+        .with_context(|| format!("invalid duration `{s}`"))?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n * 60,
+        "h" | "" => n * 3600,
+        "d" => n * 86_400,
+        _ => bail!("invalid duration `{s}` (use s, m, h or d)"),
+    };
+    Ok(std::time::Duration::from_secs(secs))
+}
+
+/// `10GB`, `500MB`, `1024`.
+fn parse_size(s: &str) -> anyhow::Result<u64> {
+    let upper = s.trim().to_ascii_uppercase();
+    let (num, unit) = upper.split_at(
+        upper
+            .find(|c: char| !c.is_ascii_digit() && c != '.')
+            .unwrap_or(upper.len()),
+    );
+    let n: f64 = num.parse().with_context(|| format!("invalid size `{s}`"))?;
+    let mult = match unit.trim_end_matches('B').trim_end_matches('I') {
+        "" => 1.0,
+        "K" => 1e3,
+        "M" => 1e6,
+        "G" => 1e9,
+        "T" => 1e12,
+        _ => bail!("invalid size `{s}` (use KB, MB, GB)"),
+    };
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    Ok((n * mult) as u64)
+}
+
+pub(crate) fn prune(
+    store: &Store,
+    all: bool,
+    filter: Option<&str>,
+    keep: Option<&str>,
+) -> anyhow::Result<ExitCode> {
+    let until = match filter {
+        None => None,
+        Some(f) => match f.split_once('=') {
+            Some(("until", v)) => Some(parse_age(v)?),
+            _ => bail!("unknown filter `{f}` (known: until=DURATION)"),
+        },
+    };
+    let opts = builder_core::build::PruneOptions {
+        all,
+        until,
+        keep_storage: keep.map(parse_size).transpose()?,
+    };
+    let report = builder_core::build::prune(store, &opts)?;
+    render::stdout(&format!(
+        "Deleted {} cache records and {} blobs\nTotal reclaimed space: {}\n",
+        report.cache_records,
+        report.blobs,
+        human(report.bytes)
+    ));
+    Ok(ExitCode::SUCCESS)
+}

@@ -18,6 +18,24 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Tag { source, target } => images::tag(&store(root)?, &source, &target),
         Command::Rmi { images } => images::rmi(&store(root)?, &images),
         Command::Import { tarball, name } => images::import(&store(root)?, &tarball, &name),
+        Command::Save {
+            output,
+            format,
+            compression,
+            image,
+        } => images::save(&store(root)?, &output, &format, &compression, &image),
+        Command::Load { input } => images::load(&store(root)?, input.as_deref()),
+        Command::History { image } => images::history(&store(root)?, &image),
+        Command::Prune {
+            all,
+            filter,
+            keep_storage,
+        } => images::prune(
+            &store(root)?,
+            all,
+            filter.as_deref(),
+            keep_storage.as_deref(),
+        ),
         Command::Version => {
             crate::render::stdout(&format!("rbuild {}\n", env!("CARGO_PKG_VERSION")));
             Ok(ExitCode::SUCCESS)

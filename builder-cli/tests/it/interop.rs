@@ -222,3 +222,68 @@ fn podman_loads_both_archives_and_runs_the_image() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn tarballs_written_by_skopeo_load_into_rbuild() {
+    let p = project();
+    let ours = p.path("ours.tar");
+    p.ok(&[
+        "build",
+        "-t",
+        "interop:v1",
+        "-o",
+        &format!("type=oci,dest={}", ours.display()),
+        ".",
+    ]);
+    let id = inspect_id(&p, &p.root(), "interop:v1");
+    for (i, target) in ["docker-archive", "oci-archive"].iter().enumerate() {
+        let theirs = p.path(&format!("theirs-{i}.tar"));
+        let dest = if *target == "docker-archive" {
+            format!("docker-archive:{}:skopeo/copied:v2", theirs.display())
+        } else {
+            format!("oci-archive:{}:v2", theirs.display())
+        };
+        let copy = tool("skopeo", "skopeo")
+            .args(["copy", "--quiet"])
+            .arg(format!("oci-archive:{}", ours.display()))
+            .arg(dest)
+            .output()
+            .unwrap();
+        assert!(copy.status.success(), "{}", text(&copy.stderr));
+        let root = p.path(&format!("root-{i}"));
+        let out = p.rbuild_in(&root, &["load", "-i", theirs.to_str().unwrap()]);
+        assert!(
+            out.status.success(),
+            "load of skopeo's {target}: {}",
+            text(&out.stderr)
+        );
+        let loaded = text(&out.stdout);
+        let name = loaded
+            .trim()
+            .strip_prefix("Loaded image: ")
+            .unwrap_or_else(|| panic!("{loaded}"))
+            .to_owned();
+        assert_eq!(
+            inspect_id(&p, &root, &name),
+            id,
+            "{target}: the config changed on the way"
+        );
+        // And back out again, readable.
+        let again = p.path(&format!("again-{i}.tar"));
+        let out = p.rbuild_in(&root, &["save", "-o", again.to_str().unwrap(), &name]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let st = tool("skopeo", "skopeo")
+            .arg("inspect")
+            .arg(format!("oci-archive:{}", again.display()))
+            .output()
+            .unwrap();
+        assert!(st.status.success(), "{}", text(&st.stderr));
+    }
+}
+
+fn inspect_id(p: &Project, root: &std::path::Path, name: &str) -> String {
+    let out = p.rbuild_in(root, &["inspect", name]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["Id"].as_str().unwrap().to_owned()
+}

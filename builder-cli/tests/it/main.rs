@@ -4,4 +4,5 @@ mod build;
 mod cache;
 mod interop;
 mod parse;
+mod store;
 mod support;

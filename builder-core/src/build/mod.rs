@@ -9,6 +9,8 @@ mod copy;
 mod error;
 mod export;
 mod import;
+mod load;
+mod prune;
 mod stage;
 
 use std::collections::BTreeMap;
@@ -23,6 +25,8 @@ pub use crate::store::Store;
 pub use error::Error;
 pub use export::{Output, export};
 pub use import::import_rootfs;
+pub use load::load_archive;
+pub use prune::{PruneOptions, PruneReport, prune};
 use stage::StageState;
 
 /// The build's result type.
@@ -45,6 +49,9 @@ pub struct BuildRequest {
     pub source_date_epoch: Option<i64>,
     /// `--no-cache`: run every step, whatever the cache holds.
     pub no_cache: bool,
+    /// Names (`name:tag`) to give the image, set while the store lock is held so a concurrent
+    /// prune cannot take the image in between.
+    pub tags: Vec<String>,
 }
 
 /// What a build produced.
@@ -223,6 +230,9 @@ impl Builder {
             h.created.get_or_insert_with(|| created.clone());
         }
         let image = Image::store(&self.store, &final_state.config)?;
+        for t in &req.tags {
+            self.store.set_tag(t, image.manifest_digest)?;
+        }
         Ok(BuildOutput {
             image,
             steps,

@@ -1,0 +1,152 @@
+//! `rbuild prune`: drop step-cache records by age or storage limit, then every blob that no tag
+//! and no remaining cache record reaches. Runs under the store's exclusive lock, so no build is
+//! writing meanwhile.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, SystemTime};
+
+use crate::digest::Digest;
+use crate::oci::{Image, ImageConfig};
+use crate::store::Store;
+
+use super::Result;
+use super::error::io_at;
+
+/// What to drop besides unreferenced blobs.
+#[derive(Debug, Clone, Default)]
+pub struct PruneOptions {
+    /// Drop the whole step cache.
+    pub all: bool,
+    /// Drop cache records older than this.
+    pub until: Option<Duration>,
+    /// Drop the oldest cache records until the blobs take at most this many bytes.
+    pub keep_storage: Option<u64>,
+}
+
+/// What prune did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PruneReport {
+    /// Cache records dropped.
+    pub cache_records: usize,
+    /// Blobs removed.
+    pub blobs: usize,
+    /// Bytes freed.
+    pub bytes: u64,
+}
+
+fn cache_records(store: &Store) -> Result<Vec<(SystemTime, String)>> {
+    let dir = store.root().join("meta/cache");
+    let mut out = Vec::new();
+    let Ok(entries) = fs_err::read_dir(&dir) else {
+        return Ok(out);
+    };
+    for e in entries {
+        let e = e.map_err(io_at(&dir))?;
+        let modified = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .map_err(io_at(e.path()))?;
+        out.push((modified, e.file_name().to_string_lossy().into_owned()));
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn reachable(store: &Store) -> Result<BTreeSet<Digest>> {
+    let mut live = BTreeSet::new();
+    for (_, manifest) in store.tags()? {
+        let image = Image::load(store, manifest)?;
+        live.insert(manifest);
+        live.insert(image.config_digest);
+        live.extend(image.diff_ids().iter().copied());
+    }
+    for (_, key) in cache_records(store)? {
+        if let Some(json) = store.meta("cache", &key)? {
+            #[derive(serde::Deserialize)]
+            struct Cached {
+                config: ImageConfig,
+            }
+            if let Ok(c) = serde_json::from_str::<Cached>(&json) {
+                live.extend(c.config.rootfs.diff_ids);
+            }
+        }
+    }
+    // Compressed forms of live layers stay with them.
+    for alg in ["gzip", "zstd"] {
+        for d in live.clone() {
+            if let Some(c) = store.meta(alg, &d.hex())? {
+                if let Ok(c) = c.trim().parse::<Digest>() {
+                    live.insert(c);
+                }
+            }
+        }
+    }
+    Ok(live)
+}
+
+fn blobs(store: &Store) -> Result<Vec<(Digest, u64)>> {
+    let dir = store.root().join("blobs/sha256");
+    let mut out = Vec::new();
+    for e in fs_err::read_dir(&dir).map_err(io_at(&dir))? {
+        let e = e.map_err(io_at(&dir))?;
+        if let Ok(d) = format!("sha256:{}", e.file_name().to_string_lossy()).parse::<Digest>() {
+            out.push((d, e.metadata().map_err(io_at(e.path()))?.len()));
+        }
+    }
+    Ok(out)
+}
+
+/// Prunes the store.
+pub fn prune(store: &Store, opts: &PruneOptions) -> Result<PruneReport> {
+    let _lock = store.lock_exclusive()?;
+    let mut report = PruneReport::default();
+    let now = SystemTime::now();
+    let cache_dir = store.root().join("meta/cache");
+    for (modified, key) in cache_records(store)? {
+        let old = opts
+            .until
+            .is_some_and(|age| now.duration_since(modified).unwrap_or_default() > age);
+        if opts.all || old {
+            fs_err::remove_file(cache_dir.join(&key)).map_err(io_at(cache_dir.join(&key)))?;
+            report.cache_records += 1;
+        }
+    }
+    let sweep = |report: &mut PruneReport| -> Result<u64> {
+        let live = reachable(store)?;
+        let mut total = 0;
+        for (d, size) in blobs(store)? {
+            if live.contains(&d) {
+                total += size;
+            } else {
+                let path = store.blob_path(&d);
+                fs_err::remove_file(&path).map_err(io_at(&path))?;
+                report.blobs += 1;
+                report.bytes += size;
+            }
+        }
+        Ok(total)
+    };
+    let mut total = sweep(&mut report)?;
+    if let Some(limit) = opts.keep_storage {
+        // Oldest cache records first, until what remains fits.
+        for (_, key) in cache_records(store)? {
+            if total <= limit {
+                break;
+            }
+            fs_err::remove_file(cache_dir.join(&key)).map_err(io_at(cache_dir.join(&key)))?;
+            report.cache_records += 1;
+            total = sweep(&mut report)?;
+        }
+    }
+    // Leftovers of killed processes: nothing writes while we hold the exclusive lock.
+    let tmp = store.root().join("tmp");
+    for e in fs_err::read_dir(&tmp).map_err(io_at(&tmp))? {
+        let path = e.map_err(io_at(&tmp))?.path();
+        let _ = if path.is_dir() {
+            fs_err::remove_dir_all(&path)
+        } else {
+            fs_err::remove_file(&path)
+        };
+    }
+    Ok(report)
+}
