@@ -90,3 +90,138 @@ fn a_corrupt_blob_is_never_served() {
         "a partial archive was left behind"
     );
 }
+
+/// Every blob's bytes hash to its name.
+fn verify_store(root: &std::path::Path) {
+    use sha2::Digest as _;
+    for e in fs_err::read_dir(root.join("blobs/sha256")).unwrap() {
+        let path = e.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let bytes = fs_err::read(&path).unwrap();
+        let actual = hex::encode(sha2::Sha256::digest(&bytes));
+        assert_eq!(actual, name, "blob {} does not verify", path.display());
+    }
+}
+
+fn big_context(p: &Project, files: usize, size: usize) {
+    let mut seed: u64 = 42;
+    for i in 0..files {
+        let mut body = Vec::with_capacity(size);
+        while body.len() < size {
+            seed = seed
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            body.extend_from_slice(&seed.to_le_bytes());
+        }
+        let path = p.ctx().join(format!("data/{:03}/{i}.bin", i % 17));
+        fs_err::create_dir_all(path.parent().unwrap()).unwrap();
+        fs_err::write(path, &body).unwrap();
+    }
+}
+
+#[test]
+fn killed_builds_leave_a_store_that_verifies() {
+    let p = Project::new();
+    big_context(&p, 120, 256 * 1024);
+    p.file(
+        "Dockerfile",
+        "FROM scratch\nCOPY data/ /data/\nCOPY data/000 /again/\n",
+    );
+    // Kill at spread-out moments, fixed so the test is repeatable.
+    for (round, delay_ms) in [5u64, 40, 90, 150, 220, 20, 300, 60]
+        .into_iter()
+        .enumerate()
+    {
+        let dest = format!(
+            "type=oci,dest={}",
+            p.path(&format!("out-{round}.tar")).display()
+        );
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_rbuild"))
+            .arg("--root")
+            .arg(p.root())
+            .args([
+                "build",
+                "--no-cache",
+                "--progress",
+                "quiet",
+                "-t",
+                "big:1",
+                "-o",
+                &dest,
+                ".",
+            ])
+            .current_dir(p.ctx())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        let _ = child.kill();
+        let _ = child.wait();
+        verify_store(&p.root());
+        if let Some(d) = fs_err::read_to_string(p.root().join("tags/big%3A1")).ok() {
+            assert!(d.trim().starts_with("sha256:"), "torn tag file: {d:?}");
+        }
+    }
+    // The store still works, and an interrupted export left no half-written archive.
+    p.ok(&["build", "-t", "big:1", "."]);
+    verify_store(&p.root());
+    for e in fs_err::read_dir(p.dir.path()).unwrap() {
+        let name = e.unwrap().file_name().to_string_lossy().into_owned();
+        assert!(
+            !name.starts_with(".tmp"),
+            "temp file left beside the outputs: {name}"
+        );
+    }
+}
+
+#[test]
+fn two_builds_at_once_on_one_root() {
+    let a = Project::new();
+    big_context(&a, 40, 64 * 1024);
+    a.file(
+        "Dockerfile",
+        "FROM scratch\nCOPY data/ /data/\nLABEL which=a\n",
+    );
+    let b_ctx = a.path("ctx-b");
+    fs_err::create_dir_all(&b_ctx).unwrap();
+    let st = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(a.ctx().join("data"))
+        .arg(&b_ctx)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    fs_err::write(
+        b_ctx.join("Dockerfile"),
+        "FROM scratch\nCOPY data/ /data/\nLABEL which=b\n",
+    )
+    .unwrap();
+    let spawn = |ctx: &std::path::Path, tag: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_rbuild"))
+            .arg("--root")
+            .arg(a.root())
+            .args(["build", "--progress", "quiet", "-t", tag, "."])
+            .current_dir(ctx)
+            .output()
+    };
+    let (ra, rb) = std::thread::scope(|s| {
+        let ha = s.spawn(|| spawn(&a.ctx(), "par:a"));
+        let hb = s.spawn(|| spawn(&b_ctx, "par:b"));
+        (ha.join().unwrap().unwrap(), hb.join().unwrap().unwrap())
+    });
+    assert!(ra.status.success(), "{}", text(&ra.stderr));
+    assert!(rb.status.success(), "{}", text(&rb.stderr));
+    verify_store(&a.root());
+    let label = |tag: &str| {
+        let v: serde_json::Value = serde_json::from_slice(&a.ok(&["inspect", tag]).stdout).unwrap();
+        v["Config"]["config"]["Labels"]["which"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(
+        (label("par:a"), label("par:b")),
+        ("a".to_owned(), "b".to_owned())
+    );
+}
