@@ -53,10 +53,23 @@ fn framed(err: build::Error, dockerfile: &std::path::Path) -> anyhow::Error {
 
 pub(crate) fn run(store: &Store, args: &BuildOptions) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
-    let dockerfile = args
-        .file
-        .clone()
-        .unwrap_or_else(|| args.context.join("Dockerfile"));
+    // `-`: the context is a tar stream on standard input; `-f` then names a file inside it.
+    let stdin_context = if args.context.as_os_str() == "-" {
+        Some(
+            build::unpack_context(store, std::io::stdin().lock())
+                .context("cannot read the build context from standard input")?,
+        )
+    } else {
+        None
+    };
+    let context = stdin_context
+        .as_ref()
+        .map_or_else(|| args.context.clone(), |d| d.path().to_owned());
+    let dockerfile = match (&args.file, &stdin_context) {
+        (Some(f), Some(d)) => d.path().join(f),
+        (Some(f), None) => f.clone(),
+        (None, _) => context.join("Dockerfile"),
+    };
     let mut outputs = Vec::new();
     for o in &args.outputs {
         outputs.push(Output::parse(o).map_err(|e| anyhow!("invalid --output `{o}`: {e}"))?);
@@ -81,7 +94,7 @@ pub(crate) fn run(store: &Store, args: &BuildOptions) -> anyhow::Result<ExitCode
         })
         .collect();
     let req = BuildRequest {
-        context: args.context.clone(),
+        context,
         dockerfile: Some(dockerfile.clone()),
         build_args: super::build_args(&args.build_args),
         target: args.target.clone(),

@@ -337,3 +337,30 @@ fn builds_on_the_busybox_base() {
     );
     assert_eq!(first, second);
 }
+
+#[test]
+fn context_as_a_tar_on_standard_input() {
+    let p = demo();
+    let tar = std::process::Command::new("tar")
+        .arg("-C")
+        .arg(p.ctx())
+        .args(["-cf", "-", "."])
+        .output()
+        .unwrap();
+    assert!(tar.status.success());
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_rbuild"))
+        .arg("--root")
+        .arg(p.root())
+        .args(["build", "-q", "-t", "stdin:v1", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), &tar.stdout).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // Same content as building the directory: same image.
+    let dir_build = p.ok(&["build", "-q", "."]);
+    assert_eq!(text(&out.stdout), text(&dir_build.stdout));
+}

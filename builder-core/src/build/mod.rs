@@ -12,6 +12,7 @@ mod import;
 mod load;
 mod prune;
 mod stage;
+mod stdin_context;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -28,6 +29,7 @@ pub use import::import_rootfs;
 pub use load::load_archive;
 pub use prune::{PruneOptions, PruneReport, prune};
 use stage::StageState;
+pub use stdin_context::unpack_context;
 
 /// The build's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
