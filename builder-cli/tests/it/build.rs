@@ -364,3 +364,40 @@ fn context_as_a_tar_on_standard_input() {
     let dir_build = p.ok(&["build", "-q", "."]);
     assert_eq!(text(&out.stdout), text(&dir_build.stdout));
 }
+
+#[test]
+fn onbuild_triggers_run_in_the_child_and_are_not_inherited() {
+    let p = Project::new();
+    p.file("Dockerfile", "FROM scratch\nONBUILD COPY --chmod=0600 trigger.txt /from-trigger\nONBUILD LABEL built-by=trigger\n");
+    p.ok(&["build", "-t", "onbase:1", "."]);
+    let base = inspect(&p, "onbase:1");
+    assert_eq!(
+        base["Config"]["config"]["OnBuild"][0],
+        "COPY --chmod=0600 trigger.txt /from-trigger"
+    );
+    p.file("trigger.txt", "t")
+        .file("Dockerfile", "FROM onbase:1\nENV X=1\n");
+    let out = p.ok(&[
+        "build",
+        "--progress",
+        "plain",
+        "-t",
+        "onchild:1",
+        "-o",
+        "type=local,dest=../out",
+        ".",
+    ]);
+    assert!(
+        text(&out.stderr).contains("ONBUILD COPY --chmod=0600 trigger.txt /from-trigger"),
+        "{}",
+        text(&out.stderr)
+    );
+    let m = fs_err::metadata(p.path("out/from-trigger")).unwrap();
+    assert_eq!(m.mode() & 0o7777, 0o600);
+    let child = inspect(&p, "onchild:1");
+    assert_eq!(child["Config"]["config"]["Labels"]["built-by"], "trigger");
+    assert!(
+        child["Config"]["config"]["OnBuild"].is_null(),
+        "triggers were inherited"
+    );
+}

@@ -208,6 +208,34 @@ pub(crate) fn run_stage(
         millis: started.elapsed().as_millis(),
         cached: true,
     });
+    // The base's ONBUILD triggers run first, and are not passed on.
+    if let Some(triggers) = state.config.config.on_build.take() {
+        for text in triggers {
+            env.step += 1;
+            let instruction = format!("ONBUILD {text}");
+            (env.on_event)(&Event::Step {
+                number: env.step,
+                total: env.total,
+                stage: label.clone(),
+                instruction: instruction.clone(),
+                line: stage.span.line,
+            });
+            let started = Instant::now();
+            let cached = trigger(&text)
+                .and_then(|inst| run_cached(env, index, &mut state, &inst, built))
+                .map_err(|e| Error::Step {
+                    keyword: "ONBUILD".into(),
+                    line: stage.span.line,
+                    instruction,
+                    source: Box::new(e),
+                })?;
+            (env.on_event)(&Event::StepDone {
+                number: env.step,
+                millis: started.elapsed().as_millis(),
+                cached,
+            });
+        }
+    }
     // Global ARGs re-declared here take the global value unless a build arg overrides.
     for inst in &stage.instructions {
         env.step += 1;
@@ -235,62 +263,34 @@ pub(crate) fn run_stage(
     Ok(state)
 }
 
+/// Reads a stored ONBUILD trigger back into an instruction.
+fn trigger(text: &str) -> Result<Instruction> {
+    let invalid = |source| {
+        Error::Dockerfile(Box::new(crate::Error::Dockerfile {
+            path: "<ONBUILD trigger>".into(),
+            source,
+        }))
+    };
+    let parsed = crate::dockerfile::parse(text).map_err(invalid)?;
+    let node = parsed
+        .instructions
+        .first()
+        .ok_or_else(|| Error::Internal(format!("empty ONBUILD trigger `{text}`")))?;
+    let inst = crate::dockerfile::parse_instruction(node).map_err(invalid)?;
+    if matches!(
+        inst.command,
+        Command::From(_) | Command::Onbuild { .. } | Command::Maintainer { .. }
+    ) {
+        return Err(Error::Unsupported {
+            what: format!("`{}` as an ONBUILD trigger", inst.keyword),
+        });
+    }
+    Ok(inst)
+}
+
+/// The instruction as docker shows it in progress and history: as written.
 fn inst_text(inst: &Instruction) -> String {
-    match &inst.command {
-        Command::Run(r) => match &r.command {
-            CommandLine::Shell(s) => format!("RUN {s}"),
-            CommandLine::Exec(v) => format!("RUN {v:?}"),
-        },
-        other => format!("{} {}", inst.keyword, summary(other)),
-    }
-}
-
-fn summary(c: &Command) -> String {
-    match c {
-        Command::Copy(c) => {
-            let srcs: Vec<String> = c.sources.iter().map(source_name).collect();
-            format!("{} {}", srcs.join(" "), c.dest)
-        }
-        Command::Add(a) => {
-            let srcs: Vec<String> = a.sources.iter().map(source_name).collect();
-            format!("{} {}", srcs.join(" "), a.dest)
-        }
-        Command::Env { pairs } | Command::Label { pairs } => pairs
-            .iter()
-            .map(|p| format!("{}={}", p.key, p.value))
-            .collect::<Vec<_>>()
-            .join(" "),
-        Command::Arg { args } => args
-            .iter()
-            .map(|a| match &a.default {
-                Some(d) => format!("{}={d}", a.name),
-                None => a.name.clone(),
-            })
-            .collect::<Vec<_>>()
-            .join(" "),
-        Command::Workdir { path } => path.clone(),
-        Command::User { user } => user.clone(),
-        Command::Expose { ports } => ports.join(" "),
-        Command::Volume { paths } => format!("{paths:?}"),
-        Command::Stopsignal { signal } => signal.clone(),
-        Command::Maintainer { name } => name.clone(),
-        Command::Cmd(l) | Command::Entrypoint(l) => match l {
-            CommandLine::Shell(s) => s.clone(),
-            CommandLine::Exec(v) => serde_json::to_string(v).unwrap_or_default(),
-        },
-        Command::Shell { shell } => serde_json::to_string(shell).unwrap_or_default(),
-        Command::Healthcheck(_) => "…".into(),
-        Command::Onbuild { trigger } => inst_text(trigger),
-        Command::From(f) => f.image.clone(),
-        Command::Run(_) => String::new(),
-    }
-}
-
-fn source_name(s: &crate::dockerfile::CopySource) -> String {
-    match s {
-        crate::dockerfile::CopySource::Path { path } => path.clone(),
-        crate::dockerfile::CopySource::Heredoc { name, .. } => format!("<<{name}"),
-    }
+    inst.original.clone()
 }
 
 fn history(state: &mut StageState, created_by: String, empty_layer: bool) {
@@ -664,7 +664,7 @@ fn run_instruction(
             history(state, created_by, true);
         }
         Command::Onbuild { trigger } => {
-            let text = inst_text(trigger);
+            let text = trigger.original.clone();
             state
                 .config
                 .config

@@ -16,6 +16,9 @@ pub struct Instruction {
     pub keyword: Keyword,
     /// The whole instruction.
     pub span: Span,
+    /// The logical line as written (continuations joined), as docker records it in history and
+    /// in ONBUILD triggers.
+    pub original: String,
     /// What it does.
     pub command: Command,
 }
@@ -665,6 +668,7 @@ pub fn parse_instruction(node: &Node) -> Result<Instruction, ParseError> {
     Ok(Instruction {
         keyword,
         span: node.span.clone(),
+        original: node.original.clone(),
         command,
     })
 }
