@@ -401,3 +401,129 @@ fn onbuild_triggers_run_in_the_child_and_are_not_inherited() {
         "triggers were inherited"
     );
 }
+
+/// A tar of `files` (path, body) made by the system tar, then compressed by `compress` (a
+/// shell command reading stdin), written to `dest`.
+fn archive(p: &Project, dest: &str, files: &[(&str, &str)], compress: Option<&str>) {
+    let staging = p.path("staging");
+    let _ = fs_err::remove_dir_all(&staging);
+    for (path, body) in files {
+        let f = staging.join(path);
+        fs_err::create_dir_all(f.parent().unwrap()).unwrap();
+        fs_err::write(f, body).unwrap();
+    }
+    let tar = format!("tar -C {} -cf - .", staging.display());
+    let cmd = match compress {
+        Some(c) => format!("{tar} | {c} > {}", p.ctx().join(dest).display()),
+        None => format!("{tar} > {}", p.ctx().join(dest).display()),
+    };
+    let st = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .status()
+        .unwrap();
+    assert!(st.success());
+}
+
+#[test]
+fn add_extracts_every_compression() {
+    let p = Project::new();
+    archive(&p, "plain.tar", &[("p/x", "plain")], None);
+    archive(&p, "a.tar.gz", &[("g/x", "gzip")], Some("gzip -c"));
+    archive(&p, "a.tar.bz2", &[("b/x", "bzip2")], Some("bzip2 -c"));
+    archive(&p, "a.tar.xz", &[("x/x", "xz")], Some("xz -c"));
+    archive(&p, "a.tar.zst", &[("z/x", "zstd")], Some("zstd -q -c"));
+    p.file("Dockerfile", "FROM scratch\nADD plain.tar a.tar.gz a.tar.bz2 a.tar.xz a.tar.zst /out/\nADD --unpack=false a.tar.gz /kept/\n");
+    p.ok(&["build", "-o", "type=local,dest=../res", "."]);
+    for (f, body) in [
+        ("p/x", "plain"),
+        ("g/x", "gzip"),
+        ("b/x", "bzip2"),
+        ("x/x", "xz"),
+        ("z/x", "zstd"),
+    ] {
+        assert_eq!(
+            fs_err::read_to_string(p.path("res/out").join(f)).unwrap(),
+            body,
+            "{f}"
+        );
+    }
+    assert!(p.path("res/kept/a.tar.gz").is_file());
+}
+
+#[test]
+fn hostile_archives_write_nothing_outside() {
+    let p = Project::new();
+    // Entries that climb out: `../`, absolute paths, a symlink then a write through it, a hard
+    // link to a file outside.
+    let outside = p.path("outside");
+    fs_err::create_dir_all(&outside).unwrap();
+    let tar_path = p.ctx().join("evil.tar");
+    {
+        let f = fs_err::File::create(&tar_path).unwrap();
+        let mut b = tar::Builder::new(f);
+        let mut add = |path: &str, kind: tar::EntryType, link: Option<&str>, body: &[u8]| {
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(kind);
+            h.set_size(body.len() as u64);
+            h.set_mode(0o644);
+            h.set_uid(0);
+            h.set_gid(0);
+            h.set_mtime(0);
+            // Bypass the builder's own path checks: write the raw name.
+            let name = path.as_bytes();
+            h.as_gnu_mut().unwrap().name[..name.len()].copy_from_slice(name);
+            if let Some(l) = link {
+                h.set_link_name(l).unwrap();
+            }
+            h.set_cksum();
+            b.append(&h, body).unwrap();
+        };
+        let up = format!("../../outside/climbed");
+        add(&up, tar::EntryType::Regular, None, b"x");
+        add(
+            &format!("{}/absolute", outside.display()),
+            tar::EntryType::Regular,
+            None,
+            b"x",
+        );
+        add(
+            "link",
+            tar::EntryType::Symlink,
+            Some(outside.to_str().unwrap()),
+            b"",
+        );
+        add("link/through", tar::EntryType::Regular, None, b"x");
+        add(
+            "hard",
+            tar::EntryType::Link,
+            Some(outside.join("secret").to_str().unwrap()),
+            b"",
+        );
+        b.finish().unwrap();
+    }
+    fs_err::write(outside.join("secret"), "s").unwrap();
+    p.file("Dockerfile", "FROM scratch\nADD evil.tar /dest/\n");
+    let _ = p.rbuild(&["build", "-o", "type=local,dest=../res", "."]);
+    let mut names: Vec<String> = fs_err::read_dir(&outside)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["secret"], "something was written outside the layer");
+    assert_eq!(fs_err::read_to_string(outside.join("secret")).unwrap(), "s");
+}
+
+#[test]
+fn a_corrupt_archive_in_add_is_a_clear_error() {
+    let p = Project::new();
+    let mut bytes = vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255];
+    bytes.extend_from_slice(b"this is not deflate data at all");
+    fs_err::write(p.ctx().join("broken.tar.gz"), bytes).unwrap();
+    p.file("Dockerfile", "FROM scratch\nADD broken.tar.gz /x/\n");
+    let out = p.rbuild(&["build", "."]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains("ADD failed (Dockerfile line 2)"), "{err}");
+    assert!(err.contains("cannot extract archive"), "{err}");
+}

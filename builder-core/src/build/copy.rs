@@ -609,10 +609,10 @@ fn extract_archive(env: &BuildEnv<'_>, path: &Path) -> Result<Option<PathBuf>> {
         Box::new(flate2::read::GzDecoder::new(file))
     } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
         Box::new(zstd::stream::Decoder::new(file).map_err(io_at(path))?)
-    } else if head.starts_with(b"BZh") || head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
-        return Err(Error::Unsupported {
-            what: format!("ADD of a bzip2 or xz archive (`{}`)", path.display()),
-        });
+    } else if head.starts_with(b"BZh") {
+        Box::new(bzip2::read::MultiBzDecoder::new(file))
+    } else if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
+        Box::new(xz2::read::XzDecoder::new_multi_decoder(file))
     } else if head.len() >= 262 && &head[257..262] == b"ustar" {
         Box::new(file)
     } else {
