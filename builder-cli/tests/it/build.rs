@@ -479,7 +479,7 @@ fn hostile_archives_write_nothing_outside() {
             h.set_cksum();
             b.append(&h, body).unwrap();
         };
-        let up = format!("../../outside/climbed");
+        let up = "../../outside/climbed".to_owned();
         add(&up, tar::EntryType::Regular, None, b"x");
         add(
             &format!("{}/absolute", outside.display()),
