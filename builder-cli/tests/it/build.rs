@@ -527,3 +527,85 @@ fn a_corrupt_archive_in_add_is_a_clear_error() {
     assert!(err.contains("ADD failed (Dockerfile line 2)"), "{err}");
     assert!(err.contains("cannot extract archive"), "{err}");
 }
+
+/// A one-file HTTP server on 127.0.0.1 for as many requests as come; gives its URL and a
+/// request counter.
+fn serve(body: &'static [u8]) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/files/tool.bin", listener.local_addr().unwrap());
+    let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = hits.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { break };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            // Read the request head.
+            while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
+                line.clear();
+            }
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = stream.write_all(body);
+        }
+    });
+    (url, hits)
+}
+
+#[test]
+fn add_fetches_urls_checks_checksums_and_never_extracts() {
+    // A gzip header: a local file like this would be extracted; a remote one never is.
+    static BODY: &[u8] = b"\x1f\x8b remote bytes";
+    let (url, hits) = serve(BODY);
+    let p = Project::new();
+    let good = {
+        use sha2::Digest as _;
+        format!("sha256:{}", hex::encode(sha2::Sha256::digest(BODY)))
+    };
+    p.file(
+        "Dockerfile",
+        &format!("FROM scratch\nADD {url} /dl/\nADD --checksum={good} {url} /checked\n"),
+    );
+    p.ok(&["build", "-t", "dl:1", "-o", "type=local,dest=../res", "."]);
+    assert_eq!(fs_err::read(p.path("res/dl/tool.bin")).unwrap(), BODY);
+    let m = fs_err::metadata(p.path("res/checked")).unwrap();
+    assert_eq!(m.mode() & 0o7777, 0o600, "remote files are 0600");
+    let fetched = hits.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(fetched >= 1);
+    // With a checksum, a cached rebuild does not fetch what it can name.
+    p.file(
+        "Dockerfile",
+        &format!("FROM scratch\nADD --checksum={good} {url} /checked\n"),
+    );
+    p.ok(&["build", "."]);
+    let before = hits.load(std::sync::atomic::Ordering::SeqCst);
+    let out = p.ok(&["build", "--progress", "plain", "."]);
+    assert!(
+        text(&out.stderr).contains("2 cached"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(
+        hits.load(std::sync::atomic::Ordering::SeqCst),
+        before,
+        "a checksummed cached ADD fetched again"
+    );
+    // A wrong checksum is refused, by name.
+    let bad = format!("sha256:{}", "0".repeat(64));
+    p.file(
+        "Dockerfile",
+        &format!("FROM scratch\nADD --checksum={bad} {url} /x\n"),
+    );
+    let out = p.rbuild(&["build", "--no-cache", "."]);
+    let err = text(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("checksum mismatch") && err.contains(&good),
+        "{err}"
+    );
+}

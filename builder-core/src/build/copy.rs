@@ -133,6 +133,7 @@ struct Spec<'a> {
     exclude: &'a [String],
     parents: bool,
     add: bool,
+    checksum: Option<&'a str>,
 }
 
 fn spec(inst: &Instruction) -> Result<Spec<'_>> {
@@ -146,6 +147,7 @@ fn spec(inst: &Instruction) -> Result<Spec<'_>> {
             exclude: &c.exclude,
             parents: c.parents,
             add: false,
+            checksum: None,
         },
         Command::Add(a) => Spec {
             sources: &a.sources,
@@ -156,6 +158,7 @@ fn spec(inst: &Instruction) -> Result<Spec<'_>> {
             exclude: &a.exclude,
             parents: false,
             add: a.unpack != Some(false),
+            checksum: a.checksum.as_deref(),
         },
         _ => return Err(Error::Internal("not a COPY or ADD".into())),
     })
@@ -282,14 +285,34 @@ pub(crate) fn entries(
             }
             CopySource::Path { path } => {
                 let path = state.expand(path, escape)?;
-                if s.add
-                    && (path.starts_with("http://")
-                        || path.starts_with("https://")
-                        || path.starts_with("git@"))
-                {
-                    return Err(Error::Unsupported {
-                        what: format!("ADD from a URL (`{path}`)"),
-                    });
+                if matches!(inst.command, Command::Add(_)) && is_url(&path) {
+                    let checksum = s.checksum.map(|c| state.expand(c, escape)).transpose()?;
+                    let dl = download(env, &path, checksum.as_deref())?;
+                    let name = super::download::file_name(&path);
+                    let target = if dest_is_dir {
+                        join(&dest, &name)
+                    } else {
+                        dest.trim_matches('/').to_owned()
+                    };
+                    let (uid, gid) = owner.unwrap_or((0, 0));
+                    // Remote files are 0600, as docker makes them.
+                    let mode = chmod.as_ref().map_or(0o600, |c| c.apply(0o600, false));
+                    out.insert(
+                        target.clone(),
+                        Entry {
+                            path: target,
+                            kind: EntryKind::File {
+                                source: FileSource::Path(dl.path),
+                                size: dl.size,
+                            },
+                            mode,
+                            uid,
+                            gid,
+                            mtime,
+                            xattrs: Vec::new(),
+                        },
+                    );
+                    continue;
                 }
                 let matches = match_source(env, &root, &path)?;
                 for m in matches {
@@ -408,6 +431,35 @@ pub(crate) fn entries(
     }
     out.extend(parents);
     Ok(out.into_values().collect())
+}
+
+fn is_url(s: &str) -> bool {
+    s.starts_with("http://") || s.starts_with("https://") || s.starts_with("git@")
+}
+
+/// A remote source, fetched once per build (and checked against `--checksum`).
+fn download(
+    env: &mut BuildEnv<'_>,
+    url: &str,
+    checksum: Option<&str>,
+) -> Result<super::download::Download> {
+    if url.starts_with("git@")
+        || url
+            .split(['?', '#'])
+            .next()
+            .is_some_and(|u| u.ends_with(".git"))
+    {
+        return Err(Error::Unsupported {
+            what: format!("ADD of a git repository (`{url}`)"),
+        });
+    }
+    let key = format!("{url}\0{}", checksum.unwrap_or(""));
+    if let Some(d) = env.downloads.get(&key) {
+        return Ok(d.clone());
+    }
+    let d = super::download::fetch(url, &env.work.join("downloads"), checksum)?;
+    env.downloads.insert(key, d.clone());
+    Ok(d)
 }
 
 fn parent_of(path: &str) -> &str {
@@ -668,7 +720,19 @@ pub(crate) fn sources_digest(
         let path = state.expand(path, env.escape)?;
         h.update(path.as_bytes());
         h.update(b"\0");
-        if path.contains("://") || path.starts_with("git@") {
+        if is_url(&path) {
+            if !matches!(inst.command, Command::Add(_)) {
+                continue;
+            }
+            // With a checksum the content is known without fetching; without one, fetch it.
+            let checksum = s
+                .checksum
+                .map(|c| state.expand(c, env.escape))
+                .transpose()?;
+            match checksum {
+                Some(c) => h.update(c.as_bytes()),
+                None => h.update(download(env, &path, None)?.digest.as_bytes()),
+            }
             continue;
         }
         let entries = if has_wildcard(&path) {

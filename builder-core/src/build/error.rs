@@ -86,6 +86,24 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// A remote file that could not be fetched.
+    #[error("cannot download `{url}`: {reason}")]
+    Download {
+        /// The URL.
+        url: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// A remote file whose bytes do not match `--checksum`.
+    #[error("checksum mismatch for `{url}`: expected `{expected}`, got `{actual}`")]
+    ChecksumMismatch {
+        /// The URL.
+        url: String,
+        /// The `--checksum` given.
+        expected: crate::digest::Digest,
+        /// What the bytes hash to.
+        actual: crate::digest::Digest,
+    },
     /// An archive ADD cannot extract.
     #[error("cannot extract archive `{path}`")]
     Archive {

@@ -6,6 +6,7 @@
 
 mod chown;
 mod copy;
+mod download;
 mod error;
 mod export;
 mod import;
@@ -202,6 +203,7 @@ impl Builder {
             automatic_args: &automatic_args,
             source_date_epoch: req.source_date_epoch,
             no_cache: req.no_cache,
+            downloads: std::collections::HashMap::new(),
             work: work.path(),
             step: 0,
             total,

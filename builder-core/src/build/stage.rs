@@ -26,6 +26,8 @@ pub(crate) struct BuildEnv<'a> {
     pub(crate) automatic_args: &'a BTreeMap<String, String>,
     pub(crate) source_date_epoch: Option<i64>,
     pub(crate) no_cache: bool,
+    /// Remote files fetched in this build, by URL and checksum.
+    pub(crate) downloads: std::collections::HashMap<String, super::download::Download>,
     pub(crate) work: &'a Path,
     pub(crate) step: usize,
     pub(crate) total: usize,
