@@ -444,10 +444,11 @@ fn download(
     checksum: Option<&str>,
 ) -> Result<super::download::Download> {
     if url.starts_with("git@")
-        || url
-            .split(['?', '#'])
-            .next()
-            .is_some_and(|u| u.ends_with(".git"))
+        || url.split(['?', '#']).next().is_some_and(|u| {
+            Path::new(u)
+                .extension()
+                .is_some_and(|e| e.eq_ignore_ascii_case("git"))
+        })
     {
         return Err(Error::Unsupported {
             what: format!("ADD of a git repository (`{url}`)"),
