@@ -1,6 +1,6 @@
 //! `rbuild build`: images without RUN, reproducible to the byte, errors that name the line.
 
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
 use crate::support::{Project, text};
 
@@ -608,4 +608,41 @@ fn add_fetches_urls_checks_checksums_and_never_extracts() {
         err.contains("checksum mismatch") && err.contains(&good),
         "{err}"
     );
+}
+
+#[test]
+fn an_unreadable_file_is_named() {
+    // Root reads anything, so the build runs as `nobody` (setpriv, from util-linux).
+    let p = Project::new();
+    p.file("ok.txt", "ok")
+        .file("secret.txt", "s")
+        .file("Dockerfile", "FROM scratch\nCOPY ok.txt secret.txt /x/\n");
+    let secret = p.ctx().join("secret.txt");
+    fs_err::set_permissions(&secret, std::fs::Permissions::from_mode(0o000)).unwrap();
+    let st = std::process::Command::new("chown")
+        .arg("-R")
+        .arg("65534:65534")
+        .arg(p.dir.path())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    fs_err::set_permissions(p.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = crate::support::tool("setpriv", "util-linux")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(env!("CARGO_BIN_EXE_rbuild"))
+        .arg("--root")
+        .arg(p.root())
+        .args(["build", "."])
+        .current_dir(p.ctx())
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("secret.txt"),
+        "the unreadable file is not named:\n{err}"
+    );
+    assert!(err.contains("Permission denied"), "{err}");
+    assert!(err.contains("COPY failed (Dockerfile line 2)"), "{err}");
 }
