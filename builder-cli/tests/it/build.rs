@@ -646,3 +646,68 @@ fn an_unreadable_file_is_named() {
     assert!(err.contains("Permission denied"), "{err}");
     assert!(err.contains("COPY failed (Dockerfile line 2)"), "{err}");
 }
+
+#[test]
+fn rootfs_tarball_and_docker_save() {
+    let p = demo();
+    let tar_dest = format!("type=tar,dest={}", p.path("rootfs.tar").display());
+    p.ok(&["build", "-t", "demo:v1", "-o", &tar_dest, "."]);
+    let list = std::process::Command::new("tar")
+        .arg("-tvf")
+        .arg(p.path("rootfs.tar"))
+        .output()
+        .unwrap();
+    let listing = text(&list.stdout);
+    let names: Vec<&str> = listing
+        .lines()
+        .map(|l| l.rsplit(' ').next().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "app/",
+            "app/hello.txt",
+            "app/sub/",
+            "app/sub/w.txt",
+            "copied.txt",
+            "etc/",
+            "etc/motd",
+            "srv/",
+            "srv/hello"
+        ],
+        "{listing}"
+    );
+    assert!(
+        listing
+            .lines()
+            .all(|l| l.contains("0/0") && l.contains("1970-01-01")),
+        "{listing}"
+    );
+    assert!(listing.contains("-rwxr-xr-x"), "{listing}");
+    let saved = p.path("saved.docker.tar");
+    p.ok(&[
+        "save",
+        "--format",
+        "docker",
+        "-o",
+        saved.to_str().unwrap(),
+        "demo:v1",
+    ]);
+    let manifest = std::process::Command::new("tar")
+        .arg("-xOf")
+        .arg(&saved)
+        .arg("manifest.json")
+        .output()
+        .unwrap();
+    let m: serde_json::Value = serde_json::from_slice(&manifest.stdout).unwrap();
+    assert_eq!(m[0]["RepoTags"][0], "demo:v1");
+    assert_eq!(m[0]["Layers"].as_array().unwrap().len(), 5);
+    // And it loads back as the same image.
+    let out = p.rbuild_in(&p.path("root2"), &["load", "-i", saved.to_str().unwrap()]);
+    assert_eq!(text(&out.stdout).trim(), "Loaded image: demo:v1");
+    let id = |root: &std::path::Path| {
+        let o = p.rbuild_in(root, &["inspect", "demo:v1"]);
+        serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()["Id"].clone()
+    };
+    assert_eq!(id(&p.root()), id(&p.path("root2")));
+}

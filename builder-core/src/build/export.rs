@@ -126,16 +126,74 @@ pub fn export(
             for d in image.diff_ids() {
                 snapshot::apply_layer(store, d, scratch.path())?;
             }
+            let mut entries = tree_entries(scratch.path(), i64::try_from(mtime).unwrap_or(0))?;
             atomic_file(dest, |w| {
-                let mut b = tar::Builder::new(w);
-                b.follow_symlinks(false);
-                b.mode(tar::HeaderMode::Deterministic);
-                b.append_dir_all(".", scratch.path()).map_err(io_at(dest))?;
-                b.finish().map_err(io_at(dest))?;
+                snapshot::write_tar(&mut entries, w, snapshot::TarOptions::default())
+                    .map_err(io_at(dest))?;
                 Ok(())
             })
         }
     }
+}
+
+/// The files under `root` as layer entries (sorted when written), hard links detected, times
+/// set to `mtime`.
+fn tree_entries(root: &Path, mtime: i64) -> Result<Vec<snapshot::Entry>> {
+    use crate::context::{FileInfo, Kind};
+    use snapshot::{Entry, EntryKind, FileSource};
+    let mut out = Vec::new();
+    let mut seen: std::collections::HashMap<(u64, u64), String> = std::collections::HashMap::new();
+    let mut stack = vec![(root.to_owned(), String::new())];
+    while let Some((dir, rel)) = stack.pop() {
+        let mut names: Vec<_> = fs_err::read_dir(&dir)
+            .map_err(io_at(&dir))?
+            .map(|e| e.map(|e| e.file_name()))
+            .collect::<std::io::Result<_>>()
+            .map_err(io_at(&dir))?;
+        names.sort();
+        for name in names {
+            let name = name.to_string_lossy().into_owned();
+            let path = dir.join(&name);
+            let child = if rel.is_empty() {
+                name
+            } else {
+                format!("{rel}/{name}")
+            };
+            let info = FileInfo::read(&path)?;
+            let kind = match info.kind {
+                Kind::Dir => {
+                    stack.push((path.clone(), child.clone()));
+                    EntryKind::Dir
+                }
+                Kind::Symlink => EntryKind::Symlink {
+                    target: info.link.clone().unwrap_or_default(),
+                },
+                Kind::File => match seen.get(&(info.dev, info.ino)) {
+                    Some(first) => EntryKind::Hardlink {
+                        target: first.clone(),
+                    },
+                    None => {
+                        seen.insert((info.dev, info.ino), child.clone());
+                        EntryKind::File {
+                            source: FileSource::Path(path.clone()),
+                            size: info.size,
+                        }
+                    }
+                },
+                Kind::Other => continue,
+            };
+            out.push(Entry {
+                path: child,
+                kind,
+                mode: info.mode,
+                uid: info.uid,
+                gid: info.gid,
+                mtime,
+                xattrs: Vec::new(),
+            });
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
