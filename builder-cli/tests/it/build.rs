@@ -287,18 +287,8 @@ fn unused_stages_are_skipped_and_target_picks_a_stage() {
 #[test]
 fn builds_on_the_busybox_base() {
     let p = Project::new();
-    crate::support::tool("busybox", "busybox-static");
-    let script =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/base/busybox.sh");
-    let out = std::process::Command::new("bash")
-        .arg(&script)
-        .arg(env!("CARGO_BIN_EXE_rbuild"))
-        .arg("--root")
-        .arg(p.root())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let hello = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/context/hello");
+    crate::support::import_busybox(&p.root());
+    let hello = crate::support::hello_fixture();
     let dest = format!("type=local,dest={}", p.path("out").display());
     let out = p.rbuild(&[
         "build",
@@ -323,14 +313,7 @@ fn builds_on_the_busybox_base() {
     );
     // The base is byte-reproducible: importing again gives the same image.
     let first = text(&p.ok(&["inspect", "busybox"]).stdout);
-    let again = std::process::Command::new("bash")
-        .arg(&script)
-        .arg(env!("CARGO_BIN_EXE_rbuild"))
-        .arg("--root")
-        .arg(p.path("root2"))
-        .output()
-        .unwrap();
-    assert!(again.status.success());
+    crate::support::import_busybox(&p.path("root2"));
     let second = text(
         &p.rbuild_in(&p.path("root2"), &["inspect", "busybox"])
             .stdout,

@@ -140,19 +140,9 @@ fn podman(p: &Project) -> std::process::Command {
 #[test]
 fn podman_loads_both_archives_and_runs_the_image() {
     tool("runc", "runc");
-    tool("busybox", "busybox-static");
     let p = Project::new();
-    let script =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/base/busybox.sh");
-    let out = std::process::Command::new("bash")
-        .arg(&script)
-        .arg(env!("CARGO_BIN_EXE_rbuild"))
-        .arg("--root")
-        .arg(p.root())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let hello = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/context/hello");
+    crate::support::import_busybox(&p.root());
+    let hello = crate::support::hello_fixture();
     let docker = format!("type=docker,dest={}", p.path("hello.docker.tar").display());
     let oci = format!("type=oci,dest={}", p.path("hello.oci.tar").display());
     p.ok(&[

@@ -98,3 +98,26 @@ pub(crate) fn tool(name: &str, package: &str) -> Command {
     );
     Command::new(name)
 }
+
+/// Imports `busybox:latest` (fixtures/base/busybox.sh) into `root`.
+pub(crate) fn import_busybox(root: &std::path::Path) {
+    tool("busybox", "busybox-static");
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures/base/busybox.sh");
+    let out = Command::new("bash")
+        .arg(&script)
+        .arg(env!("CARGO_BIN_EXE_rbuild"))
+        .arg("--root")
+        .arg(root)
+        .output()
+        .expect("bash runs");
+    assert!(
+        out.status.success(),
+        "busybox.sh failed: {}",
+        text(&out.stderr)
+    );
+}
+
+/// The hello fixture's context directory.
+pub(crate) fn hello_fixture() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures/context/hello")
+}

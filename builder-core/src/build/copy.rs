@@ -12,7 +12,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-use crate::context::{FileInfo, Ignore, Kind, resolve_scoped};
+use crate::context::{Entry as Found, FileInfo, Ignore, Kind, resolve_scoped, walk_tree};
 use crate::dockerfile::{Command, CopySource, Instruction, Lexer};
 use crate::snapshot::{Entry, EntryKind, FileSource};
 
@@ -25,13 +25,6 @@ use super::{Error, Result};
 enum Root {
     Context,
     Dir { path: PathBuf, label: String },
-}
-
-/// One matched source: its path relative to the source root, on disk, and its metadata.
-struct Matched {
-    rel: String,
-    path: PathBuf,
-    info: FileInfo,
 }
 
 fn has_wildcard(s: &str) -> bool {
@@ -82,46 +75,6 @@ fn component_match(p: &str, n: &str) -> bool {
     }
     re.push('$');
     regex::Regex::new(&re).is_ok_and(|r| r.is_match(n))
-}
-
-/// Every path under `dir` (relative, `/`-separated), sorted, the directory itself first as `""`.
-fn list_dir(dir: &Path) -> Result<Vec<Matched>> {
-    let mut out = vec![Matched {
-        rel: String::new(),
-        path: dir.to_owned(),
-        info: FileInfo::read(dir)?,
-    }];
-    walk_into(dir, "", &mut out)?;
-    Ok(out)
-}
-
-fn walk_into(dir: &Path, rel: &str, out: &mut Vec<Matched>) -> Result<()> {
-    let mut names: Vec<_> = fs_err::read_dir(dir)
-        .map_err(io_at(dir))?
-        .map(|e| e.map(|e| e.file_name()))
-        .collect::<std::io::Result<_>>()
-        .map_err(io_at(dir))?;
-    names.sort();
-    for name in names {
-        let name = name.to_string_lossy().into_owned();
-        let child_rel = if rel.is_empty() {
-            name.clone()
-        } else {
-            format!("{rel}/{name}")
-        };
-        let path = dir.join(&name);
-        let info = FileInfo::read(&path)?;
-        let is_dir = info.kind == Kind::Dir;
-        out.push(Matched {
-            rel: child_rel.clone(),
-            path: path.clone(),
-            info,
-        });
-        if is_dir {
-            walk_into(&path, &child_rel, out)?;
-        }
-    }
-    Ok(())
 }
 
 struct Spec<'a> {
@@ -336,7 +289,7 @@ pub(crate) fn entries(
                     if s.add && m.info.kind == Kind::File {
                         if let Some(extracted) = extract_archive(env, &m.path)? {
                             add_tree(
-                                list_dir(&extracted)?,
+                                walk_tree(&extracted)?,
                                 &dest,
                                 owner,
                                 chmod.as_ref(),
@@ -358,17 +311,8 @@ pub(crate) fn entries(
                             };
                             // From the context, .dockerignore applies inside the directory too.
                             let listing = match root {
-                                Root::Context => env
-                                    .context
-                                    .walk(&m.rel)?
-                                    .into_iter()
-                                    .map(|e| Matched {
-                                        rel: e.rel,
-                                        path: e.path,
-                                        info: e.info,
-                                    })
-                                    .collect(),
-                                Root::Dir { .. } => list_dir(&m.path)?,
+                                Root::Context => env.context.walk(&m.rel)?,
+                                Root::Dir { .. } => walk_tree(&m.path)?,
                             };
                             add_tree(
                                 listing,
@@ -467,7 +411,7 @@ fn parent_of(path: &str) -> &str {
     path.rsplit_once('/').map_or("", |(p, _)| p)
 }
 
-fn match_source(env: &mut BuildEnv<'_>, root: &Root, path: &str) -> Result<Vec<Matched>> {
+fn match_source(env: &mut BuildEnv<'_>, root: &Root, path: &str) -> Result<Vec<Found>> {
     let wildcard = has_wildcard(path);
     match root {
         Root::Context => {
@@ -476,11 +420,6 @@ fn match_source(env: &mut BuildEnv<'_>, root: &Root, path: &str) -> Result<Vec<M
                 return Ok(all
                     .into_iter()
                     .filter(|e| !e.rel.is_empty() && glob_match(path, &e.rel))
-                    .map(|e| Matched {
-                        rel: e.rel,
-                        path: e.path,
-                        info: e.info,
-                    })
                     .collect());
             }
             let (rel, resolved) = env.context.resolve(path)?;
@@ -497,7 +436,7 @@ fn match_source(env: &mut BuildEnv<'_>, root: &Root, path: &str) -> Result<Vec<M
                     place: "the build context".into(),
                 });
             };
-            Ok(vec![Matched {
+            Ok(vec![Found {
                 rel,
                 path: resolved,
                 info,
@@ -505,7 +444,7 @@ fn match_source(env: &mut BuildEnv<'_>, root: &Root, path: &str) -> Result<Vec<M
         }
         Root::Dir { path: dir, label } => {
             if wildcard {
-                return Ok(list_dir(dir)?
+                return Ok(walk_tree(dir)?
                     .into_iter()
                     .filter(|m| !m.rel.is_empty() && glob_match(path, &m.rel))
                     .collect());
@@ -516,7 +455,7 @@ fn match_source(env: &mut BuildEnv<'_>, root: &Root, path: &str) -> Result<Vec<M
                 path: path.to_owned(),
                 place: label.clone(),
             })?;
-            Ok(vec![Matched {
+            Ok(vec![Found {
                 rel,
                 path: full,
                 info,
@@ -580,7 +519,7 @@ fn file_entry(
 /// at `target`; the directory itself takes the source directory's mode.
 #[allow(clippy::too_many_arguments)]
 fn add_tree(
-    listing: Vec<Matched>,
+    listing: Vec<Found>,
     target: &str,
     owner: Option<(u32, u32)>,
     chmod: Option<&Chmod>,

@@ -139,59 +139,40 @@ pub fn export(
 /// The files under `root` as layer entries (sorted when written), hard links detected, times
 /// set to `mtime`.
 fn tree_entries(root: &Path, mtime: i64) -> Result<Vec<snapshot::Entry>> {
-    use crate::context::{FileInfo, Kind};
+    use crate::context::{Kind, walk_tree};
     use snapshot::{Entry, EntryKind, FileSource};
-    let mut out = Vec::new();
     let mut seen: std::collections::HashMap<(u64, u64), String> = std::collections::HashMap::new();
-    let mut stack = vec![(root.to_owned(), String::new())];
-    while let Some((dir, rel)) = stack.pop() {
-        let mut names: Vec<_> = fs_err::read_dir(&dir)
-            .map_err(io_at(&dir))?
-            .map(|e| e.map(|e| e.file_name()))
-            .collect::<std::io::Result<_>>()
-            .map_err(io_at(&dir))?;
-        names.sort();
-        for name in names {
-            let name = name.to_string_lossy().into_owned();
-            let path = dir.join(&name);
-            let child = if rel.is_empty() {
-                name
-            } else {
-                format!("{rel}/{name}")
-            };
-            let info = FileInfo::read(&path)?;
-            let kind = match info.kind {
-                Kind::Dir => {
-                    stack.push((path.clone(), child.clone()));
-                    EntryKind::Dir
-                }
-                Kind::Symlink => EntryKind::Symlink {
-                    target: info.link.clone().unwrap_or_default(),
+    let mut out = Vec::new();
+    for found in walk_tree(root)?.into_iter().skip(1) {
+        let info = found.info;
+        let kind = match info.kind {
+            Kind::Dir => EntryKind::Dir,
+            Kind::Symlink => EntryKind::Symlink {
+                target: info.link.clone().unwrap_or_default(),
+            },
+            Kind::File => match seen.get(&(info.dev, info.ino)) {
+                Some(first) => EntryKind::Hardlink {
+                    target: first.clone(),
                 },
-                Kind::File => match seen.get(&(info.dev, info.ino)) {
-                    Some(first) => EntryKind::Hardlink {
-                        target: first.clone(),
-                    },
-                    None => {
-                        seen.insert((info.dev, info.ino), child.clone());
-                        EntryKind::File {
-                            source: FileSource::Path(path.clone()),
-                            size: info.size,
-                        }
+                None => {
+                    seen.insert((info.dev, info.ino), found.rel.clone());
+                    EntryKind::File {
+                        source: FileSource::Path(found.path),
+                        size: info.size,
                     }
-                },
-                Kind::Other => continue,
-            };
-            out.push(Entry {
-                path: child,
-                kind,
-                mode: info.mode,
-                uid: info.uid,
-                gid: info.gid,
-                mtime,
-                xattrs: Vec::new(),
-            });
-        }
+                }
+            },
+            Kind::Other => continue,
+        };
+        out.push(Entry {
+            path: found.rel,
+            kind,
+            mode: info.mode,
+            uid: info.uid,
+            gid: info.gid,
+            mtime,
+            xattrs: Vec::new(),
+        });
     }
     Ok(out)
 }

@@ -17,7 +17,7 @@ mod walk;
 pub use dockerignore::{Ignore, PatternError, clean as clean_path, ignore_file_for};
 pub use error::Error;
 pub use hash::{FileInfo, Kind, StatCache, hash_file};
-pub use walk::{Context, Entry, resolve_scoped};
+pub use walk::{Context, Entry, resolve_scoped, walk_tree};
 
 /// The context's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

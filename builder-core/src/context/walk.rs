@@ -135,43 +135,70 @@ impl Context {
         Ok(out)
     }
 
-    fn walk_dir(&self, dir: &Path, ctx_rel: &str, rel: &str, out: &mut Vec<Entry>) -> Result<()> {
-        let mut names: Vec<_> = fs_err::read_dir(dir)
-            .at(dir)?
-            .map(|e| e.map(|e| e.file_name()))
-            .collect::<std::io::Result<_>>()
-            .at(dir)?;
-        names.sort();
-        for name in names {
-            let name = name.to_string_lossy().into_owned();
-            let child_rel = if rel.is_empty() {
-                name.clone()
-            } else {
-                format!("{rel}/{name}")
-            };
+    fn walk_dir(&self, dir: &Path, ctx_rel: &str, _rel: &str, out: &mut Vec<Entry>) -> Result<()> {
+        let ignored = |rel: &str| {
             let ctx_path = if ctx_rel.is_empty() {
-                child_rel.clone()
+                rel.to_owned()
             } else {
-                format!("{ctx_rel}/{child_rel}")
+                format!("{ctx_rel}/{rel}")
             };
-            let path = dir.join(&name);
-            let info = FileInfo::read(&path)?;
-            let ignored = self.ignore.is_ignored(&ctx_path);
-            let is_dir = info.kind == Kind::Dir;
-            if !ignored {
-                out.push(Entry {
-                    rel: child_rel.clone(),
-                    path: path.clone(),
-                    info,
-                });
-            }
-            // An ignored directory is still walked if a `!` rule may bring something back.
-            if is_dir && (!ignored || self.ignore.has_exclusions()) {
-                self.walk_dir(&path, ctx_rel, &child_rel, out)?;
-            }
-        }
-        Ok(())
+            self.ignore.is_ignored(&ctx_path)
+        };
+        // An ignored directory is still walked if a `!` rule may bring something back.
+        walk_sorted(dir, "", &ignored, self.ignore.has_exclusions(), out)
     }
+}
+
+/// The entries under `dir` in path order (a directory right before its contents). `skip(rel)`
+/// leaves an entry out; a left-out directory is still walked if `descend_skipped`.
+fn walk_sorted(
+    dir: &Path,
+    rel: &str,
+    skip: &dyn Fn(&str) -> bool,
+    descend_skipped: bool,
+    out: &mut Vec<Entry>,
+) -> Result<()> {
+    let mut names: Vec<_> = fs_err::read_dir(dir)
+        .at(dir)?
+        .map(|e| e.map(|e| e.file_name()))
+        .collect::<std::io::Result<_>>()
+        .at(dir)?;
+    names.sort();
+    for name in names {
+        let name = name.to_string_lossy().into_owned();
+        let child_rel = if rel.is_empty() {
+            name.clone()
+        } else {
+            format!("{rel}/{name}")
+        };
+        let path = dir.join(&name);
+        let info = FileInfo::read(&path)?;
+        let skipped = skip(&child_rel);
+        let is_dir = info.kind == Kind::Dir;
+        if !skipped {
+            out.push(Entry {
+                rel: child_rel.clone(),
+                path: path.clone(),
+                info,
+            });
+        }
+        if is_dir && (!skipped || descend_skipped) {
+            walk_sorted(&path, &child_rel, skip, descend_skipped, out)?;
+        }
+    }
+    Ok(())
+}
+
+/// Every entry of the tree at `root` (any directory, no ignore rules), in path order, `root`
+/// itself first with `rel` `""`.
+pub fn walk_tree(root: &Path) -> Result<Vec<Entry>> {
+    let mut out = vec![Entry {
+        rel: String::new(),
+        path: root.to_owned(),
+        info: FileInfo::read(root)?,
+    }];
+    walk_sorted(root, "", &|_| false, false, &mut out)?;
+    Ok(out)
 }
 
 #[cfg(test)]
