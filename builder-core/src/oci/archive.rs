@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::io::{self, Read, Write};
 
-use oci_spec::image::{Descriptor, ImageIndexBuilder, ImageManifestBuilder, MediaType};
+use oci_spec::image::{Descriptor, ImageIndexBuilder, MediaType};
 
 use crate::digest::Digest;
 use crate::store::Store;
@@ -13,7 +13,7 @@ use crate::store::Store;
 use super::canonical::to_canonical_json;
 use super::compress::{Compression, compressed_layer};
 use super::error::Error;
-use super::image::{Image, oci_digest};
+use super::image::{Image, image_manifest, oci_digest};
 
 enum Source {
     Bytes(Vec<u8>),
@@ -125,16 +125,7 @@ fn export_manifest(
         ));
         blobs.push(digest);
     }
-    let manifest = ImageManifestBuilder::default()
-        .schema_version(2u32)
-        .media_type(MediaType::ImageManifest)
-        .config(image.manifest.config().clone())
-        .layers(layers)
-        .build()
-        .map_err(|e| Error::Unsupported {
-            what: "image manifest",
-            detail: e.to_string(),
-        })?;
+    let manifest = image_manifest(image.manifest.config().clone(), layers)?;
     Ok((json(&manifest, "image manifest")?, blobs))
 }
 

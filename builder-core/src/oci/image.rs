@@ -28,6 +28,23 @@ pub(crate) fn oci_digest(d: &Digest) -> oci_spec::image::Digest {
     d.to_string().parse().expect("valid sha256 digest")
 }
 
+/// An OCI image manifest (schema 2) of a config and layers.
+pub(crate) fn image_manifest(
+    config: Descriptor,
+    layers: Vec<Descriptor>,
+) -> Result<ImageManifest, Error> {
+    ImageManifestBuilder::default()
+        .schema_version(2u32)
+        .media_type(MediaType::ImageManifest)
+        .config(config)
+        .layers(layers)
+        .build()
+        .map_err(|e| Error::Unsupported {
+            what: "image manifest",
+            detail: e.to_string(),
+        })
+}
+
 pub(crate) fn our_digest(d: &oci_spec::image::Digest) -> Result<Digest, Error> {
     d.to_string().parse().map_err(|_| Error::Unsupported {
         what: "digest",
@@ -54,20 +71,14 @@ impl Image {
                 oci_digest(diff_id),
             ));
         }
-        let manifest = ImageManifestBuilder::default()
-            .schema_version(2u32)
-            .media_type(MediaType::ImageManifest)
-            .config(Descriptor::new(
+        let manifest = image_manifest(
+            Descriptor::new(
                 MediaType::ImageConfig,
                 config_size,
                 oci_digest(&config_digest),
-            ))
-            .layers(layers)
-            .build()
-            .map_err(|e| Error::Unsupported {
-                what: "image manifest",
-                detail: e.to_string(),
-            })?;
+            ),
+            layers,
+        )?;
         let manifest_bytes = to_canonical_json(&manifest).map_err(|source| Error::Invalid {
             digest: config_digest,
             what: "image manifest",
