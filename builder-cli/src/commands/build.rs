@@ -126,6 +126,16 @@ pub(crate) fn run(store: &Store, args: &BuildOptions) -> anyhow::Result<ExitCode
                     "#{number} [{stage} {number}/{total}] {instruction} (line {line})\n"
                 ));
             }
+            Event::Miss {
+                number,
+                instruction,
+                line,
+                reason,
+            } => {
+                render::stderr(&format!(
+                    "#{number} cache miss: {instruction} (Dockerfile:{line}): {reason}\n"
+                ));
+            }
             Event::StepDone {
                 number,
                 millis,
@@ -162,6 +172,12 @@ pub(crate) fn run(store: &Store, args: &BuildOptions) -> anyhow::Result<ExitCode
             out.cached,
             out.files_read
         ));
+        if !out.misses.is_empty() {
+            render::stderr("cache misses:\n");
+            for m in &out.misses {
+                render::stderr(&format!("  {m}\n"));
+            }
+        }
         for n in &names {
             render::stderr(&format!("naming to {n}\n"));
         }

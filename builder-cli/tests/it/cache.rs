@@ -127,3 +127,95 @@ fn changed_build_arg_misses_only_where_used() {
         text(&out.stderr)
     );
 }
+
+fn misses(log: &str) -> Vec<String> {
+    log.lines()
+        .filter_map(|l| l.split_once(" cache miss: ").map(|(_, m)| m.to_owned()))
+        .collect()
+}
+
+#[test]
+fn misses_say_what_changed() {
+    let p = Project::new();
+    p.file("app/main.go", "package main\n")
+        .file("app/util.go", "package main\n")
+        .file("Dockerfile", "FROM scratch\nARG VERSION=1.2\nCOPY app/ /app/\nLABEL version=$VERSION\nCOPY app/main.go /main.go\n");
+    let (first, _) = build(&p);
+    assert!(
+        misses(&first)
+            .iter()
+            .all(|m| m.ends_with("no earlier build of this step")),
+        "{first}"
+    );
+    // A file changes: that COPY names it, the next ones say an earlier step changed.
+    p.file("app/main.go", "package main // v2\n");
+    let (log, _) = build(&p);
+    assert_eq!(
+        misses(&log),
+        [
+            "COPY app/ /app/ (Dockerfile:3): app/main.go changed",
+            "LABEL version=$VERSION (Dockerfile:4): an earlier step changed (line 3)",
+            "COPY app/main.go /main.go (Dockerfile:5): app/main.go changed",
+        ],
+        "{log}"
+    );
+    assert!(
+        log.contains("cache misses:\n  COPY app/ /app/ (Dockerfile:3): app/main.go changed"),
+        "{log}"
+    );
+    // A build arg changes: named, with old and new values, at its first use.
+    let out = p.ok(&[
+        "build",
+        "--progress",
+        "plain",
+        "--build-arg",
+        "VERSION=1.3",
+        ".",
+    ]);
+    let log = text(&out.stderr);
+    assert_eq!(
+        misses(&log)[0],
+        "LABEL version=$VERSION (Dockerfile:4): VERSION 1.2 → 1.3",
+        "{log}"
+    );
+    // A file appears.
+    p.file("app/new.go", "package main\n");
+    let out = p.ok(&[
+        "build",
+        "--progress",
+        "plain",
+        "--build-arg",
+        "VERSION=1.3",
+        ".",
+    ]);
+    assert_eq!(
+        misses(&text(&out.stderr))[0],
+        "COPY app/ /app/ (Dockerfile:3): app/new.go added"
+    );
+}
+
+#[test]
+fn a_changed_base_image_is_named() {
+    let p = Project::new();
+    p.file("a.txt", "a")
+        .file("Dockerfile", "FROM scratch\nCOPY a.txt /a\n");
+    p.ok(&["build", "-t", "base:1", "."]);
+    let child = p.path("child");
+    fs_err::create_dir_all(&child).unwrap();
+    fs_err::write(child.join("Dockerfile"), "FROM base:1\nLABEL x=1\n").unwrap();
+    let run = |p: &Project| {
+        text(
+            &p.rbuild(&["build", "--progress", "plain", child.to_str().unwrap()])
+                .stderr,
+        )
+    };
+    run(&p);
+    p.file("a.txt", "b");
+    p.ok(&["build", "-t", "base:1", "."]);
+    let log = run(&p);
+    assert_eq!(
+        misses(&log),
+        ["LABEL x=1 (Dockerfile:2): FROM: base `base:1` changed"],
+        "{log}"
+    );
+}

@@ -632,9 +632,10 @@ pub(crate) fn sources_digest(
     state: &StageState,
     inst: &Instruction,
     built: &BTreeMap<usize, StageState>,
-) -> Result<crate::digest::Digest> {
+) -> Result<(crate::digest::Digest, Vec<(String, crate::digest::Digest)>)> {
     let s = spec(inst)?;
     let mut h = crate::digest::Hasher::default();
+    let mut inputs = Vec::new();
     if let Some(from) = s.from {
         let from = state.expand(from, env.escape)?;
         match env.checked.stage(&from) {
@@ -645,13 +646,16 @@ pub(crate) fn sources_digest(
                     .key;
                 h.update(b"stage\0");
                 h.update(key.as_bytes());
+                inputs.push((format!("stage `{from}`"), key));
             }
             None => {
                 h.update(b"image\0");
-                h.update(load_local(env.store, &from)?.manifest_digest.as_bytes());
+                let digest = load_local(env.store, &from)?.manifest_digest;
+                h.update(digest.as_bytes());
+                inputs.push((format!("image `{from}`"), digest));
             }
         }
-        return Ok(h.finish().0);
+        return Ok((h.finish().0, inputs));
     }
     for source in s.sources {
         let CopySource::Path { path } = source else {
@@ -669,10 +673,18 @@ pub(crate) fn sources_digest(
                 .checksum
                 .map(|c| state.expand(c, env.escape))
                 .transpose()?;
-            match checksum {
-                Some(c) => h.update(c.as_bytes()),
-                None => h.update(download(env, &path, None)?.digest.as_bytes()),
-            }
+            let digest = match checksum {
+                Some(c) => {
+                    h.update(c.as_bytes());
+                    crate::digest::Digest::of(c.as_bytes())
+                }
+                None => {
+                    let d = download(env, &path, None)?.digest;
+                    h.update(d.as_bytes());
+                    d
+                }
+            };
+            inputs.push((path.clone(), digest));
             continue;
         }
         let entries = if has_wildcard(&path) {
@@ -690,6 +702,7 @@ pub(crate) fn sources_digest(
                     | crate::context::Error::OutsideContext { .. },
                 ) => {
                     h.update(b"missing\0");
+                    inputs.push((format!("{path} (missing)"), crate::digest::Digest::of(b"")));
                     continue;
                 }
                 Err(e) => return Err(e.into()),
@@ -700,9 +713,19 @@ pub(crate) fn sources_digest(
             h.update(e.rel.as_bytes());
             h.update(b"\0");
             h.update(digest.as_bytes());
+            let shown = if has_wildcard(&path) || e.rel.is_empty() {
+                if e.rel.is_empty() {
+                    crate::context::clean_path(&path)
+                } else {
+                    e.rel.clone()
+                }
+            } else {
+                crate::context::clean_path(&format!("{path}/{}", e.rel))
+            };
+            inputs.push((shown, digest));
         }
     }
-    Ok(h.finish().0)
+    Ok((h.finish().0, inputs))
 }
 
 #[cfg(test)]

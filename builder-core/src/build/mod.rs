@@ -8,6 +8,7 @@ mod chown;
 mod copy;
 mod download;
 mod error;
+mod explain;
 mod export;
 mod import;
 mod load;
@@ -66,6 +67,8 @@ pub struct BuildOutput {
     pub steps: usize,
     /// How many of them the step cache answered.
     pub cached: usize,
+    /// Why each step that missed did: `INSTRUCTION (Dockerfile:LINE): reason`.
+    pub misses: Vec<String>,
     /// How many context files had their content read (the others' digests came from the stat
     /// cache).
     pub files_read: u64,
@@ -93,6 +96,17 @@ pub enum Event {
         instruction: String,
         /// Its Dockerfile line.
         line: usize,
+    },
+    /// A step missed the cache, and why.
+    Miss {
+        /// 1-based step number.
+        number: usize,
+        /// The instruction as written.
+        instruction: String,
+        /// Its Dockerfile line.
+        line: usize,
+        /// What differed from the last build of this step.
+        reason: String,
     },
     /// A step finished.
     StepDone {
@@ -187,9 +201,17 @@ impl Builder {
             .map(|&i| checked.stages[i].instructions.len() + 1)
             .sum();
         let mut cached = 0;
+        let mut misses = Vec::new();
         let mut count = |e: &Event| {
-            if let Event::StepDone { cached: true, .. } = e {
-                cached += 1;
+            match e {
+                Event::StepDone { cached: true, .. } => cached += 1,
+                Event::Miss {
+                    instruction,
+                    line,
+                    reason,
+                    ..
+                } => misses.push(format!("{instruction} (Dockerfile:{line}): {reason}")),
+                _ => {}
             }
             on_event(e);
         };
@@ -203,6 +225,7 @@ impl Builder {
             automatic_args: &automatic_args,
             source_date_epoch: req.source_date_epoch,
             no_cache: req.no_cache,
+            dockerfile: &dockerfile_path,
             downloads: std::collections::HashMap::new(),
             work: work.path(),
             step: 0,
@@ -241,6 +264,7 @@ impl Builder {
             image,
             steps,
             cached,
+            misses,
             files_read,
         })
     }

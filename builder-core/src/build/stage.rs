@@ -26,6 +26,7 @@ pub(crate) struct BuildEnv<'a> {
     pub(crate) automatic_args: &'a BTreeMap<String, String>,
     pub(crate) source_date_epoch: Option<i64>,
     pub(crate) no_cache: bool,
+    pub(crate) dockerfile: &'a Path,
     /// Remote files fetched in this build, by URL and checksum.
     pub(crate) downloads: std::collections::HashMap<String, super::download::Download>,
     pub(crate) work: &'a Path,
@@ -49,6 +50,9 @@ pub(crate) struct StageState {
     cmd_set: bool,
     /// The cache key of the state: everything that made it, chained step by step.
     pub(crate) key: Digest,
+    /// Why the state differs from last build's at this point, if it does: said by the next
+    /// step that misses because of it.
+    parent_reason: Option<String>,
 }
 
 /// What the step cache remembers of a step's result. Variables are not kept: they are
@@ -149,6 +153,7 @@ fn base(
         vars,
         cmd_set: false,
         key: key.finish().0,
+        parent_reason: None,
     })
 }
 
@@ -205,6 +210,36 @@ pub(crate) fn run_stage(
     });
     let started = Instant::now();
     let mut state = base(env, index, built, &rootfs)?;
+    let from = super::explain::StepInputs {
+        parent: None,
+        instruction: format!("FROM {}", stage.base.expanded),
+        vars: Vec::new(),
+        inputs: vec![("base".into(), state.key)],
+    };
+    let place = super::explain::place(env.dockerfile, index, 0);
+    let before = super::explain::previous(env.store, &place);
+    if before.as_ref().is_some_and(|b| *b != from) {
+        state.parent_reason = Some(
+            if before
+                .as_ref()
+                .is_some_and(|b| b.instruction != from.instruction)
+            {
+                format!(
+                    "FROM changed: `{}` → `{}`",
+                    before
+                        .as_ref()
+                        .map(|b| b.instruction.as_str())
+                        .unwrap_or_default(),
+                    from.instruction
+                )
+            } else {
+                format!("FROM: base `{}` changed", stage.base.expanded)
+            },
+        );
+    }
+    if before.as_ref() != Some(&from) {
+        super::explain::remember(env.store, &place, &from);
+    }
     (env.on_event)(&Event::StepDone {
         number: env.step,
         millis: started.elapsed().as_millis(),
@@ -223,8 +258,9 @@ pub(crate) fn run_stage(
                 line: stage.span.line,
             });
             let started = Instant::now();
+            let position = 10_000 + env.step;
             let cached = trigger(&text)
-                .and_then(|inst| run_cached(env, index, &mut state, &inst, built))
+                .and_then(|inst| run_cached(env, index, position, &mut state, &inst, built))
                 .map_err(|e| Error::Step {
                     keyword: "ONBUILD".into(),
                     line: stage.span.line,
@@ -239,7 +275,7 @@ pub(crate) fn run_stage(
         }
     }
     // Global ARGs re-declared here take the global value unless a build arg overrides.
-    for inst in &stage.instructions {
+    for (position, inst) in stage.instructions.iter().enumerate() {
         env.step += 1;
         let text = inst_text(inst);
         (env.on_event)(&Event::Step {
@@ -250,12 +286,15 @@ pub(crate) fn run_stage(
             line: inst.span.line,
         });
         let started = Instant::now();
-        let cached = run_cached(env, index, &mut state, inst, built).map_err(|e| Error::Step {
-            keyword: inst.keyword.as_str().to_owned(),
-            line: inst.span.line,
-            instruction: text,
-            source: Box::new(e),
-        })?;
+        let cached =
+            run_cached(env, index, position + 1, &mut state, inst, built).map_err(|e| {
+                Error::Step {
+                    keyword: inst.keyword.as_str().to_owned(),
+                    line: inst.span.line,
+                    instruction: text,
+                    source: Box::new(e),
+                }
+            })?;
         (env.on_event)(&Event::StepDone {
             number: env.step,
             millis: started.elapsed().as_millis(),
@@ -322,6 +361,7 @@ fn used_vars<'v>(text: &str, vars: &'v [(String, String)]) -> Vec<(&'v str, &'v 
 fn run_cached(
     env: &mut BuildEnv<'_>,
     index: usize,
+    position: usize,
     state: &mut StageState,
     inst: &Instruction,
     built: &BTreeMap<usize, StageState>,
@@ -332,24 +372,61 @@ fn run_cached(
     h.update(state.key.as_bytes());
     h.update(text.as_bytes());
     h.update(b"\0");
-    for (k, v) in used_vars(&text, &state.vars) {
+    let vars: Vec<(String, String)> = used_vars(&text, &state.vars)
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    for (k, v) in &vars {
         h.update(format!("{k}={v}\0").as_bytes());
     }
+    let mut inputs = Vec::new();
     if let Command::Copy(_) | Command::Add(_) = &inst.command {
-        h.update(copy::sources_digest(env, state, inst, built)?.as_bytes());
+        let (digest, read) = copy::sources_digest(env, state, inst, built)?;
+        h.update(digest.as_bytes());
+        inputs = read;
     }
     let (key, _) = h.finish();
+    let parent = state.key;
     if !env.no_cache {
         if let Some(cached) = lookup(env.store, &key) {
             state.config = cached.config;
             state.cmd_set = cached.cmd_set;
             apply_vars(env, index, state, inst)?;
             state.key = key;
+            state.parent_reason = None;
             return Ok(true);
         }
     }
+    let now = super::explain::StepInputs {
+        parent: Some(parent),
+        instruction: inst.original.clone(),
+        vars,
+        inputs,
+    };
+    let place = super::explain::place(env.dockerfile, index, position);
+    let before = super::explain::previous(env.store, &place);
+    let mut reason = super::explain::explain(before.as_ref(), &now, state.parent_reason.is_some());
+    if env.no_cache {
+        reason = "--no-cache".into();
+    } else if let (Some(why), Some(b)) = (&state.parent_reason, &before) {
+        if b.parent != now.parent
+            && b.instruction == now.instruction
+            && b.vars == now.vars
+            && b.inputs == now.inputs
+        {
+            reason.clone_from(why);
+        }
+    }
+    (env.on_event)(&Event::Miss {
+        number: env.step,
+        instruction: inst.original.clone(),
+        line: inst.span.line,
+        reason,
+    });
+    super::explain::remember(env.store, &place, &now);
     run_instruction(env, index, state, inst, built)?;
     state.key = key;
+    state.parent_reason = Some(format!("an earlier step changed (line {})", inst.span.line));
     let record = Cached {
         config: state.config.clone(),
         cmd_set: state.cmd_set,
