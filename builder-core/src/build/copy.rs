@@ -515,7 +515,7 @@ fn file_entry(
     }
 }
 
-/// The contents of a directory (`listing`, as [`list_dir`] or the context's walk gives it) placed
+/// The contents of a directory (`listing`, as [`walk_tree`] or the context's walk gives it) placed
 /// at `target`; the directory itself takes the source directory's mode.
 #[allow(clippy::too_many_arguments)]
 fn add_tree(
