@@ -131,6 +131,7 @@ pub(crate) fn run(store: &Store, args: &BuildOptions) -> anyhow::Result<ExitCode
                 instruction,
                 line,
                 reason,
+                ..
             } => {
                 render::stderr(&format!(
                     "#{number} cache miss: {instruction} (Dockerfile:{line}): {reason}\n"

@@ -107,6 +107,8 @@ pub enum Event {
         line: usize,
         /// What differed from the last build of this step.
         reason: String,
+        /// Whether this step was never built before (nothing to compare with).
+        first: bool,
     },
     /// A step finished.
     StepDone {
@@ -209,6 +211,7 @@ impl Builder {
                     instruction,
                     line,
                     reason,
+                    first: false,
                     ..
                 } => misses.push(format!("{instruction} (Dockerfile:{line}): {reason}")),
                 _ => {}

@@ -422,6 +422,7 @@ fn run_cached(
         instruction: inst.original.clone(),
         line: inst.span.line,
         reason,
+        first: before.is_none(),
     });
     super::explain::remember(env.store, &place, &now);
     run_instruction(env, index, state, inst, built)?;
