@@ -9,6 +9,8 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    // The sandbox helper for RUN is this binary re-executed; it must start before any thread.
+    builder_core::exec::helper_main();
     let cli = args::Cli::parse();
     match commands::run(cli) {
         Ok(code) => code,

@@ -18,6 +18,7 @@ pub mod context;
 pub mod digest;
 pub mod dockerfile;
 mod error;
+pub mod exec;
 pub mod oci;
 pub mod plan;
 pub mod snapshot;

@@ -137,6 +137,9 @@ pub(crate) fn run(store: &Store, args: &BuildOptions) -> anyhow::Result<ExitCode
                     "#{number} cache miss: {instruction} (Dockerfile:{line}): {reason}\n"
                 ));
             }
+            Event::Log { number, line } => {
+                render::stderr(&format!("#{number} {line}\n"));
+            }
             Event::StepDone {
                 number,
                 millis,

@@ -194,13 +194,17 @@ fn dockerignored_files_are_not_sources() {
 }
 
 #[test]
-fn run_is_not_supported_yet_and_says_so() {
+fn run_without_a_shell_says_so() {
     let p = Project::new();
     p.file("Dockerfile", "FROM scratch\nRUN echo hi\n");
     let out = p.rbuild(&["build", "."]);
     let err = text(&out.stderr);
     assert!(err.contains("RUN failed (Dockerfile line 2)"), "{err}");
-    assert!(err.contains("not supported yet"), "{err}");
+    assert!(err.contains("exited with status 127"), "{err}");
+    assert!(
+        err.contains("exec /bin/sh") && err.contains("No such file"),
+        "{err}"
+    );
 }
 
 #[test]

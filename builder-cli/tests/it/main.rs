@@ -4,5 +4,6 @@ mod build;
 mod cache;
 mod interop;
 mod parse;
+mod run;
 mod store;
 mod support;

@@ -104,6 +104,17 @@ pub enum Error {
         /// What the bytes hash to.
         actual: crate::digest::Digest,
     },
+    /// A RUN whose command failed.
+    #[error("the command exited with status {code}{}", if last_lines.is_empty() { String::new() } else { format!("; its last output:\n{}", last_lines.join("\n")) })]
+    RunFailed {
+        /// The exit status.
+        code: i32,
+        /// The last lines it printed.
+        last_lines: Vec<String>,
+    },
+    /// The sandbox could not run.
+    #[error(transparent)]
+    Sandbox(#[from] crate::exec::Error),
     /// An archive ADD cannot extract.
     #[error("cannot extract archive `{path}`")]
     Archive {

@@ -13,6 +13,7 @@ mod export;
 mod import;
 mod load;
 mod prune;
+mod run;
 mod stage;
 mod stdin_context;
 
@@ -109,6 +110,13 @@ pub enum Event {
         reason: String,
         /// Whether this step was never built before (nothing to compare with).
         first: bool,
+    },
+    /// A line of a RUN's output.
+    Log {
+        /// 1-based step number.
+        number: usize,
+        /// The line, without its newline.
+        line: String,
     },
     /// A step finished.
     StepDone {

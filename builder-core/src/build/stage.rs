@@ -596,10 +596,9 @@ fn run_instruction(
     let created_by = inst_text(inst);
     match &inst.command {
         Command::From(_) => return Err(Error::Internal("FROM inside a stage".into())),
-        Command::Run(_) => {
-            return Err(Error::Unsupported {
-                what: "RUN (the sandbox comes with the next milestone)".into(),
-            });
+        Command::Run(run) => {
+            let layer = super::run::run(env, state, inst, run)?;
+            history(state, created_by, !layer);
         }
         Command::Env { pairs } => {
             for p in pairs {

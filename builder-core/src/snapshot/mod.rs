@@ -9,6 +9,8 @@
 
 mod apply;
 mod layer;
+mod overlay;
 
 pub use apply::{ApplyError, apply_layer, apply_tar};
 pub use layer::{Entry, EntryKind, FileSource, Layer, TarOptions, write_layer, write_tar};
+pub use overlay::upper_entries;

@@ -1,0 +1,189 @@
+//! RUN in the sandbox, on the busybox base.
+
+use crate::support::{Project, import_busybox, text};
+
+fn project(dockerfile: &str) -> Project {
+    let p = Project::new();
+    import_busybox(&p.root());
+    p.file("Dockerfile", dockerfile);
+    p
+}
+
+fn build_log(p: &Project, extra: &[&str]) -> String {
+    let mut args = vec![
+        "build",
+        "--progress",
+        "plain",
+        "-t",
+        "r:1",
+        "-o",
+        "type=local,dest=../out",
+    ];
+    args.extend_from_slice(extra);
+    args.push(".");
+    let out = p.rbuild(&args);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    text(&out.stderr)
+}
+
+/// Paths in the image's layers, from `rbuild save`: what each layer holds.
+fn layer_listings(p: &Project) -> Vec<Vec<String>> {
+    let saved = p.path("saved.tar");
+    p.ok(&[
+        "save",
+        "--format",
+        "docker",
+        "-o",
+        saved.to_str().unwrap(),
+        "r:1",
+    ]);
+    let dir = p.path("saved");
+    fs_err::create_dir_all(&dir).unwrap();
+    assert!(
+        std::process::Command::new("tar")
+            .arg("-xf")
+            .arg(&saved)
+            .arg("-C")
+            .arg(&dir)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&fs_err::read(dir.join("manifest.json")).unwrap()).unwrap();
+    manifest[0]["Layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            let out = std::process::Command::new("tar")
+                .arg("-tf")
+                .arg(dir.join(l.as_str().unwrap()))
+                .output()
+                .unwrap();
+            text(&out.stdout).lines().map(str::to_owned).collect()
+        })
+        .collect()
+}
+
+#[test]
+fn run_changes_become_a_layer_with_whiteouts() {
+    let p = project(
+        "FROM busybox\nRUN mkdir -p /data/sub && echo x > /data/sub/f && ln -s /data/sub/f /data/link && ln /data/sub/f /data/hard && rm /etc/os-release && chmod 700 /data\nRUN rm -rf /data/sub && mkdir /data/sub && echo y > /data/sub/g\nRUN true\n",
+    );
+    build_log(&p, &[]);
+    assert_eq!(
+        fs_err::read_to_string(p.path("out/data/sub/g")).unwrap(),
+        "y\n"
+    );
+    assert!(!p.path("out/data/sub/f").exists());
+    assert!(!p.path("out/etc/os-release").exists());
+    let layers = layer_listings(&p);
+    assert_eq!(
+        layers.len(),
+        3,
+        "busybox + two RUNs (RUN true changes nothing: no layer)"
+    );
+    let first = &layers[1];
+    assert!(
+        first.contains(&"etc/.wh.os-release".to_owned()),
+        "{first:?}"
+    );
+    assert!(
+        first.contains(&"data/link".to_owned()) && first.contains(&"data/hard".to_owned()),
+        "{first:?}"
+    );
+    let second = &layers[2];
+    assert!(
+        second.contains(&"data/sub/.wh..wh..opq".to_owned()),
+        "a replaced directory is opaque: {second:?}"
+    );
+    assert!(
+        !second
+            .iter()
+            .any(|e| e.starts_with("proc") || e.starts_with("dev") || e == "etc/hosts"),
+        "{second:?}"
+    );
+}
+
+#[test]
+fn run_sees_user_workdir_env_and_args() {
+    let p = project(
+        "FROM busybox\nARG GREETING=hi\nENV WHO=world\nUSER nobody\nWORKDIR /tmp\nRUN echo \"$GREETING $WHO $(id -u) $(pwd)\" > /tmp/out.txt\n",
+    );
+    build_log(&p, &["--build-arg", "GREETING=hello"]);
+    assert_eq!(
+        fs_err::read_to_string(p.path("out/tmp/out.txt")).unwrap(),
+        "hello world 65534 /tmp\n"
+    );
+    // Build args are seen by RUN but not stored in the image.
+    let v: serde_json::Value = serde_json::from_slice(&p.ok(&["inspect", "r:1"]).stdout).unwrap();
+    let env = v["Config"]["config"]["Env"].to_string();
+    assert!(!env.contains("GREETING"), "{env}");
+}
+
+#[test]
+fn the_sandbox_holds() {
+    let marker = format!("/tmp/rbuild-host-marker-{}", std::process::id());
+    fs_err::write(&marker, "host").unwrap();
+    let p = project(&format!(
+        "FROM busybox\nRUN test ! -e {marker} && echo no-host-files\nRUN ps -o pid | tail -n +2 | sort -n | tail -1\nRUN grep CapEff /proc/self/status\nRUN mount -t tmpfs none /mnt 2>&1 || echo mount-refused\nRUN echo 1 > /proc/sys/kernel/hostname 2>&1 || echo proc-sys-refused\nRUN --network=none cat /proc/net/dev | tail -n +3 | cut -d: -f1 | tr -d ' '\n"
+    ));
+    let log = build_log(&p, &[]);
+    fs_err::remove_file(&marker).unwrap();
+    assert!(log.contains("#2 no-host-files"), "{log}");
+    let highest: u32 = log
+        .lines()
+        .find_map(|l| l.strip_prefix("#3 ").and_then(|v| v.trim().parse().ok()))
+        .unwrap_or_else(|| panic!("{log}"));
+    assert!(
+        highest < 10,
+        "processes outside the build are visible (pid {highest}):\n{log}"
+    );
+    assert!(
+        log.contains("#4 CapEff:\t00000000a80425fb"),
+        "not Docker's default capabilities:\n{log}"
+    );
+    assert!(
+        log.contains("#5 mount-refused") || log.contains("Operation not permitted"),
+        "{log}"
+    );
+    assert!(log.contains("proc-sys-refused"), "{log}");
+    let net: Vec<&str> = log
+        .lines()
+        .filter_map(|l| l.strip_prefix("#7 "))
+        .filter(|l| !l.starts_with('[') && !l.starts_with("DONE") && !l.starts_with("cache miss"))
+        .collect();
+    assert_eq!(net, ["lo"], "{log}");
+}
+
+#[test]
+fn a_failing_run_says_where_and_what_and_stores_nothing() {
+    let p = project("FROM busybox\nRUN echo first line && echo the last words && exit 3\n");
+    let out = p.rbuild(&["build", "-t", "r:1", "."]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains("RUN failed (Dockerfile line 2)"), "{err}");
+    assert!(err.contains("the command exited with status 3"), "{err}");
+    assert!(err.contains("the last words"), "{err}");
+    assert!(
+        !p.root().join("tags/r%3A1").exists(),
+        "a failed build was tagged"
+    );
+    p.file("Dockerfile", "FROM busybox\nRUN echo fine\n");
+    p.ok(&["build", "-t", "r:1", "."]);
+}
+
+#[test]
+fn run_results_are_cached() {
+    let p = project("FROM busybox\nRUN date +%N > /stamp\n");
+    build_log(&p, &[]);
+    let first = fs_err::read_to_string(p.path("out/stamp")).unwrap();
+    let log = build_log(&p, &[]);
+    assert!(log.contains("#2 CACHED"), "{log}");
+    assert_eq!(
+        fs_err::read_to_string(p.path("out/stamp")).unwrap(),
+        first,
+        "a cached RUN ran again"
+    );
+}

@@ -1,0 +1,109 @@
+//! The sandbox RUN executes in: a single-threaded helper process (a re-exec of the binary, so
+//! nothing is forked from a threaded runtime) that unshares mount, pid, uts and ipc namespaces
+//! (and net for `--network=none`), mounts an overlay of the stage's root filesystem with a fresh
+//! upper directory, `/proc`, a minimal `/dev`, `/etc/hosts` and `/etc/resolv.conf`, pivots into
+//! it, drops to Docker's default capabilities, sets `no_new_privs`, becomes the step's user and
+//! execs the command. The upper directory is what the command changed.
+//!
+//! Programs that embed `builder-core` and run builds with RUN call [`helper_main`] first thing
+//! in `main`.
+//!
+//! Imports: nothing in the crate (it takes a plain [`SandboxSpec`]).
+
+mod spec;
+mod sys;
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+pub use spec::{Network, SandboxSpec};
+
+/// The argument that makes the binary the sandbox helper.
+pub const HELPER_ARG: &str = "__rbuild-sandbox";
+
+/// What can go wrong starting or running a sandbox.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The helper could not be started or spoken to.
+    #[error("cannot start the sandbox helper `{helper}`")]
+    Spawn {
+        /// The helper binary.
+        helper: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The spec could not be serialized.
+    #[error("invalid sandbox spec")]
+    Spec(#[source] serde_json::Error),
+}
+
+/// How a sandboxed command ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Exit {
+    /// The exit code (128 + signal for a signal).
+    pub code: i32,
+}
+
+/// Runs `spec` in a sandbox through `helper` (the binary that calls [`helper_main`]), passing
+/// each line of its output (stdout and stderr, merged) to `on_line`.
+pub fn run(
+    helper: &Path,
+    spec: &SandboxSpec,
+    on_line: &mut dyn FnMut(&str),
+) -> Result<Exit, Error> {
+    let json = serde_json::to_vec(spec).map_err(Error::Spec)?;
+    let spawn_err = |source| Error::Spawn {
+        helper: helper.to_owned(),
+        source,
+    };
+    let (reader, writer) = std::io::pipe().map_err(spawn_err)?;
+    let mut child = Command::new(helper)
+        .arg(HELPER_ARG)
+        .stdin(Stdio::piped())
+        .stdout(writer.try_clone().map_err(spawn_err)?)
+        .stderr(writer)
+        .spawn()
+        .map_err(spawn_err)?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(&json).map_err(spawn_err)?;
+    }
+    let mut lines = BufReader::new(reader);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match lines.read_until(b'\n', &mut line) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => on_line(String::from_utf8_lossy(&line).trim_end_matches('\n')),
+        }
+    }
+    let status = child.wait().map_err(spawn_err)?;
+    let code = status.code().unwrap_or_else(|| {
+        use std::os::unix::process::ExitStatusExt;
+        128 + status.signal().unwrap_or(0)
+    });
+    Ok(Exit { code })
+}
+
+/// If this process was started as the sandbox helper, runs the sandbox and never returns;
+/// otherwise returns at once. Call it first thing in `main`, before any thread exists.
+pub fn helper_main() {
+    let mut args = std::env::args_os();
+    let _ = args.next();
+    if args.next().as_deref() != Some(std::ffi::OsStr::new(HELPER_ARG)) {
+        return;
+    }
+    let mut input = Vec::new();
+    let spec: SandboxSpec = match std::io::Read::read_to_end(&mut std::io::stdin(), &mut input)
+        .map_err(|e| e.to_string())
+        .and_then(|_| serde_json::from_slice(&input).map_err(|e| e.to_string()))
+    {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "rbuild sandbox: bad spec: {e}");
+            std::process::exit(125);
+        }
+    };
+    std::process::exit(sys::enter(&spec));
+}

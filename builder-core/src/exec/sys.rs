@@ -1,0 +1,310 @@
+//! The only place with `unsafe` and raw system calls: namespaces, mounts, `pivot_root`,
+//! capabilities and exec, run in the single-threaded sandbox helper.
+#![allow(unsafe_code)]
+
+use std::ffi::CString;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use nix::mount::{MntFlags, MsFlags, mount, umount2};
+use nix::sched::{CloneFlags, unshare};
+use nix::sys::wait::{WaitStatus, waitpid};
+use nix::unistd::{
+    ForkResult, Gid, Uid, chdir, execve, fork, pivot_root, setgid, setgroups, sethostname, setuid,
+};
+
+use super::spec::{Network, SandboxSpec};
+
+/// Exit code for a sandbox that could not be set up (docker's 125).
+const SETUP_FAILED: i32 = 125;
+
+/// Docker's default capability set.
+const DEFAULT_CAPS: [caps::Capability; 14] = [
+    caps::Capability::CAP_CHOWN,
+    caps::Capability::CAP_DAC_OVERRIDE,
+    caps::Capability::CAP_FSETID,
+    caps::Capability::CAP_FOWNER,
+    caps::Capability::CAP_MKNOD,
+    caps::Capability::CAP_NET_RAW,
+    caps::Capability::CAP_SETGID,
+    caps::Capability::CAP_SETUID,
+    caps::Capability::CAP_SETFCAP,
+    caps::Capability::CAP_SETPCAP,
+    caps::Capability::CAP_NET_BIND_SERVICE,
+    caps::Capability::CAP_SYS_CHROOT,
+    caps::Capability::CAP_KILL,
+    caps::Capability::CAP_AUDIT_WRITE,
+];
+
+fn fail(what: &str, err: impl std::fmt::Display) -> ! {
+    let _ = writeln!(std::io::stderr(), "rbuild sandbox: {what}: {err}");
+    std::process::exit(SETUP_FAILED);
+}
+
+/// Sets up the namespaces and runs the command; gives its exit code.
+pub(super) fn enter(spec: &SandboxSpec) -> i32 {
+    let mut flags = CloneFlags::CLONE_NEWNS
+        | CloneFlags::CLONE_NEWPID
+        | CloneFlags::CLONE_NEWUTS
+        | CloneFlags::CLONE_NEWIPC;
+    if spec.network == Network::None {
+        flags |= CloneFlags::CLONE_NEWNET;
+    }
+    if let Err(e) = unshare(flags) {
+        fail("unshare", e);
+    }
+    // SAFETY: the helper is single-threaded (it is a fresh process that has started no thread),
+    // so the child may run any code after fork, not only async-signal-safe functions.
+    match unsafe { fork() } {
+        Err(e) => fail("fork", e),
+        Ok(ForkResult::Parent { child }) => loop {
+            match waitpid(child, None) {
+                Ok(WaitStatus::Exited(_, code)) => return code,
+                Ok(WaitStatus::Signaled(_, sig, _)) => return 128 + sig as i32,
+                Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => fail("wait", e),
+            }
+        },
+        Ok(ForkResult::Child) => {
+            // PID 1 of the new pid namespace: when it exits, everything in it is killed.
+            child(spec)
+        }
+    }
+}
+
+fn touch(path: &Path) {
+    if !path.exists() {
+        if let Some(parent) = path.parent() {
+            let _ = fs_err::create_dir_all(parent);
+        }
+        if let Err(e) = fs_err::File::create(path) {
+            fail(&format!("create {}", path.display()), e);
+        }
+    }
+}
+
+fn mkdir(path: &Path) {
+    if let Err(e) = fs_err::create_dir_all(path) {
+        fail(&format!("mkdir {}", path.display()), e);
+    }
+}
+
+fn do_mount(
+    src: Option<&str>,
+    target: &Path,
+    fstype: Option<&str>,
+    flags: MsFlags,
+    data: Option<&str>,
+) {
+    if let Err(e) = mount(src, target, fstype, flags, data) {
+        fail(
+            &format!(
+                "mount {} on {}",
+                fstype.or(src).unwrap_or("?"),
+                target.display()
+            ),
+            e,
+        );
+    }
+}
+
+fn bind(src: &Path, target: &Path, readonly: bool) {
+    do_mount(
+        Some(&src.to_string_lossy()),
+        target,
+        None,
+        MsFlags::MS_BIND,
+        None,
+    );
+    if readonly {
+        do_mount(
+            None,
+            target,
+            None,
+            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
+            None,
+        );
+    }
+}
+
+fn child(spec: &SandboxSpec) -> ! {
+    do_mount(
+        None,
+        Path::new("/"),
+        None,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None,
+    );
+    let m = &spec.merged;
+    mkdir(m);
+    let overlay = format!(
+        "lowerdir={},upperdir={},workdir={},index=off,redirect_dir=off,metacopy=off",
+        spec.lower.display(),
+        spec.upper.display(),
+        spec.work.display()
+    );
+    do_mount(
+        Some("overlay"),
+        m,
+        Some("overlay"),
+        MsFlags::empty(),
+        Some(&overlay),
+    );
+
+    mkdir(&m.join("proc"));
+    do_mount(
+        Some("proc"),
+        &m.join("proc"),
+        Some("proc"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        None,
+    );
+
+    let dev = m.join("dev");
+    mkdir(&dev);
+    do_mount(
+        Some("tmpfs"),
+        &dev,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME,
+        Some("mode=755,size=65536k"),
+    );
+    for node in ["null", "zero", "full", "random", "urandom", "tty"] {
+        let target = dev.join(node);
+        touch(&target);
+        bind(&Path::new("/dev").join(node), &target, false);
+    }
+    mkdir(&dev.join("pts"));
+    do_mount(
+        Some("devpts"),
+        &dev.join("pts"),
+        Some("devpts"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+        Some("newinstance,ptmxmode=0666,mode=0620"),
+    );
+    mkdir(&dev.join("shm"));
+    do_mount(
+        Some("shm"),
+        &dev.join("shm"),
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        Some("mode=1777,size=65536k"),
+    );
+    for (link, target) in [
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+        ("ptmx", "pts/ptmx"),
+    ] {
+        let _ = std::os::unix::fs::symlink(target, dev.join(link));
+    }
+
+    for (file, src) in [
+        ("etc/hosts", &spec.hosts),
+        ("etc/resolv.conf", &spec.resolv_conf),
+    ] {
+        if let Some(src) = src {
+            let target = m.join(file);
+            touch(&target);
+            bind(src, &target, true);
+        }
+    }
+    if let Err(e) = sethostname(&spec.hostname) {
+        fail("sethostname", e);
+    }
+    if spec.network == Network::None {
+        // Only loopback, and up. Best effort: without `ip` the namespace has no network at all.
+        let _ = std::process::Command::new("ip")
+            .args(["link", "set", "lo", "up"])
+            .status();
+    }
+
+    // pivot_root onto the overlay and drop the old root: nothing of the host stays visible.
+    if let Err(e) = chdir(m.as_path()) {
+        fail("chdir to the new root", e);
+    }
+    if let Err(e) = pivot_root(".", ".") {
+        fail("pivot_root", e);
+    }
+    if let Err(e) = umount2(".", MntFlags::MNT_DETACH) {
+        fail("detach the old root", e);
+    }
+    if let Err(e) = chdir("/") {
+        fail("chdir /", e);
+    }
+    let cwd = PathBuf::from(&spec.cwd);
+    if !cwd.is_dir() {
+        mkdir(&cwd);
+    }
+    if let Err(e) = chdir(cwd.as_path()) {
+        fail(&format!("chdir {}", spec.cwd), e);
+    }
+
+    // Capabilities: only Docker's defaults, from here on and for anything exec'd.
+    let keep: caps::CapsHashSet = DEFAULT_CAPS.iter().copied().collect();
+    for cap in caps::all() {
+        if !keep.contains(&cap) {
+            if let Err(e) = caps::drop(None, caps::CapSet::Bounding, cap) {
+                fail("drop capability", e);
+            }
+        }
+    }
+    for set in [
+        caps::CapSet::Inheritable,
+        caps::CapSet::Effective,
+        caps::CapSet::Permitted,
+    ] {
+        if let Err(e) = caps::set(None, set, &keep) {
+            fail("set capabilities", e);
+        }
+    }
+    let groups: Vec<Gid> = spec.groups.iter().map(|g| Gid::from_raw(*g)).collect();
+    if let Err(e) = setgroups(&groups) {
+        fail("setgroups", e);
+    }
+    if let Err(e) = setgid(Gid::from_raw(spec.gid)) {
+        fail("setgid", e);
+    }
+    if let Err(e) = setuid(Uid::from_raw(spec.uid)) {
+        fail("setuid", e);
+    }
+    if let Err(e) = nix::sys::prctl::set_no_new_privs() {
+        fail("no_new_privs", e);
+    }
+
+    let program = resolve_program(spec);
+    let to_c =
+        |s: &str| CString::new(s).unwrap_or_else(|_| fail("argument", "contains a NUL byte"));
+    let argv: Vec<CString> = spec.args.iter().map(|a| to_c(a)).collect();
+    let envp: Vec<CString> = spec.env.iter().map(|e| to_c(e)).collect();
+    let err = execve(&to_c(&program), &argv, &envp).unwrap_err();
+    let _ = writeln!(std::io::stderr(), "rbuild sandbox: exec {program}: {err}");
+    std::process::exit(if err == nix::errno::Errno::ENOENT {
+        127
+    } else {
+        126
+    });
+}
+
+/// `args[0]` as a path: as given if it has a `/`, else looked up in the spec's `PATH`.
+fn resolve_program(spec: &SandboxSpec) -> String {
+    let Some(name) = spec.args.first() else {
+        fail("exec", "no command");
+    };
+    if name.contains('/') {
+        return name.clone();
+    }
+    let path = spec
+        .env
+        .iter()
+        .find_map(|e| e.strip_prefix("PATH="))
+        .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    for dir in path.split(':') {
+        let candidate = Path::new(dir).join(name);
+        if candidate.is_file() {
+            return candidate.to_string_lossy().into_owned();
+        }
+    }
+    name.clone()
+}
