@@ -127,7 +127,7 @@ fn the_sandbox_holds() {
     let marker = format!("/tmp/rbuild-host-marker-{}", std::process::id());
     fs_err::write(&marker, "host").unwrap();
     let p = project(&format!(
-        "FROM busybox\nRUN test ! -e {marker} && echo no-host-files\nRUN ps -o pid | tail -n +2 | sort -n | tail -1\nRUN grep CapEff /proc/self/status\nRUN mount -t tmpfs none /mnt 2>&1 || echo mount-refused\nRUN echo 1 > /proc/sys/kernel/hostname 2>&1 || echo proc-sys-refused\nRUN --network=none cat /proc/net/dev | tail -n +3 | cut -d: -f1 | tr -d ' '\n"
+        "FROM busybox\nRUN test ! -e {marker} && echo no-host-files\nRUN ps -o pid | tail -n +2 | sort -n | tail -1\nRUN grep CapEff /proc/self/status\nRUN mount -t tmpfs none /mnt 2>&1 || echo mount-refused\nRUN echo 1 > /proc/sys/kernel/hostname 2>&1 || echo proc-sys-refused\nRUN --network=none cat /proc/net/dev | tail -n +3 | cut -d: -f1 | tr -d ' '\nRUN grep '^Seccomp:' /proc/self/status && (unshare -m true || echo unshare-refused) && (nsenter -t 1 -m true || echo setns-refused)\n"
     ));
     let log = build_log(&p, &[]);
     fs_err::remove_file(&marker).unwrap();
@@ -155,6 +155,11 @@ fn the_sandbox_holds() {
         .filter(|l| !l.starts_with('[') && !l.starts_with("DONE") && !l.starts_with("cache miss"))
         .collect();
     assert_eq!(net, ["lo"], "{log}");
+    assert!(log.contains("#8 Seccomp:\t2"), "no seccomp filter:\n{log}");
+    assert!(
+        log.contains("#8 unshare-refused") && log.contains("#8 setns-refused"),
+        "{log}"
+    );
 }
 
 #[test]

@@ -272,6 +272,9 @@ fn child(spec: &SandboxSpec) -> ! {
     if let Err(e) = nix::sys::prctl::set_no_new_privs() {
         fail("no_new_privs", e);
     }
+    if let Err(e) = install_seccomp() {
+        fail("seccomp", e);
+    }
 
     let program = resolve_program(spec);
     let to_c =
@@ -285,6 +288,60 @@ fn child(spec: &SandboxSpec) -> ! {
     } else {
         126
     });
+}
+
+/// The system calls Docker's default seccomp profile refuses a container without extra
+/// capabilities: kernel modules and keyrings, mounts and namespaces, tracing other processes,
+/// clocks, reboot, swap, BPF and perf, handle-based opens, userfaultfd, personality tricks.
+#[rustfmt::skip]
+#[allow(clippy::wildcard_imports)] // the SYS_ constants are the list
+fn denied_syscalls() -> Vec<i64> {
+    use nix::libc::*;
+    let mut v = vec![
+        SYS_acct, SYS_add_key, SYS_bpf, SYS_clock_adjtime, SYS_clock_settime, SYS_delete_module,
+        SYS_finit_module, SYS_get_mempolicy, SYS_init_module, SYS_kcmp, SYS_kexec_load, SYS_keyctl,
+        SYS_lookup_dcookie, SYS_mbind, SYS_mount, SYS_move_pages, SYS_name_to_handle_at,
+        SYS_nfsservctl, SYS_open_by_handle_at, SYS_perf_event_open, SYS_pivot_root,
+        SYS_process_vm_readv, SYS_process_vm_writev, SYS_ptrace, SYS_quotactl, SYS_reboot,
+        SYS_request_key, SYS_set_mempolicy, SYS_setns, SYS_settimeofday, SYS_swapon, SYS_swapoff,
+        SYS_umount2, SYS_unshare, SYS_userfaultfd, SYS_fsopen, SYS_fsconfig, SYS_fsmount, SYS_fspick,
+        SYS_move_mount, SYS_open_tree, SYS_kexec_file_load,
+    ];
+    #[cfg(target_arch = "x86_64")]
+    v.extend([
+        SYS_ioperm, SYS_iopl, SYS_sysfs, SYS__sysctl, SYS_uselib, SYS_ustat,
+    ]);
+    v
+}
+
+fn install_seccomp() -> Result<(), seccompiler::Error> {
+    use seccompiler::{BpfProgram, SeccompAction, SeccompFilter, TargetArch};
+    let arch = if cfg!(target_arch = "aarch64") {
+        TargetArch::aarch64
+    } else {
+        TargetArch::x86_64
+    };
+    let deny = SeccompFilter::new(
+        denied_syscalls()
+            .into_iter()
+            .map(|n| (n, Vec::new()))
+            .collect(),
+        SeccompAction::Allow,
+        SeccompAction::Errno(u32::try_from(nix::libc::EPERM).unwrap_or(1)),
+        arch,
+    )?;
+    // clone3 answers "not implemented", so libc falls back to clone, as under Docker's profile.
+    let clone3 = SeccompFilter::new(
+        [(nix::libc::SYS_clone3, Vec::new())].into_iter().collect(),
+        SeccompAction::Allow,
+        SeccompAction::Errno(u32::try_from(nix::libc::ENOSYS).unwrap_or(38)),
+        arch,
+    )?;
+    for filter in [deny, clone3] {
+        let program: BpfProgram = filter.try_into()?;
+        seccompiler::apply_filter(&program)?;
+    }
+    Ok(())
 }
 
 /// `args[0]` as a path: as given if it has a `/`, else looked up in the spec's `PATH`.
