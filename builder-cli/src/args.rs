@@ -98,6 +98,33 @@ pub(crate) enum Command {
         #[arg(long)]
         keep_storage: Option<String>,
     },
+    /// Run an image's entrypoint and command in the RUN sandbox, to smoke-test a build; its
+    /// exit status is rbuild's.
+    #[command(
+        after_help = "Examples:\n  rbuild run hello:v1\n  rbuild run -e DEBUG=1 -v $PWD/conf:/etc/app:ro --network none app:v1 /bin/sh -c 'app --check'"
+    )]
+    Run {
+        /// `KEY=VALUE` (or `KEY` to take ours) added to the environment.
+        #[arg(short = 'e', long = "env")]
+        env: Vec<String>,
+        /// `HOST:CONTAINER[:ro]` bind mount.
+        #[arg(short = 'v', long = "volume")]
+        volumes: Vec<String>,
+        /// `host` (default) or `none`.
+        #[arg(long, value_parser = ["host", "none", "default"], default_value = "host")]
+        network: String,
+        /// The user (name or uid[:gid]).
+        #[arg(short = 'u', long)]
+        user: Option<String>,
+        /// The working directory.
+        #[arg(short = 'w', long)]
+        workdir: Option<String>,
+        /// The image.
+        image: String,
+        /// The command (replaces the image's CMD).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<String>,
+    },
     /// Make an image from a root filesystem tarball (`-` for standard input).
     #[command(after_help = "Example:\n  tar -C rootfs -c . | rbuild import - base:latest")]
     Import {

@@ -26,6 +26,44 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => images::save(&store(root)?, &output, &format, &compression, &image),
         Command::Load { input } => images::load(&store(root)?, input.as_deref()),
         Command::History { image } => images::history(&store(root)?, &image),
+        Command::Run {
+            env,
+            volumes,
+            network,
+            user,
+            workdir,
+            image,
+            command,
+        } => {
+            let mut binds = Vec::new();
+            for v in &volumes {
+                let mut parts = v.splitn(3, ':');
+                let (Some(host), Some(target)) = (parts.next(), parts.next()) else {
+                    anyhow::bail!("invalid --volume `{v}`: expected HOST:CONTAINER[:ro]");
+                };
+                let readonly = match parts.next() {
+                    None | Some("rw") => false,
+                    Some("ro") => true,
+                    Some(o) => anyhow::bail!("invalid --volume option `{o}` (ro or rw)"),
+                };
+                let host = std::path::absolute(host)?;
+                if !host.exists() {
+                    anyhow::bail!("--volume source `{}` does not exist", host.display());
+                }
+                binds.push((host, target.to_owned(), readonly));
+            }
+            let opts = builder_core::build::RunOptions {
+                command,
+                env,
+                volumes: binds,
+                no_network: network == "none",
+                user,
+                workdir,
+            };
+            let code =
+                builder_core::build::run_image(&store(root)?, &images::normalize(&image), &opts)?;
+            Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
+        }
         Command::Prune {
             all,
             filter,

@@ -192,3 +192,36 @@ fn run_results_are_cached() {
         "a cached RUN ran again"
     );
 }
+
+#[test]
+fn rbuild_run_smoke_tests_an_image() {
+    let p = project(
+        "FROM busybox\nENV GREETING=hi\nWORKDIR /srv\nRUN echo built > /srv/built.txt\nCMD [\"cat\", \"/srv/built.txt\"]\n",
+    );
+    p.ok(&["build", "-t", "r:1", "."]);
+    let out = p.rbuild(&["run", "r:1"]);
+    assert_eq!(text(&out.stdout), "built\n", "{}", text(&out.stderr));
+    let share = p.path("share");
+    fs_err::create_dir_all(&share).unwrap();
+    fs_err::write(share.join("in.txt"), "from host").unwrap();
+    let vol = format!("{}:/mnt/share:ro", share.display());
+    let out = p.rbuild(&[
+        "run", "-e", "EXTRA=1", "-v", &vol, "-w", "/mnt/share", "-u", "nobody", "--network", "none", "r:1", "sh", "-c",
+        "echo $GREETING $EXTRA $(id -u) $(pwd) $(cat in.txt); touch x 2>/dev/null || echo read-only; exit 7",
+    ]);
+    assert_eq!(out.status.code(), Some(7), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "hi 1 65534 /mnt/share from host\nread-only\n"
+    );
+    // What the container wrote is gone, and the image is untouched.
+    let out = p.rbuild(&[
+        "run",
+        "r:1",
+        "sh",
+        "-c",
+        "echo changed > /srv/built.txt && cat /srv/built.txt",
+    ]);
+    assert_eq!(text(&out.stdout), "changed\n");
+    assert_eq!(text(&p.rbuild(&["run", "r:1"]).stdout), "built\n");
+}

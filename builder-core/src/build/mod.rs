@@ -5,6 +5,7 @@
 //! This is the only module that uses all the others (see `tests/architecture.rs`).
 
 mod chown;
+mod container;
 mod copy;
 mod download;
 mod error;
@@ -26,6 +27,7 @@ use crate::plan;
 
 pub use crate::oci::{Compression, Image};
 pub use crate::store::Store;
+pub use container::{RunOptions, run_image};
 pub use error::Error;
 pub use export::{Output, export};
 pub use import::import_rootfs;

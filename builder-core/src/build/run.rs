@@ -174,6 +174,7 @@ pub(crate) fn run(
         network,
         resolv_conf: (network == Network::Host && resolv.is_file()).then(|| resolv.to_owned()),
         hosts: Some(hosts),
+        binds: Vec::new(),
     };
     let helper = std::env::current_exe().map_err(io_at("/proc/self/exe"))?;
     let mut tail: VecDeque<String> = VecDeque::new();

@@ -17,7 +17,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-pub use spec::{Network, SandboxSpec};
+pub use spec::{Bind, Network, SandboxSpec};
 
 /// The argument that makes the binary the sandbox helper.
 pub const HELPER_ARG: &str = "__rbuild-sandbox";
@@ -86,6 +86,31 @@ pub fn run(
     Ok(Exit { code })
 }
 
+/// Runs `spec` with the helper's standard streams attached to ours (`rbuild run`).
+pub fn run_attached(helper: &Path, spec: &SandboxSpec) -> Result<Exit, Error> {
+    let json = serde_json::to_vec(spec).map_err(Error::Spec)?;
+    let spawn_err = |source| Error::Spawn {
+        helper: helper.to_owned(),
+        source,
+    };
+    // The spec goes through the environment so the command keeps our standard input.
+    let mut child = Command::new(helper)
+        .arg(HELPER_ARG)
+        .arg("--spec-from-env")
+        .env(SPEC_ENV, String::from_utf8_lossy(&json).as_ref())
+        .spawn()
+        .map_err(spawn_err)?;
+    let status = child.wait().map_err(spawn_err)?;
+    let code = status.code().unwrap_or_else(|| {
+        use std::os::unix::process::ExitStatusExt;
+        128 + status.signal().unwrap_or(0)
+    });
+    Ok(Exit { code })
+}
+
+/// Where [`run_attached`] passes the spec (the command keeps standard input).
+const SPEC_ENV: &str = "RBUILD_SANDBOX_SPEC";
+
 /// If this process was started as the sandbox helper, runs the sandbox and never returns;
 /// otherwise returns at once. Call it first thing in `main`, before any thread exists.
 pub fn helper_main() {
@@ -95,15 +120,23 @@ pub fn helper_main() {
         return;
     }
     let mut input = Vec::new();
-    let spec: SandboxSpec = match std::io::Read::read_to_end(&mut std::io::stdin(), &mut input)
-        .map_err(|e| e.to_string())
-        .and_then(|_| serde_json::from_slice(&input).map_err(|e| e.to_string()))
-    {
-        Ok(s) => s,
-        Err(e) => {
-            let _ = writeln!(std::io::stderr(), "rbuild sandbox: bad spec: {e}");
-            std::process::exit(125);
-        }
+    let from_env = args.next().as_deref() == Some(std::ffi::OsStr::new("--spec-from-env"));
+    let read = if from_env {
+        std::env::var(SPEC_ENV)
+            .map(|s| input = s.into_bytes())
+            .map_err(|e| e.to_string())
+    } else {
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut input)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
     };
+    let spec: SandboxSpec =
+        match read.and_then(|()| serde_json::from_slice(&input).map_err(|e| e.to_string())) {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = writeln!(std::io::stderr(), "rbuild sandbox: bad spec: {e}");
+                std::process::exit(125);
+            }
+        };
     std::process::exit(sys::enter(&spec));
 }

@@ -42,4 +42,18 @@ pub struct SandboxSpec {
     pub resolv_conf: Option<PathBuf>,
     /// A file to bind-mount at `/etc/hosts`.
     pub hosts: Option<PathBuf>,
+    /// Host paths bind-mounted inside (`rbuild run -v`).
+    #[serde(default)]
+    pub binds: Vec<Bind>,
+}
+
+/// A host path mounted inside the sandbox.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Bind {
+    /// The host path.
+    pub source: PathBuf,
+    /// The absolute path inside.
+    pub target: String,
+    /// Mounted read-only.
+    pub readonly: bool,
 }

@@ -210,6 +210,30 @@ fn child(spec: &SandboxSpec) -> ! {
             bind(src, &target, true);
         }
     }
+    for b in &spec.binds {
+        let target = m.join(b.target.trim_start_matches('/'));
+        if b.source.is_dir() {
+            mkdir(&target);
+        } else {
+            touch(&target);
+        }
+        do_mount(
+            Some(&b.source.to_string_lossy()),
+            &target,
+            None,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None,
+        );
+        if b.readonly {
+            do_mount(
+                None,
+                &target,
+                None,
+                MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
+                None,
+            );
+        }
+    }
     if let Err(e) = sethostname(&spec.hostname) {
         fail("sethostname", e);
     }
