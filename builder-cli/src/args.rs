@@ -113,7 +113,7 @@ pub(crate) enum Command {
         /// `host` (default) or `none`.
         #[arg(long, value_parser = ["host", "none", "default"], default_value = "host")]
         network: String,
-        /// The user (name or uid[:gid]).
+        /// The user (a name, or `uid[:gid]`).
         #[arg(short = 'u', long)]
         user: Option<String>,
         /// The working directory.
