@@ -170,6 +170,9 @@ pub(crate) struct BuildOptions {
     /// Progress output.
     #[arg(long, value_parser = ["auto", "plain", "quiet"], default_value = "auto")]
     pub(crate) progress: String,
+    /// A secret for `RUN --mount=type=secret`: `id=ID,src=PATH` or `id=ID,env=VAR`.
+    #[arg(long = "secret")]
+    pub(crate) secrets: Vec<String>,
     /// Run every step, whatever the cache holds.
     #[arg(long)]
     pub(crate) no_cache: bool,

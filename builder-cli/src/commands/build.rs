@@ -102,6 +102,7 @@ pub(crate) fn run(store: &Store, args: &BuildOptions) -> anyhow::Result<ExitCode
         source_date_epoch,
         no_cache: args.no_cache,
         tags: args.tags.iter().map(|t| normalize(t)).collect(),
+        secrets: secrets(&args.secrets)?,
     };
     let quiet = args.quiet || args.progress == "quiet";
     let mut on_event = |e: &Event| {
@@ -187,4 +188,37 @@ pub(crate) fn run(store: &Store, args: &BuildOptions) -> anyhow::Result<ExitCode
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--secret id=ID,src=PATH` (or `source=`) / `id=ID,env=VAR`, as docker takes them.
+fn secrets(raw: &[String]) -> anyhow::Result<BTreeMap<String, Vec<u8>>> {
+    let mut out = BTreeMap::new();
+    for spec in raw {
+        let (mut id, mut src, mut var) = (None, None, None);
+        for field in spec.split(',') {
+            match field.split_once('=') {
+                Some(("id", v)) => id = Some(v.to_owned()),
+                Some(("src" | "source", v)) => src = Some(v.to_owned()),
+                Some(("env", v)) => var = Some(v.to_owned()),
+                Some(("type", _)) => {}
+                _ => anyhow::bail!(
+                    "invalid --secret `{spec}`: expected id=ID,src=PATH or id=ID,env=VAR"
+                ),
+            }
+        }
+        let id = id
+            .or_else(|| var.clone())
+            .with_context(|| format!("invalid --secret `{spec}`: no id"))?;
+        let value = match (src, var) {
+            (Some(path), _) => fs_err::read(&path)?,
+            (None, Some(v)) => std::env::var(&v)
+                .with_context(|| format!("--secret `{spec}`: {v} is not set"))?
+                .into_bytes(),
+            (None, None) => std::env::var(&id)
+                .with_context(|| format!("--secret `{spec}`: give src= or env="))?
+                .into_bytes(),
+        };
+        out.insert(id, value);
+    }
+    Ok(out)
 }

@@ -225,3 +225,61 @@ fn rbuild_run_smoke_tests_an_image() {
     assert_eq!(text(&out.stdout), "changed\n");
     assert_eq!(text(&p.rbuild(&["run", "r:1"]).stdout), "built\n");
 }
+
+#[test]
+fn run_mounts_cache_bind_tmpfs_and_secret() {
+    let p = project(
+        "FROM busybox\nRUN --mount=type=cache,target=/var/cache/app echo run >> /var/cache/app/log && wc -l < /var/cache/app/log > /runs\nRUN --mount=type=bind,source=data,target=/src cat /src/in.txt > /copied && (touch /src/x 2>/dev/null || echo ro)\nRUN --mount=type=tmpfs,target=/scratch,size=1m echo t > /scratch/t && cat /scratch/t > /tmpfs-ok\nRUN --mount=type=secret,id=token,required cat /run/secrets/token > /dev/null && echo seen > /secret-seen\nRUN --mount=type=secret,id=token,env=TOKEN echo \"$TOKEN\" | grep -q 3cr3 && echo env-ok > /secret-env\n",
+    );
+    p.file("data/in.txt", "bound\n");
+    fs_err::write(p.path("token"), "s3cr3t").unwrap();
+    let secret = format!("id=token,src={}", p.path("token").display());
+    let log = build_log(&p, &["--secret", &secret]);
+    assert_eq!(fs_err::read_to_string(p.path("out/runs")).unwrap(), "1\n");
+    assert_eq!(
+        fs_err::read_to_string(p.path("out/copied")).unwrap(),
+        "bound\n"
+    );
+    assert!(log.contains("#3 ro"), "a bind mount was writable:\n{log}");
+    assert_eq!(
+        fs_err::read_to_string(p.path("out/tmpfs-ok")).unwrap(),
+        "t\n"
+    );
+    assert_eq!(
+        fs_err::read_to_string(p.path("out/secret-seen")).unwrap(),
+        "seen\n"
+    );
+    assert_eq!(
+        fs_err::read_to_string(p.path("out/secret-env")).unwrap(),
+        "env-ok\n"
+    );
+    // Mount points the sandbox made are not in the image, nor is the secret.
+    assert!(
+        !p.path("out/src").exists()
+            && !p.path("out/scratch").exists()
+            && !p.path("out/run/secrets").exists()
+    );
+    let layers = layer_listings(&p).concat();
+    assert!(
+        !layers
+            .iter()
+            .any(|l| l.contains("secrets") || l.starts_with("var/cache/app/")),
+        "{layers:?}"
+    );
+    let saved = fs_err::read(p.path("saved.tar")).unwrap();
+    assert!(
+        !saved.windows(6).any(|w| w == b"s3cr3t"),
+        "the secret is in the image"
+    );
+    // The cache mount persists across builds (the RUN itself reruns: its input changed).
+    p.file("data/in.txt", "changed\n");
+    build_log(&p, &["--secret", &secret, "--no-cache"]);
+    assert_eq!(fs_err::read_to_string(p.path("out/runs")).unwrap(), "2\n");
+    // A required secret that is not given is a clear error.
+    let out = p.rbuild(&["build", "--no-cache", "."]);
+    assert!(
+        text(&out.stderr).contains("secret `token` is required"),
+        "{}",
+        text(&out.stderr)
+    );
+}

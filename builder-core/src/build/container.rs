@@ -122,6 +122,7 @@ pub fn run_image(store: &Store, name: &str, opts: &RunOptions) -> Result<i32> {
                 readonly: *readonly,
             })
             .collect(),
+        tmpfs: Vec::new(),
     };
     let helper = std::env::current_exe().map_err(io_at("/proc/self/exe"))?;
     Ok(exec::run_attached(&helper, &spec)?.code)

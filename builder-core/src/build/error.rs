@@ -112,6 +112,12 @@ pub enum Error {
         /// The last lines it printed.
         last_lines: Vec<String>,
     },
+    /// A secret that RUN requires and the build was not given.
+    #[error("secret `{id}` is required but was not given (pass --secret id={id},src=FILE)")]
+    MissingSecret {
+        /// The secret's id.
+        id: String,
+    },
     /// The sandbox could not run.
     #[error(transparent)]
     Sandbox(#[from] crate::exec::Error),

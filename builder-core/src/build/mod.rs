@@ -59,6 +59,9 @@ pub struct BuildRequest {
     /// Names (`name:tag`) to give the image, set while the store lock is held so a concurrent
     /// prune cannot take the image in between.
     pub tags: Vec<String>,
+    /// `--secret id=ID,src=PATH` / `id=ID,env=VAR`: secret values by id, for
+    /// `RUN --mount=type=secret`. Never written to a layer, the history or a cache key.
+    pub secrets: BTreeMap<String, Vec<u8>>,
 }
 
 /// What a build produced.
@@ -238,6 +241,7 @@ impl Builder {
             automatic_args: &automatic_args,
             source_date_epoch: req.source_date_epoch,
             no_cache: req.no_cache,
+            secrets: &req.secrets,
             dockerfile: &dockerfile_path,
             downloads: std::collections::HashMap::new(),
             work: work.path(),

@@ -56,6 +56,226 @@ fn groups(rootfs: &std::path::Path, user: &str, gid: u32) -> Vec<u32> {
     out
 }
 
+/// The mounts of one RUN, ready for the sandbox; locks live as long as it.
+struct Mounts {
+    binds: Vec<exec::Bind>,
+    tmpfs: Vec<(String, Option<u64>)>,
+    env: Vec<String>,
+    targets: Vec<String>,
+    /// Held for the RUN: `sharing=locked` cache mounts are one build at a time.
+    #[allow(dead_code)]
+    locks: Vec<fs_err::File>,
+}
+
+fn plan_mounts(
+    env: &mut BuildEnv<'_>,
+    state: &StageState,
+    run: &Run,
+    built: &std::collections::BTreeMap<usize, StageState>,
+) -> Result<Mounts> {
+    use crate::dockerfile::{MountType, Sharing};
+    use fs4::fs_std::FileExt;
+    use std::os::unix::fs::PermissionsExt;
+    let mut out = Mounts {
+        binds: Vec::new(),
+        tmpfs: Vec::new(),
+        env: Vec::new(),
+        targets: Vec::new(),
+        locks: Vec::new(),
+    };
+    let escape = env.escape;
+    for (i, m) in run.mounts.iter().enumerate() {
+        let expand = |s: &Option<String>| s.as_deref().map(|v| state.expand(v, escape)).transpose();
+        let target = expand(&m.target)?.map(|t| super::stage::abs_path(state.workdir(), &t));
+        match m.kind {
+            MountType::Bind => {
+                let target =
+                    target.ok_or_else(|| Error::Internal("bind mount without target".into()))?;
+                let source = expand(&m.source)?.unwrap_or_else(|| ".".into());
+                let host = match expand(&m.from)? {
+                    None => env.context.resolve(&source)?.1,
+                    Some(from) => {
+                        let stage = env.checked.stage(&from).ok_or_else(|| Error::Unsupported {
+                            what: format!("RUN --mount from an image (`{from}`)"),
+                        })?;
+                        let st = built.get(&stage.index).ok_or_else(|| {
+                            Error::Internal(format!("stage `{from}` was not built"))
+                        })?;
+                        let root = st.ensure_rootfs(env.store)?.to_owned();
+                        root.join(crate::context::resolve_scoped(&root, &source))
+                    }
+                };
+                let host = if m.readonly {
+                    host
+                } else {
+                    // rw: writes go to a scratch copy and are discarded, as in BuildKit.
+                    let copy = env.work.join(format!("bind-{}-{i}", env.step));
+                    let status = std::process::Command::new("cp")
+                        .arg("-a")
+                        .arg(&host)
+                        .arg(&copy)
+                        .status()
+                        .map_err(io_at(&copy))?;
+                    if !status.success() {
+                        return Err(Error::Io {
+                            path: copy,
+                            source: std::io::Error::other("cp -a failed"),
+                        });
+                    }
+                    copy
+                };
+                out.binds.push(exec::Bind {
+                    source: host,
+                    target: target.clone(),
+                    readonly: m.readonly,
+                });
+                out.targets.push(target);
+            }
+            MountType::Cache => {
+                let target =
+                    target.ok_or_else(|| Error::Internal("cache mount without target".into()))?;
+                let id = expand(&m.id)?.unwrap_or_else(|| target.clone());
+                let dir = env
+                    .store
+                    .root()
+                    .join("cache-mounts")
+                    .join(crate::digest::Digest::of(id.as_bytes()).hex());
+                if !dir.exists() {
+                    fs_err::create_dir_all(&dir).map_err(io_at(&dir))?;
+                    fs_err::set_permissions(
+                        &dir,
+                        std::fs::Permissions::from_mode(m.mode.unwrap_or(0o755)),
+                    )
+                    .map_err(io_at(&dir))?;
+                    std::os::unix::fs::chown(
+                        &dir,
+                        Some(m.uid.unwrap_or(0)),
+                        Some(m.gid.unwrap_or(0)),
+                    )
+                    .map_err(io_at(&dir))?;
+                }
+                if matches!(m.sharing, Some(Sharing::Locked | Sharing::Private)) {
+                    let lock_path = dir.with_extension("lock");
+                    let lock = fs_err::OpenOptions::new()
+                        .create(true)
+                        .truncate(false)
+                        .write(true)
+                        .open(&lock_path)
+                        .map_err(io_at(&lock_path))?;
+                    FileExt::lock_exclusive(lock.file()).map_err(io_at(&lock_path))?;
+                    out.locks.push(lock);
+                }
+                out.binds.push(exec::Bind {
+                    source: dir,
+                    target: target.clone(),
+                    readonly: m.readonly,
+                });
+                out.targets.push(target);
+            }
+            MountType::Tmpfs => {
+                let target =
+                    target.ok_or_else(|| Error::Internal("tmpfs mount without target".into()))?;
+                out.tmpfs.push((target.clone(), m.size));
+                out.targets.push(target);
+            }
+            MountType::Secret => {
+                let id = expand(&m.id)?
+                    .or_else(|| {
+                        target
+                            .as_deref()
+                            .and_then(|t| t.rsplit('/').next())
+                            .map(str::to_owned)
+                    })
+                    .or_else(|| m.env.clone())
+                    .unwrap_or_default();
+                let Some(value) = env.secrets.get(&id) else {
+                    if m.required {
+                        return Err(Error::MissingSecret { id });
+                    }
+                    continue;
+                };
+                if let Some(var) = &m.env {
+                    out.env
+                        .push(format!("{var}={}", String::from_utf8_lossy(value)));
+                }
+                if target.is_some() || m.env.is_none() {
+                    let target = target.unwrap_or_else(|| format!("/run/secrets/{id}"));
+                    let file = env.work.join(format!("secret-{}-{i}", env.step));
+                    fs_err::write(&file, value).map_err(io_at(&file))?;
+                    fs_err::set_permissions(
+                        &file,
+                        std::fs::Permissions::from_mode(m.mode.unwrap_or(0o400)),
+                    )
+                    .map_err(io_at(&file))?;
+                    std::os::unix::fs::chown(
+                        &file,
+                        Some(m.uid.unwrap_or(0)),
+                        Some(m.gid.unwrap_or(0)),
+                    )
+                    .map_err(io_at(&file))?;
+                    out.binds.push(exec::Bind {
+                        source: file,
+                        target: target.clone(),
+                        readonly: true,
+                    });
+                    out.targets.push(target);
+                }
+            }
+            MountType::Ssh => {
+                return Err(Error::Unsupported {
+                    what: "RUN --mount=type=ssh".into(),
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// What the bind mounts of a RUN read, for its cache key: content digests of context sources,
+/// the key of a stage mounted from.
+pub(crate) fn mount_inputs(
+    env: &mut BuildEnv<'_>,
+    state: &StageState,
+    run: &Run,
+    built: &std::collections::BTreeMap<usize, StageState>,
+) -> Result<Vec<(String, crate::digest::Digest)>> {
+    let mut inputs = Vec::new();
+    for m in run
+        .mounts
+        .iter()
+        .filter(|m| m.kind == crate::dockerfile::MountType::Bind)
+    {
+        let source = m
+            .source
+            .as_deref()
+            .map(|s| state.expand(s, env.escape))
+            .transpose()?
+            .unwrap_or_else(|| ".".into());
+        match m
+            .from
+            .as_deref()
+            .map(|f| state.expand(f, env.escape))
+            .transpose()?
+        {
+            Some(from) => {
+                if let Some(st) = env.checked.stage(&from).and_then(|s| built.get(&s.index)) {
+                    inputs.push((format!("stage `{from}`"), st.key));
+                }
+            }
+            None => {
+                for e in env.context.walk(&source)? {
+                    let d = crate::context::hash_file(&e.path, &e.info, env.stat_cache)?;
+                    inputs.push((
+                        crate::context::clean_path(&format!("{source}/{}", e.rel)),
+                        d,
+                    ));
+                }
+            }
+        }
+    }
+    Ok(inputs)
+}
+
 /// Drops directories overlay copied up only to hold something left out (a mount point): same
 /// owner and mode as below, not opaque, and nothing beneath them in the layer.
 fn unchanged_dirs_removed(
@@ -100,12 +320,9 @@ pub(crate) fn run(
     state: &mut StageState,
     inst: &Instruction,
     run: &Run,
+    built: &std::collections::BTreeMap<usize, StageState>,
 ) -> Result<bool> {
-    if !run.mounts.is_empty() {
-        return Err(Error::Unsupported {
-            what: "RUN --mount".into(),
-        });
-    }
+    let mounts = plan_mounts(env, state, run, built)?;
     let shell = state
         .config
         .config
@@ -161,7 +378,10 @@ pub(crate) fn run(
         work,
         merged,
         args,
-        env: environment(state),
+        env: environment(state)
+            .into_iter()
+            .chain(mounts.env.iter().cloned())
+            .collect(),
         cwd: state.workdir().to_owned(),
         uid,
         gid,
@@ -174,7 +394,8 @@ pub(crate) fn run(
         network,
         resolv_conf: (network == Network::Host && resolv.is_file()).then(|| resolv.to_owned()),
         hosts: Some(hosts),
-        binds: Vec::new(),
+        binds: mounts.binds.clone(),
+        tmpfs: mounts.tmpfs.clone(),
     };
     let helper = std::env::current_exe().map_err(io_at("/proc/self/exe"))?;
     let mut tail: VecDeque<String> = VecDeque::new();
@@ -223,6 +444,35 @@ pub(crate) fn run(
         if !skip.iter().any(|s| s == f) && fs_err::symlink_metadata(upper.join(f)).is_ok() {
             // The bind mount hid the file; a copy-up left an unchanged copy: not a change.
             skip.push(f.to_owned());
+        }
+    }
+    // Mount targets the sandbox had to create, and directories created only to hold them, are
+    // not the command's doing.
+    for target in &mounts.targets {
+        let rel = target.trim_start_matches('/').to_owned();
+        if rel.is_empty() {
+            continue;
+        }
+        let existed = fs_err::symlink_metadata(rootfs.join(&rel)).is_ok();
+        skip.push(rel.clone());
+        if existed {
+            continue;
+        }
+        let mut parent = std::path::Path::new(&rel).parent();
+        while let Some(p) = parent.filter(|p| !p.as_os_str().is_empty()) {
+            let p_str = p.to_string_lossy().into_owned();
+            if fs_err::symlink_metadata(rootfs.join(p)).is_ok() {
+                break;
+            }
+            let only_skipped = fs_err::read_dir(upper.join(p)).map_or(true, |d| {
+                d.filter_map(std::result::Result::ok)
+                    .all(|e| skip.contains(&format!("{p_str}/{}", e.file_name().to_string_lossy())))
+            });
+            if !only_skipped {
+                break;
+            }
+            skip.push(p_str);
+            parent = p.parent();
         }
     }
     let entries = unchanged_dirs_removed(

@@ -26,6 +26,7 @@ pub(crate) struct BuildEnv<'a> {
     pub(crate) automatic_args: &'a BTreeMap<String, String>,
     pub(crate) source_date_epoch: Option<i64>,
     pub(crate) no_cache: bool,
+    pub(crate) secrets: &'a BTreeMap<String, Vec<u8>>,
     pub(crate) dockerfile: &'a Path,
     /// Remote files fetched in this build, by URL and checksum.
     pub(crate) downloads: std::collections::HashMap<String, super::download::Download>,
@@ -385,6 +386,13 @@ fn run_cached(
         h.update(digest.as_bytes());
         inputs = read;
     }
+    if let Command::Run(run) = &inst.command {
+        inputs = super::run::mount_inputs(env, state, run, built)?;
+        for (name, d) in &inputs {
+            h.update(name.as_bytes());
+            h.update(d.as_bytes());
+        }
+    }
     let (key, _) = h.finish();
     let parent = state.key;
     if !env.no_cache {
@@ -597,7 +605,7 @@ fn run_instruction(
     match &inst.command {
         Command::From(_) => return Err(Error::Internal("FROM inside a stage".into())),
         Command::Run(run) => {
-            let layer = super::run::run(env, state, inst, run)?;
+            let layer = super::run::run(env, state, inst, run, built)?;
             history(state, created_by, !layer);
         }
         Command::Env { pairs } => {

@@ -42,9 +42,12 @@ pub struct SandboxSpec {
     pub resolv_conf: Option<PathBuf>,
     /// A file to bind-mount at `/etc/hosts`.
     pub hosts: Option<PathBuf>,
-    /// Host paths bind-mounted inside (`rbuild run -v`).
+    /// Host paths bind-mounted inside (`rbuild run -v`, `RUN --mount=type=bind|cache|secret`).
     #[serde(default)]
     pub binds: Vec<Bind>,
+    /// tmpfs mounts inside (`RUN --mount=type=tmpfs`): target and size in bytes.
+    #[serde(default)]
+    pub tmpfs: Vec<(String, Option<u64>)>,
 }
 
 /// A host path mounted inside the sandbox.

@@ -234,6 +234,18 @@ fn child(spec: &SandboxSpec) -> ! {
             );
         }
     }
+    for (target, size) in &spec.tmpfs {
+        let t = m.join(target.trim_start_matches('/'));
+        mkdir(&t);
+        let data = size.map(|s| format!("size={s}"));
+        do_mount(
+            Some("tmpfs"),
+            &t,
+            Some("tmpfs"),
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+            data.as_deref(),
+        );
+    }
     if let Err(e) = sethostname(&spec.hostname) {
         fail("sethostname", e);
     }
