@@ -283,3 +283,48 @@ fn run_mounts_cache_bind_tmpfs_and_secret() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn base_layers_are_unpacked_once_and_shared() {
+    use std::os::unix::fs::MetadataExt;
+    let p = project("FROM busybox\nRUN echo a > /a\n");
+    p.ok(&["build", "."]);
+    let snaps = p.root().join("snapshots");
+    let listing = |dir: &std::path::Path| -> Vec<(String, u64)> {
+        let mut v: Vec<(String, u64)> = fs_err::read_dir(dir)
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                (
+                    e.file_name().to_string_lossy().into_owned(),
+                    e.metadata().unwrap().ino(),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let before = listing(&snaps);
+    p.file("Dockerfile", "FROM busybox\nRUN echo b > /b\n");
+    p.ok(&["build", "."]);
+    let after = listing(&snaps);
+    for entry in &before {
+        assert!(after.contains(entry), "snapshot {entry:?} was made again");
+    }
+    assert!(
+        !after.iter().any(|(n, _)| n.starts_with(".tmp-")),
+        "{after:?}"
+    );
+    // Nothing a build does writes into a shared snapshot.
+    let base = v_diff_id(&p, "busybox");
+    assert!(!snaps.join(&base).join("a").exists() && !snaps.join(&base).join("b").exists());
+}
+
+fn v_diff_id(p: &Project, image: &str) -> String {
+    let v: serde_json::Value = serde_json::from_slice(&p.ok(&["inspect", image]).stdout).unwrap();
+    v["Config"]["rootfs"]["diff_ids"][0]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("sha256:")
+        .to_owned()
+}

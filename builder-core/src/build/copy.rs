@@ -137,7 +137,7 @@ pub(crate) fn entries(
                         .get(&stage.index)
                         .ok_or_else(|| Error::Internal(format!("stage `{from}` was not built")))?;
                     Root::Dir {
-                        path: source.ensure_rootfs(env.store)?.to_owned(),
+                        path: source.ensure_rootfs(env.store)?,
                         label: format!("stage `{from}`"),
                     }
                 }
@@ -161,7 +161,7 @@ pub(crate) fn entries(
         }
     };
     let owner = match s.chown {
-        Some(c) => Some(resolve_chown(&state.expand(c, escape)?, &state.rootfs)),
+        Some(c) => Some(resolve_chown(&state.expand(c, escape)?, &state.rootfs())),
         None => None,
     };
     let chmod = s
@@ -179,8 +179,8 @@ pub(crate) fn entries(
     let dest_raw = state.expand(s.dest, escape)?;
     let dest_abs = abs_path(state.workdir(), &dest_raw);
     // Written through a symlink in the image, never replacing it.
-    let dest = resolve_scoped(&state.rootfs, &dest_abs);
-    let dest_exists_as_dir = fs_err::metadata(state.rootfs.join(&dest)).is_ok_and(|m| m.is_dir());
+    let dest = resolve_scoped(&state.rootfs(), &dest_abs);
+    let dest_exists_as_dir = fs_err::metadata(state.rootfs().join(&dest)).is_ok_and(|m| m.is_dir());
     let trailing_slash = dest_raw.ends_with('/') || dest_raw.ends_with("/.") || dest_raw == ".";
     let dest_is_dir = trailing_slash || dest_exists_as_dir || s.parents;
 
@@ -360,14 +360,14 @@ pub(crate) fn entries(
     let mut parents: BTreeMap<String, Entry> = BTreeMap::new();
     for path in out.keys() {
         let parent = parent_of(path);
-        for e in missing_dirs(&state.rootfs, parent, pmode, puid, pgid, mtime) {
+        for e in missing_dirs(&state.rootfs(), parent, pmode, puid, pgid, mtime) {
             if !out.contains_key(&e.path) {
                 parents.insert(e.path.clone(), e);
             }
         }
     }
     if dest_is_dir && !out.is_empty() {
-        for e in missing_dirs(&state.rootfs, &dest, pmode, puid, pgid, mtime) {
+        for e in missing_dirs(&state.rootfs(), &dest, pmode, puid, pgid, mtime) {
             if !out.contains_key(&e.path) {
                 parents.insert(e.path.clone(), e);
             }

@@ -15,6 +15,7 @@ mod import;
 mod load;
 mod prune;
 mod run;
+mod snapshots;
 mod stage;
 mod stdin_context;
 

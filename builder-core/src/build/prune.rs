@@ -84,6 +84,26 @@ fn reachable(store: &Store) -> Result<BTreeSet<Digest>> {
     Ok(live)
 }
 
+/// The layer lists of every tagged image and cache record.
+fn live_diff_id_lists(store: &Store) -> Result<Vec<Vec<Digest>>> {
+    let mut out = Vec::new();
+    for (_, manifest) in store.tags()? {
+        out.push(Image::load(store, manifest)?.diff_ids().to_vec());
+    }
+    for (_, key) in cache_records(store)? {
+        if let Some(json) = store.meta("cache", &key)? {
+            #[derive(serde::Deserialize)]
+            struct Cached {
+                config: ImageConfig,
+            }
+            if let Ok(c) = serde_json::from_str::<Cached>(&json) {
+                out.push(c.config.rootfs.diff_ids);
+            }
+        }
+    }
+    Ok(out)
+}
+
 fn blobs(store: &Store) -> Result<Vec<(Digest, u64)>> {
     let dir = store.root().join("blobs/sha256");
     let mut out = Vec::new();
@@ -136,6 +156,22 @@ pub fn prune(store: &Store, opts: &PruneOptions) -> Result<PruneReport> {
             fs_err::remove_file(cache_dir.join(&key)).map_err(io_at(cache_dir.join(&key)))?;
             report.cache_records += 1;
             total = sweep(&mut report)?;
+        }
+    }
+    // Snapshots no remaining image or cache record builds on, and half-made ones.
+    let live_chains: BTreeSet<String> = live_diff_id_lists(store)?
+        .iter()
+        .flat_map(|ids| super::snapshots::chain_ids(ids))
+        .map(|c| c.hex())
+        .collect();
+    let snaps = store.root().join("snapshots");
+    if let Ok(entries) = fs_err::read_dir(&snaps) {
+        for e in entries {
+            let e = e.map_err(io_at(&snaps))?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name != "empty" && !live_chains.contains(&name) {
+                fs_err::remove_dir_all(e.path()).map_err(io_at(e.path()))?;
+            }
         }
     }
     // Leftovers of killed processes: nothing writes while we hold the exclusive lock.

@@ -101,7 +101,7 @@ fn plan_mounts(
                         let st = built.get(&stage.index).ok_or_else(|| {
                             Error::Internal(format!("stage `{from}` was not built"))
                         })?;
-                        let root = st.ensure_rootfs(env.store)?.to_owned();
+                        let root = st.ensure_rootfs(env.store)?;
                         root.join(crate::context::resolve_scoped(&root, &source))
                     }
                 };
@@ -352,7 +352,7 @@ pub(crate) fn run(
             });
         }
     };
-    let rootfs = state.ensure_rootfs(env.store)?.to_owned();
+    let rootfs = state.ensure_rootfs(env.store)?;
     let user = state.config.config.user.clone().unwrap_or_default();
     let (uid, gid) = if user.is_empty() {
         (0, 0)

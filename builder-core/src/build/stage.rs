@@ -12,7 +12,6 @@ use crate::oci::{Empty, HealthConfig, History, Image, ImageConfig, host_platform
 use crate::snapshot::{self, Entry, EntryKind, TarOptions};
 use crate::store::Store;
 
-use super::error::io_at;
 use super::{Error, Event, Result, copy};
 
 /// Everything a stage needs from the build.
@@ -41,10 +40,8 @@ pub(crate) struct BuildEnv<'a> {
 pub(crate) struct StageState {
     /// The image config (layers, history, runtime config).
     pub(crate) config: ImageConfig,
-    /// Where the stage's root filesystem is materialized, when a step needs it.
-    pub(crate) rootfs: std::path::PathBuf,
-    /// How many of the config's layers are applied to `rootfs`.
-    applied: std::cell::Cell<usize>,
+    /// The snapshot of the stage's root filesystem, once a step needed it.
+    rootfs: std::cell::RefCell<std::path::PathBuf>,
     /// Variables in scope for expansion, in the order they were set (last wins).
     pub(crate) vars: Vec<(String, String)>,
     /// Whether CMD was set in this stage (ENTRYPOINT resets an inherited CMD otherwise).
@@ -91,18 +88,17 @@ impl StageState {
         self.config.config.working_dir.as_deref().unwrap_or("/")
     }
 
-    /// The root filesystem, brought up to date with the state's layers (applied only now, so a
-    /// fully cached build never unpacks anything).
-    pub(crate) fn ensure_rootfs(&self, store: &Store) -> Result<&Path> {
-        if self.applied.get() == 0 {
-            fs_err::create_dir_all(&self.rootfs).map_err(io_at(&self.rootfs))?;
-        }
-        let ids = &self.config.rootfs.diff_ids;
-        while self.applied.get() < ids.len() {
-            snapshot::apply_layer(store, &ids[self.applied.get()], &self.rootfs)?;
-            self.applied.set(self.applied.get() + 1);
-        }
-        Ok(&self.rootfs)
+    /// The root filesystem of the state's layers: a read-only snapshot shared by every build
+    /// (made only now, so a fully cached build never unpacks anything).
+    pub(crate) fn ensure_rootfs(&self, store: &Store) -> Result<std::path::PathBuf> {
+        let dir = super::snapshots::snapshot_for(store, &self.config.rootfs.diff_ids)?;
+        self.rootfs.replace(dir.clone());
+        Ok(dir)
+    }
+
+    /// The snapshot [`Self::ensure_rootfs`] last gave.
+    pub(crate) fn rootfs(&self) -> std::path::PathBuf {
+        self.rootfs.borrow().clone()
     }
 }
 
@@ -149,8 +145,7 @@ fn base(
         .collect();
     Ok(StageState {
         config,
-        rootfs: rootfs.to_owned(),
-        applied: std::cell::Cell::new(0),
+        rootfs: std::cell::RefCell::new(rootfs.to_owned()),
         vars,
         cmd_set: false,
         key: key.finish().0,
@@ -639,11 +634,11 @@ fn run_instruction(
             state.config.config.working_dir = Some(abs.clone());
             state.ensure_rootfs(env.store)?;
             let (uid, gid) = match &state.config.config.user {
-                Some(u) if !u.is_empty() => super::chown::resolve_chown(u, &state.rootfs),
+                Some(u) if !u.is_empty() => super::chown::resolve_chown(u, &state.rootfs()),
                 _ => (0, 0),
             };
             let dirs = missing_dirs(
-                &state.rootfs,
+                &state.rootfs(),
                 &abs,
                 0o755,
                 uid,
