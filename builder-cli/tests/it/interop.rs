@@ -277,3 +277,63 @@ fn inspect_id(p: &Project, root: &std::path::Path, name: &str) -> String {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     v["Id"].as_str().unwrap().to_owned()
 }
+
+/// The real-world build: apt on a debootstrap base over the host's network, run under podman.
+/// Slow the first time on a machine (debootstrap); the base tarball is cached in /var/tmp.
+#[test]
+fn apt_get_install_on_debian_runs_under_podman() {
+    tool("debootstrap", "debootstrap");
+    tool("runc", "runc");
+    let p = Project::new();
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/base/debian.sh");
+    let out = std::process::Command::new("bash")
+        .arg(&script)
+        .arg(env!("CARGO_BIN_EXE_rbuild"))
+        .arg("--root")
+        .arg(p.root())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "debian.sh: {}", text(&out.stderr));
+    let ctx =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/context/apt-hello");
+    let dest = format!("type=docker,dest={}", p.path("apt.tar").display());
+    p.ok(&[
+        "build",
+        "-t",
+        "apt-hello:1",
+        "-o",
+        &dest,
+        ctx.to_str().unwrap(),
+    ]);
+    let out = p.rbuild(&["run", "apt-hello:1"]);
+    assert_eq!(
+        text(&out.stdout),
+        "Hello, world!\n",
+        "{}",
+        text(&out.stderr)
+    );
+    let out = podman(&p)
+        .arg("load")
+        .arg("-i")
+        .arg(p.path("apt.tar"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = podman(&p)
+        .args([
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--ulimit",
+            "nofile=20000:20000",
+            "--ulimit",
+            "nproc=4096:4096",
+        ])
+        .arg("localhost/apt-hello:1")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "podman run: {}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "Hello, world!\n");
+}
