@@ -219,3 +219,29 @@ fn a_changed_base_image_is_named() {
         "{log}"
     );
 }
+
+#[test]
+fn no_cache_filter_reruns_only_that_stage() {
+    let p = Project::new();
+    p.file("a.txt", "a")
+        .file("Dockerfile", "FROM scratch AS deps\nCOPY a.txt /a\nFROM scratch AS app\nCOPY --from=deps /a /b\nCOPY a.txt /c\n");
+    p.ok(&["build", "."]);
+    let out = p.ok(&[
+        "build",
+        "--progress",
+        "plain",
+        "--no-cache-filter",
+        "app",
+        ".",
+    ]);
+    let log = text(&out.stderr);
+    let cached: Vec<bool> = steps(&log).iter().map(|s| s.1).collect();
+    assert_eq!(cached, [true, true, true, false, false], "{log}");
+    assert!(log.contains("(Dockerfile:4): --no-cache-filter"), "{log}");
+    let out = p.rbuild(&["build", "--no-cache-filter", "nope", "."]);
+    assert!(
+        text(&out.stderr).contains("`nope` not found"),
+        "{}",
+        text(&out.stderr)
+    );
+}

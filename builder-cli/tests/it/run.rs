@@ -328,3 +328,43 @@ fn v_diff_id(p: &Project, image: &str) -> String {
         .trim_start_matches("sha256:")
         .to_owned()
 }
+
+#[test]
+fn a_killed_build_leaves_no_process_behind() {
+    let p = project("FROM busybox\nRUN sleep 4242 & sleep 4343\n");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_rbuild"))
+        .arg("--root")
+        .arg(p.root())
+        .args(["build", "--progress", "quiet", "."])
+        .current_dir(p.ctx())
+        .spawn()
+        .unwrap();
+    let running = || {
+        let out = std::process::Command::new("ps")
+            .args(["-eo", "args"])
+            .output()
+            .unwrap();
+        text(&out.stdout)
+            .lines()
+            .filter(|l| l.starts_with("sleep 4242") || l.starts_with("sleep 4343"))
+            .count()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while running() < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the RUN never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while running() > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the RUN's processes outlived the build"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}

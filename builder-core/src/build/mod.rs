@@ -57,6 +57,8 @@ pub struct BuildRequest {
     pub source_date_epoch: Option<i64>,
     /// `--no-cache`: run every step, whatever the cache holds.
     pub no_cache: bool,
+    /// `--no-cache-filter STAGE`: run every step of these stages (names or indexes).
+    pub no_cache_filter: Vec<String>,
     /// Names (`name:tag`) to give the image, set while the store lock is held so a concurrent
     /// prune cannot take the image in between.
     pub tags: Vec<String>,
@@ -192,6 +194,21 @@ impl Builder {
         let checked = dockerfile::check(&parsed, &opts)
             .map_err(|e| Error::Dockerfile(Box::new(invalid(e))))?;
         let plan = plan::plan(&checked, req.target.as_deref())?;
+        let mut no_cache_stages = std::collections::BTreeSet::new();
+        for name in &req.no_cache_filter {
+            let stage = checked
+                .stage(name)
+                .ok_or_else(|| plan::Error::UnknownTarget {
+                    name: name.clone(),
+                    available: checked
+                        .stages
+                        .iter()
+                        .map(|s| s.name.clone().unwrap_or_else(|| s.index.to_string()))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                })?;
+            no_cache_stages.insert(stage.index);
+        }
         for &i in &plan.skipped {
             on_event(&Event::StageSkipped {
                 stage: i,
@@ -242,6 +259,7 @@ impl Builder {
             automatic_args: &automatic_args,
             source_date_epoch: req.source_date_epoch,
             no_cache: req.no_cache,
+            no_cache_stages,
             secrets: &req.secrets,
             dockerfile: &dockerfile_path,
             downloads: std::collections::HashMap::new(),

@@ -25,6 +25,7 @@ pub(crate) struct BuildEnv<'a> {
     pub(crate) automatic_args: &'a BTreeMap<String, String>,
     pub(crate) source_date_epoch: Option<i64>,
     pub(crate) no_cache: bool,
+    pub(crate) no_cache_stages: std::collections::BTreeSet<usize>,
     pub(crate) secrets: &'a BTreeMap<String, Vec<u8>>,
     pub(crate) dockerfile: &'a Path,
     /// Remote files fetched in this build, by URL and checksum.
@@ -390,7 +391,8 @@ fn run_cached(
     }
     let (key, _) = h.finish();
     let parent = state.key;
-    if !env.no_cache {
+    let no_cache = env.no_cache || env.no_cache_stages.contains(&index);
+    if !no_cache {
         if let Some(cached) = lookup(env.store, &key) {
             state.config = cached.config;
             state.cmd_set = cached.cmd_set;
@@ -409,8 +411,12 @@ fn run_cached(
     let place = super::explain::place(env.dockerfile, index, position);
     let before = super::explain::previous(env.store, &place);
     let mut reason = super::explain::explain(before.as_ref(), &now, state.parent_reason.is_some());
-    if env.no_cache {
-        reason = "--no-cache".into();
+    if no_cache {
+        reason = if env.no_cache {
+            "--no-cache".into()
+        } else {
+            "--no-cache-filter".into()
+        };
     } else if let (Some(why), Some(b)) = (&state.parent_reason, &before) {
         if b.parent != now.parent
             && b.instruction == now.instruction

@@ -43,6 +43,10 @@ fn fail(what: &str, err: impl std::fmt::Display) -> ! {
 
 /// Sets up the namespaces and runs the command; gives its exit code.
 pub(super) fn enter(spec: &SandboxSpec) -> i32 {
+    // If the builder goes (killed, cancelled), the helper goes too.
+    if let Err(e) = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL) {
+        fail("pdeathsig", e);
+    }
     let mut flags = CloneFlags::CLONE_NEWNS
         | CloneFlags::CLONE_NEWPID
         | CloneFlags::CLONE_NEWUTS
@@ -66,7 +70,11 @@ pub(super) fn enter(spec: &SandboxSpec) -> i32 {
             }
         },
         Ok(ForkResult::Child) => {
-            // PID 1 of the new pid namespace: when it exits, everything in it is killed.
+            // PID 1 of the new pid namespace: when it exits, everything in it is killed; and it
+            // is killed when the helper goes, so a cancelled build leaves nothing running.
+            if let Err(e) = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL) {
+                fail("pdeathsig", e);
+            }
             child(spec)
         }
     }
