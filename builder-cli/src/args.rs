@@ -176,6 +176,9 @@ pub(crate) struct BuildOptions {
     /// Run every step, whatever the cache holds.
     #[arg(long)]
     pub(crate) no_cache: bool,
+    /// How many independent stages may build at once (default: the number of cores).
+    #[arg(long, short = 'j')]
+    pub(crate) jobs: Option<usize>,
     /// Run every step of this stage, whatever the cache holds (may be given several times).
     #[arg(long = "no-cache-filter", value_name = "STAGE")]
     pub(crate) no_cache_filter: Vec<String>,

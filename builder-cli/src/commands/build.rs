@@ -102,6 +102,7 @@ pub(crate) fn run(store: &Store, args: &BuildOptions) -> anyhow::Result<ExitCode
         source_date_epoch,
         no_cache: args.no_cache,
         no_cache_filter: args.no_cache_filter.clone(),
+        jobs: args.jobs,
         tags: args.tags.iter().map(|t| normalize(t)).collect(),
         secrets: secrets(&args.secrets)?,
     };

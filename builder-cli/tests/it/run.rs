@@ -368,3 +368,52 @@ fn a_killed_build_leaves_no_process_behind() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
+
+#[test]
+fn independent_stages_run_at_the_same_time_and_the_schedule_changes_nothing() {
+    let p = project(
+        "FROM busybox AS a\nRUN cut -d' ' -f1 /proc/uptime > /start && sleep 1 && cut -d' ' -f1 /proc/uptime > /end\nFROM busybox AS b\nRUN cut -d' ' -f1 /proc/uptime > /start && sleep 1 && cut -d' ' -f1 /proc/uptime > /end && echo b > /who\nFROM busybox AS unused\nRUN exit 1\nFROM scratch\nCOPY --from=a /start /a.start\nCOPY --from=a /end /a.end\nCOPY --from=b /start /b.start\nCOPY --from=b /end /b.end\n",
+    );
+    let out = p.ok(&[
+        "build",
+        "--jobs",
+        "2",
+        "--progress",
+        "plain",
+        "-t",
+        "par:1",
+        "-o",
+        "type=local,dest=../out",
+        ".",
+    ]);
+    assert!(
+        text(&out.stderr).contains("skipping stage unused"),
+        "{}",
+        text(&out.stderr)
+    );
+    let read = |f: &str| -> f64 {
+        fs_err::read_to_string(p.path("out").join(f))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let (a0, a1, b0, b1) = (
+        read("a.start"),
+        read("a.end"),
+        read("b.start"),
+        read("b.end"),
+    );
+    assert!(
+        a0 < b1 && b0 < a1,
+        "stages a [{a0}, {a1}] and b [{b0}, {b1}] did not overlap"
+    );
+    // One at a time, from the same cache: the same image, byte for byte.
+    let id = |args: &[&str]| {
+        let mut all = vec!["build", "-q"];
+        all.extend_from_slice(args);
+        all.push(".");
+        text(&p.ok(&all).stdout)
+    };
+    assert_eq!(id(&["--jobs", "1"]), id(&["--jobs", "4"]));
+}

@@ -399,11 +399,19 @@ fn download(
         });
     }
     let key = format!("{url}\0{}", checksum.unwrap_or(""));
-    if let Some(d) = env.downloads.get(&key) {
+    if let Some(d) = env
+        .downloads
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .get(&key)
+    {
         return Ok(d.clone());
     }
     let d = super::download::fetch(url, &env.work.join("downloads"), checksum)?;
-    env.downloads.insert(key, d.clone());
+    env.downloads
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .insert(key, d.clone());
     Ok(d)
 }
 
@@ -709,7 +717,7 @@ pub(crate) fn sources_digest(
             }
         };
         for e in entries {
-            let digest = crate::context::hash_file(&e.path, &e.info, env.stat_cache)?;
+            let digest = env.hash(&e.path, &e.info)?;
             h.update(e.rel.as_bytes());
             h.update(b"\0");
             h.update(digest.as_bytes());

@@ -59,6 +59,8 @@ pub struct BuildRequest {
     pub no_cache: bool,
     /// `--no-cache-filter STAGE`: run every step of these stages (names or indexes).
     pub no_cache_filter: Vec<String>,
+    /// `--jobs`: how many stages may run at once (default: the number of cores).
+    pub jobs: Option<usize>,
     /// Names (`name:tag`) to give the image, set while the store lock is held so a concurrent
     /// prune cannot take the image in between.
     pub tags: Vec<String>,
@@ -158,7 +160,7 @@ impl Builder {
     pub fn build(
         &self,
         req: &BuildRequest,
-        on_event: &mut dyn FnMut(&Event),
+        on_event: &mut (dyn FnMut(&Event) + Send),
     ) -> Result<BuildOutput> {
         let dockerfile_path = req
             .dockerfile
@@ -219,7 +221,7 @@ impl Builder {
         let _lock = self.store.lock_shared()?;
         let context = Context::open(&req.context, Some(&dockerfile_path))?;
         let stat_cache_path = stat_cache_path(&self.store, context.root());
-        let mut stat_cache = StatCache::load(&stat_cache_path);
+        let stat_cache = StatCache::load(&stat_cache_path);
         let work = tempfile::Builder::new()
             .prefix("build-")
             .tempdir_in(self.store.root().join("tmp"))
@@ -249,31 +251,96 @@ impl Builder {
             }
             on_event(e);
         };
-        let mut env = stage::BuildEnv {
-            store: &self.store,
-            context: &context,
-            stat_cache: &mut stat_cache,
-            checked: &checked,
-            escape: parsed.escape,
-            build_args: &req.build_args,
-            automatic_args: &automatic_args,
-            source_date_epoch: req.source_date_epoch,
-            no_cache: req.no_cache,
-            no_cache_stages,
-            secrets: &req.secrets,
-            dockerfile: &dockerfile_path,
-            downloads: std::collections::HashMap::new(),
-            work: work.path(),
-            step: 0,
-            total,
-            on_event: &mut count,
-        };
+        let stat_cache_shared = std::sync::Mutex::new(stat_cache);
+        let downloads = std::sync::Mutex::new(std::collections::HashMap::new());
+        let next_step = std::sync::atomic::AtomicUsize::new(0);
+        let events: std::sync::Mutex<&mut (dyn FnMut(&Event) + Send)> =
+            std::sync::Mutex::new(&mut count);
         let mut states: BTreeMap<usize, StageState> = BTreeMap::new();
-        for &i in &plan.order {
-            let state = stage::run_stage(&mut env, i, &states)?;
-            states.insert(i, state);
+        {
+            let env = stage::BuildEnv {
+                store: &self.store,
+                context: &context,
+                stat_cache: &stat_cache_shared,
+                checked: &checked,
+                escape: parsed.escape,
+                build_args: &req.build_args,
+                automatic_args: &automatic_args,
+                source_date_epoch: req.source_date_epoch,
+                no_cache: req.no_cache,
+                no_cache_stages: &no_cache_stages,
+                secrets: &req.secrets,
+                dockerfile: &dockerfile_path,
+                downloads: &downloads,
+                work: work.path(),
+                step: 0,
+                next_step: &next_step,
+                total,
+                events: &events,
+            };
+            // Stages run in waves: every stage whose dependencies are built runs, at most `jobs` at
+            // once. Keys depend only on content, so the result is the same whatever the schedule.
+            let jobs = req
+                .jobs
+                .unwrap_or_else(|| {
+                    std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
+                })
+                .max(1);
+            let mut pending: Vec<usize> = plan.order.clone();
+            while !pending.is_empty() {
+                let ready: Vec<usize> = pending
+                    .iter()
+                    .copied()
+                    .filter(|&i| {
+                        checked.stages[i]
+                            .dependencies
+                            .iter()
+                            .all(|d| match d.source {
+                                crate::dockerfile::Source::Stage(j) => states.contains_key(&j),
+                                _ => true,
+                            })
+                    })
+                    .take(jobs)
+                    .collect();
+                if ready.is_empty() {
+                    return Err(Error::Internal(
+                        "no stage can run: a dependency cycle".into(),
+                    ));
+                }
+                let results: Vec<(usize, Result<StageState>)> = std::thread::scope(|scope| {
+                    let handles: Vec<_> = ready
+                        .iter()
+                        .map(|&i| {
+                            let mut stage_env = env.for_stage();
+                            let built = &states;
+                            (
+                                i,
+                                scope.spawn(move || stage::run_stage(&mut stage_env, i, built)),
+                            )
+                        })
+                        .collect();
+                    handles
+                        .into_iter()
+                        .map(|(i, h)| {
+                            (
+                                i,
+                                h.join().unwrap_or_else(|_| {
+                                    Err(Error::Internal(format!("stage {i} panicked")))
+                                }),
+                            )
+                        })
+                        .collect()
+                });
+                for (i, result) in results {
+                    states.insert(i, result?);
+                    pending.retain(|&p| p != i);
+                }
+            }
         }
-        let steps = env.step;
+        let steps = next_step.load(std::sync::atomic::Ordering::SeqCst);
+        let stat_cache = stat_cache_shared
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         stat_cache.save(&stat_cache_path)?;
         let (_, files_read) = stat_cache.stats();
         let mut final_state = states

@@ -264,7 +264,7 @@ pub(crate) fn mount_inputs(
             }
             None => {
                 for e in env.context.walk(&source)? {
-                    let d = crate::context::hash_file(&e.path, &e.info, env.stat_cache)?;
+                    let d = env.hash(&e.path, &e.info)?;
                     inputs.push((
                         crate::context::clean_path(&format!("{source}/{}", e.rel)),
                         d,
@@ -405,7 +405,7 @@ pub(crate) fn run(
             tail.pop_front();
         }
         tail.push_back(line.to_owned());
-        (env.on_event)(&Event::Log {
+        env.emit(&Event::Log {
             number,
             line: line.to_owned(),
         });

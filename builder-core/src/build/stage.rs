@@ -18,31 +18,68 @@ use super::{Error, Event, Result, copy};
 pub(crate) struct BuildEnv<'a> {
     pub(crate) store: &'a Store,
     pub(crate) context: &'a Context,
-    pub(crate) stat_cache: &'a mut StatCache,
+    pub(crate) stat_cache: &'a std::sync::Mutex<StatCache>,
     pub(crate) checked: &'a Checked,
     pub(crate) escape: char,
     pub(crate) build_args: &'a BTreeMap<String, String>,
     pub(crate) automatic_args: &'a BTreeMap<String, String>,
     pub(crate) source_date_epoch: Option<i64>,
     pub(crate) no_cache: bool,
-    pub(crate) no_cache_stages: std::collections::BTreeSet<usize>,
+    pub(crate) no_cache_stages: &'a std::collections::BTreeSet<usize>,
     pub(crate) secrets: &'a BTreeMap<String, Vec<u8>>,
     pub(crate) dockerfile: &'a Path,
     /// Remote files fetched in this build, by URL and checksum.
-    pub(crate) downloads: std::collections::HashMap<String, super::download::Download>,
+    pub(crate) downloads:
+        &'a std::sync::Mutex<std::collections::HashMap<String, super::download::Download>>,
     pub(crate) work: &'a Path,
+    /// The step this stage is at (numbers are shared by all stages, which may run at once).
     pub(crate) step: usize,
+    pub(crate) next_step: &'a std::sync::atomic::AtomicUsize,
     pub(crate) total: usize,
-    pub(crate) on_event: &'a mut dyn FnMut(&Event),
+    pub(crate) events: &'a std::sync::Mutex<&'a mut (dyn FnMut(&Event) + Send)>,
+}
+
+impl BuildEnv<'_> {
+    /// The same build, for another stage (possibly on another thread).
+    pub(crate) fn for_stage(&self) -> Self {
+        Self { step: 0, ..*self }
+    }
+
+    /// Reports an event.
+    pub(crate) fn emit(&self, event: &Event) {
+        let mut on_event = self
+            .events
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        (on_event)(event);
+    }
+
+    /// Takes the next step number.
+    fn next_step(&mut self) -> usize {
+        self.step = self
+            .next_step
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+            + 1;
+        self.step
+    }
+
+    /// A context file's digest, through the shared stat cache.
+    pub(crate) fn hash(&self, path: &Path, info: &crate::context::FileInfo) -> Result<Digest> {
+        let mut cache = self
+            .stat_cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Ok(crate::context::hash_file(path, info, &mut cache)?)
+    }
 }
 
 /// A stage as built so far.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(crate) struct StageState {
     /// The image config (layers, history, runtime config).
     pub(crate) config: ImageConfig,
     /// The snapshot of the stage's root filesystem, once a step needed it.
-    rootfs: std::cell::RefCell<std::path::PathBuf>,
+    rootfs: std::sync::Mutex<std::path::PathBuf>,
     /// Variables in scope for expansion, in the order they were set (last wins).
     pub(crate) vars: Vec<(String, String)>,
     /// Whether CMD was set in this stage (ENTRYPOINT resets an inherited CMD otherwise).
@@ -60,6 +97,19 @@ pub(crate) struct StageState {
 struct Cached {
     config: ImageConfig,
     cmd_set: bool,
+}
+
+impl Clone for StageState {
+    fn clone(&self) -> Self {
+        Self {
+            config: self.config.clone(),
+            rootfs: std::sync::Mutex::new(self.rootfs()),
+            vars: self.vars.clone(),
+            cmd_set: self.cmd_set,
+            key: self.key,
+            parent_reason: self.parent_reason.clone(),
+        }
+    }
 }
 
 impl StageState {
@@ -93,13 +143,19 @@ impl StageState {
     /// (made only now, so a fully cached build never unpacks anything).
     pub(crate) fn ensure_rootfs(&self, store: &Store) -> Result<std::path::PathBuf> {
         let dir = super::snapshots::snapshot_for(store, &self.config.rootfs.diff_ids)?;
-        self.rootfs.replace(dir.clone());
+        self.rootfs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone_from(&dir);
         Ok(dir)
     }
 
     /// The snapshot [`Self::ensure_rootfs`] last gave.
     pub(crate) fn rootfs(&self) -> std::path::PathBuf {
-        self.rootfs.borrow().clone()
+        self.rootfs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 }
 
@@ -146,7 +202,7 @@ fn base(
         .collect();
     Ok(StageState {
         config,
-        rootfs: std::cell::RefCell::new(rootfs.to_owned()),
+        rootfs: std::sync::Mutex::new(rootfs.to_owned()),
         vars,
         cmd_set: false,
         key: key.finish().0,
@@ -197,8 +253,8 @@ pub(crate) fn run_stage(
     let stage = &env.checked.stages[index];
     let label = stage.name.clone().unwrap_or_else(|| index.to_string());
     let rootfs = env.work.join(format!("stage-{index}"));
-    env.step += 1;
-    (env.on_event)(&Event::Step {
+    env.next_step();
+    env.emit(&Event::Step {
         number: env.step,
         total: env.total,
         stage: label.clone(),
@@ -237,7 +293,7 @@ pub(crate) fn run_stage(
     if before.as_ref() != Some(&from) {
         super::explain::remember(env.store, &place, &from);
     }
-    (env.on_event)(&Event::StepDone {
+    env.emit(&Event::StepDone {
         number: env.step,
         millis: started.elapsed().as_millis(),
         cached: true,
@@ -245,9 +301,9 @@ pub(crate) fn run_stage(
     // The base's ONBUILD triggers run first, and are not passed on.
     if let Some(triggers) = state.config.config.on_build.take() {
         for text in triggers {
-            env.step += 1;
+            env.next_step();
             let instruction = format!("ONBUILD {text}");
-            (env.on_event)(&Event::Step {
+            env.emit(&Event::Step {
                 number: env.step,
                 total: env.total,
                 stage: label.clone(),
@@ -264,7 +320,7 @@ pub(crate) fn run_stage(
                     instruction,
                     source: Box::new(e),
                 })?;
-            (env.on_event)(&Event::StepDone {
+            env.emit(&Event::StepDone {
                 number: env.step,
                 millis: started.elapsed().as_millis(),
                 cached,
@@ -273,9 +329,9 @@ pub(crate) fn run_stage(
     }
     // Global ARGs re-declared here take the global value unless a build arg overrides.
     for (position, inst) in stage.instructions.iter().enumerate() {
-        env.step += 1;
+        env.next_step();
         let text = inst_text(inst);
-        (env.on_event)(&Event::Step {
+        env.emit(&Event::Step {
             number: env.step,
             total: env.total,
             stage: label.clone(),
@@ -292,7 +348,7 @@ pub(crate) fn run_stage(
                     source: Box::new(e),
                 }
             })?;
-        (env.on_event)(&Event::StepDone {
+        env.emit(&Event::StepDone {
             number: env.step,
             millis: started.elapsed().as_millis(),
             cached,
@@ -426,7 +482,7 @@ fn run_cached(
             reason.clone_from(why);
         }
     }
-    (env.on_event)(&Event::Miss {
+    env.emit(&Event::Miss {
         number: env.step,
         instruction: inst.original.clone(),
         line: inst.span.line,
