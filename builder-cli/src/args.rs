@@ -176,6 +176,9 @@ pub(crate) struct BuildOptions {
     /// Run every step, whatever the cache holds.
     #[arg(long)]
     pub(crate) no_cache: bool,
+    /// Say in full why each step missed the cache: every changed input, with old and new digests.
+    #[arg(long)]
+    pub(crate) explain_cache: bool,
     /// How many independent stages may build at once (default: the number of cores).
     #[arg(long, short = 'j')]
     pub(crate) jobs: Option<usize>,

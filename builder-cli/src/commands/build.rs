@@ -103,6 +103,7 @@ pub(crate) fn run(store: &Store, args: &BuildOptions) -> anyhow::Result<ExitCode
         no_cache: args.no_cache,
         no_cache_filter: args.no_cache_filter.clone(),
         jobs: args.jobs,
+        explain_cache: args.explain_cache,
         tags: args.tags.iter().map(|t| normalize(t)).collect(),
         secrets: secrets(&args.secrets)?,
     };

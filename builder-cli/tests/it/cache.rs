@@ -245,3 +245,36 @@ fn no_cache_filter_reruns_only_that_stage() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn explain_cache_names_every_changed_file_with_digests() {
+    let p = Project::new();
+    for i in 0..5 {
+        p.file(&format!("src/f{i}.txt"), "v1");
+    }
+    p.file("Dockerfile", "FROM scratch\nCOPY src/ /src/\n");
+    p.ok(&["build", "."]);
+    for i in 0..5 {
+        p.file(&format!("src/f{i}.txt"), "v3");
+    }
+    let short = text(&p.ok(&["build", "--progress", "plain", "."]).stderr);
+    assert!(
+        short.contains("src/f0.txt, src/f1.txt, src/f2.txt and 2 more changed"),
+        "{short}"
+    );
+    for i in 0..5 {
+        p.file(&format!("src/f{i}.txt"), "v4");
+    }
+    let full = text(
+        &p.ok(&["build", "--progress", "plain", "--explain-cache", "."])
+            .stderr,
+    );
+    let line = full
+        .lines()
+        .find(|l| l.contains("cache miss: COPY"))
+        .unwrap_or_else(|| panic!("{full}"));
+    assert!(
+        line.contains("src/f4.txt (") && line.contains(" → ") && !line.contains("more"),
+        "{line}"
+    );
+}

@@ -43,25 +43,27 @@ pub(crate) fn remember(store: &Store, place: &str, inputs: &StepInputs) {
     }
 }
 
-fn list(items: &[String]) -> String {
-    const SHOWN: usize = 3;
+fn list(items: &[String], detail: bool) -> String {
+    let shown = if detail { usize::MAX } else { 3 };
     let mut s = items
         .iter()
-        .take(SHOWN)
+        .take(shown)
         .cloned()
         .collect::<Vec<_>>()
         .join(", ");
-    if items.len() > SHOWN {
-        let _ = write!(s, " and {} more", items.len() - SHOWN);
+    if items.len() > shown {
+        let _ = write!(s, " and {} more", items.len() - shown);
     }
     s
 }
 
-/// Why `now` missed, compared with `before` (the same place, last time).
+/// Why `now` missed, compared with `before` (the same place, last time). With `detail`
+/// (`--explain-cache`), every changed input is named, with its old and new digests.
 pub(crate) fn explain(
     before: Option<&StepInputs>,
     now: &StepInputs,
     parent_missed: bool,
+    detail: bool,
 ) -> String {
     let Some(before) = before else {
         return "no earlier build of this step".into();
@@ -85,6 +87,9 @@ pub(crate) fn explain(
     let (mut changed, mut added, mut removed) = (Vec::new(), Vec::new(), Vec::new());
     for (name, d) in &now.inputs {
         match before.inputs.iter().find(|(n, _)| n == name) {
+            Some((_, old)) if old != d && detail => {
+                changed.push(format!("{name} ({} → {})", short(old), short(d)));
+            }
             Some((_, old)) if old != d => changed.push(name.clone()),
             None => added.push(name.clone()),
             _ => {}
@@ -96,18 +101,31 @@ pub(crate) fn explain(
         }
     }
     if !changed.is_empty() {
-        reasons.push(format!("{} changed", list(&changed)));
+        reasons.push(format!("{} changed", list(&changed, detail)));
     }
     if !added.is_empty() {
-        reasons.push(format!("{} added", list(&added)));
+        reasons.push(format!("{} added", list(&added, detail)));
     }
     if !removed.is_empty() {
-        reasons.push(format!("{} removed", list(&removed)));
+        reasons.push(format!("{} removed", list(&removed, detail)));
     }
     if !reasons.is_empty() {
         return reasons.join("; ");
     }
     if before.parent != now.parent {
+        if detail {
+            let key = |p: &Option<Digest>| p.as_ref().map_or_else(|| "none".to_owned(), short);
+            return format!(
+                "{} (parent state {} → {})",
+                if parent_missed {
+                    "an earlier step changed"
+                } else {
+                    "the step it builds on is different"
+                },
+                key(&before.parent),
+                key(&now.parent)
+            );
+        }
         return if parent_missed {
             "an earlier step changed".into()
         } else {
@@ -115,6 +133,11 @@ pub(crate) fn explain(
         };
     }
     "its cache record is gone (pruned, or --no-cache)".into()
+}
+
+/// The first 12 hex digits of a digest, as docker shows image IDs.
+fn short(d: &Digest) -> String {
+    d.hex()[..12].to_owned()
 }
 
 #[cfg(test)]
@@ -147,13 +170,19 @@ mod tests {
             &[("app/main.go", b"b"), ("app/new.go", b"n")],
         );
         assert_eq!(
-            explain(Some(&before), &now, false),
+            explain(Some(&before), &now, false, false),
             "VERSION 1.2 → 1.3; app/main.go changed; app/new.go added; app/old.go removed"
         );
-        assert_eq!(explain(None, &now, false), "no earlier build of this step");
+        assert_eq!(
+            explain(None, &now, false, false),
+            "no earlier build of this step"
+        );
         let mut moved = now.clone();
         moved.parent = Some(Digest::of(b"q"));
-        assert_eq!(explain(Some(&now), &moved, true), "an earlier step changed");
+        assert_eq!(
+            explain(Some(&now), &moved, true, false),
+            "an earlier step changed"
+        );
         let many: Vec<(String, Digest)> = (0..5)
             .map(|i| (format!("f{i}"), Digest::of(b"x")))
             .collect();
@@ -169,7 +198,7 @@ mod tests {
             ..now
         };
         assert_eq!(
-            explain(Some(&b), &a, false),
+            explain(Some(&b), &a, false, false),
             "f0, f1, f2 and 2 more changed"
         );
     }

@@ -59,6 +59,8 @@ pub struct BuildRequest {
     pub no_cache: bool,
     /// `--no-cache-filter STAGE`: run every step of these stages (names or indexes).
     pub no_cache_filter: Vec<String>,
+    /// `--explain-cache`: misses name every changed input, with old and new digests.
+    pub explain_cache: bool,
     /// `--jobs`: how many stages may run at once (default: the number of cores).
     pub jobs: Option<usize>,
     /// Names (`name:tag`) to give the image, set while the store lock is held so a concurrent
@@ -268,6 +270,7 @@ impl Builder {
                 automatic_args: &automatic_args,
                 source_date_epoch: req.source_date_epoch,
                 no_cache: req.no_cache,
+                explain: req.explain_cache,
                 no_cache_stages: &no_cache_stages,
                 secrets: &req.secrets,
                 dockerfile: &dockerfile_path,

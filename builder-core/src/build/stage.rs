@@ -25,6 +25,8 @@ pub(crate) struct BuildEnv<'a> {
     pub(crate) automatic_args: &'a BTreeMap<String, String>,
     pub(crate) source_date_epoch: Option<i64>,
     pub(crate) no_cache: bool,
+    /// `--explain-cache`: misses name every changed input, with digests.
+    pub(crate) explain: bool,
     pub(crate) no_cache_stages: &'a std::collections::BTreeSet<usize>,
     pub(crate) secrets: &'a BTreeMap<String, Vec<u8>>,
     pub(crate) dockerfile: &'a Path,
@@ -466,7 +468,12 @@ fn run_cached(
     };
     let place = super::explain::place(env.dockerfile, index, position);
     let before = super::explain::previous(env.store, &place);
-    let mut reason = super::explain::explain(before.as_ref(), &now, state.parent_reason.is_some());
+    let mut reason = super::explain::explain(
+        before.as_ref(),
+        &now,
+        state.parent_reason.is_some(),
+        env.explain,
+    );
     if no_cache {
         reason = if env.no_cache {
             "--no-cache".into()
