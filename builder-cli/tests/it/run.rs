@@ -417,3 +417,44 @@ fn independent_stages_run_at_the_same_time_and_the_schedule_changes_nothing() {
     };
     assert_eq!(id(&["--jobs", "1"]), id(&["--jobs", "4"]));
 }
+
+#[test]
+fn without_overlayfs_a_copied_rootfs_and_a_tree_diff_give_the_same_changes() {
+    let dockerfile = "FROM busybox\nRUN mkdir -p /data && echo x > /data/f && rm /etc/os-release && ln -s /data/f /data/l\n";
+    let p = project(dockerfile);
+    let overlay = build_log(&p, &[]);
+    assert!(!overlay.contains("overlayfs is not available"), "{overlay}");
+    let with_overlay = layer_listings(&p);
+    // The same build, forced onto the fallback.
+    let q = project(dockerfile);
+    let mut args = vec![
+        "build",
+        "--progress",
+        "plain",
+        "-t",
+        "r:1",
+        "-o",
+        "type=local,dest=../out",
+        ".",
+    ];
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rbuild"))
+        .arg("--root")
+        .arg(q.root())
+        .args(args.drain(..))
+        .current_dir(q.ctx())
+        .env("RBUILD_SNAPSHOTTER", "copy")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("overlayfs is not available here"),
+        "the fallback is not said in the log"
+    );
+    assert_eq!(fs_err::read_to_string(q.path("out/data/f")).unwrap(), "x\n");
+    assert!(!q.path("out/etc/os-release").exists());
+    let mut a = with_overlay[1].clone();
+    let mut b = layer_listings(&q)[1].clone();
+    a.sort();
+    b.sort();
+    assert_eq!(a, b, "the fallback found other changes than overlayfs");
+}

@@ -396,20 +396,66 @@ pub(crate) fn run(
         hosts: Some(hosts),
         binds: mounts.binds.clone(),
         tmpfs: mounts.tmpfs.clone(),
+        copied_rootfs: false,
     };
     let helper = std::env::current_exe().map_err(io_at("/proc/self/exe"))?;
     let mut tail: VecDeque<String> = VecDeque::new();
     let number = env.step;
-    let exit = exec::run(&helper, &spec, &mut |line| {
-        if tail.len() == TAIL {
-            tail.pop_front();
-        }
-        tail.push_back(line.to_owned());
+    let mut spec = spec;
+    let force_copy = std::env::var_os("RBUILD_SNAPSHOTTER").is_some_and(|v| v == "copy");
+    let mut copied = None;
+    let mut exit = None;
+    if !force_copy {
+        let e = exec::run(&helper, &spec, &mut |line| {
+            if tail.len() == TAIL {
+                tail.pop_front();
+            }
+            tail.push_back(line.to_owned());
+            env.emit(&Event::Log {
+                number,
+                line: line.to_owned(),
+            });
+        })?;
+        exit = Some(e);
+    }
+    let overlay_failed =
+        exit.is_some_and(|e| e.code == 125) && tail.iter().any(|l| l.contains("mount overlay"));
+    if force_copy || overlay_failed {
+        // Where overlayfs cannot mount: a copy of the root filesystem, compared afterwards.
         env.emit(&Event::Log {
             number,
-            line: line.to_owned(),
+            line: "rbuild: overlayfs is not available here; running on a copy of the root filesystem and diffing the trees".into(),
         });
-    })?;
+        tail.clear();
+        let copy = dir.join("copy");
+        let status = std::process::Command::new("cp")
+            .arg("-a")
+            .arg(&rootfs)
+            .arg(&copy)
+            .status()
+            .map_err(io_at(&copy))?;
+        if !status.success() {
+            return Err(Error::Io {
+                path: copy,
+                source: std::io::Error::other("cp -a failed"),
+            });
+        }
+        spec.merged.clone_from(&copy);
+        spec.copied_rootfs = true;
+        exit = Some(exec::run(&helper, &spec, &mut |line| {
+            if tail.len() == TAIL {
+                tail.pop_front();
+            }
+            tail.push_back(line.to_owned());
+            env.emit(&Event::Log {
+                number,
+                line: line.to_owned(),
+            });
+        })?);
+        copied = Some(copy);
+    }
+    let exit = exit.ok_or_else(|| Error::Internal("the RUN did not run".into()))?;
+    let changes = copied.clone().unwrap_or_else(|| upper.clone());
     if exit.code != 0 {
         return Err(Error::RunFailed {
             code: exit.code,
@@ -425,7 +471,7 @@ pub(crate) fn run(
     let mut skip = skip;
     // An `etc` the sandbox created only to hold its files goes too, unless the command wrote more there.
     if skip.iter().any(|s| s == "etc") {
-        let only_ours = fs_err::read_dir(upper.join("etc")).map_or(true, |d| {
+        let only_ours = fs_err::read_dir(changes.join("etc")).map_or(true, |d| {
             d.filter_map(std::result::Result::ok)
                 .all(|e| matches!(e.file_name().to_str(), Some("hosts" | "resolv.conf")))
         });
@@ -441,7 +487,10 @@ pub(crate) fn run(
         }
     }
     for f in ["etc/hosts", "etc/resolv.conf"] {
-        if !skip.iter().any(|s| s == f) && fs_err::symlink_metadata(upper.join(f)).is_ok() {
+        if !skip.iter().any(|s| s == f)
+            && fs_err::symlink_metadata(changes.join(f)).is_ok()
+            && (copied.is_none() || fs_err::symlink_metadata(rootfs.join(f)).is_err())
+        {
             // The bind mount hid the file; a copy-up left an unchanged copy: not a change.
             skip.push(f.to_owned());
         }
@@ -464,7 +513,7 @@ pub(crate) fn run(
             if fs_err::symlink_metadata(rootfs.join(p)).is_ok() {
                 break;
             }
-            let only_skipped = fs_err::read_dir(upper.join(p)).map_or(true, |d| {
+            let only_skipped = fs_err::read_dir(changes.join(p)).map_or(true, |d| {
                 d.filter_map(std::result::Result::ok)
                     .all(|e| skip.contains(&format!("{p_str}/{}", e.file_name().to_string_lossy())))
             });
@@ -475,10 +524,13 @@ pub(crate) fn run(
             parent = p.parent();
         }
     }
-    let entries = unchanged_dirs_removed(
-        &rootfs,
-        snapshot::upper_entries(&upper, &skip).map_err(io_at(&upper))?,
-    );
+    let entries = match &copied {
+        Some(copy) => snapshot::tree_diff(&rootfs, copy, &skip).map_err(io_at(copy))?,
+        None => unchanged_dirs_removed(
+            &rootfs,
+            snapshot::upper_entries(&upper, &skip).map_err(io_at(&upper))?,
+        ),
+    };
     let _ = inst;
     if entries.is_empty() {
         return Ok(false);

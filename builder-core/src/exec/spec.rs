@@ -45,6 +45,10 @@ pub struct SandboxSpec {
     /// Host paths bind-mounted inside (`rbuild run -v`, `RUN --mount=type=bind|cache|secret`).
     #[serde(default)]
     pub binds: Vec<Bind>,
+    /// Use `merged` as it is (a prepared copy of the root filesystem) instead of mounting an
+    /// overlay: the fallback where overlayfs cannot mount.
+    #[serde(default)]
+    pub copied_rootfs: bool,
     /// tmpfs mounts inside (`RUN --mount=type=tmpfs`): target and size in bytes.
     #[serde(default)]
     pub tmpfs: Vec<(String, Option<u64>)>,

@@ -151,13 +151,18 @@ fn child(spec: &SandboxSpec) -> ! {
         spec.upper.display(),
         spec.work.display()
     );
-    do_mount(
-        Some("overlay"),
-        m,
-        Some("overlay"),
-        MsFlags::empty(),
-        Some(&overlay),
-    );
+    if spec.copied_rootfs {
+        // pivot_root needs a mount point: the copy is bind-mounted onto itself.
+        bind(m, m, false);
+    } else {
+        do_mount(
+            Some("overlay"),
+            m,
+            Some("overlay"),
+            MsFlags::empty(),
+            Some(&overlay),
+        );
+    }
 
     mkdir(&m.join("proc"));
     do_mount(
