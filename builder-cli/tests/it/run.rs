@@ -458,3 +458,63 @@ fn without_overlayfs_a_copied_rootfs_and_a_tree_diff_give_the_same_changes() {
     b.sort();
     assert_eq!(a, b, "the fallback found other changes than overlayfs");
 }
+
+#[test]
+fn a_rootless_build_runs_and_its_files_are_root_in_the_image() {
+    // As `nobody` (setpriv, from util-linux): RUN gets a user namespace with nobody as root.
+    let p = project(
+        "FROM busybox\nRUN echo hi > /made && id -u > /uid && rm /etc/os-release\nRUN cat /made\n",
+    );
+    let st = std::process::Command::new("chown")
+        .arg("-R")
+        .arg("65534:65534")
+        .arg(p.dir.path())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let tar = p.path("rootfs.tar");
+    let out = crate::support::tool("setpriv", "util-linux")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(env!("CARGO_BIN_EXE_rbuild"))
+        .arg("--root")
+        .arg(p.root())
+        .args(["build", "--progress", "plain", "-o"])
+        .arg(format!("type=tar,dest={}", tar.display()))
+        .arg(".")
+        .current_dir(p.ctx())
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let log = text(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    assert!(
+        log.contains("hi"),
+        "the second RUN did not see the first's file:\n{log}"
+    );
+    let listing = std::process::Command::new("tar")
+        .args(["--numeric-owner", "-tvf"])
+        .arg(&tar)
+        .output()
+        .unwrap();
+    let listing = text(&listing.stdout);
+    let made = listing
+        .lines()
+        .find(|l| l.ends_with(" made"))
+        .unwrap_or_else(|| panic!("/made is not in the image:\n{listing}"));
+    assert!(made.contains(" 0/0 "), "not owned by root: {made}");
+    assert!(!listing.contains("etc/os-release"), "the removal was lost");
+    let dir = p.path("x");
+    fs_err::create_dir_all(&dir).unwrap();
+    assert!(
+        std::process::Command::new("tar")
+            .arg("-xf")
+            .arg(&tar)
+            .arg("-C")
+            .arg(&dir)
+            .arg("uid")
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert_eq!(fs_err::read_to_string(dir.join("uid")).unwrap(), "0\n");
+}

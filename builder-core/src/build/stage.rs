@@ -571,12 +571,30 @@ fn declare_args(
     Ok(())
 }
 
+/// Rootless: files the build made are owned by the user outside and by root inside; layers
+/// record them as root.
+pub(crate) fn rootless_owners(entries: &mut [Entry]) {
+    let (uid, gid) = (nix::unistd::Uid::effective(), nix::unistd::Gid::effective());
+    if uid.is_root() {
+        return;
+    }
+    for e in entries {
+        if e.uid == uid.as_raw() {
+            e.uid = 0;
+        }
+        if e.gid == gid.as_raw() {
+            e.gid = 0;
+        }
+    }
+}
+
 /// Adds a layer made of `entries` to the stage, written to the store.
 pub(crate) fn add_layer(
     env: &BuildEnv<'_>,
     state: &mut StageState,
     mut entries: Vec<Entry>,
 ) -> Result<Digest> {
+    rootless_owners(&mut entries);
     let layer = snapshot::write_layer(
         env.store,
         &mut entries,

@@ -47,6 +47,24 @@ pub(super) fn enter(spec: &SandboxSpec) -> i32 {
     if let Err(e) = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL) {
         fail("pdeathsig", e);
     }
+    // Rootless: a user namespace first, mapping our own uid and gid to root inside (a single
+    // mapping, as an unprivileged process may write for itself).
+    let rootless = !Uid::effective().is_root();
+    if rootless {
+        let (uid, gid) = (Uid::effective(), Gid::effective());
+        if let Err(e) = unshare(CloneFlags::CLONE_NEWUSER) {
+            fail("unshare a user namespace (rootless)", e);
+        }
+        for (file, content) in [
+            ("/proc/self/setgroups", "deny".to_owned()),
+            ("/proc/self/uid_map", format!("0 {uid} 1")),
+            ("/proc/self/gid_map", format!("0 {gid} 1")),
+        ] {
+            if let Err(e) = fs_err::write(file, content) {
+                fail("map ids (rootless)", e);
+            }
+        }
+    }
     let mut flags = CloneFlags::CLONE_NEWNS
         | CloneFlags::CLONE_NEWPID
         | CloneFlags::CLONE_NEWUTS
@@ -151,6 +169,12 @@ fn child(spec: &SandboxSpec) -> ! {
         spec.upper.display(),
         spec.work.display()
     );
+    // Unprivileged overlayfs keeps its metadata in user.* xattrs.
+    let overlay = if in_rootless_userns() {
+        format!("{overlay},userxattr")
+    } else {
+        overlay
+    };
     if spec.copied_rootfs {
         // pivot_root needs a mount point: the copy is bind-mounted onto itself.
         bind(m, m, false);
@@ -309,8 +333,11 @@ fn child(spec: &SandboxSpec) -> ! {
         }
     }
     let groups: Vec<Gid> = spec.groups.iter().map(|g| Gid::from_raw(*g)).collect();
-    if let Err(e) = setgroups(&groups) {
-        fail("setgroups", e);
+    // In a rootless user namespace setgroups is denied, and only root is mapped.
+    if !in_rootless_userns() {
+        if let Err(e) = setgroups(&groups) {
+            fail("setgroups", e);
+        }
     }
     if let Err(e) = setgid(Gid::from_raw(spec.gid)) {
         fail("setgid", e);
@@ -391,6 +418,12 @@ fn install_seccomp() -> Result<(), seccompiler::Error> {
         seccompiler::apply_filter(&program)?;
     }
     Ok(())
+}
+
+/// Whether `/proc/self/setgroups` says `deny`: we are in the user namespace `enter` made for a
+/// rootless build.
+fn in_rootless_userns() -> bool {
+    fs_err::read_to_string("/proc/self/setgroups").is_ok_and(|s| s.trim() == "deny")
 }
 
 /// `args[0]` as a path: as given if it has a `/`, else looked up in the spec's `PATH`.

@@ -58,6 +58,10 @@ fn remove_all(path: &Path) -> std::io::Result<()> {
     }
 }
 
+fn nix_is_root() -> bool {
+    nix::unistd::Uid::effective().is_root()
+}
+
 /// Applies the layer tar read from `reader` on top of `dir`.
 pub fn apply_tar<R: Read>(reader: R, dir: &Path) -> Result<(), ApplyError> {
     let io = |entry: &str, source| ApplyError::Io {
@@ -67,7 +71,9 @@ pub fn apply_tar<R: Read>(reader: R, dir: &Path) -> Result<(), ApplyError> {
     };
     let mut archive = tar::Archive::new(reader);
     archive.set_preserve_permissions(true);
-    archive.set_preserve_ownerships(true);
+    // Owners are kept as root; a rootless build cannot chown, and its files, owned by the
+    // user outside, are root inside the build's user namespace.
+    archive.set_preserve_ownerships(nix_is_root());
     archive.set_preserve_mtime(true);
     archive.set_unpack_xattrs(true);
     archive.set_overwrite(true);
@@ -98,6 +104,11 @@ pub fn apply_tar<R: Read>(reader: R, dir: &Path) -> Result<(), ApplyError> {
             continue;
         }
         let target = dir.join(&rel);
+        let kind = entry.header().entry_type();
+        if !nix_is_root() && (kind.is_character_special() || kind.is_block_special()) {
+            // Device nodes need privileges a rootless build has not; the sandbox mounts /dev.
+            continue;
+        }
         // A file replaces whatever was there (never written through in place); a directory
         // replaces a non-directory and merges with a directory.
         let is_dir = entry.header().entry_type().is_dir();
