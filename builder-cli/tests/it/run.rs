@@ -518,3 +518,29 @@ fn a_rootless_build_runs_and_its_files_are_root_in_the_image() {
     );
     assert_eq!(fs_err::read_to_string(dir.join("uid")).unwrap(), "0\n");
 }
+
+#[test]
+fn a_bind_mount_from_an_image_reads_it_and_its_digest_keys_the_cache() {
+    let p = project(
+        "FROM busybox\nRUN --mount=type=bind,from=lib:1,source=/data,target=/m cat /m/in.txt > /from-image\n",
+    );
+    let lib = |content: &str| {
+        p.file("lib/data/in.txt", content)
+            .file("lib/Dockerfile", "FROM scratch\nCOPY data /data\n");
+        let out = p.rbuild(&["build", "-t", "lib:1", "-f", "lib/Dockerfile", "lib"]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    };
+    lib("one\n");
+    build_log(&p, &[]);
+    assert_eq!(
+        fs_err::read_to_string(p.path("out/from-image")).unwrap(),
+        "one\n"
+    );
+    lib("two\n");
+    let log = build_log(&p, &[]);
+    assert_eq!(
+        fs_err::read_to_string(p.path("out/from-image")).unwrap(),
+        "two\n"
+    );
+    assert!(log.contains("image `lib:1` changed"), "{log}");
+}

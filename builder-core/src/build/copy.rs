@@ -117,6 +117,32 @@ fn spec(inst: &Instruction) -> Result<Spec<'_>> {
     })
 }
 
+/// The root filesystem of the local image `name`, unpacked once per build (`COPY --from` and
+/// `RUN --mount=type=bind,from=` an image).
+pub(crate) fn image_rootfs(env: &BuildEnv<'_>, name: &str) -> Result<std::path::PathBuf> {
+    let image = load_local(env.store, name)?;
+    let dir = env
+        .work
+        .join(format!("image-{}", image.config_digest.hex()));
+    if !dir.exists() {
+        // Unpacked beside and renamed into place, so a stage running at the same time never
+        // sees half of it.
+        let part = tempfile::Builder::new()
+            .prefix("image-")
+            .tempdir_in(env.work)
+            .map_err(io_at(&env.work))?;
+        for d in image.diff_ids() {
+            crate::snapshot::apply_layer(env.store, d, part.path())?;
+        }
+        let part = part.keep();
+        if fs_err::rename(&part, &dir).is_err() {
+            // Another stage got there first: theirs is the same.
+            let _ = fs_err::remove_dir_all(&part);
+        }
+    }
+    Ok(dir)
+}
+
 /// The entries of the layer a COPY or ADD makes.
 pub(crate) fn entries(
     env: &mut BuildEnv<'_>,
@@ -141,22 +167,10 @@ pub(crate) fn entries(
                         label: format!("stage `{from}`"),
                     }
                 }
-                None => {
-                    let image = load_local(env.store, &from)?;
-                    let dir = env
-                        .work
-                        .join(format!("image-{}", image.config_digest.hex()));
-                    if !dir.exists() {
-                        fs_err::create_dir_all(&dir).map_err(io_at(&dir))?;
-                        for d in image.diff_ids() {
-                            crate::snapshot::apply_layer(env.store, d, &dir)?;
-                        }
-                    }
-                    Root::Dir {
-                        path: dir,
-                        label: format!("image `{from}`"),
-                    }
-                }
+                None => Root::Dir {
+                    path: image_rootfs(env, &from)?,
+                    label: format!("image `{from}`"),
+                },
             }
         }
     };

@@ -95,13 +95,15 @@ fn plan_mounts(
                 let host = match expand(&m.from)? {
                     None => env.context.resolve(&source)?.1,
                     Some(from) => {
-                        let stage = env.checked.stage(&from).ok_or_else(|| Error::Unsupported {
-                            what: format!("RUN --mount from an image (`{from}`)"),
-                        })?;
-                        let st = built.get(&stage.index).ok_or_else(|| {
-                            Error::Internal(format!("stage `{from}` was not built"))
-                        })?;
-                        let root = st.ensure_rootfs(env.store)?;
+                        let root = match env.checked.stage(&from) {
+                            Some(stage) => built
+                                .get(&stage.index)
+                                .ok_or_else(|| {
+                                    Error::Internal(format!("stage `{from}` was not built"))
+                                })?
+                                .ensure_rootfs(env.store)?,
+                            None => super::copy::image_rootfs(env, &from)?,
+                        };
                         root.join(crate::context::resolve_scoped(&root, &source))
                     }
                 };
@@ -257,11 +259,17 @@ pub(crate) fn mount_inputs(
             .map(|f| state.expand(f, env.escape))
             .transpose()?
         {
-            Some(from) => {
-                if let Some(st) = env.checked.stage(&from).and_then(|s| built.get(&s.index)) {
-                    inputs.push((format!("stage `{from}`"), st.key));
+            Some(from) => match env.checked.stage(&from) {
+                Some(stage) => {
+                    if let Some(st) = built.get(&stage.index) {
+                        inputs.push((format!("stage `{from}`"), st.key));
+                    }
                 }
-            }
+                None => {
+                    let image = super::stage::load_local(env.store, &from)?;
+                    inputs.push((format!("image `{from}`"), image.manifest_digest));
+                }
+            },
             None => {
                 for e in env.context.walk(&source)? {
                     let d = env.hash(&e.path, &e.info)?;
