@@ -185,6 +185,9 @@ pub(crate) struct BuildOptions {
     /// Run every step of this stage, whatever the cache holds (may be given several times).
     #[arg(long = "no-cache-filter", value_name = "STAGE")]
     pub(crate) no_cache_filter: Vec<String>,
+    /// Kill a RUN (and everything it started) that takes longer than this many seconds.
+    #[arg(long, value_name = "SECONDS")]
+    pub(crate) run_timeout: Option<f64>,
     /// Print only the image ID.
     #[arg(short = 'q', long)]
     pub(crate) quiet: bool,

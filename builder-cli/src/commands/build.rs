@@ -106,6 +106,13 @@ pub(crate) fn run(store: &Store, args: &BuildOptions) -> anyhow::Result<ExitCode
         explain_cache: args.explain_cache,
         tags: args.tags.iter().map(|t| normalize(t)).collect(),
         secrets: secrets(&args.secrets)?,
+        run_timeout: args
+            .run_timeout
+            .map(|s| {
+                std::time::Duration::try_from_secs_f64(s)
+                    .map_err(|_| anyhow::anyhow!("--run-timeout: `{s}` is not a number of seconds"))
+            })
+            .transpose()?,
     };
     let quiet = args.quiet || args.progress == "quiet";
     let mut on_event = |e: &Event| {

@@ -544,3 +544,31 @@ fn a_bind_mount_from_an_image_reads_it_and_its_digest_keys_the_cache() {
     );
     assert!(log.contains("image `lib:1` changed"), "{log}");
 }
+
+#[test]
+fn a_run_past_its_timeout_is_killed_with_everything_it_started() {
+    let p = project("FROM busybox\nRUN echo started; sleep 5151 & sleep 5252\n");
+    let out = p.rbuild(&["build", "--run-timeout", "1", "."]);
+    let err = text(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("longer than 1s and was killed"), "{err}");
+    assert!(err.contains("Dockerfile line 2"), "{err}");
+    assert!(
+        err.contains("started"),
+        "the last output is not shown:\n{err}"
+    );
+    // The build returned, so the helper is gone; the namespace's processes follow it.
+    let ps = std::process::Command::new("ps")
+        .args(["-eo", "args"])
+        .output()
+        .unwrap();
+    let left: Vec<String> = text(&ps.stdout)
+        .lines()
+        .filter(|l| l.starts_with("sleep 5151") || l.starts_with("sleep 5252"))
+        .map(str::to_owned)
+        .collect();
+    assert!(left.is_empty(), "left running: {left:?}");
+    // Within its time the same RUN is fine.
+    p.file("Dockerfile", "FROM busybox\nRUN sleep 0.1\n");
+    p.ok(&["build", "--run-timeout", "30", "."]);
+}

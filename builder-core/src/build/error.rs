@@ -112,6 +112,14 @@ pub enum Error {
         /// The last lines it printed.
         last_lines: Vec<String>,
     },
+    /// A RUN that outlived `--run-timeout`; it and everything it started were killed.
+    #[error("the command ran longer than {}s and was killed{}", limit.as_secs_f64(), if last_lines.is_empty() { String::new() } else { format!("; its last output:\n{}", last_lines.join("\n")) })]
+    RunTimedOut {
+        /// The timeout.
+        limit: std::time::Duration,
+        /// The last lines it printed.
+        last_lines: Vec<String>,
+    },
     /// A secret that RUN requires and the build was not given.
     #[error("secret `{id}` is required but was not given (pass --secret id={id},src=FILE)")]
     MissingSecret {

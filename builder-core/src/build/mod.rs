@@ -69,6 +69,9 @@ pub struct BuildRequest {
     /// `--secret id=ID,src=PATH` / `id=ID,env=VAR`: secret values by id, for
     /// `RUN --mount=type=secret`. Never written to a layer, the history or a cache key.
     pub secrets: BTreeMap<String, Vec<u8>>,
+    /// `--run-timeout`: how long one RUN may take; past it, everything it started is killed
+    /// and the build fails.
+    pub run_timeout: Option<std::time::Duration>,
 }
 
 /// What a build produced.
@@ -273,6 +276,7 @@ impl Builder {
                 explain: req.explain_cache,
                 no_cache_stages: &no_cache_stages,
                 secrets: &req.secrets,
+                run_timeout: req.run_timeout,
                 dockerfile: &dockerfile_path,
                 downloads: &downloads,
                 work: work.path(),

@@ -405,6 +405,7 @@ pub(crate) fn run(
         binds: mounts.binds.clone(),
         tmpfs: mounts.tmpfs.clone(),
         copied_rootfs: false,
+        timeout: env.run_timeout,
     };
     let helper = std::env::current_exe().map_err(io_at("/proc/self/exe"))?;
     let mut tail: VecDeque<String> = VecDeque::new();
@@ -464,6 +465,12 @@ pub(crate) fn run(
     }
     let exit = exit.ok_or_else(|| Error::Internal("the RUN did not run".into()))?;
     let changes = copied.clone().unwrap_or_else(|| upper.clone());
+    if exit.timed_out {
+        return Err(Error::RunTimedOut {
+            limit: env.run_timeout.unwrap_or_default(),
+            last_lines: tail.into(),
+        });
+    }
     if exit.code != 0 {
         return Err(Error::RunFailed {
             code: exit.code,

@@ -29,6 +29,7 @@ pub(crate) struct BuildEnv<'a> {
     pub(crate) explain: bool,
     pub(crate) no_cache_stages: &'a std::collections::BTreeSet<usize>,
     pub(crate) secrets: &'a BTreeMap<String, Vec<u8>>,
+    pub(crate) run_timeout: Option<std::time::Duration>,
     pub(crate) dockerfile: &'a Path,
     /// Remote files fetched in this build, by URL and checksum.
     pub(crate) downloads:

@@ -44,6 +44,8 @@ pub enum Error {
 pub struct Exit {
     /// The exit code (128 + signal for a signal).
     pub code: i32,
+    /// Whether the spec's timeout ended it.
+    pub timed_out: bool,
 }
 
 /// Runs `spec` in a sandbox through `helper` (the binary that calls [`helper_main`]), passing
@@ -69,6 +71,52 @@ pub fn run(
     if let Some(mut stdin) = child.stdin.take() {
         stdin.write_all(&json).map_err(spawn_err)?;
     }
+    // The watchdog: past the timeout it kills the helper; the namespace's init has a
+    // parent-death signal, and when it dies the kernel kills everything else in the namespace.
+    // `reaped` (under its lock) keeps the watchdog from signalling a pid already reused.
+    let (done, finished) = std::sync::mpsc::channel::<()>();
+    let reaped = std::sync::Mutex::new(false);
+    let timed_out = std::sync::atomic::AtomicBool::new(false);
+    let pid = child.id();
+    std::thread::scope(|scope| -> Result<Exit, Error> {
+        if let Some(limit) = spec.timeout {
+            let (reaped, timed_out) = (&reaped, &timed_out);
+            scope.spawn(move || {
+                if finished.recv_timeout(limit) == Err(std::sync::mpsc::RecvTimeoutError::Timeout) {
+                    let reaped = reaped
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    if !*reaped {
+                        timed_out.store(true, std::sync::atomic::Ordering::SeqCst);
+                        sys::kill(pid);
+                    }
+                }
+            });
+        }
+        read_lines(reader, on_line);
+        sys::wait_exited(pid);
+        let status = {
+            let mut reaped = reaped
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            *reaped = true;
+            child.wait()
+        };
+        drop(done);
+        let status = status.map_err(spawn_err)?;
+        let code = status.code().unwrap_or_else(|| {
+            use std::os::unix::process::ExitStatusExt;
+            128 + status.signal().unwrap_or(0)
+        });
+        Ok(Exit {
+            code,
+            timed_out: timed_out.load(std::sync::atomic::Ordering::SeqCst),
+        })
+    })
+}
+
+/// Passes each line `reader` gives to `on_line`, until it ends.
+fn read_lines(reader: std::io::PipeReader, on_line: &mut dyn FnMut(&str)) {
     let mut lines = BufReader::new(reader);
     let mut line = Vec::new();
     loop {
@@ -78,12 +126,6 @@ pub fn run(
             Ok(_) => on_line(String::from_utf8_lossy(&line).trim_end_matches('\n')),
         }
     }
-    let status = child.wait().map_err(spawn_err)?;
-    let code = status.code().unwrap_or_else(|| {
-        use std::os::unix::process::ExitStatusExt;
-        128 + status.signal().unwrap_or(0)
-    });
-    Ok(Exit { code })
 }
 
 /// Runs `spec` with the helper's standard streams attached to ours (`rbuild run`).
@@ -105,7 +147,10 @@ pub fn run_attached(helper: &Path, spec: &SandboxSpec) -> Result<Exit, Error> {
         use std::os::unix::process::ExitStatusExt;
         128 + status.signal().unwrap_or(0)
     });
-    Ok(Exit { code })
+    Ok(Exit {
+        code,
+        timed_out: false,
+    })
 }
 
 /// Where [`run_attached`] passes the spec (the command keeps standard input).

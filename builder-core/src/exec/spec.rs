@@ -49,6 +49,10 @@ pub struct SandboxSpec {
     /// overlay: the fallback where overlayfs cannot mount.
     #[serde(default)]
     pub copied_rootfs: bool,
+    /// How long the command may run; past it the helper is killed, and with it (its
+    /// parent-death signal) the whole pid namespace. Enforced by [`run`](super::run), not sent.
+    #[serde(skip)]
+    pub timeout: Option<std::time::Duration>,
     /// tmpfs mounts inside (`RUN --mount=type=tmpfs`): target and size in bytes.
     #[serde(default)]
     pub tmpfs: Vec<(String, Option<u64>)>,

@@ -447,3 +447,24 @@ fn resolve_program(spec: &SandboxSpec) -> String {
     }
     name.clone()
 }
+
+/// Sends SIGKILL to `pid` (the helper, past a RUN's timeout). The caller makes sure the
+/// process is not reaped yet, so the pid cannot belong to another.
+pub(super) fn kill(pid: u32) {
+    if let Ok(pid) = i32::try_from(pid) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+}
+
+/// Waits until the child `pid` has exited, without reaping it (`waitid` with `WNOWAIT`).
+pub(super) fn wait_exited(pid: u32) {
+    use nix::sys::wait::{Id, WaitPidFlag, waitid};
+    let Ok(pid) = i32::try_from(pid) else { return };
+    let pid = nix::unistd::Pid::from_raw(pid);
+    while let Err(nix::errno::Errno::EINTR) =
+        waitid(Id::Pid(pid), WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT)
+    {}
+}
