@@ -572,3 +572,25 @@ fn a_run_past_its_timeout_is_killed_with_everything_it_started() {
     p.file("Dockerfile", "FROM busybox\nRUN sleep 0.1\n");
     p.ok(&["build", "--run-timeout", "30", "."]);
 }
+
+#[test]
+fn run_heredocs_as_a_script_a_shebang_file_and_inside_a_command() {
+    let dockerfile = |first: &str| {
+        format!(
+            "FROM busybox\nRUN <<EOF\necho {first} > /one\nEOF\nRUN cat > /two <<A && cat > /three <<-B\ntwo\nA\n\tthree\n\tB\nRUN <<EOF\n#!/bin/sh -e\necho \"$0\" > /shebang\nEOF\n"
+        )
+    };
+    let p = project(&dockerfile("one"));
+    build_log(&p, &[]);
+    let read = |f: &str| fs_err::read_to_string(p.path(&format!("out/{f}"))).unwrap();
+    assert_eq!(read("one"), "one\n");
+    assert_eq!(read("two"), "two\n");
+    assert_eq!(read("three"), "three\n");
+    assert_eq!(read("shebang"), "/dev/pipes/EOF\n");
+    assert!(!p.path("out/dev/pipes").exists());
+    // The body is part of the step: changing it misses the cache from there on.
+    p.file("Dockerfile", &dockerfile("uno"));
+    let log = build_log(&p, &[]);
+    assert_eq!(read("one"), "uno\n");
+    assert!(!log.contains("#2 CACHED"), "{log}");
+}

@@ -233,6 +233,18 @@ fn plan_mounts(
     Ok(out)
 }
 
+/// Whether a RUN's shell line is nothing but the heredoc `name` (`<<EOF`, `<<-"EOF"`…).
+fn is_only_heredoc(line: &str, name: &str) -> bool {
+    let rest = line.trim().strip_prefix("<<").unwrap_or_default();
+    let rest = rest.strip_prefix('-').unwrap_or(rest);
+    let unquoted = rest
+        .strip_prefix('"')
+        .and_then(|r| r.strip_suffix('"'))
+        .or_else(|| rest.strip_prefix('\'').and_then(|r| r.strip_suffix('\'')))
+        .unwrap_or(rest);
+    !name.is_empty() && unquoted == name
+}
+
 /// What the bind mounts of a RUN read, for its cache key: content digests of context sources,
 /// the key of a stage mounted from.
 pub(crate) fn mount_inputs(
@@ -337,6 +349,7 @@ pub(crate) fn run(
         .shell
         .clone()
         .unwrap_or_else(|| vec!["/bin/sh".into(), "-c".into()]);
+    let mut script = None;
     let args = match (&run.command, run.heredocs.as_slice()) {
         (CommandLine::Exec(v), _) => v.clone(),
         (CommandLine::Shell(s), []) => shell
@@ -344,20 +357,30 @@ pub(crate) fn run(
             .cloned()
             .chain(std::iter::once(s.clone()))
             .collect(),
-        // `RUN <<EOF`: the heredoc is the script.
-        (CommandLine::Shell(s), [h])
-            if s.trim() == format!("<<{}", h.name) || s.trim() == format!("<<-{}", h.name) =>
-        {
-            shell
-                .iter()
-                .cloned()
-                .chain(std::iter::once(h.content.clone()))
-                .collect()
+        // `RUN <<EOF`: the heredoc is the script; with a `#!` line it is run as a file, by
+        // its interpreter (as BuildKit, at `/dev/pipes/NAME`).
+        (CommandLine::Shell(s), [h]) if is_only_heredoc(s, &h.name) => {
+            if h.content.starts_with("#!") {
+                script = Some((h.name.clone(), h.content.clone()));
+                vec![format!("/dev/pipes/{}", h.name)]
+            } else {
+                shell
+                    .iter()
+                    .cloned()
+                    .chain(std::iter::once(h.content.clone()))
+                    .collect()
+            }
         }
-        (CommandLine::Shell(_), _) => {
-            return Err(Error::Unsupported {
-                what: "RUN with heredocs other than a single script".into(),
-            });
+        // Heredocs inside a command (`python3 <<EOF`, several of them): the shell reads them,
+        // so it gets the line followed by each body and its delimiter, as BuildKit passes it.
+        (CommandLine::Shell(s), docs) => {
+            let mut line = s.clone();
+            for h in docs {
+                line.push('\n');
+                line.push_str(&h.content);
+                line.push_str(&h.name);
+            }
+            shell.iter().cloned().chain(std::iter::once(line)).collect()
         }
     };
     let rootfs = state.ensure_rootfs(env.store)?;
@@ -372,6 +395,21 @@ pub(crate) fn run(
     let (upper, work, merged) = (dir.join("upper"), dir.join("work"), dir.join("merged"));
     for d in [&upper, &work, &merged] {
         fs_err::create_dir_all(d).map_err(io_at(d))?;
+    }
+    let mut binds = mounts.binds.clone();
+    if let Some((name, content)) = script {
+        let file = dir.join("script");
+        fs_err::write(&file, content).map_err(io_at(&file))?;
+        fs_err::set_permissions(
+            &file,
+            <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o755),
+        )
+        .map_err(io_at(&file))?;
+        binds.push(exec::Bind {
+            source: file,
+            target: format!("/dev/pipes/{name}"),
+            readonly: true,
+        });
     }
     let hosts = dir.join("hosts");
     fs_err::write(&hosts, "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\tbuildkitsandbox\n").map_err(io_at(&hosts))?;
@@ -402,7 +440,7 @@ pub(crate) fn run(
         network,
         resolv_conf: (network == Network::Host && resolv.is_file()).then(|| resolv.to_owned()),
         hosts: Some(hosts),
-        binds: mounts.binds.clone(),
+        binds,
         tmpfs: mounts.tmpfs.clone(),
         copied_rootfs: false,
         timeout: env.run_timeout,
