@@ -606,24 +606,7 @@ fn an_unreadable_file_is_named() {
         .file("Dockerfile", "FROM scratch\nCOPY ok.txt secret.txt /x/\n");
     let secret = p.ctx().join("secret.txt");
     fs_err::set_permissions(&secret, std::fs::Permissions::from_mode(0o000)).unwrap();
-    let st = std::process::Command::new("chown")
-        .arg("-R")
-        .arg("65534:65534")
-        .arg(p.dir.path())
-        .status()
-        .unwrap();
-    assert!(st.success());
-    fs_err::set_permissions(p.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let out = crate::support::tool("setpriv", "util-linux")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-        .arg(env!("CARGO_BIN_EXE_rbuild"))
-        .arg("--root")
-        .arg(p.root())
-        .args(["build", "."])
-        .current_dir(p.ctx())
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap();
+    let out = p.rbuild_as_nobody(&["build", "."]);
     assert!(!out.status.success());
     let err = text(&out.stderr);
     assert!(
