@@ -10,6 +10,11 @@ fn project(dockerfile: &str) -> Project {
 }
 
 fn build_log(p: &Project, extra: &[&str]) -> String {
+    build_log_with_env(p, extra, &[])
+}
+
+/// [`build_log`] with environment variables set for rbuild.
+fn build_log_with_env(p: &Project, extra: &[&str], vars: &[(&str, &str)]) -> String {
     let mut args = vec![
         "build",
         "--progress",
@@ -21,7 +26,11 @@ fn build_log(p: &Project, extra: &[&str]) -> String {
     ];
     args.extend_from_slice(extra);
     args.push(".");
-    let out = p.rbuild(&args);
+    let out = p
+        .command_in(&p.root(), &args)
+        .envs(vars.iter().copied())
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
     text(&out.stderr)
 }
@@ -427,27 +436,9 @@ fn without_overlayfs_a_copied_rootfs_and_a_tree_diff_give_the_same_changes() {
     let with_overlay = layer_listings(&p);
     // The same build, forced onto the fallback.
     let q = project(dockerfile);
-    let mut args = vec![
-        "build",
-        "--progress",
-        "plain",
-        "-t",
-        "r:1",
-        "-o",
-        "type=local,dest=../out",
-        ".",
-    ];
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rbuild"))
-        .arg("--root")
-        .arg(q.root())
-        .args(args.drain(..))
-        .current_dir(q.ctx())
-        .env("RBUILD_SNAPSHOTTER", "copy")
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    let log = build_log_with_env(&q, &[], &[("RBUILD_SNAPSHOTTER", "copy")]);
     assert!(
-        text(&out.stderr).contains("overlayfs is not available here"),
+        log.contains("overlayfs is not available here"),
         "the fallback is not said in the log"
     );
     assert_eq!(fs_err::read_to_string(q.path("out/data/f")).unwrap(), "x\n");

@@ -61,6 +61,11 @@ impl Project {
 
     /// `rbuild --root <root> ARGS` run in the context directory.
     pub(crate) fn rbuild_in(&self, root: &std::path::Path, args: &[&str]) -> Output {
+        self.command_in(root, args).output().expect("rbuild runs")
+    }
+
+    /// The command `rbuild_in` runs, for callers that add to it (environment variables).
+    pub(crate) fn command_in(&self, root: &std::path::Path, args: &[&str]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_rbuild"));
         cmd.arg("--root")
             .arg(root)
@@ -69,7 +74,7 @@ impl Project {
             .env("NO_COLOR", "1")
             .env_remove("SOURCE_DATE_EPOCH")
             .stdin(Stdio::null());
-        cmd.output().expect("rbuild runs")
+        cmd
     }
 
     pub(crate) fn rbuild(&self, args: &[&str]) -> Output {

@@ -75,7 +75,6 @@ fn plan_mounts(
 ) -> Result<Mounts> {
     use crate::dockerfile::{MountType, Sharing};
     use fs4::fs_std::FileExt;
-    use std::os::unix::fs::PermissionsExt;
     let mut out = Mounts {
         binds: Vec::new(),
         tmpfs: Vec::new(),
@@ -144,17 +143,7 @@ fn plan_mounts(
                     .join(crate::digest::Digest::of(id.as_bytes()).hex());
                 if !dir.exists() {
                     fs_err::create_dir_all(&dir).map_err(io_at(&dir))?;
-                    fs_err::set_permissions(
-                        &dir,
-                        std::fs::Permissions::from_mode(m.mode.unwrap_or(0o755)),
-                    )
-                    .map_err(io_at(&dir))?;
-                    std::os::unix::fs::chown(
-                        &dir,
-                        Some(m.uid.unwrap_or(0)),
-                        Some(m.gid.unwrap_or(0)),
-                    )
-                    .map_err(io_at(&dir))?;
+                    set_mode_and_owner(&dir, m, 0o755)?;
                 }
                 if matches!(m.sharing, Some(Sharing::Locked | Sharing::Private)) {
                     let lock_path = dir.with_extension("lock");
@@ -204,17 +193,7 @@ fn plan_mounts(
                     let target = target.unwrap_or_else(|| format!("/run/secrets/{id}"));
                     let file = env.work.join(format!("secret-{}-{i}", env.step));
                     fs_err::write(&file, value).map_err(io_at(&file))?;
-                    fs_err::set_permissions(
-                        &file,
-                        std::fs::Permissions::from_mode(m.mode.unwrap_or(0o400)),
-                    )
-                    .map_err(io_at(&file))?;
-                    std::os::unix::fs::chown(
-                        &file,
-                        Some(m.uid.unwrap_or(0)),
-                        Some(m.gid.unwrap_or(0)),
-                    )
-                    .map_err(io_at(&file))?;
+                    set_mode_and_owner(&file, m, 0o400)?;
                     out.binds.push(exec::Bind {
                         source: file,
                         target: target.clone(),
@@ -231,6 +210,43 @@ fn plan_mounts(
         }
     }
     Ok(out)
+}
+
+/// Runs `spec`, streaming each line of output as a log event of this step and keeping the
+/// last [`TAIL`] lines in `tail`.
+fn run_logged(
+    env: &BuildEnv<'_>,
+    helper: &std::path::Path,
+    spec: &exec::SandboxSpec,
+    tail: &mut VecDeque<String>,
+) -> Result<exec::Exit> {
+    let number = env.step;
+    Ok(exec::run(helper, spec, &mut |line| {
+        if tail.len() == TAIL {
+            tail.pop_front();
+        }
+        tail.push_back(line.to_owned());
+        env.emit(&Event::Log {
+            number,
+            line: line.to_owned(),
+        });
+    })?)
+}
+
+/// Gives `path` the mount's `mode` (else `default_mode`) and its `uid`/`gid` (else root).
+fn set_mode_and_owner(
+    path: &std::path::Path,
+    m: &crate::dockerfile::Mount,
+    default_mode: u32,
+) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    fs_err::set_permissions(
+        path,
+        std::fs::Permissions::from_mode(m.mode.unwrap_or(default_mode)),
+    )
+    .map_err(io_at(path))?;
+    std::os::unix::fs::chown(path, Some(m.uid.unwrap_or(0)), Some(m.gid.unwrap_or(0)))
+        .map_err(io_at(path))
 }
 
 /// Whether a RUN's shell line is nothing but the heredoc `name` (`<<EOF`, `<<-"EOF"`…).
@@ -453,17 +469,7 @@ pub(crate) fn run(
     let mut copied = None;
     let mut exit = None;
     if !force_copy {
-        let e = exec::run(&helper, &spec, &mut |line| {
-            if tail.len() == TAIL {
-                tail.pop_front();
-            }
-            tail.push_back(line.to_owned());
-            env.emit(&Event::Log {
-                number,
-                line: line.to_owned(),
-            });
-        })?;
-        exit = Some(e);
+        exit = Some(run_logged(env, &helper, &spec, &mut tail)?);
     }
     let overlay_failed =
         exit.is_some_and(|e| e.code == 125) && tail.iter().any(|l| l.contains("mount overlay"));
@@ -489,16 +495,7 @@ pub(crate) fn run(
         }
         spec.merged.clone_from(&copy);
         spec.copied_rootfs = true;
-        exit = Some(exec::run(&helper, &spec, &mut |line| {
-            if tail.len() == TAIL {
-                tail.pop_front();
-            }
-            tail.push_back(line.to_owned());
-            env.emit(&Event::Log {
-                number,
-                line: line.to_owned(),
-            });
-        })?);
+        exit = Some(run_logged(env, &helper, &spec, &mut tail)?);
         copied = Some(copy);
     }
     let exit = exit.ok_or_else(|| Error::Internal("the RUN did not run".into()))?;
