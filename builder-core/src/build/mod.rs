@@ -203,18 +203,7 @@ impl Builder {
         let plan = plan::plan(&checked, req.target.as_deref())?;
         let mut no_cache_stages = std::collections::BTreeSet::new();
         for name in &req.no_cache_filter {
-            let stage = checked
-                .stage(name)
-                .ok_or_else(|| plan::Error::UnknownTarget {
-                    name: name.clone(),
-                    available: checked
-                        .stages
-                        .iter()
-                        .map(|s| s.name.clone().unwrap_or_else(|| s.index.to_string()))
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                })?;
-            no_cache_stages.insert(stage.index);
+            no_cache_stages.insert(plan::stage_index(&checked, name)?);
         }
         for &i in &plan.skipped {
             on_event(&Event::StageSkipped {

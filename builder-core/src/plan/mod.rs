@@ -30,22 +30,28 @@ pub enum Error {
     },
 }
 
+/// The index of the stage `name` (a name or an index), or an error listing the stages there are
+/// (`--target`, `--no-cache-filter`).
+pub fn stage_index(checked: &Checked, name: &str) -> Result<usize, Error> {
+    checked
+        .stage(name)
+        .map(|s| s.index)
+        .ok_or_else(|| Error::UnknownTarget {
+            name: name.to_owned(),
+            available: checked
+                .stages
+                .iter()
+                .map(|s| s.name.clone().unwrap_or_else(|| s.index.to_string()))
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
+}
+
 /// Plans the build of `target` (the last stage when `None`).
 pub fn plan(checked: &Checked, target: Option<&str>) -> Result<Plan, Error> {
     let target = match target {
         None => checked.stages.len().saturating_sub(1),
-        Some(name) => checked
-            .stage(name)
-            .map(|s| s.index)
-            .ok_or_else(|| Error::UnknownTarget {
-                name: name.to_owned(),
-                available: checked
-                    .stages
-                    .iter()
-                    .map(|s| s.name.clone().unwrap_or_else(|| s.index.to_string()))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            })?,
+        Some(name) => stage_index(checked, name)?,
     };
     let mut needed = BTreeSet::new();
     let mut pending = vec![target];
