@@ -15,6 +15,10 @@ pub(crate) struct Cli {
         help = "The store: images, layers and cache [env: RBUILD_ROOT; default: $XDG_DATA_HOME/rbuild, or /var/lib/rbuild as root]"
     )]
     pub(crate) root: Option<PathBuf>,
+    /// A registry spoken to over plain HTTP, as `host[:port]` (loopback ones always are); may be
+    /// given several times.
+    #[arg(long = "insecure-registry", global = true, value_name = "HOST")]
+    pub(crate) insecure_registries: Vec<String>,
     #[command(subcommand)]
     pub(crate) command: Command,
 }
@@ -133,6 +137,48 @@ pub(crate) enum Command {
         /// The image name.
         name: String,
     },
+    /// Download an image from a registry into the store.
+    #[command(
+        after_help = "Examples:\n  rbuild pull alpine:3.20\n  rbuild pull --platform linux/arm64 localhost:5000/app:v1"
+    )]
+    Pull {
+        /// The image (`[registry/]repository[:tag][@digest]`).
+        image: String,
+        /// Which image of a multi-platform index (default: the host's).
+        #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+        platform: Option<String>,
+    },
+    /// Upload an image to a registry, under its own name or the names given.
+    #[command(
+        after_help = "Examples:\n  rbuild push localhost:5000/app:v1\n  rbuild push app:v1 registry.example.com/team/app:v1 registry.example.com/team/app:latest"
+    )]
+    Push {
+        /// The local image.
+        image: String,
+        /// Where to push it (default: the image's name); may be several.
+        destinations: Vec<String>,
+        #[command(flatten)]
+        push: PushArgs,
+    },
+    /// Save credentials for a registry in docker's config (shared with docker).
+    Login {
+        /// The registry (`host[:port]`; default Docker Hub).
+        registry: Option<String>,
+        /// User name.
+        #[arg(short = 'u', long)]
+        username: String,
+        /// Password (prefer --password-stdin).
+        #[arg(short = 'p', long)]
+        password: Option<String>,
+        /// Read the password from standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Remove the credentials saved for a registry.
+    Logout {
+        /// The registry (default Docker Hub).
+        registry: Option<String>,
+    },
     /// Print version information.
     Version,
 }
@@ -191,6 +237,31 @@ pub(crate) struct BuildOptions {
     /// Print only the image ID.
     #[arg(short = 'q', long)]
     pub(crate) quiet: bool,
+    /// Ask the registry for every base image, even those in the store.
+    #[arg(long)]
+    pub(crate) pull: bool,
+    /// Which image of a multi-platform base to use (default: the host's).
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    pub(crate) platform: Option<String>,
+    /// Push the image under each --tag once built.
+    #[arg(long)]
+    pub(crate) push: bool,
+    /// Manifest media types for --push.
+    #[arg(long = "push-format", value_parser = ["oci", "docker"], default_value = "oci")]
+    pub(crate) push_format: String,
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct PushArgs {
+    /// Manifest media types.
+    #[arg(long, value_parser = ["oci", "docker"], default_value = "oci")]
+    pub(crate) format: String,
+    /// Layer compression.
+    #[arg(long, value_parser = ["gzip", "zstd", "uncompressed"], default_value = "gzip")]
+    pub(crate) compression: String,
+    /// Blobs larger than this many bytes are uploaded in chunks of this size.
+    #[arg(long, value_name = "BYTES", default_value_t = 64 << 20)]
+    pub(crate) chunk_size: u64,
 }
 
 #[derive(Debug, clap::Args)]

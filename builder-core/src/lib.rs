@@ -21,6 +21,7 @@ mod error;
 pub mod exec;
 pub mod oci;
 pub mod plan;
+pub mod registry;
 pub mod snapshot;
 pub mod store;
 

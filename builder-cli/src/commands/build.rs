@@ -51,7 +51,11 @@ fn framed(err: build::Error, dockerfile: &std::path::Path) -> anyhow::Error {
     }
 }
 
-pub(crate) fn run(store: &Store, args: &BuildOptions) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(
+    store: &Store,
+    args: &BuildOptions,
+    registry: &builder_core::registry::Options,
+) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     // `-`: the context is a tar stream on standard input; `-f` then names a file inside it.
     let stdin_context = if args.context.as_os_str() == "-" {
@@ -113,7 +117,14 @@ pub(crate) fn run(store: &Store, args: &BuildOptions) -> anyhow::Result<ExitCode
                     .map_err(|_| anyhow::anyhow!("--run-timeout: `{s}` is not a number of seconds"))
             })
             .transpose()?,
+        pull: args.pull,
+        platform: super::registry::platform(args.platform.as_deref())?,
+        registry: registry.clone(),
     };
+    if args.push && args.tags.is_empty() {
+        anyhow::bail!("--push needs at least one --tag to push to");
+    }
+    let push_opts = super::registry::push_options(&args.push_format, &args.compression, 64 << 20)?;
     let quiet = args.quiet || args.progress == "quiet";
     let mut on_event = |e: &Event| {
         if quiet {
@@ -148,6 +159,15 @@ pub(crate) fn run(store: &Store, args: &BuildOptions) -> anyhow::Result<ExitCode
                     "#{number} cache miss: {instruction} (Dockerfile:{line}): {reason}\n"
                 ));
             }
+            Event::Pulled {
+                reference,
+                digest,
+                layers_fetched,
+            } => {
+                render::stderr(&format!(
+                    "pulled {reference} ({digest}, {layers_fetched} layers downloaded)\n"
+                ));
+            }
             Event::Log { number, line } => {
                 render::stderr(&format!("#{number} {line}\n"));
             }
@@ -175,6 +195,9 @@ pub(crate) fn run(store: &Store, args: &BuildOptions) -> anyhow::Result<ExitCode
     for o in &outputs {
         build::export(store, &out.image, o, &names, compression, mtime)
             .with_context(|| format!("cannot write output {o:?}"))?;
+    }
+    if args.push {
+        super::registry::push_image(store, &out.image, &names, registry, &push_opts)?;
     }
     if args.quiet {
         render::stdout(&format!("{}\n", out.image.config_digest));

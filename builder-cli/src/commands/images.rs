@@ -18,7 +18,7 @@ pub(crate) fn normalize(name: &str) -> String {
     }
 }
 
-fn resolve(store: &Store, name: &str) -> anyhow::Result<Image> {
+pub(crate) fn resolve(store: &Store, name: &str) -> anyhow::Result<Image> {
     let normalized = normalize(name);
     let Some(digest) = store.tag(&normalized)? else {
         bail!(

@@ -3,6 +3,7 @@
 mod build;
 mod images;
 mod parse;
+mod registry;
 
 use std::process::ExitCode;
 
@@ -10,9 +11,31 @@ use crate::args::{Cli, Command};
 
 pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let root = cli.root.clone();
+    let reg = registry::options(&cli.insecure_registries);
     match cli.command {
         Command::Parse(args) => parse::run(&args),
-        Command::Build(args) => build::run(&store(root)?, &args),
+        Command::Build(args) => build::run(&store(root)?, &args, &reg),
+        Command::Pull { image, platform } => {
+            registry::pull(&store(root)?, &image, platform.as_deref(), &reg)
+        }
+        Command::Push {
+            image,
+            destinations,
+            push,
+        } => registry::push(&store(root)?, &image, &destinations, &push, &reg),
+        Command::Login {
+            registry: host,
+            username,
+            password,
+            password_stdin,
+        } => registry::login(
+            host.as_deref(),
+            &username,
+            password.as_deref(),
+            password_stdin,
+            &reg,
+        ),
+        Command::Logout { registry: host } => registry::logout(host.as_deref(), &reg),
         Command::Images => images::list(&store(root)?),
         Command::Inspect { image } => images::inspect(&store(root)?, &image),
         Command::Tag { source, target } => images::tag(&store(root)?, &source, &target),

@@ -18,7 +18,7 @@ use crate::snapshot::{Entry, EntryKind, FileSource};
 
 use super::chown::{Chmod, resolve_chown};
 use super::error::io_at;
-use super::stage::{BuildEnv, StageState, abs_path, load_local, missing_dirs};
+use super::stage::{BuildEnv, StageState, abs_path, missing_dirs, resolve_image};
 use super::{Error, Result};
 
 /// Where sources are read from.
@@ -120,7 +120,7 @@ fn spec(inst: &Instruction) -> Result<Spec<'_>> {
 /// The root filesystem of the local image `name`, unpacked once per build (`COPY --from` and
 /// `RUN --mount=type=bind,from=` an image).
 pub(crate) fn image_rootfs(env: &BuildEnv<'_>, name: &str) -> Result<std::path::PathBuf> {
-    let image = load_local(env.store, name)?;
+    let image = resolve_image(env, name)?;
     let dir = env
         .work
         .join(format!("image-{}", image.config_digest.hex()));
@@ -672,7 +672,7 @@ pub(crate) fn sources_digest(
             }
             None => {
                 h.update(b"image\0");
-                let digest = load_local(env.store, &from)?.manifest_digest;
+                let digest = resolve_image(env, &from)?.manifest_digest;
                 h.update(digest.as_bytes());
                 inputs.push((format!("image `{from}`"), digest));
             }

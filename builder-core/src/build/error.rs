@@ -52,12 +52,19 @@ pub enum Error {
         what: String,
     },
     /// A base image that is not in the local store.
-    #[error(
-        "image `{name}` is not in the local store (pulling from registries is not supported yet; `rbuild load` or `rbuild import` it first)"
-    )]
+    #[error("image `{name}` is not in the local store")]
     ImageNotFound {
         /// The reference.
         name: String,
+    },
+    /// A base image that could not be pulled.
+    #[error("cannot pull image `{name}`")]
+    Pull {
+        /// The reference as written.
+        name: String,
+        /// What the registry (or the network) said.
+        #[source]
+        source: Box<crate::registry::Error>,
     },
     /// A COPY or ADD source that does not exist.
     #[error("`{path}` not found in {place}")]

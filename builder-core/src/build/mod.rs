@@ -72,6 +72,12 @@ pub struct BuildRequest {
     /// `--run-timeout`: how long one RUN may take; past it, everything it started is killed
     /// and the build fails.
     pub run_timeout: Option<std::time::Duration>,
+    /// `--pull`: ask the registry for every base image, even one in the local store.
+    pub pull: bool,
+    /// `--platform`: which image of a multi-platform base to use (default: the host's).
+    pub platform: Option<crate::registry::Platform>,
+    /// How registries are reached (plain-HTTP hosts, docker config, retries).
+    pub registry: crate::registry::Options,
 }
 
 /// What a build produced.
@@ -132,6 +138,15 @@ pub enum Event {
         number: usize,
         /// The line, without its newline.
         line: String,
+    },
+    /// A base image was pulled from a registry.
+    Pulled {
+        /// The full reference.
+        reference: String,
+        /// The manifest digest in the registry.
+        digest: String,
+        /// Layers downloaded (the others were in the store).
+        layers_fetched: usize,
     },
     /// A step finished.
     StepDone {
@@ -247,6 +262,11 @@ impl Builder {
         };
         let stat_cache_shared = std::sync::Mutex::new(stat_cache);
         let downloads = std::sync::Mutex::new(std::collections::HashMap::new());
+        let pulled = std::sync::Mutex::new(std::collections::HashMap::new());
+        let platform = req
+            .platform
+            .clone()
+            .unwrap_or_else(crate::registry::Platform::host);
         let next_step = std::sync::atomic::AtomicUsize::new(0);
         let events: std::sync::Mutex<&mut (dyn FnMut(&Event) + Send)> =
             std::sync::Mutex::new(&mut count);
@@ -268,6 +288,10 @@ impl Builder {
                 run_timeout: req.run_timeout,
                 dockerfile: &dockerfile_path,
                 downloads: &downloads,
+                pull: req.pull,
+                pulled: &pulled,
+                platform: &platform,
+                registry: &req.registry,
                 work: work.path(),
                 step: 0,
                 next_step: &next_step,

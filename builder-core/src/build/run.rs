@@ -294,7 +294,7 @@ pub(crate) fn mount_inputs(
                     }
                 }
                 None => {
-                    let image = super::stage::load_local(env.store, &from)?;
+                    let image = super::stage::resolve_image(env, &from)?;
                     inputs.push((format!("image `{from}`"), image.manifest_digest));
                 }
             },

@@ -34,6 +34,14 @@ pub(crate) struct BuildEnv<'a> {
     /// Remote files fetched in this build, by URL and checksum.
     pub(crate) downloads:
         &'a std::sync::Mutex<std::collections::HashMap<String, super::download::Download>>,
+    /// `--pull`: base images always come from the registry.
+    pub(crate) pull: bool,
+    /// Images pulled in this build, by name as written (each is pulled once).
+    pub(crate) pulled: &'a std::sync::Mutex<std::collections::HashMap<String, Image>>,
+    /// The platform pulled for.
+    pub(crate) platform: &'a crate::registry::Platform,
+    /// How registries are reached.
+    pub(crate) registry: &'a crate::registry::Options,
     pub(crate) work: &'a Path,
     /// The step this stage is at (numbers are shared by all stages, which may run at once).
     pub(crate) step: usize,
@@ -190,7 +198,7 @@ fn base(
             key.update(from.key.as_bytes());
         }
         Source::Image(name) | Source::Deferred(name) => {
-            let image = load_local(env.store, name)?;
+            let image = resolve_image(env, name)?;
             key.update(image.manifest_digest.as_bytes());
             config = image.config;
             config.created = None;
@@ -211,6 +219,36 @@ fn base(
         key: key.finish().0,
         parent_reason: None,
     })
+}
+
+/// An image by name, as `FROM` finds it: the local store, else the registry (always the
+/// registry with `--pull`). Each name is pulled at most once per build.
+pub(crate) fn resolve_image(env: &BuildEnv<'_>, name: &str) -> Result<Image> {
+    if let Some(image) = env.pulled.lock().ok().and_then(|p| p.get(name).cloned()) {
+        return Ok(image);
+    }
+    if !env.pull {
+        match load_local(env.store, name) {
+            Err(Error::ImageNotFound { .. }) => {}
+            other => return other,
+        }
+    }
+    let failed = |source| Error::Pull {
+        name: name.to_owned(),
+        source: Box::new(source),
+    };
+    let reference: crate::registry::Reference = name.parse().map_err(failed)?;
+    let pulled = crate::registry::pull(env.store, &reference, env.platform, env.registry)
+        .map_err(failed)?;
+    env.emit(&Event::Pulled {
+        reference: reference.to_string(),
+        digest: pulled.remote_digest.to_string(),
+        layers_fetched: pulled.layers_fetched,
+    });
+    if let Ok(mut p) = env.pulled.lock() {
+        p.insert(name.to_owned(), pulled.image.clone());
+    }
+    Ok(pulled.image)
 }
 
 /// Finds `name` among the local tags: as written, with `:latest`, and docker's long forms.

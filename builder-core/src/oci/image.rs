@@ -61,7 +61,19 @@ impl Image {
             what: "image config",
             source,
         })?;
-        let (config_digest, config_size) = store.put_bytes(&config_bytes)?;
+        Self::store_raw(store, &config_bytes)
+    }
+
+    /// Stores an image whose config is `config_bytes` as given (so an image pulled or loaded
+    /// keeps its ID); its `rootfs.diff_ids` must name blobs already in the store.
+    pub fn store_raw(store: &Store, config_bytes: &[u8]) -> Result<Self, Error> {
+        let config: ImageConfig =
+            serde_json::from_slice(config_bytes).map_err(|source| Error::Invalid {
+                digest: Digest::of(config_bytes),
+                what: "image config",
+                source,
+            })?;
+        let (config_digest, config_size) = store.put_bytes(config_bytes)?;
         let mut layers = Vec::with_capacity(config.rootfs.diff_ids.len());
         for diff_id in &config.rootfs.diff_ids {
             let size = store.blob_size(diff_id)?;
@@ -89,7 +101,7 @@ impl Image {
             manifest_digest,
             manifest,
             config_digest,
-            config: config.clone(),
+            config,
         })
     }
 
