@@ -246,6 +246,13 @@ pub(crate) struct BuildOptions {
     /// Push the image under each --tag once built.
     #[arg(long)]
     pub(crate) push: bool,
+    /// Import a shared step cache: `type=registry,ref=REF` or `type=local,src=DIR`.
+    #[arg(long = "cache-from", value_name = "SPEC")]
+    pub(crate) cache_from: Vec<String>,
+    /// Export this build's step cache: `type=registry,ref=REF[,mode=min|max]` or
+    /// `type=local,dest=DIR[,mode=min|max]`.
+    #[arg(long = "cache-to", value_name = "SPEC")]
+    pub(crate) cache_to: Vec<String>,
     /// Manifest media types for --push.
     #[arg(long = "push-format", value_parser = ["oci", "docker"], default_value = "oci")]
     pub(crate) push_format: String,

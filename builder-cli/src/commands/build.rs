@@ -120,6 +120,8 @@ pub(crate) fn run(
         pull: args.pull,
         platform: super::registry::platform(args.platform.as_deref())?,
         registry: registry.clone(),
+        cache_from: cache_specs("--cache-from", &args.cache_from)?,
+        cache_to: cache_specs("--cache-to", &args.cache_to)?,
     };
     if args.push && args.tags.is_empty() {
         anyhow::bail!("--push needs at least one --tag to push to");
@@ -158,6 +160,12 @@ pub(crate) fn run(
                 render::stderr(&format!(
                     "#{number} cache miss: {instruction} (Dockerfile:{line}): {reason}\n"
                 ));
+            }
+            Event::CacheImported { source, records } => {
+                render::stderr(&format!("importing cache from {source}: {records} steps\n"));
+            }
+            Event::CacheExported { target, records } => {
+                render::stderr(&format!("exported cache to {target}: {records} steps\n"));
             }
             Event::Pulled {
                 reference,
@@ -221,6 +229,12 @@ pub(crate) fn run(
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn cache_specs(flag: &str, raw: &[String]) -> anyhow::Result<Vec<build::CacheSpec>> {
+    raw.iter()
+        .map(|s| build::CacheSpec::parse(s).map_err(|e| anyhow!("invalid {flag} `{s}`: {e}")))
+        .collect()
 }
 
 /// `--secret id=ID,src=PATH` (or `source=`) / `id=ID,env=VAR`, as docker takes them.

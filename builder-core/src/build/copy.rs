@@ -163,7 +163,7 @@ pub(crate) fn entries(
                         .get(&stage.index)
                         .ok_or_else(|| Error::Internal(format!("stage `{from}` was not built")))?;
                     Root::Dir {
-                        path: source.ensure_rootfs(env.store)?,
+                        path: source.ensure_rootfs(env)?,
                         label: format!("stage `{from}`"),
                     }
                 }

@@ -57,6 +57,21 @@ pub enum Error {
         /// The reference.
         name: String,
     },
+    /// A shared cache that cannot be read or written.
+    #[error("cache: {what}")]
+    Cache {
+        /// What went wrong.
+        what: String,
+    },
+    /// A registry cache that cannot be read or written.
+    #[error("cache `{reference}` cannot be used")]
+    CacheRegistry {
+        /// The cache's reference.
+        reference: String,
+        /// What the registry said.
+        #[source]
+        source: Box<crate::registry::Error>,
+    },
     /// A base image that could not be pulled.
     #[error("cannot pull image `{name}`")]
     Pull {

@@ -14,6 +14,7 @@ mod export;
 mod import;
 mod load;
 mod prune;
+mod remote_cache;
 mod run;
 mod snapshots;
 mod stage;
@@ -34,6 +35,7 @@ pub use export::{Output, export};
 pub use import::import_rootfs;
 pub use load::load_archive;
 pub use prune::{PruneOptions, PruneReport, prune};
+pub use remote_cache::{CONFIG_MEDIA_TYPE as CACHE_CONFIG_MEDIA_TYPE, CacheSpec};
 use stage::StageState;
 pub use stdin_context::unpack_context;
 
@@ -78,6 +80,10 @@ pub struct BuildRequest {
     pub platform: Option<crate::registry::Platform>,
     /// How registries are reached (plain-HTTP hosts, docker config, retries).
     pub registry: crate::registry::Options,
+    /// `--cache-from`: step caches to import before building.
+    pub cache_from: Vec<CacheSpec>,
+    /// `--cache-to`: where to export this build's step cache.
+    pub cache_to: Vec<CacheSpec>,
 }
 
 /// What a build produced.
@@ -138,6 +144,20 @@ pub enum Event {
         number: usize,
         /// The line, without its newline.
         line: String,
+    },
+    /// A shared cache was read.
+    CacheImported {
+        /// Where from.
+        source: String,
+        /// How many step records it held.
+        records: usize,
+    },
+    /// The step cache was exported.
+    CacheExported {
+        /// Where to.
+        target: String,
+        /// How many step records were written.
+        records: usize,
     },
     /// A base image was pulled from a registry.
     Pulled {
@@ -244,6 +264,14 @@ impl Builder {
             .iter()
             .map(|&i| checked.stages[i].instructions.len() + 1)
             .sum();
+        let lazy_layers = remote_cache::LazyLayers::default();
+        for spec in &req.cache_from {
+            let records = remote_cache::import(&self.store, spec, &req.registry, &lazy_layers)?;
+            on_event(&Event::CacheImported {
+                source: cache_name(spec),
+                records,
+            });
+        }
         let mut cached = 0;
         let mut misses = Vec::new();
         let mut count = |e: &Event| {
@@ -263,6 +291,7 @@ impl Builder {
         let stat_cache_shared = std::sync::Mutex::new(stat_cache);
         let downloads = std::sync::Mutex::new(std::collections::HashMap::new());
         let pulled = std::sync::Mutex::new(std::collections::HashMap::new());
+        let step_keys = std::sync::Mutex::new(Vec::new());
         let platform = req
             .platform
             .clone()
@@ -292,6 +321,8 @@ impl Builder {
                 pulled: &pulled,
                 platform: &platform,
                 registry: &req.registry,
+                lazy_layers: &lazy_layers,
+                step_keys: &step_keys,
                 work: work.path(),
                 step: 0,
                 next_step: &next_step,
@@ -379,9 +410,30 @@ impl Builder {
         for h in &mut final_state.config.history {
             h.created.get_or_insert_with(|| created.clone());
         }
+        remote_cache::ensure_layers(
+            &self.store,
+            &final_state.config.rootfs.diff_ids,
+            &lazy_layers,
+            &req.registry,
+        )?;
         let image = Image::store(&self.store, &final_state.config)?;
         for t in &req.tags {
             self.store.set_tag(t, image.manifest_digest)?;
+        }
+        let step_keys = step_keys
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for spec in &req.cache_to {
+            let keys: Vec<crate::digest::Digest> = step_keys
+                .iter()
+                .filter(|(stage, _)| spec.max() || *stage == plan.target)
+                .map(|(_, k)| *k)
+                .collect();
+            let records = remote_cache::export(&self.store, spec, &keys, &req.registry)?;
+            on_event(&Event::CacheExported {
+                target: cache_name(spec),
+                records,
+            });
         }
         Ok(BuildOutput {
             image,
@@ -390,6 +442,13 @@ impl Builder {
             misses,
             files_read,
         })
+    }
+}
+
+fn cache_name(spec: &CacheSpec) -> String {
+    match spec {
+        CacheSpec::Registry { reference, .. } => reference.to_string(),
+        CacheSpec::Local { dir, .. } => dir.display().to_string(),
     }
 }
 

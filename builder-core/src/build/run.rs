@@ -100,7 +100,7 @@ fn plan_mounts(
                                 .ok_or_else(|| {
                                     Error::Internal(format!("stage `{from}` was not built"))
                                 })?
-                                .ensure_rootfs(env.store)?,
+                                .ensure_rootfs(env)?,
                             None => super::copy::image_rootfs(env, &from)?,
                         };
                         root.join(crate::context::resolve_scoped(&root, &source))
@@ -399,7 +399,7 @@ pub(crate) fn run(
             shell.iter().cloned().chain(std::iter::once(line)).collect()
         }
     };
-    let rootfs = state.ensure_rootfs(env.store)?;
+    let rootfs = state.ensure_rootfs(env)?;
     let user = state.config.config.user.clone().unwrap_or_default();
     let (uid, gid) = if user.is_empty() {
         (0, 0)

@@ -42,6 +42,10 @@ pub(crate) struct BuildEnv<'a> {
     pub(crate) platform: &'a crate::registry::Platform,
     /// How registries are reached.
     pub(crate) registry: &'a crate::registry::Options,
+    /// Layers an imported cache can provide, fetched when first read.
+    pub(crate) lazy_layers: &'a super::remote_cache::LazyLayers,
+    /// (stage, key) of every step this build went through, for `--cache-to`.
+    pub(crate) step_keys: &'a std::sync::Mutex<Vec<(usize, Digest)>>,
     pub(crate) work: &'a Path,
     /// The step this stage is at (numbers are shared by all stages, which may run at once).
     pub(crate) step: usize,
@@ -54,6 +58,13 @@ impl BuildEnv<'_> {
     /// The same build, for another stage (possibly on another thread).
     pub(crate) fn for_stage(&self) -> Self {
         Self { step: 0, ..*self }
+    }
+
+    /// Notes that stage `index` went through step `key`.
+    pub(crate) fn record_key(&self, index: usize, key: Digest) {
+        if let Ok(mut k) = self.step_keys.lock() {
+            k.push((index, key));
+        }
     }
 
     /// Reports an event.
@@ -152,8 +163,14 @@ impl StageState {
 
     /// The root filesystem of the state's layers: a read-only snapshot shared by every build
     /// (made only now, so a fully cached build never unpacks anything).
-    pub(crate) fn ensure_rootfs(&self, store: &Store) -> Result<std::path::PathBuf> {
-        let dir = super::snapshots::snapshot_for(store, &self.config.rootfs.diff_ids)?;
+    pub(crate) fn ensure_rootfs(&self, env: &BuildEnv<'_>) -> Result<std::path::PathBuf> {
+        super::remote_cache::ensure_layers(
+            env.store,
+            &self.config.rootfs.diff_ids,
+            env.lazy_layers,
+            env.registry,
+        )?;
+        let dir = super::snapshots::snapshot_for(env.store, &self.config.rootfs.diff_ids)?;
         self.rootfs
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -490,11 +507,12 @@ fn run_cached(
     let parent = state.key;
     let no_cache = env.no_cache || env.no_cache_stages.contains(&index);
     if !no_cache {
-        if let Some(cached) = lookup(env.store, &key) {
+        if let Some(cached) = lookup(env, &key) {
             state.config = cached.config;
             state.cmd_set = cached.cmd_set;
             apply_vars(env, index, state, inst)?;
             state.key = key;
+            env.record_key(index, key);
             state.parent_reason = None;
             return Ok(true);
         }
@@ -546,19 +564,15 @@ fn run_cached(
     if let Ok(json) = serde_json::to_string(&record) {
         env.store.set_meta("cache", &key.hex(), &json)?;
     }
+    env.record_key(index, key);
     Ok(false)
 }
 
-fn lookup(store: &Store, key: &Digest) -> Option<Cached> {
-    let json = store.meta("cache", &key.hex()).ok()??;
+fn lookup(env: &BuildEnv<'_>, key: &Digest) -> Option<Cached> {
+    let json = env.store.meta("cache", &key.hex()).ok()??;
     let cached: Cached = serde_json::from_str(&json).ok()?;
-    // Only a result whose layers are all still there.
-    cached
-        .config
-        .rootfs
-        .diff_ids
-        .iter()
-        .all(|d| store.has_blob(d))
+    // Only a result whose layers are all still there, or can be fetched from an imported cache.
+    super::remote_cache::available(env.store, &cached.config.rootfs.diff_ids, env.lazy_layers)
         .then_some(cached)
 }
 
@@ -758,7 +772,7 @@ fn run_instruction(
             let expanded = state.expand(path, escape)?;
             let abs = abs_path(state.workdir(), &expanded);
             state.config.config.working_dir = Some(abs.clone());
-            state.ensure_rootfs(env.store)?;
+            state.ensure_rootfs(env)?;
             let (uid, gid) = match &state.config.config.user {
                 Some(u) if !u.is_empty() => super::chown::resolve_chown(u, &state.rootfs()),
                 _ => (0, 0),
@@ -882,7 +896,7 @@ fn run_instruction(
             history(state, created_by, true);
         }
         Command::Copy(_) | Command::Add(_) => {
-            state.ensure_rootfs(env.store)?;
+            state.ensure_rootfs(env)?;
             let entries = copy::entries(env, state, inst, built)?;
             add_layer(env, state, entries)?;
             history(state, format!("{created_by} # rbuild"), false);

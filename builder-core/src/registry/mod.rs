@@ -57,3 +57,115 @@ pub fn logout(registry: &str, opts: &Options) -> Result<bool> {
     let reference: Reference = format!("{registry}/logout").parse()?;
     auth::erase(&opts.docker_config, &reference.registry)
 }
+
+/// A stored blob to reference from an artifact manifest.
+#[derive(Debug, Clone)]
+pub struct ArtifactBlob {
+    /// Its digest (it must be in the store).
+    pub digest: crate::digest::Digest,
+    /// Its size.
+    pub size: u64,
+    /// Its media type in the manifest.
+    pub media_type: String,
+}
+
+/// Pushes an OCI artifact: `config` (stored first) of type `config_media_type`, and `layers`
+/// from the store, under `reference`'s tag. Gives the manifest digest.
+pub fn push_artifact(
+    store: &crate::store::Store,
+    reference: &Reference,
+    config: &[u8],
+    config_media_type: &str,
+    layers: &[ArtifactBlob],
+    opts: &Options,
+) -> Result<crate::digest::Digest> {
+    let (config_digest, config_size) = store.put_bytes(config)?;
+    let mut blobs: Vec<push::Blob> = layers
+        .iter()
+        .map(|l| push::Blob {
+            digest: l.digest,
+            size: l.size,
+            media_type: l.media_type.clone(),
+            mount_from: None,
+        })
+        .collect();
+    let config_blob = push::Blob {
+        digest: config_digest,
+        size: config_size,
+        media_type: config_media_type.to_owned(),
+        mount_from: None,
+    };
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": pull::OCI_MANIFEST,
+        "config": config_blob.descriptor(),
+        "layers": blobs.iter().map(push::Blob::descriptor).collect::<Vec<_>>(),
+    });
+    let bytes = serde_json::to_vec(&manifest).map_err(|source| Error::Invalid {
+        reference: reference.to_string(),
+        what: "manifest",
+        source,
+    })?;
+    blobs.push(config_blob);
+    let client = client::Client::new(reference, opts)?;
+    let pushed = push::push_manifest(
+        &client,
+        store,
+        reference,
+        &blobs,
+        &bytes,
+        pull::OCI_MANIFEST,
+        PushOptions::default().chunk_size,
+    )?;
+    Ok(pushed.digest)
+}
+
+/// Fetches an artifact's config bytes (checked against the manifest) and its layers'
+/// descriptors, without downloading the layers.
+pub fn pull_artifact(
+    reference: &Reference,
+    opts: &Options,
+) -> Result<(Vec<u8>, Vec<ArtifactBlob>)> {
+    let client = client::Client::new(reference, opts)?;
+    let repo = &reference.repository;
+    let (manifest, _, _, _) =
+        pull::fetch_manifest(&client, repo, &reference.manifest_ref(), reference.digest)?;
+    let config = manifest.config.ok_or_else(|| Error::Unsupported {
+        reference: reference.to_string(),
+        what: "artifact without config",
+        media_type: manifest.media_type.clone(),
+    })?;
+    let config_bytes = pull::fetch_small_blob(&client, repo, &config.digest)?;
+    let mut layers = Vec::new();
+    for l in manifest.layers {
+        layers.push(ArtifactBlob {
+            digest: l.digest.parse().map_err(|_| Error::Unsupported {
+                reference: reference.to_string(),
+                what: "digest",
+                media_type: l.digest.clone(),
+            })?,
+            size: l.size,
+            media_type: l.media_type,
+        });
+    }
+    Ok((config_bytes, layers))
+}
+
+/// Downloads one (possibly compressed) layer blob of `reference`'s repository into the store
+/// uncompressed; with `diff_id`, the result must hash to it.
+pub fn fetch_layer(
+    store: &crate::store::Store,
+    reference: &Reference,
+    blob: &ArtifactBlob,
+    diff_id: Option<crate::digest::Digest>,
+    opts: &Options,
+) -> Result<u64> {
+    let client = client::Client::new(reference, opts)?;
+    pull::fetch_layer(
+        store,
+        &client,
+        &reference.repository,
+        &pull::Desc::new(&blob.media_type, blob.digest, blob.size),
+        diff_id,
+    )
+}

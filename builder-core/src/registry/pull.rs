@@ -128,6 +128,17 @@ pub(crate) struct Desc {
     platform: Option<PlatformJson>,
 }
 
+impl Desc {
+    pub(crate) fn new(media_type: &str, digest: Digest, size: u64) -> Self {
+        Self {
+            media_type: media_type.to_owned(),
+            digest: digest.to_string(),
+            size,
+            platform: None,
+        }
+    }
+}
+
 /// A manifest or an index, read leniently: the kind comes from the media type.
 #[derive(Debug, Clone, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -222,6 +233,36 @@ pub(crate) fn fetch_manifest(
     Ok((manifest, bytes, digest, media_type))
 }
 
+/// Fetches a config-sized blob into memory, checking its digest.
+pub(crate) fn fetch_small_blob(client: &Client, repo: &str, digest: &str) -> Result<Vec<u8>, Error> {
+    let expected = parse_digest(client, digest)?;
+    let resp = client.get(
+        &format!("/v2/{repo}/blobs/{expected}"),
+        &[pull_scope(repo)],
+        "",
+        &format!("blob `{expected}`"),
+    )?;
+    let mut bytes = Vec::new();
+    resp.take(MAX_MANIFEST * 4)
+        .read_to_end(&mut bytes)
+        .map_err(|source| Error::Interrupted {
+            registry: client.registry.clone(),
+            reference: client.reference.clone(),
+            what: format!("blob `{expected}`"),
+            source,
+        })?;
+    let actual = Digest::of(&bytes);
+    if actual != expected {
+        return Err(Error::DigestMismatch {
+            reference: client.reference.clone(),
+            what: format!("blob `{expected}`"),
+            expected,
+            actual,
+        });
+    }
+    Ok(bytes)
+}
+
 /// Pulls `reference` for `platform` into the store and tags it with its full name.
 pub fn pull(
     store: &Store,
@@ -276,31 +317,7 @@ pub fn pull(
     let config_bytes = if store.has_blob(&config_digest) {
         store.read_blob(&config_digest)?
     } else {
-        let resp = client.get(
-            &format!("/v2/{repo}/blobs/{config_digest}"),
-            &[pull_scope(repo)],
-            "",
-            &format!("config blob `{config_digest}`"),
-        )?;
-        let mut bytes = Vec::new();
-        resp.take(MAX_MANIFEST * 4)
-            .read_to_end(&mut bytes)
-            .map_err(|source| Error::Interrupted {
-                registry: client.registry.clone(),
-                reference: client.reference.clone(),
-                what: format!("config `{config_digest}`"),
-                source,
-            })?;
-        let actual = Digest::of(&bytes);
-        if actual != config_digest {
-            return Err(Error::DigestMismatch {
-                reference: client.reference.clone(),
-                what: "the image config".into(),
-                expected: config_digest,
-                actual,
-            });
-        }
-        bytes
+        fetch_small_blob(&client, repo, &config_desc.digest)?
     };
     let config: crate::oci::ImageConfig =
         serde_json::from_slice(&config_bytes).map_err(|source| Error::Invalid {

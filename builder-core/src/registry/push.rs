@@ -74,7 +74,7 @@ pub(crate) struct Blob {
 }
 
 impl Blob {
-    fn descriptor(&self) -> serde_json::Value {
+    pub(crate) fn descriptor(&self) -> serde_json::Value {
         serde_json::json!({
             "mediaType": self.media_type,
             "digest": self.digest.to_string(),
