@@ -38,7 +38,7 @@ pub(crate) enum Command {
     #[command(
         after_help = "Examples:\n  rbuild build -t app:v1 .\n  rbuild build -f docker/Dockerfile -o type=oci,dest=app.tar --compression zstd ."
     )]
-    Build(BuildOptions),
+    Build(Box<BuildOptions>),
     /// List the images in the store.
     Images,
     /// Show an image's config and manifest as JSON.

@@ -127,7 +127,7 @@ fn skopeo_reads_our_docker_archive() {
 
 /// podman with a store of the test's own, the runtime that works on these machines (runc: crun
 /// refuses hybrid cgroups) and no network.
-fn podman(p: &Project) -> std::process::Command {
+pub(crate) fn podman(p: &Project) -> std::process::Command {
     let mut cmd = tool("podman", "podman");
     cmd.arg("--root")
         .arg(p.path("podman/root"))
@@ -139,7 +139,7 @@ fn podman(p: &Project) -> std::process::Command {
 
 /// `podman run`, as this machine allows it: no bridge, and rlimits it may not raise set to what
 /// it has (no `CAP_SYS_RESOURCE` here; see `shared/peers/RESULTS.md`).
-fn podman_run(p: &Project) -> std::process::Command {
+pub(crate) fn podman_run(p: &Project) -> std::process::Command {
     let mut cmd = podman(p);
     cmd.args([
         "run",

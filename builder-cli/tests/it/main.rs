@@ -4,6 +4,8 @@ mod build;
 mod cache;
 mod interop;
 mod parse;
+mod registry;
+mod registry_server;
 mod run;
 mod store;
 mod support;

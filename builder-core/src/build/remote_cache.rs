@@ -53,23 +53,26 @@ impl CacheSpec {
     pub fn parse(spec: &str) -> std::result::Result<Self, String> {
         let mut kind = None;
         let (mut reference, mut dir, mut max) = (None, None, false);
-        if !spec.contains('=') {
-            kind = Some("registry");
-            reference = Some(spec.to_owned());
-        } else {
+        if spec.contains('=') {
             for field in spec.split(',') {
                 match field.split_once('=') {
-                    Some(("type", v)) => kind = Some(if v == "local" { "local" } else { v }),
+                    Some(("type", v)) => kind = Some(v),
                     Some(("ref", v)) => reference = Some(v.to_owned()),
                     Some(("dest" | "src", v)) => dir = Some(PathBuf::from(v)),
                     Some(("mode", "max")) => max = true,
                     Some(("mode", "min")) => max = false,
                     Some(("mode", m)) => return Err(format!("unknown mode `{m}` (min or max)")),
-                    // Accepted for BuildKit compatibility; rbuild's layers are always gzip here.
-                    Some(("compression" | "oci-mediatypes" | "image-manifest" | "ignore-error", _)) => {}
+                    // Accepted for BuildKit compatibility; rbuild's cache layers are always gzip.
+                    Some((
+                        "compression" | "oci-mediatypes" | "image-manifest" | "ignore-error",
+                        _,
+                    )) => {}
                     _ => return Err(format!("unknown field `{field}`")),
                 }
             }
+        } else {
+            kind = Some("registry");
+            reference = Some(spec.to_owned());
         }
         match kind {
             Some("registry") => {
@@ -83,7 +86,9 @@ impl CacheSpec {
                 dir: dir.ok_or("type=local needs dest=DIR (export) or src=DIR (import)")?,
                 max,
             }),
-            Some(other) => Err(format!("unsupported cache type `{other}` (registry or local)")),
+            Some(other) => Err(format!(
+                "unsupported cache type `{other}` (registry or local)"
+            )),
             None => Err("no type= given".into()),
         }
     }
@@ -187,11 +192,18 @@ pub(crate) fn export(
         .collect();
     match spec {
         CacheSpec::Registry { reference, .. } => {
-            registry::push_artifact(store, reference, &config_bytes, CONFIG_MEDIA_TYPE, &blobs, opts)
-                .map_err(|source| Error::CacheRegistry {
-                    reference: reference.to_string(),
-                    source: Box::new(source),
-                })?;
+            registry::push_artifact(
+                store,
+                reference,
+                &config_bytes,
+                CONFIG_MEDIA_TYPE,
+                &blobs,
+                opts,
+            )
+            .map_err(|source| Error::CacheRegistry {
+                reference: reference.to_string(),
+                source: Box::new(source),
+            })?;
         }
         CacheSpec::Local { dir, .. } => write_layout(store, dir, &config_bytes, &blobs)?,
     }
@@ -248,7 +260,10 @@ fn write_layout(store: &Store, dir: &Path, config: &[u8], layers: &[ArtifactBlob
         .map_err(|e| cache_error(format!("cannot write the cache manifest: {e}")))?;
     let manifest_digest = Digest::of(&manifest_bytes);
     write_atomic(&blobs.join(manifest_digest.hex()), &manifest_bytes)?;
-    write_atomic(&dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#)?;
+    write_atomic(
+        &dir.join("oci-layout"),
+        br#"{"imageLayoutVersion":"1.0.0"}"#,
+    )?;
     let index = serde_json::json!({
         "schemaVersion": 2,
         "mediaType": "application/vnd.oci.image.index.v1+json",
@@ -306,15 +321,18 @@ pub(crate) fn import(
             if !index_path.is_file() {
                 return Ok(0);
             }
-            let index: serde_json::Value = serde_json::from_slice(
-                &fs_err::read(&index_path).map_err(io_at(&index_path))?,
-            )
-            .map_err(|e| cache_error(format!("`{}` is not JSON: {e}", index_path.display())))?;
+            let index: serde_json::Value =
+                serde_json::from_slice(&fs_err::read(&index_path).map_err(io_at(&index_path))?)
+                    .map_err(|e| {
+                        cache_error(format!("`{}` is not JSON: {e}", index_path.display()))
+                    })?;
             let digest_at = |v: &serde_json::Value, ptr: &str| -> Result<Digest> {
                 v.pointer(ptr)
                     .and_then(|d| d.as_str())
                     .and_then(|d| d.parse().ok())
-                    .ok_or_else(|| cache_error(format!("`{}`: no digest at `{ptr}`", dir.display())))
+                    .ok_or_else(|| {
+                        cache_error(format!("`{}`: no digest at `{ptr}`", dir.display()))
+                    })
             };
             let blobs = dir.join("blobs/sha256");
             let m = digest_at(&index, "/manifests/0/digest")?;
@@ -339,7 +357,9 @@ pub(crate) fn import(
     };
     let config: Config = serde_json::from_slice(&config_bytes)
         .map_err(|e| cache_error(format!("the cache config is unreadable: {e}")))?;
-    let mut lazy = lazy.lock().map_err(|_| Error::Internal("cache lock".into()))?;
+    let mut lazy = lazy
+        .lock()
+        .map_err(|_| Error::Internal("cache lock".into()))?;
     for l in &config.layers {
         if let Some(src) = sources.get(&l.digest) {
             lazy.insert(l.diff_id, src.clone());
@@ -367,12 +387,12 @@ pub(crate) fn ensure_layers(
         let source = lazy.lock().ok().and_then(|l| l.get(d).cloned());
         match source {
             Some(LayerSource::Registry(reference, blob)) => {
-                registry::fetch_layer(store, &reference, &blob, Some(*d), opts).map_err(|source| {
-                    Error::CacheRegistry {
+                registry::fetch_layer(store, &reference, &blob, Some(*d), opts).map_err(
+                    |source| Error::CacheRegistry {
                         reference: reference.to_string(),
                         source: Box::new(source),
-                    }
-                })?;
+                    },
+                )?;
             }
             Some(LayerSource::Local(path)) => {
                 let file = fs_err::File::open(&path).map_err(io_at(&path))?;

@@ -255,8 +255,8 @@ pub(crate) fn resolve_image(env: &BuildEnv<'_>, name: &str) -> Result<Image> {
         source: Box::new(source),
     };
     let reference: crate::registry::Reference = name.parse().map_err(failed)?;
-    let pulled = crate::registry::pull(env.store, &reference, env.platform, env.registry)
-        .map_err(failed)?;
+    let pulled =
+        crate::registry::pull(env.store, &reference, env.platform, env.registry).map_err(failed)?;
     env.emit(&Event::Pulled {
         reference: reference.to_string(),
         digest: pulled.remote_digest.to_string(),

@@ -156,11 +156,12 @@ pub(crate) fn lookup(config_path: &Path, registry: &str) -> Result<Option<Creden
             }
             Err(e) => return Err(e),
         };
-        let got: HelperAnswer = serde_json::from_slice(&out).map_err(|e| Error::CredentialHelper {
-            helper: helper.clone(),
-            registry: registry.to_owned(),
-            message: format!("unreadable answer: {e}"),
-        })?;
+        let got: HelperAnswer =
+            serde_json::from_slice(&out).map_err(|e| Error::CredentialHelper {
+                helper: helper.clone(),
+                registry: registry.to_owned(),
+                message: format!("unreadable answer: {e}"),
+            })?;
         return Ok(Some(if got.username == "<token>" {
             Credentials::IdentityToken(got.secret)
         } else {

@@ -234,7 +234,11 @@ pub(crate) fn fetch_manifest(
 }
 
 /// Fetches a config-sized blob into memory, checking its digest.
-pub(crate) fn fetch_small_blob(client: &Client, repo: &str, digest: &str) -> Result<Vec<u8>, Error> {
+pub(crate) fn fetch_small_blob(
+    client: &Client,
+    repo: &str,
+    digest: &str,
+) -> Result<Vec<u8>, Error> {
     let expected = parse_digest(client, digest)?;
     let resp = client.get(
         &format!("/v2/{repo}/blobs/{expected}"),
