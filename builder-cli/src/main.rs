@@ -11,6 +11,9 @@ use clap::Parser;
 fn main() -> ExitCode {
     // The sandbox helper for RUN is this binary re-executed; it must start before any thread.
     builder_core::exec::helper_main();
+    // Rootless with subordinate ids: the builder re-runs itself in a user namespace (no-op as
+    // root); this too must happen before any thread.
+    builder_core::exec::rootless_reexec();
     let cli = args::Cli::parse();
     match commands::run(cli) {
         Ok(code) => code,

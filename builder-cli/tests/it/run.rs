@@ -452,13 +452,17 @@ fn without_overlayfs_a_copied_rootfs_and_a_tree_diff_give_the_same_changes() {
 
 #[test]
 fn a_rootless_build_runs_and_its_files_are_root_in_the_image() {
-    // As `nobody` (setpriv, from util-linux): RUN gets a user namespace with nobody as root.
+    // As `nobody` (setpriv, from util-linux), on the single mapping (what a user without
+    // subordinate ids gets): RUN gets a user namespace with nobody as root.
     let p = project(
         "FROM busybox\nRUN echo hi > /made && id -u > /uid && rm /etc/os-release\nRUN cat /made\n",
     );
     let tar = p.path("rootfs.tar");
     let dest = format!("type=tar,dest={}", tar.display());
-    let out = p.rbuild_as_nobody(&["build", "--progress", "plain", "-o", &dest, "."]);
+    let out = p.rbuild_as_nobody_with(
+        &[("RBUILD_ROOTLESS_IDS", "single")],
+        &["build", "--progress", "plain", "-o", &dest, "."],
+    );
     let log = text(&out.stderr);
     assert!(out.status.success(), "{log}");
     assert!(
@@ -491,6 +495,70 @@ fn a_rootless_build_runs_and_its_files_are_root_in_the_image() {
             .success()
     );
     assert_eq!(fs_err::read_to_string(dir.join("uid")).unwrap(), "0\n");
+}
+
+/// Gives `nobody` subordinate ids (as `usermod --add-subuids` would), once.
+fn nobody_has_subordinate_ids() {
+    for file in ["/etc/subuid", "/etc/subgid"] {
+        let now = fs_err::read_to_string(file).unwrap_or_default();
+        if !now.lines().any(|l| l.starts_with("nobody:")) {
+            let mut f = fs_err::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(file)
+                .unwrap();
+            std::io::Write::write_all(&mut f, b"nobody:300000:65536\n").unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_rootless_build_with_subordinate_ids_keeps_owners_and_runs_as_other_users() {
+    crate::support::tool("newuidmap", "uidmap");
+    nobody_has_subordinate_ids();
+    let p = project(
+        "FROM busybox\n\
+         RUN mkdir -m 0700 /data && chown 1000:1000 /data && echo root > /by-root\n\
+         USER 1000:1000\n\
+         RUN id -u > /data/uid && id -g >> /data/uid && echo private > /data/secret && chmod 0600 /data/secret\n\
+         USER root\n\
+         RUN cat /data/uid /data/secret\n",
+    );
+    let tar = p.path("rootfs.tar");
+    let dest = format!("type=tar,dest={}", tar.display());
+    let out = p.rbuild_as_nobody(&["build", "--progress", "plain", "-o", &dest, "."]);
+    let log = text(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    assert!(log.contains("1000\n") || log.contains(" 1000"), "{log}");
+    assert!(log.contains("private"), "{log}");
+    let listing = std::process::Command::new("tar")
+        .args(["--numeric-owner", "-tvf"])
+        .arg(&tar)
+        .output()
+        .unwrap();
+    let listing = text(&listing.stdout);
+    let owner = |name: &str| {
+        listing
+            .lines()
+            .find(|l| l.ends_with(name))
+            .unwrap_or_else(|| panic!("{name} is not in the image:\n{listing}"))
+            .to_owned()
+    };
+    assert!(owner(" by-root").contains(" 0/0 "), "{}", owner(" by-root"));
+    assert!(
+        owner(" data/uid").contains(" 1000/1000 "),
+        "{}",
+        owner(" data/uid")
+    );
+    assert!(
+        owner(" data/secret").starts_with("-rw-------"),
+        "{}",
+        owner(" data/secret")
+    );
+    assert!(owner(" data/").starts_with("drwx------") && owner(" data/").contains(" 1000/1000 "));
+    // The store holds files owned by subordinate ids; a prune (as nobody) still removes them.
+    let out = p.rbuild_as_nobody(&["prune", "--all"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
 }
 
 #[test]

@@ -84,6 +84,11 @@ impl Project {
     /// Gives the whole project to `nobody` and runs `rbuild ARGS` as `nobody` (setpriv, from
     /// util-linux): root reads anything and owns everything, so some checks need another user.
     pub(crate) fn rbuild_as_nobody(&self, args: &[&str]) -> Output {
+        self.rbuild_as_nobody_with(&[], args)
+    }
+
+    /// [`Self::rbuild_as_nobody`] with more environment variables.
+    pub(crate) fn rbuild_as_nobody_with(&self, envs: &[(&str, &str)], args: &[&str]) -> Output {
         use std::os::unix::fs::PermissionsExt;
         let st = Command::new("chown")
             .arg("-R")
@@ -102,6 +107,7 @@ impl Project {
             .current_dir(self.ctx())
             .env("NO_COLOR", "1")
             .env_remove("SOURCE_DATE_EPOCH")
+            .envs(envs.iter().copied())
             .stdin(Stdio::null())
             .output()
             .expect("rbuild runs")

@@ -10,6 +10,7 @@
 //!
 //! Imports: nothing in the crate (it takes a plain [`SandboxSpec`]).
 
+mod rootless;
 mod spec;
 mod sys;
 
@@ -17,6 +18,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+pub use rootless::{IDS_ENV, IN_USERNS_ENV, rootless_reexec};
 pub use spec::{Bind, Network, SandboxSpec};
 
 /// The argument that makes the binary the sandbox helper.

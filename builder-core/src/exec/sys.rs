@@ -170,7 +170,7 @@ fn child(spec: &SandboxSpec) -> ! {
         spec.work.display()
     );
     // Unprivileged overlayfs keeps its metadata in user.* xattrs.
-    let overlay = if in_rootless_userns() {
+    let overlay = if in_user_namespace() {
         format!("{overlay},userxattr")
     } else {
         overlay
@@ -333,8 +333,8 @@ fn child(spec: &SandboxSpec) -> ! {
         }
     }
     let groups: Vec<Gid> = spec.groups.iter().map(|g| Gid::from_raw(*g)).collect();
-    // In a rootless user namespace setgroups is denied, and only root is mapped.
-    if !in_rootless_userns() {
+    // In the single-mapping user namespace setgroups is denied, and only root is mapped.
+    if !setgroups_denied() {
         if let Err(e) = setgroups(&groups) {
             fail("setgroups", e);
         }
@@ -420,10 +420,83 @@ fn install_seccomp() -> Result<(), seccompiler::Error> {
     Ok(())
 }
 
-/// Whether `/proc/self/setgroups` says `deny`: we are in the user namespace `enter` made for a
-/// rootless build.
-fn in_rootless_userns() -> bool {
+/// Whether this process is in a user namespace other than the initial one (whose `uid_map`
+/// maps every id to itself): a rootless build's.
+fn in_user_namespace() -> bool {
+    fs_err::read_to_string("/proc/self/uid_map")
+        .is_ok_and(|m| m.split_whitespace().collect::<Vec<_>>() != ["0", "0", "4294967295"])
+}
+
+/// Whether `/proc/self/setgroups` says `deny` (the single-mapping user namespace `enter` makes).
+fn setgroups_denied() -> bool {
     fs_err::read_to_string("/proc/self/setgroups").is_ok_and(|s| s.trim() == "deny")
+}
+
+/// Re-runs this program in a new user namespace whose ids `newuidmap`/`newgidmap` map from the
+/// plan, and exits with its status; returns if the mapping could not be made.
+pub(super) fn reexec_in_userns(plan: &super::rootless::MapPlan) {
+    use std::io::Read;
+    use std::os::unix::process::CommandExt;
+    let (Ok((mut ready_r, mut ready_w)), Ok((mut go_r, mut go_w))) =
+        (std::io::pipe(), std::io::pipe())
+    else {
+        return;
+    };
+    // SAFETY: called at the start of `main`, before any thread exists, so the child may run
+    // any code after fork.
+    match unsafe { fork() } {
+        Err(_) => {}
+        Ok(ForkResult::Child) => {
+            drop((ready_r, go_w));
+            let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
+            if unshare(CloneFlags::CLONE_NEWUSER).is_err() {
+                std::process::exit(SETUP_FAILED);
+            }
+            let _ = ready_w.write_all(b"u");
+            drop(ready_w);
+            let mut answer = [0u8; 1];
+            let mapped = go_r.read_exact(&mut answer).is_ok() && answer[0] == b'1';
+            if !mapped {
+                std::process::exit(SETUP_FAILED);
+            }
+            let args: Vec<_> = std::env::args_os().skip(1).collect();
+            let err = std::process::Command::new("/proc/self/exe")
+                .args(args)
+                .env(super::rootless::IN_USERNS_ENV, "1")
+                .exec();
+            fail("re-exec in the user namespace", err);
+        }
+        Ok(ForkResult::Parent { child }) => {
+            drop((ready_w, go_r));
+            let mut byte = [0u8; 1];
+            let unshared = ready_r.read_exact(&mut byte).is_ok();
+            let pid = child.as_raw().to_string();
+            let map = |tool: &Path, args: &[String]| {
+                std::process::Command::new(tool)
+                    .arg(&pid)
+                    .args(args)
+                    .stdout(std::process::Stdio::null())
+                    .status()
+                    .is_ok_and(|s| s.success())
+            };
+            let mapped = unshared
+                && map(&plan.newuidmap, &plan.uid_args())
+                && map(&plan.newgidmap, &plan.gid_args());
+            let _ = go_w.write_all(if mapped { b"1" } else { b"0" });
+            drop(go_w);
+            let code = loop {
+                match waitpid(child, None) {
+                    Ok(WaitStatus::Exited(_, code)) => break code,
+                    Ok(WaitStatus::Signaled(_, sig, _)) => break 128 + sig as i32,
+                    Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+                    Err(_) => break SETUP_FAILED,
+                }
+            };
+            if mapped {
+                std::process::exit(code);
+            }
+        }
+    }
 }
 
 /// `args[0]` as a path: as given if it has a `/`, else looked up in the spec's `PATH`.
