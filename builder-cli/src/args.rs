@@ -6,7 +6,15 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 /// rbuild builds OCI images from Dockerfiles, without a daemon.
 #[derive(Debug, Parser)]
-#[command(name = "rbuild", version, about, long_about = None, propagate_version = true)]
+#[command(
+    name = "rbuild",
+    version,
+    about,
+    long_about = None,
+    propagate_version = true,
+    arg_required_else_help = true,
+    after_help = "Examples:\n  rbuild -t app:v1 .                      build (as `docker build`)\n  rbuild build --progress plain -o type=oci,dest=app.tar .\n  rbuild images\n  rbuild push app:v1 registry.example.com/team/app:v1"
+)]
 pub(crate) struct Cli {
     #[arg(
         long,
@@ -179,6 +187,16 @@ pub(crate) enum Command {
         /// The registry (default Docker Hub).
         registry: Option<String>,
     },
+    /// Show the disk space the store uses: images, step cache, snapshots, cache mounts.
+    Df,
+    /// Print a shell completion script.
+    #[command(
+        after_help = "Examples:\n  rbuild completion bash > /etc/bash_completion.d/rbuild\n  rbuild completion zsh > \"${fpath[1]}/_rbuild\"\n  rbuild completion fish > ~/.config/fish/completions/rbuild.fish"
+    )]
+    Completion {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
     /// Print version information.
     Version,
 }
@@ -187,7 +205,7 @@ pub(crate) enum Command {
 pub(crate) struct BuildOptions {
     /// The build context directory.
     pub(crate) context: PathBuf,
-    /// The Dockerfile (default: CONTEXT/Dockerfile).
+    /// The Dockerfile (default: CONTEXT/Dockerfile; `-` reads it from standard input).
     #[arg(short = 'f', long = "file")]
     pub(crate) file: Option<PathBuf>,
     /// Name the image (`name:tag`); may be given several times.
@@ -213,9 +231,26 @@ pub(crate) struct BuildOptions {
         help = "Timestamp written into the image and clamp for file times [env: SOURCE_DATE_EPOCH]"
     )]
     pub(crate) source_date_epoch: Option<i64>,
-    /// Progress output.
-    #[arg(long, value_parser = ["auto", "plain", "quiet"], default_value = "auto")]
+    /// Progress output: `auto` (`tty` on a terminal, else `plain`), `tty` (a live view), `plain`
+    /// (CI logs), `rawjson` (one JSON event a line), `quiet`.
+    #[arg(long, value_parser = ["auto", "tty", "plain", "rawjson", "quiet"], default_value = "auto")]
     pub(crate) progress: String,
+    /// RUN's network when a step does not say: `default` (the host's, as docker build's), `host`
+    /// or `none`.
+    #[arg(long, value_parser = ["default", "host", "none"], default_value = "default")]
+    pub(crate) network: String,
+    /// Write the image ID to this file.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) iidfile: Option<PathBuf>,
+    /// Write the build result (image ID, manifest digest, names) to this file as JSON.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) metadata_file: Option<PathBuf>,
+    /// Make the layers the build adds on top of the base image one layer.
+    #[arg(long)]
+    pub(crate) squash: bool,
+    /// Accepted for `docker buildx build` scripts: the image is always in rbuild's store.
+    #[arg(long)]
+    pub(crate) load: bool,
     /// A secret for `RUN --mount=type=secret`: `id=ID,src=PATH` or `id=ID,env=VAR`.
     #[arg(long = "secret")]
     pub(crate) secrets: Vec<String>,
@@ -293,4 +328,88 @@ pub(crate) enum Format {
     Text,
     /// The JSON contract (see README).
     Json,
+}
+
+/// `rbuild -t app:v1 .` is `rbuild build -t app:v1 .`, as `docker build` is typed: when the first
+/// argument after the global options is not a subcommand (nor help or version), `build` goes
+/// before it.
+pub(crate) fn implicit_build(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    use clap::CommandFactory;
+    let cmd = Cli::command();
+    let i = after_globals(&args);
+    let Some(first) = args.get(i).and_then(|a| a.to_str()) else {
+        return args;
+    };
+    let known = cmd
+        .get_subcommands()
+        .any(|s| s.get_name() == first || s.get_all_aliases().any(|a| a == first))
+        || matches!(first, "help" | "-h" | "--help" | "-V" | "--version");
+    if !known {
+        args.insert(i, "build".into());
+    }
+    args
+}
+
+/// The index of the first argument after the global options.
+fn after_globals(args: &[std::ffi::OsString]) -> usize {
+    let mut i = 1;
+    while let Some(a) = args.get(i).and_then(|a| a.to_str()) {
+        match a {
+            "--root" | "--insecure-registry" => i += 2,
+            _ if a.starts_with("--root=") || a.starts_with("--insecure-registry=") => i += 1,
+            _ => break,
+        }
+    }
+    i
+}
+
+/// `docker build` flags rbuild does not take, and why (README: "docker build flags").
+const DOCKER_ONLY: &[(&str, &str)] = &[
+    (
+        "--add-host",
+        "RUN uses the host's /etc/hosts entries for localhost only",
+    ),
+    ("--allow", "there are no entitlements to grant"),
+    ("--annotation", "not supported yet"),
+    ("--attest", "attestations are not supported yet"),
+    ("--build-context", "not supported yet"),
+    ("--builder", "rbuild is its own builder"),
+    ("--call", "not supported yet"),
+    ("--check", "use `rbuild parse --check`"),
+    ("--cgroup-parent", "RUN is not put in a cgroup"),
+    ("--provenance", "attestations are not supported yet"),
+    ("--sbom", "attestations are not supported yet"),
+    ("--shm-size", "not supported yet"),
+    ("--ssh", "RUN --mount=type=ssh is not supported yet"),
+    ("--ulimit", "not supported yet"),
+    ("--memory", "RUN is not put in a cgroup"),
+    ("--cpu-shares", "RUN is not put in a cgroup"),
+    (
+        "--isolation",
+        "RUN always runs in rbuild's namespace sandbox",
+    ),
+    (
+        "--security-opt",
+        "RUN always has Docker's default capabilities and seccomp filter",
+    ),
+];
+
+/// A `docker build` flag rbuild does not take, with what to do instead.
+pub(crate) fn docker_only_flag(args: &[std::ffi::OsString]) -> Option<String> {
+    let i = after_globals(args);
+    if args.get(i).and_then(|a| a.to_str()) != Some("build") {
+        return None;
+    }
+    for a in args.iter().skip(i + 1).filter_map(|a| a.to_str()) {
+        if a == "--" {
+            break;
+        }
+        let name = a.split('=').next().unwrap_or(a);
+        if let Some((flag, why)) = DOCKER_ONLY.iter().find(|(f, _)| *f == name) {
+            return Some(format!(
+                "`{flag}` is a `docker build` flag rbuild does not take: {why} (see \"docker build flags\" in the README)"
+            ));
+        }
+    }
+    None
 }

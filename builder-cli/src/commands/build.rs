@@ -1,6 +1,7 @@
 //! `rbuild build`.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -9,6 +10,7 @@ use builder_core::build::{self, BuildRequest, Builder, Compression, Event, Outpu
 
 use super::images::normalize;
 use crate::args::BuildOptions;
+use crate::progress::{Mode, Progress};
 use crate::render;
 
 /// A build error that points at a Dockerfile line gets a code frame.
@@ -69,10 +71,26 @@ pub(crate) fn run(
     let context = stdin_context
         .as_ref()
         .map_or_else(|| args.context.clone(), |d| d.path().to_owned());
-    let dockerfile = match (&args.file, &stdin_context) {
-        (Some(f), Some(d)) => d.path().join(f),
-        (Some(f), None) => f.clone(),
-        (None, _) => context.join("Dockerfile"),
+    // `-f -`: the Dockerfile is standard input, kept in a temporary file for the build.
+    let stdin_dockerfile = if args.file.as_deref() == Some(std::path::Path::new("-")) {
+        if stdin_context.is_some() {
+            anyhow::bail!("`-f -` and a context on standard input (`-`) cannot both read it");
+        }
+        let mut tmp = tempfile::Builder::new()
+            .prefix("Dockerfile-stdin-")
+            .tempfile_in(store.root().join("tmp"))
+            .context("cannot make a temporary file for the Dockerfile")?;
+        std::io::copy(&mut std::io::stdin().lock(), &mut tmp)
+            .context("cannot read the Dockerfile from standard input")?;
+        Some(tmp.into_temp_path())
+    } else {
+        None
+    };
+    let dockerfile = match (&args.file, &stdin_context, &stdin_dockerfile) {
+        (_, _, Some(tmp)) => tmp.to_path_buf(),
+        (Some(f), Some(d), None) => d.path().join(f),
+        (Some(f), None, None) => f.clone(),
+        (None, _, None) => context.join("Dockerfile"),
     };
     let mut outputs = Vec::new();
     for o in &args.outputs {
@@ -122,82 +140,21 @@ pub(crate) fn run(
         registry: registry.clone(),
         cache_from: cache_specs("--cache-from", &args.cache_from)?,
         cache_to: cache_specs("--cache-to", &args.cache_to)?,
+        network_none: args.network == "none",
+        squash: args.squash,
     };
     if args.push && args.tags.is_empty() {
         anyhow::bail!("--push needs at least one --tag to push to");
     }
     let push_opts = super::registry::push_options(&args.push_format, &args.compression, 64 << 20)?;
-    let quiet = args.quiet || args.progress == "quiet";
-    let mut on_event = |e: &Event| {
-        if quiet {
-            return;
-        }
-        match e {
-            Event::StageSkipped { stage, name } => {
-                render::stderr(&format!(
-                    "skipping stage {} (not needed for the target)\n",
-                    name.clone().unwrap_or_else(|| stage.to_string())
-                ));
-            }
-            Event::Step {
-                number,
-                total,
-                stage,
-                instruction,
-                line,
-            } => {
-                render::stderr(&format!(
-                    "#{number} [{stage} {number}/{total}] {instruction} (line {line})\n"
-                ));
-            }
-            Event::Miss {
-                number,
-                instruction,
-                line,
-                reason,
-                ..
-            } => {
-                render::stderr(&format!(
-                    "#{number} cache miss: {instruction} (Dockerfile:{line}): {reason}\n"
-                ));
-            }
-            Event::CacheImported { source, records } => {
-                render::stderr(&format!("importing cache from {source}: {records} steps\n"));
-            }
-            Event::CacheExported { target, records } => {
-                render::stderr(&format!("exported cache to {target}: {records} steps\n"));
-            }
-            Event::Pulled {
-                reference,
-                digest,
-                layers_fetched,
-            } => {
-                render::stderr(&format!(
-                    "pulled {reference} ({digest}, {layers_fetched} layers downloaded)\n"
-                ));
-            }
-            Event::Log { number, line } => {
-                render::stderr(&format!("#{number} {line}\n"));
-            }
-            Event::StepDone {
-                number,
-                millis,
-                cached,
-            } => {
-                #[allow(clippy::cast_precision_loss)]
-                let secs = *millis as f64 / 1000.0;
-                if *cached {
-                    render::stderr(&format!("#{number} CACHED\n"));
-                } else {
-                    render::stderr(&format!("#{number} DONE {secs:.1}s\n"));
-                }
-            }
-        }
-    };
+    let mut progress = Progress::new(Mode::from_args(&args.progress, args.quiet));
     let builder = Builder::new(store.clone());
-    let out = builder
-        .build(&req, &mut on_event)
-        .map_err(|e| framed(e, &dockerfile))?;
+    let result = {
+        let mut on_event = |e: &Event| progress.event(e);
+        builder.build(&req, &mut on_event)
+    };
+    progress.finish();
+    let out = result.map_err(|e| framed(e, &dockerfile))?;
     let names = req.tags.clone();
     let mtime = u64::try_from(source_date_epoch.unwrap_or(0)).unwrap_or(0);
     for o in &outputs {
@@ -207,26 +164,62 @@ pub(crate) fn run(
     if args.push {
         super::registry::push_image(store, &out.image, &names, registry, &push_opts)?;
     }
-    if args.quiet {
-        render::stdout(&format!("{}\n", out.image.config_digest));
-    } else if !quiet {
-        render::stderr(&format!(
-            "built image {} in {:.1}s ({} steps, {} cached, {} context files read)\n",
-            out.image.config_digest,
-            started.elapsed().as_secs_f64(),
-            out.steps,
-            out.cached,
-            out.files_read
-        ));
-        if !out.misses.is_empty() {
-            render::stderr("cache misses:\n");
-            for m in &out.misses {
-                render::stderr(&format!("  {m}\n"));
+    let id = out.image.config_digest.to_string();
+    if let Some(path) = &args.iidfile {
+        fs_err::write(path, &id)
+            .with_context(|| format!("cannot write --iidfile `{}`", path.display()))?;
+    }
+    let size = out.image.size(store).unwrap_or(0);
+    let metadata = serde_json::json!({
+        "containerimage.config.digest": id,
+        "containerimage.digest": out.image.manifest_digest.to_string(),
+        "image.name": names.join(","),
+        "rbuild.steps": out.steps,
+        "rbuild.cached": out.cached,
+        "rbuild.size": size,
+    });
+    if let Some(path) = &args.metadata_file {
+        let text = serde_json::to_string_pretty(&metadata)?;
+        fs_err::write(path, text + "\n")
+            .with_context(|| format!("cannot write --metadata-file `{}`", path.display()))?;
+    }
+    match progress.mode() {
+        Mode::Quiet => {}
+        Mode::RawJson => progress.json_value(&serde_json::json!({
+            "type": "result",
+            "time": (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0,
+            "image_id": id,
+            "manifest_digest": out.image.manifest_digest.to_string(),
+            "names": names,
+            "size": size,
+            "steps": out.steps,
+            "cached": out.cached,
+            "misses": out.misses,
+        })),
+        Mode::Plain | Mode::Tty => {
+            let mut summary = format!(
+                "built image {id} in {:.1}s ({} steps, {} cached, {} context files read)\n  digest {}, {}\n",
+                started.elapsed().as_secs_f64(),
+                out.steps,
+                out.cached,
+                out.files_read,
+                out.image.manifest_digest,
+                super::images::human(size),
+            );
+            if !out.misses.is_empty() {
+                summary.push_str("cache misses:\n");
+                for m in &out.misses {
+                    let _ = writeln!(summary, "  {m}");
+                }
             }
+            for n in &names {
+                let _ = writeln!(summary, "naming to {n}");
+            }
+            render::stderr(&summary);
         }
-        for n in &names {
-            render::stderr(&format!("naming to {n}\n"));
-        }
+    }
+    if args.quiet {
+        render::stdout(&format!("{id}\n"));
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -29,7 +29,7 @@ pub(crate) fn resolve(store: &Store, name: &str) -> anyhow::Result<Image> {
     Image::load(store, digest).with_context(|| format!("cannot read image `{normalized}`"))
 }
 
-fn human(bytes: u64) -> String {
+pub(crate) fn human(bytes: u64) -> String {
     #[allow(clippy::cast_precision_loss)]
     let b = bytes as f64;
     if b >= 1e9 {
@@ -252,5 +252,23 @@ pub(crate) fn prune(
         report.blobs,
         human(report.bytes)
     ));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `rbuild df`: what the store holds, as `docker system df` shows it.
+pub(crate) fn df(store: &Store) -> anyhow::Result<ExitCode> {
+    let u = builder_core::build::disk_usage(store)?;
+    let mut out = format!("{:<22}{:>8}{:>12}\n", "TYPE", "COUNT", "SIZE");
+    let rows = [
+        ("Images", u.images.to_string(), u.image_bytes),
+        ("Build cache", u.cache_records.to_string(), u.cache_bytes),
+        ("Snapshots", "-".to_owned(), u.snapshot_bytes),
+        ("Cache mounts", "-".to_owned(), u.cache_mount_bytes),
+        ("Unused (prune frees)", "-".to_owned(), u.unused_bytes),
+    ];
+    for (name, count, bytes) in rows {
+        let _ = writeln!(out, "{name:<22}{count:>8}{:>12}", human(bytes));
+    }
+    render::stdout(&out);
     Ok(ExitCode::SUCCESS)
 }

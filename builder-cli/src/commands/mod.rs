@@ -97,6 +97,14 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             filter.as_deref(),
             keep_storage.as_deref(),
         ),
+        Command::Df => images::df(&store(root)?),
+        Command::Completion { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            let mut out = Vec::new();
+            clap_complete::generate(shell, &mut cmd, "rbuild", &mut out);
+            crate::render::stdout(&String::from_utf8_lossy(&out));
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Version => {
             crate::render::stdout(&format!("rbuild {}\n", env!("CARGO_PKG_VERSION")));
             Ok(ExitCode::SUCCESS)

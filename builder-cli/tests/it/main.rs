@@ -2,6 +2,7 @@
 
 mod build;
 mod cache;
+mod cli;
 mod interop;
 mod parse;
 mod registry;

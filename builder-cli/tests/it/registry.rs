@@ -769,3 +769,50 @@ fn unknown_repositories_and_tags_are_named_with_what_the_registry_said() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn build_pull_asks_the_registry_even_with_the_base_in_the_store_and_push_format_docker() {
+    let reg = Registry::start(&Auth::None);
+    let p = Project::new();
+    import_busybox(&p.root());
+    let base = format!("{}/base:v1", reg.host());
+    p.ok(&["push", "busybox:latest", &base]);
+    p.file("Dockerfile", &format!("FROM {base}\nCOPY a.txt /\n"))
+        .file("a.txt", "a");
+    let app = format!("{}/app:v1", reg.host());
+    let out = p.ok(&[
+        "build",
+        "-t",
+        &app,
+        "--push",
+        "--push-format",
+        "docker",
+        ".",
+    ]);
+    assert!(
+        text(&out.stderr).contains(&format!("pulled {base}")),
+        "not in the store yet"
+    );
+    let raw = skopeo_inspect(&app, &["--raw"]);
+    assert_eq!(
+        raw["mediaType"],
+        "application/vnd.docker.distribution.manifest.v2+json"
+    );
+    // The base is in the store now: no pull, unless --pull.
+    let out = p.ok(&["build", "-t", &app, "."]);
+    assert!(
+        !text(&out.stderr).contains("pulled"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = p.ok(&["build", "--pull", "-t", &app, "."]);
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains(&format!("pulled {base}")) && stderr.contains("0 layers downloaded"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("(2 steps, 2 cached"),
+        "an unchanged base keeps the cache: {stderr}"
+    );
+}

@@ -32,7 +32,7 @@ fn build_log_with_env(p: &Project, extra: &[&str], vars: &[(&str, &str)]) -> Str
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
-    text(&out.stderr)
+    crate::support::untimed(&text(&out.stderr))
 }
 
 /// Paths in the image's layers, from `rbuild save`: what each layer holds.

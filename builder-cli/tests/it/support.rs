@@ -25,6 +25,26 @@ pub(crate) fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+/// A plain progress log without the seconds on output lines: `#3 0.104 hi` reads `#3 hi`.
+pub(crate) fn untimed(log: &str) -> String {
+    let mut out = String::with_capacity(log.len());
+    for line in log.lines() {
+        let mut parts = line.splitn(3, ' ');
+        match (parts.next(), parts.next(), parts.next()) {
+            (Some(step), Some(secs), rest)
+                if step.starts_with('#') && secs.contains('.') && secs.parse::<f64>().is_ok() =>
+            {
+                out.push_str(step);
+                out.push(' ');
+                out.push_str(rest.unwrap_or(""));
+            }
+            _ => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
+
 /// A temporary project: a context directory and a store root of its own.
 pub(crate) struct Project {
     pub(crate) dir: tempfile::TempDir,

@@ -17,6 +17,7 @@ mod prune;
 mod remote_cache;
 mod run;
 mod snapshots;
+mod squash;
 mod stage;
 mod stdin_context;
 
@@ -34,7 +35,7 @@ pub use error::Error;
 pub use export::{Output, export};
 pub use import::import_rootfs;
 pub use load::load_archive;
-pub use prune::{PruneOptions, PruneReport, prune};
+pub use prune::{DiskUsage, PruneOptions, PruneReport, disk_usage, prune};
 pub use remote_cache::{CONFIG_MEDIA_TYPE as CACHE_CONFIG_MEDIA_TYPE, CacheSpec};
 use stage::StageState;
 pub use stdin_context::unpack_context;
@@ -84,6 +85,10 @@ pub struct BuildRequest {
     pub cache_from: Vec<CacheSpec>,
     /// `--cache-to`: where to export this build's step cache.
     pub cache_to: Vec<CacheSpec>,
+    /// `--network none`: RUN steps without their own `--network` get only a loopback interface.
+    pub network_none: bool,
+    /// `--squash`: the layers the build adds on top of the target's base become one.
+    pub squash: bool,
 }
 
 /// What a build produced.
@@ -103,7 +108,8 @@ pub struct BuildOutput {
 }
 
 /// Something a build reports as it goes.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event {
     /// A stage the target does not need.
     StageSkipped {
@@ -322,6 +328,7 @@ impl Builder {
                 platform: &platform,
                 registry: &req.registry,
                 lazy_layers: &lazy_layers,
+                network_none: req.network_none,
                 step_keys: &step_keys,
                 work: work.path(),
                 step: 0,
@@ -416,6 +423,9 @@ impl Builder {
             &lazy_layers,
             &req.registry,
         )?;
+        if req.squash {
+            squash::squash(&self.store, &mut final_state, req.source_date_epoch)?;
+        }
         let image = Image::store(&self.store, &final_state.config)?;
         for t in &req.tags {
             self.store.set_tag(t, image.manifest_digest)?;

@@ -186,3 +186,86 @@ pub fn prune(store: &Store, opts: &PruneOptions) -> Result<PruneReport> {
     }
     Ok(report)
 }
+
+/// What the store holds, as `rbuild df` shows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DiskUsage {
+    /// Image names.
+    pub images: usize,
+    /// Bytes of the blobs tagged images use (layers, their compressed forms, configs, manifests).
+    pub image_bytes: u64,
+    /// Step-cache records.
+    pub cache_records: usize,
+    /// Bytes of blobs only the step cache uses.
+    pub cache_bytes: u64,
+    /// Bytes of blobs nothing uses (what `rbuild prune` frees).
+    pub unused_bytes: u64,
+    /// Bytes of unpacked root filesystems (`snapshots/`, hard links counted once).
+    pub snapshot_bytes: u64,
+    /// Bytes of `RUN --mount=type=cache` directories.
+    pub cache_mount_bytes: u64,
+}
+
+/// Bytes under `dir`, each inode counted once.
+fn tree_bytes(dir: &std::path::Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let mut seen = BTreeSet::new();
+    let mut total = 0;
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = fs_err::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let Ok(m) = e.path().symlink_metadata() else {
+                continue;
+            };
+            if m.is_dir() {
+                stack.push(e.path());
+            } else if seen.insert((m.dev(), m.ino())) {
+                total += m.len();
+            }
+        }
+    }
+    total
+}
+
+/// Measures the store (under its shared lock).
+pub fn disk_usage(store: &Store) -> Result<DiskUsage> {
+    let _lock = store.lock_shared()?;
+    let mut images_live = BTreeSet::new();
+    let tags = store.tags()?;
+    for (_, manifest) in &tags {
+        let image = Image::load(store, *manifest)?;
+        images_live.insert(*manifest);
+        images_live.insert(image.config_digest);
+        for d in image.diff_ids() {
+            images_live.insert(*d);
+            for alg in ["gzip", "zstd"] {
+                if let Some(c) = store.meta(alg, &d.hex())? {
+                    if let Ok(c) = c.trim().parse::<Digest>() {
+                        images_live.insert(c);
+                    }
+                }
+            }
+        }
+    }
+    let all_live = reachable(store)?;
+    let mut usage = DiskUsage {
+        images: tags.len(),
+        cache_records: cache_records(store)?.len(),
+        snapshot_bytes: tree_bytes(&store.root().join("snapshots")),
+        cache_mount_bytes: tree_bytes(&store.root().join("cache-mounts")),
+        ..DiskUsage::default()
+    };
+    for (d, size) in blobs(store)? {
+        if images_live.contains(&d) {
+            usage.image_bytes += size;
+        } else if all_live.contains(&d) {
+            usage.cache_bytes += size;
+        } else {
+            usage.unused_bytes += size;
+        }
+    }
+    Ok(usage)
+}

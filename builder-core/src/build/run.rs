@@ -431,6 +431,7 @@ pub(crate) fn run(
     fs_err::write(&hosts, "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\tbuildkitsandbox\n").map_err(io_at(&hosts))?;
     let network = match run.network.as_deref() {
         Some("none") => Network::None,
+        None if env.network_none => Network::None,
         _ => Network::Host,
     };
     let resolv = std::path::Path::new("/etc/resolv.conf");

@@ -42,6 +42,8 @@ pub(crate) struct BuildEnv<'a> {
     pub(crate) platform: &'a crate::registry::Platform,
     /// How registries are reached.
     pub(crate) registry: &'a crate::registry::Options,
+    /// `--network none`: the default network of RUN.
+    pub(crate) network_none: bool,
     /// Layers an imported cache can provide, fetched when first read.
     pub(crate) lazy_layers: &'a super::remote_cache::LazyLayers,
     /// (stage, key) of every step this build went through, for `--cache-to`.
@@ -111,6 +113,9 @@ pub(crate) struct StageState {
     /// Why the state differs from last build's at this point, if it does: said by the next
     /// step that misses because of it.
     parent_reason: Option<String>,
+    /// How many layers and history entries came with the base image (`--squash` keeps them).
+    pub(crate) base_layers: usize,
+    pub(crate) base_history: usize,
 }
 
 /// What the step cache remembers of a step's result. Variables are not kept: they are
@@ -130,6 +135,8 @@ impl Clone for StageState {
             cmd_set: self.cmd_set,
             key: self.key,
             parent_reason: self.parent_reason.clone(),
+            base_layers: self.base_layers,
+            base_history: self.base_history,
         }
     }
 }
@@ -229,6 +236,8 @@ fn base(
         .filter_map(|e| e.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())))
         .collect();
     Ok(StageState {
+        base_layers: config.rootfs.diff_ids.len(),
+        base_history: config.history.len(),
         config,
         rootfs: std::sync::Mutex::new(rootfs.to_owned()),
         vars,
@@ -501,6 +510,9 @@ fn run_cached(
         for (name, d) in &inputs {
             h.update(name.as_bytes());
             h.update(d.as_bytes());
+        }
+        if env.network_none && run.network.is_none() {
+            h.update(b"\0build network none");
         }
     }
     let (key, _) = h.finish();
