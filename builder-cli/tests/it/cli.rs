@@ -1,8 +1,6 @@
 //! The everyday command line: docker-build-compatible flags, progress output (plain, rawjson, and
 //! the live view under tmux), and what a new user sees for mistakes.
 
-use std::io::Write;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use crate::support::{Project, import_busybox, text, tool, untimed};
@@ -42,20 +40,10 @@ fn a_path_first_means_build_as_docker_build_takes_it() {
 fn the_dockerfile_can_come_from_standard_input() {
     let p = Project::new();
     p.file("a.txt", "from stdin build");
-    let mut child = p
-        .command_in(&p.root(), &["build", "-f", "-", "-t", "stdin:v1", "."])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"FROM scratch\nCOPY a.txt /copied\n")
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = crate::support::with_stdin(
+        &mut p.command_in(&p.root(), &["build", "-f", "-", "-t", "stdin:v1", "."]),
+        b"FROM scratch\nCOPY a.txt /copied\n",
+    );
     assert!(out.status.success(), "{}", text(&out.stderr));
     let history = text(&p.ok(&["history", "stdin:v1"]).stdout);
     assert!(history.contains("COPY a.txt /copied"), "{history}");

@@ -1,8 +1,5 @@
 //! `rbuild parse`: the JSON contract on every fixture, rendered errors, syntax-only mode.
 
-use std::io::Write;
-use std::process::Stdio;
-
 use serde_json::Value;
 
 use crate::support::{fixtures, rbuild, run, text};
@@ -221,18 +218,10 @@ fn syntax_only_parse_accepts_a_file_without_from() {
 
 #[test]
 fn reads_standard_input() {
-    let mut child = rbuild(&["parse", "-f", "-", "--format", "json"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"from busybox\nrun echo hi\n")
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = crate::support::with_stdin(
+        &mut rbuild(&["parse", "-f", "-", "--format", "json"]),
+        b"from busybox\nrun echo hi\n",
+    );
     assert!(out.status.success());
     let json: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json["instructions"][1]["keyword"], "RUN");

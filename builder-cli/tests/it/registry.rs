@@ -2,13 +2,20 @@
 //! `docker-registry` on 127.0.0.1 and checked with skopeo and podman.
 
 use std::collections::BTreeSet;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Output, Stdio};
+use std::process::Output;
 
 use crate::interop::{podman, podman_run};
 use crate::registry_server::{Auth, Fault, PASSWORD, Proxy, Registry, USER};
-use crate::support::{Project, import_busybox, text, tool};
+use crate::support::{Project, import_busybox, text, tool, with_stdin};
+
+/// A registry and a project whose store holds `busybox:latest`.
+fn registry_and_busybox(auth: &Auth) -> (Registry, Project) {
+    let reg = Registry::start(auth);
+    let p = Project::new();
+    import_busybox(&p.root());
+    (reg, p)
+}
 
 fn inspect_id(p: &Project, root: &Path, image: &str) -> String {
     let out = p.rbuild_in(root, &["inspect", image]);
@@ -36,6 +43,22 @@ fn blobs(root: &Path) -> BTreeSet<String> {
 }
 
 /// `rbuild` with its own docker config directory (and more on `PATH`).
+fn registry_cmd(
+    p: &Project,
+    root: &Path,
+    docker: &Path,
+    path_prefix: Option<&Path>,
+    args: &[&str],
+) -> std::process::Command {
+    let mut cmd = p.command_in(root, args);
+    cmd.env("DOCKER_CONFIG", docker);
+    if let Some(dir) = path_prefix {
+        let path = std::env::var("PATH").unwrap_or_default();
+        cmd.env("PATH", format!("{}:{path}", dir.display()));
+    }
+    cmd
+}
+
 fn rb(
     p: &Project,
     root: &Path,
@@ -43,24 +66,62 @@ fn rb(
     path_prefix: Option<&Path>,
     args: &[&str],
 ) -> Output {
-    let mut cmd = p.command_in(root, args);
-    cmd.env("DOCKER_CONFIG", docker);
-    if let Some(dir) = path_prefix {
-        let path = std::env::var("PATH").unwrap_or_default();
-        cmd.env("PATH", format!("{}:{path}", dir.display()));
-    }
-    cmd.output().unwrap()
+    registry_cmd(p, root, docker, path_prefix, args)
+        .output()
+        .unwrap()
 }
 
-fn login(p: &Project, docker: &Path, host: &str, password: &str) -> Output {
-    let mut cmd = p.command_in(&p.root(), &["login", host, "-u", USER, "--password-stdin"]);
-    cmd.env("DOCKER_CONFIG", docker)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().unwrap();
-    writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
-    child.wait_with_output().unwrap()
+fn login(p: &Project, docker: &Path, helpers: Option<&Path>, host: &str, password: &str) -> Output {
+    let args = ["login", host, "-u", USER, "--password-stdin"];
+    let mut cmd = registry_cmd(p, &p.root(), docker, helpers, &args);
+    with_stdin(&mut cmd, format!("{password}\n").as_bytes())
+}
+
+/// The login round trip both auth kinds share: a push before login is refused, a wrong
+/// password is refused with `wrong_says`, then login, push, and a pull into an empty store
+/// giving the same image. Gives what the caller checks further.
+fn auth_round_trip(
+    auth: &Auth,
+    repo: &str,
+    wrong_says: &str,
+) -> (Registry, Project, PathBuf, String) {
+    let reg = Registry::start(auth);
+    let p = Project::new();
+    import_busybox(&p.root());
+    let docker = p.path("docker");
+    let host = reg.host();
+    let image = format!("{host}/{repo}");
+    let push = ["push", "busybox:latest", image.as_str()];
+    let out = rb(&p, &p.root(), &docker, None, &push);
+    let stderr = text(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains(&format!("registry `{host}` denied access to `{image}`")),
+        "{stderr}"
+    );
+    let out = login(&p, &docker, None, &host, "wrong");
+    let stderr = text(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains(&format!("cannot log in to `{host}`")) && stderr.contains(wrong_says),
+        "{stderr}"
+    );
+    assert!(
+        !docker.join("config.json").exists(),
+        "a failed login saves nothing"
+    );
+    let out = login(&p, &docker, None, &host, PASSWORD);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = rb(&p, &p.root(), &docker, None, &push);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let fresh = p.path("fresh");
+    let out = rb(&p, &fresh, &docker, None, &["pull", &image]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        inspect_id(&p, &fresh, &image),
+        inspect_id(&p, &p.root(), "busybox:latest")
+    );
+    (reg, p, docker, image)
 }
 
 fn skopeo_inspect(image: &str, extra: &[&str]) -> serde_json::Value {
@@ -96,9 +157,7 @@ fn sha256(bytes: &[u8]) -> String {
 #[test]
 fn pushed_images_are_read_by_skopeo_and_podman_and_pull_back_with_the_same_id() {
     tool("runc", "runc");
-    let reg = Registry::start(&Auth::None);
-    let p = Project::new();
-    import_busybox(&p.root());
+    let (reg, p) = registry_and_busybox(&Auth::None);
     let v1 = format!("{}/bb:v1", reg.host());
     let v2 = format!("{}/bb:v2", reg.host());
     // Chunked upload (the layer is over 1 MB), two tags.
@@ -178,9 +237,7 @@ fn pushed_images_are_read_by_skopeo_and_podman_and_pull_back_with_the_same_id() 
 
 #[test]
 fn an_image_copied_in_by_skopeo_is_pulled_and_built_from_and_pushes_mount_its_layers() {
-    let reg = Registry::start(&Auth::None);
-    let p = Project::new();
-    import_busybox(&p.root());
+    let (reg, p) = registry_and_busybox(&Auth::None);
     let archive = p.path("bb.tar");
     p.ok(&[
         "save",
@@ -224,9 +281,7 @@ fn an_image_copied_in_by_skopeo_is_pulled_and_built_from_and_pushes_mount_its_la
 
 #[test]
 fn an_index_gives_each_platform_its_own_image() {
-    let reg = Registry::start(&Auth::None);
-    let p = Project::new();
-    import_busybox(&p.root());
+    let (reg, p) = registry_and_busybox(&Auth::None);
     let host = reg.host();
     p.ok(&["push", "busybox:latest", &format!("{host}/multi:native")]);
     let base = format!("http://{host}/v2/multi");
@@ -361,9 +416,7 @@ fn cache_dockerfile(p: &Project, base: &str) {
 
 #[test]
 fn cache_exported_by_one_store_makes_the_build_in_an_empty_store_all_cached() {
-    let reg = Registry::start(&Auth::None);
-    let p = Project::new();
-    import_busybox(&p.root());
+    let (reg, p) = registry_and_busybox(&Auth::None);
     let base = format!("{}/base:v1", reg.host());
     p.ok(&["push", "busybox:latest", &base]);
     cache_dockerfile(&p, &base);
@@ -454,57 +507,27 @@ fn cache_exported_by_one_store_makes_the_build_in_an_empty_store_all_cached() {
 
 #[test]
 fn basic_auth_logins_are_shared_through_docker_config_and_wrong_passwords_refused() {
-    let reg = Registry::start(&Auth::Htpasswd);
-    let p = Project::new();
-    import_busybox(&p.root());
-    let docker = p.path("docker");
+    let (reg, p, docker, image) = auth_round_trip(&Auth::Htpasswd, "private:v1", "UNAUTHORIZED");
     let host = reg.host();
-    let image = format!("{host}/private:v1");
-    let out = rb(
-        &p,
-        &p.root(),
-        &docker,
-        None,
-        &["push", "busybox:latest", &image],
-    );
-    let stderr = text(&out.stderr);
-    assert!(!out.status.success());
-    assert!(
-        stderr.contains(&format!("registry `{host}` denied access to `{image}`"))
-            && stderr.contains(&format!("rbuild login {host}")),
-        "{stderr}"
-    );
-    let out = login(&p, &docker, &host, "wrong");
-    let stderr = text(&out.stderr);
-    assert!(!out.status.success());
-    assert!(
-        stderr.contains(&format!("cannot log in to `{host}`")) && stderr.contains("UNAUTHORIZED"),
-        "{stderr}"
-    );
-    assert!(
-        !docker.join("config.json").exists(),
-        "a failed login saves nothing"
-    );
-
-    let out = login(&p, &docker, &host, PASSWORD);
-    assert!(out.status.success(), "{}", text(&out.stderr));
     let config: serde_json::Value =
         serde_json::from_slice(&fs_err::read(docker.join("config.json")).unwrap()).unwrap();
     assert!(config["auths"][&host]["auth"].is_string(), "{config}");
-    let out = rb(
-        &p,
-        &p.root(),
-        &docker,
-        None,
-        &["push", "busybox:latest", &image],
-    );
-    assert!(out.status.success(), "{}", text(&out.stderr));
     // skopeo reads the same file: docker's format.
     let authfile = docker.join("config.json");
     skopeo_inspect(&image, &["--authfile", authfile.to_str().unwrap()]);
-    let out = rb(&p, &p.path("fresh"), &docker, None, &["pull", &image]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-
+    // Without a login, the registry's challenge is answered with advice.
+    let out = rb(
+        &p,
+        &p.path("anon"),
+        &p.path("no-docker"),
+        None,
+        &["pull", &image],
+    );
+    assert!(
+        text(&out.stderr).contains(&format!("rbuild login {host}")),
+        "{}",
+        text(&out.stderr)
+    );
     let out = rb(&p, &p.root(), &docker, None, &["logout", &host]);
     assert!(out.status.success());
     let out = rb(
@@ -524,49 +547,9 @@ fn basic_auth_logins_are_shared_through_docker_config_and_wrong_passwords_refuse
 
 #[test]
 fn token_auth_pushes_and_pulls_with_credentials_and_says_why_it_refuses() {
-    let reg = Registry::start(&Auth::Token);
-    let p = Project::new();
-    import_busybox(&p.root());
-    let docker = p.path("docker");
-    let host = reg.host();
-    let image = format!("{host}/team/app:v1");
-    let out = rb(
-        &p,
-        &p.root(),
-        &docker,
-        None,
-        &["push", "busybox:latest", &image],
-    );
-    let stderr = text(&out.stderr);
-    assert!(!out.status.success());
-    assert!(
-        stderr.contains(&format!("denied access to `{image}`")),
-        "{stderr}"
-    );
-    let out = login(&p, &docker, &host, "wrong");
-    let stderr = text(&out.stderr);
-    assert!(!out.status.success());
-    assert!(
-        stderr.contains("invalid user name or password"),
-        "the token server's words: {stderr}"
-    );
-    let out = login(&p, &docker, &host, PASSWORD);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let out = rb(
-        &p,
-        &p.root(),
-        &docker,
-        None,
-        &["push", "busybox:latest", &image],
-    );
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let fresh = p.path("fresh");
-    let out = rb(&p, &fresh, &docker, None, &["pull", &image]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    assert_eq!(
-        inspect_id(&p, &fresh, &image),
-        inspect_id(&p, &p.root(), "busybox:latest")
-    );
+    // The wrong password is refused in the token server's words.
+    let (_reg, p, _docker, image) =
+        auth_round_trip(&Auth::Token, "team/app:v1", "invalid user name or password");
     // Anonymous pulls get a token that grants nothing.
     let out = rb(
         &p,
@@ -604,9 +587,7 @@ fn helper_script(dir: &Path) -> PathBuf {
 
 #[test]
 fn credential_helpers_answer_for_their_registries() {
-    let reg = Registry::start(&Auth::Htpasswd);
-    let p = Project::new();
-    import_busybox(&p.root());
+    let (reg, p) = registry_and_busybox(&Auth::Htpasswd);
     let host = reg.host();
     let helpers = helper_script(&p.path("helpers"));
     let docker = p.path("docker");
@@ -634,16 +615,7 @@ fn credential_helpers_answer_for_their_registries() {
 
     // credsStore: logins go to the helper, not into the file.
     fs_err::write(docker.join("config.json"), r#"{"credsStore":"rbtest"}"#).unwrap();
-    let mut cmd = p.command_in(&p.root(), &["login", &host, "-u", USER, "--password-stdin"]);
-    let path = std::env::var("PATH").unwrap_or_default();
-    cmd.env("DOCKER_CONFIG", &docker)
-        .env("PATH", format!("{}:{path}", helpers.display()))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().unwrap();
-    writeln!(child.stdin.take().unwrap(), "{PASSWORD}").unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = login(&p, &docker, Some(&helpers), &host, PASSWORD);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let stored: serde_json::Value =
         serde_json::from_slice(&fs_err::read(helpers.join("stored.json")).unwrap()).unwrap();
@@ -732,9 +704,7 @@ fn a_blob_with_wrong_bytes_is_refused_and_never_stored() {
 
 #[test]
 fn unknown_repositories_and_tags_are_named_with_what_the_registry_said() {
-    let reg = Registry::start(&Auth::None);
-    let p = Project::new();
-    import_busybox(&p.root());
+    let (reg, p) = registry_and_busybox(&Auth::None);
     let host = reg.host();
     let nope = format!("{host}/nope:v1");
     let out = p.rbuild(&["pull", &nope]);
@@ -772,9 +742,7 @@ fn unknown_repositories_and_tags_are_named_with_what_the_registry_said() {
 
 #[test]
 fn build_pull_asks_the_registry_even_with_the_base_in_the_store_and_push_format_docker() {
-    let reg = Registry::start(&Auth::None);
-    let p = Project::new();
-    import_busybox(&p.root());
+    let (reg, p) = registry_and_busybox(&Auth::None);
     let base = format!("{}/base:v1", reg.host());
     p.ok(&["push", "busybox:latest", &base]);
     p.file("Dockerfile", &format!("FROM {base}\nCOPY a.txt /\n"))

@@ -283,20 +283,13 @@ fn sign_jwt(key: &Path, x5c: &str, authed: bool, access: &[serde_json::Value]) -
         URL_SAFE_NO_PAD.encode(header.to_string()),
         URL_SAFE_NO_PAD.encode(claims.to_string())
     );
-    let mut child = Command::new("openssl")
-        .args(["dgst", "-sha256", "-sign"])
-        .arg(key)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(signing_input.as_bytes())
-        .unwrap();
-    let sig = child.wait_with_output().unwrap().stdout;
+    let sig = crate::support::with_stdin(
+        Command::new("openssl")
+            .args(["dgst", "-sha256", "-sign"])
+            .arg(key),
+        signing_input.as_bytes(),
+    )
+    .stdout;
     format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(sig))
 }
 

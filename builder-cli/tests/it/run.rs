@@ -469,12 +469,7 @@ fn a_rootless_build_runs_and_its_files_are_root_in_the_image() {
         log.contains("hi"),
         "the second RUN did not see the first's file:\n{log}"
     );
-    let listing = std::process::Command::new("tar")
-        .args(["--numeric-owner", "-tvf"])
-        .arg(&tar)
-        .output()
-        .unwrap();
-    let listing = text(&listing.stdout);
+    let listing = crate::support::tar_listing(&tar);
     let made = listing
         .lines()
         .find(|l| l.ends_with(" made"))
@@ -531,12 +526,7 @@ fn a_rootless_build_with_subordinate_ids_keeps_owners_and_runs_as_other_users() 
     assert!(out.status.success(), "{log}");
     assert!(log.contains("1000\n") || log.contains(" 1000"), "{log}");
     assert!(log.contains("private"), "{log}");
-    let listing = std::process::Command::new("tar")
-        .args(["--numeric-owner", "-tvf"])
-        .arg(&tar)
-        .output()
-        .unwrap();
-    let listing = text(&listing.stdout);
+    let listing = crate::support::tar_listing(&tar);
     let owner = |name: &str| {
         listing
             .lines()

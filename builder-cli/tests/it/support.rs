@@ -25,6 +25,34 @@ pub(crate) fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+/// Runs `cmd` with `input` on its standard input, capturing its output.
+pub(crate) fn with_stdin(cmd: &mut Command, input: &[u8]) -> Output {
+    use std::io::Write;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the command starts");
+    child
+        .stdin
+        .take()
+        .expect("piped")
+        .write_all(input)
+        .expect("the command reads its input");
+    child.wait_with_output().expect("the command ends")
+}
+
+/// `tar --numeric-owner -tvf ARCHIVE`: one line per entry, with mode and numeric owners.
+pub(crate) fn tar_listing(archive: &std::path::Path) -> String {
+    let out = Command::new("tar")
+        .args(["--numeric-owner", "-tvf"])
+        .arg(archive)
+        .output()
+        .expect("tar runs");
+    text(&out.stdout)
+}
+
 /// A plain progress log without the seconds on output lines: `#3 0.104 hi` reads `#3 hi`.
 pub(crate) fn untimed(log: &str) -> String {
     let mut out = String::with_capacity(log.len());
