@@ -1,13 +1,24 @@
 //! The router, apart from `main` so tests can call it directly.
 
 use axum::Router;
-use axum::routing::get;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
 
 use crate::routes;
+use crate::state::AppState;
 
 /// The service's routes.
-pub(crate) fn app() -> Router {
-    Router::new().route("/healthz", get(routes::health::healthz))
+pub(crate) fn app(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(routes::health::healthz))
+        .route("/v1/images", get(routes::images::list))
+        .route("/v1/images/{*name}", get(routes::images::inspect))
+        // Contexts stream to disk as they arrive: no size limit in memory to enforce.
+        .route(
+            "/v1/build",
+            post(routes::build::build).layer(DefaultBodyLimit::disable()),
+        )
+        .with_state(state)
 }
 
 #[cfg(test)]
@@ -19,23 +30,68 @@ mod tests {
     use tower::ServiceExt;
 
     use super::app;
+    use crate::state::AppState;
+
+    fn state() -> (tempfile::TempDir, AppState) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = builder_core::build::Store::open(dir.path()).unwrap();
+        let state = AppState {
+            store,
+            registry: builder_core::registry::Options::default(),
+        };
+        (dir, state)
+    }
+
+    /// A context tar holding `files` (path, content).
+    fn context(files: &[(&str, &str)]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for (path, content) in files {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(content.len() as u64);
+            h.set_mode(0o644);
+            h.set_uid(0);
+            h.set_gid(0);
+            h.set_mtime(0);
+            h.set_cksum();
+            b.append_data(&mut h, path, content.as_bytes()).unwrap();
+        }
+        b.into_inner().unwrap()
+    }
+
+    async fn body_json(res: axum::response::Response) -> serde_json::Value {
+        let body = res.into_body().collect().await.unwrap().to_bytes();
+        serde_json::from_slice(&body).unwrap()
+    }
+
+    async fn lines(res: axum::response::Response) -> Vec<serde_json::Value> {
+        let body = res.into_body().collect().await.unwrap().to_bytes();
+        String::from_utf8_lossy(&body)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    fn post(uri: &str, body: Vec<u8>) -> Request<Body> {
+        Request::post(uri).body(Body::from(body)).unwrap()
+    }
 
     #[tokio::test]
     async fn healthz_answers_ok() {
-        let res = app()
+        let (_dir, state) = state();
+        let res = app(state)
             .oneshot(Request::get("/healthz").body(Body::empty()).unwrap())
             .await
             .unwrap();
         assert_eq!(res.status(), StatusCode::OK);
-        let body = res.into_body().collect().await.unwrap().to_bytes();
-        let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let json = body_json(res).await;
         assert_eq!(json["status"], "ok");
         assert_eq!(json["version"], env!("CARGO_PKG_VERSION"));
     }
 
     #[tokio::test]
     async fn unknown_route_is_404() {
-        let res = app()
+        let (_dir, state) = state();
+        let res = app(state)
             .oneshot(Request::get("/nope").body(Body::empty()).unwrap())
             .await
             .unwrap();
@@ -43,19 +99,144 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn healthz_over_a_real_socket() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let server = tokio::spawn(async move { axum::serve(listener, app()).await });
-        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-        stream
-            .write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+    async fn a_build_streams_its_events_and_the_image_is_listed() {
+        let (_dir, state) = state();
+        let ctx = context(&[
+            (
+                "Dockerfile",
+                "FROM scratch\nARG V=1\nLABEL v=$V\nCOPY app.txt /app.txt\n",
+            ),
+            ("app.txt", "hello"),
+        ]);
+        let res = app(state.clone())
+            .oneshot(post("/v1/build?t=svc:v1&buildarg=V=2", ctx.clone()))
             .await
             .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(res.headers()["content-type"], "application/x-ndjson");
+        let events = lines(res).await;
+        let kinds: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+        assert!(
+            kinds.contains(&"step") && kinds.contains(&"step_done"),
+            "{kinds:?}"
+        );
+        let last = events.last().unwrap();
+        assert_eq!(last["type"], "result", "{last}");
+        assert_eq!(last["names"][0], "svc:v1");
+
+        let res = app(state.clone())
+            .oneshot(Request::get("/v1/images").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let list = body_json(res).await;
+        assert_eq!(list[0]["name"], "svc:v1");
+        assert_eq!(list[0]["id"], last["image_id"]);
+        let res = app(state.clone())
+            .oneshot(
+                Request::get("/v1/images/svc:v1")
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        let image = body_json(res).await;
+        assert_eq!(image["Config"]["config"]["Labels"]["v"], "2");
+
+        // The same context again: every step cached.
+        let res = app(state.clone())
+            .oneshot(post("/v1/build?t=svc:v1&buildarg=V=2", ctx))
+            .await
+            .unwrap();
+        let again = lines(res).await;
+        let last = again.last().unwrap();
+        assert_eq!(last["cached"], last["steps"], "{last}");
+    }
+
+    #[tokio::test]
+    async fn bad_requests_are_400_with_the_line_and_unknown_images_404() {
+        let (_dir, state) = state();
+        let res = app(state.clone())
+            .oneshot(post(
+                "/v1/build",
+                context(&[("Dockerfile", "FROM scratch\nRUNN echo\n")]),
+            ))
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+        let err = body_json(res).await;
+        assert_eq!(err["location"]["line"], 2, "{err}");
+        assert!(err["causes"][0].as_str().unwrap().contains("RUNN"), "{err}");
+
+        let res = app(state.clone())
+            .oneshot(post("/v1/build", b"not a tar at all".repeat(40)))
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+        let res = app(state.clone())
+            .oneshot(post("/v1/build", context(&[("other", "x")])))
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+        assert!(
+            body_json(res).await["error"]
+                .as_str()
+                .unwrap()
+                .contains("no Dockerfile")
+        );
+        let res = app(state.clone())
+            .oneshot(post("/v1/build?bogus=1", context(&[])))
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+
+        let res = app(state.clone())
+            .oneshot(
+                Request::get("/v1/images/nope:v1")
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::NOT_FOUND);
+        // A build whose base is missing streams an error naming it.
+        let res = app(state)
+            .oneshot(post(
+                "/v1/build",
+                context(&[(
+                    "Dockerfile",
+                    "FROM scratch AS a\nCOPY --from=localhost:1/nope:v1 /x /x\n",
+                )]),
+            ))
+            .await
+            .unwrap();
+        let events = lines(res).await;
+        let last = events.last().unwrap();
+        assert_eq!(last["type"], "error", "{last}");
+        assert!(
+            last["error"].as_str().unwrap().contains("line 2") || last["location"]["line"] == 2,
+            "{last}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_build_over_a_real_socket() {
+        let (_dir, state) = state();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move { axum::serve(listener, app(state)).await });
+        let ctx = context(&[("Dockerfile", "FROM scratch\nCOPY a /a\n"), ("a", "a")]);
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let head = format!(
+            "POST /v1/build?t=sock:v1 HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/x-tar\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            ctx.len()
+        );
+        stream.write_all(head.as_bytes()).await.unwrap();
+        stream.write_all(&ctx).await.unwrap();
         let mut response = String::new();
         stream.read_to_string(&mut response).await.unwrap();
         assert!(response.starts_with("HTTP/1.1 200 OK"), "{response}");
-        assert!(response.contains(r#""status":"ok""#), "{response}");
+        assert!(response.contains(r#""type":"result""#), "{response}");
+        assert!(response.contains("sock:v1"), "{response}");
         server.abort();
     }
 }

@@ -1,34 +1,68 @@
-//! `rbuild-server`: the HTTP build service. For now it answers `GET /healthz`; builds arrive with
-//! the service issue.
+//! `rbuild-server`: the HTTP build service. CI workers `POST /v1/build` a context tar and read
+//! the build's events as they happen (newline-delimited JSON); `GET /v1/images` lists what the
+//! store holds.
 
 mod app;
+mod error;
 mod routes;
+mod state;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
 
 /// rbuild's HTTP build service.
 #[derive(Debug, Parser)]
-#[command(name = "rbuild-server", version, about)]
+#[command(
+    name = "rbuild-server",
+    version,
+    about,
+    after_help = "Example:\n  rbuild-server --root /var/lib/rbuild --listen 127.0.0.1:8420 &\n  tar -C app -c . | curl -sN --data-binary @- 'http://127.0.0.1:8420/v1/build?t=app:v1'"
+)]
 struct Args {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8420")]
     listen: SocketAddr,
+    /// The store builds write to (default: `$RBUILD_ROOT`, else `/var/lib/rbuild`).
+    #[arg(long)]
+    root: Option<PathBuf>,
+    /// A registry spoken to over plain HTTP (loopback ones always are).
+    #[arg(long = "insecure-registry", value_name = "HOST")]
+    insecure_registries: Vec<String>,
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    // RUN's sandbox helper is this binary re-executed; it must start before any thread.
+    builder_core::exec::helper_main();
     let args = Args::parse();
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
-    eprintln!("rbuild-server listening on {}", listener.local_addr()?);
-    axum::serve(listener, app::app())
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
+    let root = args
+        .root
+        .or_else(|| std::env::var_os("RBUILD_ROOT").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("/var/lib/rbuild"));
+    let store = builder_core::build::Store::open(&root)
+        .with_context(|| format!("cannot open the store at `{}`", root.display()))?;
+    let state = state::AppState {
+        store,
+        registry: builder_core::registry::Options {
+            insecure: args.insecure_registries,
+            ..builder_core::registry::Options::default()
+        },
+    };
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(async {
+            let listener = tokio::net::TcpListener::bind(args.listen)
+                .await
+                .with_context(|| format!("cannot listen on {}", args.listen))?;
+            eprintln!("rbuild-server listening on {}", listener.local_addr()?);
+            axum::serve(listener, app::app(state))
+                .with_graceful_shutdown(async {
+                    let _ = tokio::signal::ctrl_c().await;
+                })
+                .await?;
+            Ok(())
         })
-        .await?;
-    Ok(())
 }

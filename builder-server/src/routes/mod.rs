@@ -1,3 +1,5 @@
 //! One module per route family.
 
+pub(crate) mod build;
 pub(crate) mod health;
+pub(crate) mod images;

@@ -1,0 +1,133 @@
+//! `ApiError`: the one place errors become responses. Dockerfile, context and request errors are
+//! 400, an unknown image 404, anything else 500; the body is
+//! `{"error", "causes": [...], "location": {"line"}}`.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use builder_core::build;
+
+/// An error answered to a client.
+#[derive(Debug)]
+pub(crate) struct ApiError {
+    pub(crate) status: StatusCode,
+    pub(crate) error: String,
+    pub(crate) causes: Vec<String>,
+    pub(crate) line: Option<usize>,
+}
+
+impl ApiError {
+    /// A request the client got wrong.
+    pub(crate) fn bad_request(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            error: message.into(),
+            causes: Vec::new(),
+            line: None,
+        }
+    }
+
+    /// An image that is not in the store.
+    pub(crate) fn not_found(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::NOT_FOUND,
+            error: message.into(),
+            causes: Vec::new(),
+            line: None,
+        }
+    }
+
+    /// Something that went wrong on our side.
+    pub(crate) fn internal(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            error: message.into(),
+            causes: Vec::new(),
+            line: None,
+        }
+    }
+
+    /// The JSON body (also streamed as a build's last line when the build fails).
+    pub(crate) fn body(&self) -> serde_json::Value {
+        let mut v = serde_json::json!({ "error": self.error, "causes": self.causes });
+        if let Some(line) = self.line {
+            v["location"] = serde_json::json!({ "line": line });
+        }
+        v
+    }
+}
+
+/// The causes under an error, outermost first.
+fn causes(err: &(dyn std::error::Error + 'static)) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut next = err.source();
+    while let Some(e) = next {
+        out.push(e.to_string());
+        next = e.source();
+    }
+    out
+}
+
+impl From<build::Error> for ApiError {
+    fn from(err: build::Error) -> Self {
+        let (status, line) = match &err {
+            build::Error::Dockerfile(inner) => {
+                let line = match inner.as_ref() {
+                    builder_core::Error::Dockerfile { source, .. } => Some(source.span.line),
+                    builder_core::Error::Build(_) => None,
+                };
+                (StatusCode::BAD_REQUEST, line)
+            }
+            build::Error::Step { line, source, .. } => {
+                let status = match source.as_ref() {
+                    build::Error::ImageNotFound { .. } => StatusCode::NOT_FOUND,
+                    build::Error::SourceNotFound { .. }
+                    | build::Error::Expand { .. }
+                    | build::Error::InvalidFlag { .. }
+                    | build::Error::Context(_) => StatusCode::BAD_REQUEST,
+                    _ => StatusCode::INTERNAL_SERVER_ERROR,
+                };
+                (status, Some(*line))
+            }
+            build::Error::Context(_) | build::Error::Plan(_) | build::Error::Apply(_) => {
+                (StatusCode::BAD_REQUEST, None)
+            }
+            build::Error::ImageNotFound { .. } => (StatusCode::NOT_FOUND, None),
+            _ => (StatusCode::INTERNAL_SERVER_ERROR, None),
+        };
+        Self {
+            status,
+            error: err.to_string(),
+            causes: causes(&err),
+            line,
+        }
+    }
+}
+
+impl From<builder_core::store::Error> for ApiError {
+    fn from(err: builder_core::store::Error) -> Self {
+        Self {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            error: err.to_string(),
+            causes: causes(&err),
+            line: None,
+        }
+    }
+}
+
+impl From<builder_core::oci::Error> for ApiError {
+    fn from(err: builder_core::oci::Error) -> Self {
+        Self {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            error: err.to_string(),
+            causes: causes(&err),
+            line: None,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(self.body())).into_response()
+    }
+}

@@ -1,0 +1,346 @@
+//! `POST /v1/build`: the body is the build context as a tar (plain, gzip or zstd), streamed to
+//! the unpacker as it arrives; the query holds what `rbuild build` takes as flags (`t`, `f`,
+//! `buildarg`, `target`, `label`, `nocache`, `pull`, `push`, `platform`, `cachefrom`, `cacheto`,
+//! `network`). A context or Dockerfile that is wrong is a 400 before anything is built; then the
+//! answer streams `application/x-ndjson`: the same events as `rbuild build --progress rawjson`,
+//! and a last line that is either `{"type":"result",...}` or `{"type":"error",...}`.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::io::Read;
+use std::time::Instant;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{RawQuery, State};
+use axum::http::header;
+use axum::response::Response;
+use builder_core::build::{self, BuildRequest, Builder, CacheSpec, Event};
+use builder_core::dockerfile::{self, CheckOptions};
+use futures_util::StreamExt;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// The build's flags, from the query string.
+#[derive(Debug, Default)]
+struct Params {
+    tags: Vec<String>,
+    dockerfile: Option<String>,
+    build_args: BTreeMap<String, String>,
+    labels: BTreeMap<String, String>,
+    target: Option<String>,
+    no_cache: bool,
+    pull: bool,
+    push: bool,
+    platform: Option<String>,
+    cache_from: Vec<CacheSpec>,
+    cache_to: Vec<CacheSpec>,
+    network_none: bool,
+}
+
+fn flag(v: &str) -> Result<bool, ApiError> {
+    match v {
+        "" | "1" | "true" => Ok(true),
+        "0" | "false" => Ok(false),
+        _ => Err(ApiError::bad_request(format!(
+            "`{v}` is not a boolean (1, 0, true, false)"
+        ))),
+    }
+}
+
+fn params(query: Option<&str>) -> Result<Params, ApiError> {
+    let mut p = Params::default();
+    for (k, v) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        let pair = |what: &str| {
+            v.split_once('=')
+                .map(|(a, b)| (a.to_owned(), b.to_owned()))
+                .ok_or_else(|| {
+                    ApiError::bad_request(format!("`{what}` wants KEY=VALUE, got `{v}`"))
+                })
+        };
+        let cache = |what: &str| {
+            CacheSpec::parse(&v).map_err(|e| ApiError::bad_request(format!("`{what}={v}`: {e}")))
+        };
+        match k.as_ref() {
+            "t" | "tag" => p.tags.push(normalize(&v)),
+            "f" | "dockerfile" => p.dockerfile = Some(v.into_owned()),
+            "buildarg" | "build-arg" => {
+                let (a, b) = pair("buildarg")?;
+                p.build_args.insert(a, b);
+            }
+            "label" => {
+                let (a, b) = pair("label")?;
+                p.labels.insert(a, b);
+            }
+            "target" => p.target = Some(v.into_owned()),
+            "nocache" | "no-cache" => p.no_cache = flag(&v)?,
+            "pull" => p.pull = flag(&v)?,
+            "push" => p.push = flag(&v)?,
+            "platform" => p.platform = Some(v.into_owned()),
+            "cachefrom" | "cache-from" => p.cache_from.push(cache("cachefrom")?),
+            "cacheto" | "cache-to" => p.cache_to.push(cache("cacheto")?),
+            "network" => {
+                p.network_none = match v.as_ref() {
+                    "none" => true,
+                    "default" | "host" => false,
+                    other => {
+                        return Err(ApiError::bad_request(format!(
+                            "network `{other}`: default, host or none"
+                        )));
+                    }
+                }
+            }
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "unknown parameter `{other}`"
+                )));
+            }
+        }
+    }
+    if p.push && p.tags.is_empty() {
+        return Err(ApiError::bad_request("push needs at least one `t`"));
+    }
+    Ok(p)
+}
+
+/// `name` with `:latest` when it has no tag.
+fn normalize(name: &str) -> String {
+    let last = name.rsplit('/').next().unwrap_or(name);
+    if last.contains(':') || name.contains('@') {
+        name.to_owned()
+    } else {
+        format!("{name}:latest")
+    }
+}
+
+/// The request body as a blocking `Read`, fed chunk by chunk from the async side.
+struct ChannelReader {
+    rx: mpsc::Receiver<Result<Bytes, std::io::Error>>,
+    chunk: Bytes,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.chunk.is_empty() {
+            match self.rx.blocking_recv() {
+                Some(Ok(c)) => self.chunk = c,
+                Some(Err(e)) => return Err(e),
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.chunk.len());
+        buf[..n].copy_from_slice(&self.chunk[..n]);
+        self.chunk = self.chunk.slice(n..);
+        Ok(n)
+    }
+}
+
+fn line(value: &serde_json::Value) -> Bytes {
+    let mut s = value.to_string();
+    s.push('\n');
+    Bytes::from(s)
+}
+
+/// Runs the build: unpack and check (answered on `ready`), then build, streaming events.
+fn run(
+    state: &AppState,
+    params: &Params,
+    body: ChannelReader,
+    ready: oneshot::Sender<Result<(), ApiError>>,
+    events: &mpsc::Sender<Bytes>,
+) {
+    let start = Instant::now();
+    let setup = (|| -> Result<(tempfile::TempDir, std::path::PathBuf), ApiError> {
+        let context = build::unpack_context(&state.store, body).map_err(|e| {
+            let mut err = ApiError::from(e);
+            err.status = axum::http::StatusCode::BAD_REQUEST;
+            err.error = format!("the build context is not a readable tar: {}", err.error);
+            err
+        })?;
+        let rel = params.dockerfile.as_deref().unwrap_or("Dockerfile");
+        let cleaned = builder_core::context::clean_path(rel);
+        if cleaned.starts_with("..") || cleaned.starts_with('/') {
+            return Err(ApiError::bad_request(format!(
+                "dockerfile `{rel}` leaves the context"
+            )));
+        }
+        let path = context.path().join(&cleaned);
+        let src = fs_err::read_to_string(&path)
+            .map_err(|_| ApiError::bad_request(format!("no Dockerfile `{rel}` in the context")))?;
+        let opts = CheckOptions {
+            build_args: params.build_args.clone(),
+            ..CheckOptions::default()
+        };
+        if let Err(e) = dockerfile::parse_and_check(&src, &opts) {
+            let mut err = ApiError::bad_request(format!("invalid Dockerfile `{rel}`"));
+            err.causes = vec![e.to_string()];
+            err.line = Some(e.span.line);
+            return Err(err);
+        }
+        Ok((context, path))
+    })();
+    let (context, dockerfile) = match setup {
+        Ok(x) => {
+            let _ = ready.send(Ok(()));
+            x
+        }
+        Err(e) => {
+            let _ = ready.send(Err(e));
+            return;
+        }
+    };
+    let platform = match params.platform.as_deref().map(str::parse).transpose() {
+        Ok(p) => p,
+        Err(e) => {
+            let err = ApiError::bad_request(format!("{e}"));
+            let _ = events.blocking_send(line(&with_type("error", err.body())));
+            return;
+        }
+    };
+    let req = BuildRequest {
+        context: context.path().to_owned(),
+        dockerfile: Some(dockerfile),
+        build_args: params.build_args.clone(),
+        target: params.target.clone(),
+        labels: params.labels.clone(),
+        no_cache: params.no_cache,
+        tags: params.tags.clone(),
+        pull: params.pull,
+        platform,
+        registry: state.registry.clone(),
+        cache_from: params.cache_from.clone(),
+        cache_to: params.cache_to.clone(),
+        network_none: params.network_none,
+        ..BuildRequest::default()
+    };
+    let mut on_event = |e: &Event| {
+        if let Ok(serde_json::Value::Object(mut obj)) = serde_json::to_value(e) {
+            obj.insert(
+                "time".into(),
+                serde_json::json!(start.elapsed().as_secs_f64()),
+            );
+            let _ = events.blocking_send(line(&serde_json::Value::Object(obj)));
+        }
+    };
+    let result = Builder::new(state.store.clone()).build(&req, &mut on_event);
+    let last = match result {
+        Ok(out) => {
+            let pushed = if params.push {
+                push(state, &out.image, &params.tags)
+            } else {
+                Ok(Vec::new())
+            };
+            match pushed {
+                Ok(digests) => serde_json::json!({
+                    "type": "result",
+                    "time": start.elapsed().as_secs_f64(),
+                    "image_id": out.image.config_digest.to_string(),
+                    "manifest_digest": out.image.manifest_digest.to_string(),
+                    "names": params.tags,
+                    "steps": out.steps,
+                    "cached": out.cached,
+                    "misses": out.misses,
+                    "pushed": digests,
+                }),
+                Err(e) => with_type(
+                    "error",
+                    ApiError::internal(format!("the image was built but not pushed: {e}")).body(),
+                ),
+            }
+        }
+        Err(e) => with_type("error", ApiError::from(e).body()),
+    };
+    let _ = events.blocking_send(line(&last));
+}
+
+/// Pushes the built image under each tag; gives the manifest digests.
+fn push(state: &AppState, image: &build::Image, tags: &[String]) -> Result<Vec<String>, String> {
+    let mut refs = Vec::new();
+    for t in tags {
+        refs.push(
+            t.parse::<builder_core::registry::Reference>()
+                .map_err(|e| e.to_string())?,
+        );
+    }
+    let pushed = builder_core::registry::push(
+        &state.store,
+        image,
+        &refs,
+        &state.registry,
+        &builder_core::registry::PushOptions::default(),
+    )
+    .map_err(|e| e.to_string())?;
+    Ok(pushed.iter().map(|p| p.digest.to_string()).collect())
+}
+
+fn with_type(kind: &str, mut body: serde_json::Value) -> serde_json::Value {
+    body["type"] = kind.into();
+    body
+}
+
+/// `POST /v1/build`.
+pub(crate) async fn build(
+    State(state): State<AppState>,
+    RawQuery(query): RawQuery,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let params = params(query.as_deref())?;
+    let (chunks_tx, chunks_rx) = mpsc::channel(16);
+    let (ready_tx, ready_rx) = oneshot::channel();
+    let (events_tx, events_rx) = mpsc::channel::<Bytes>(256);
+    // The body, chunk by chunk, to the unpacker (bounded: a slow disk slows the upload).
+    tokio::spawn(async move {
+        let mut stream = body.into_data_stream();
+        while let Some(chunk) = stream.next().await {
+            let item = chunk.map_err(std::io::Error::other);
+            if chunks_tx.send(item).await.is_err() {
+                break;
+            }
+        }
+    });
+    let reader = ChannelReader {
+        rx: chunks_rx,
+        chunk: Bytes::new(),
+    };
+    tokio::task::spawn_blocking(move || run(&state, &params, reader, ready_tx, &events_tx));
+    ready_rx
+        .await
+        .map_err(|_| ApiError::internal("the build stopped before reading the context"))??;
+    let stream = futures_util::stream::unfold(events_rx, |mut rx| async move {
+        rx.recv().await.map(|b| (Ok::<_, Infallible>(b), rx))
+    });
+    Response::builder()
+        .header(header::CONTENT_TYPE, "application/x-ndjson")
+        .body(Body::from_stream(stream))
+        .map_err(|e| ApiError::internal(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_parameters_read_as_flags() {
+        let p = params(Some(
+            "t=app:v1&t=app&buildarg=A%3D1&buildarg=B=x%20y&target=build&nocache=1&pull=true&network=none&label=k=v",
+        ))
+        .unwrap();
+        assert_eq!(p.tags, ["app:v1", "app:latest"]);
+        assert_eq!(p.build_args["A"], "1");
+        assert_eq!(p.build_args["B"], "x y");
+        assert_eq!(p.target.as_deref(), Some("build"));
+        assert!(p.no_cache && p.pull && p.network_none && !p.push);
+        assert_eq!(p.labels["k"], "v");
+        for (q, says) in [
+            ("buildarg=A", "KEY=VALUE"),
+            ("nocache=maybe", "boolean"),
+            ("frobnicate=1", "unknown parameter"),
+            ("push=1", "needs at least one"),
+            ("cacheto=type=gha", "unsupported cache type"),
+        ] {
+            let e = params(Some(q)).unwrap_err();
+            assert!(e.error.contains(says), "{q}: {}", e.error);
+        }
+    }
+}
