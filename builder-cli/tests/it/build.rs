@@ -683,3 +683,46 @@ fn rootfs_tarball_and_docker_save() {
     };
     assert_eq!(id(&p.root()), id(&p.path("root2")));
 }
+
+#[test]
+fn a_copied_directory_goes_into_a_0755_destination_and_keeps_its_subdirectories_modes() {
+    use std::os::unix::fs::PermissionsExt;
+    // As BuildKit copies: the destination of `COPY dir/ /dest/` is made 0755 (an existing one
+    // keeps its mode); the directories inside keep theirs, setgid included.
+    let p = Project::new();
+    p.file("files/sub/a.txt", "a")
+        .file("Dockerfile", "FROM scratch\nCOPY files/ /new/\nWORKDIR /app\nCOPY files/ /app/\nCOPY --chmod=0700 files/ /locked/\n");
+    for (dir, mode) in [("files/sub", 0o2775), ("files", 0o555)] {
+        fs_err::set_permissions(p.ctx().join(dir), std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+    let tar = p.path("rootfs.tar");
+    p.ok(&[
+        "build",
+        "-o",
+        &format!("type=tar,dest={}", tar.display()),
+        ".",
+    ]);
+    let listing = crate::support::tar_listing(&tar);
+    let mode_of = |name: &str| {
+        listing
+            .lines()
+            .find(|l| l.trim_end_matches('/').ends_with(&format!(" {name}")))
+            .unwrap_or_else(|| panic!("{name} not in:\n{listing}"))
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(mode_of("new"), "drwxr-xr-x", "{listing}");
+    assert_eq!(
+        mode_of("app"),
+        "drwxr-xr-x",
+        "WORKDIR made it; COPY keeps it:\n{listing}"
+    );
+    assert_eq!(mode_of("new/sub"), "drwxrwsr-x", "{listing}");
+    assert_eq!(
+        mode_of("locked"),
+        "drwx------",
+        "--chmod applies to the directory copied into"
+    );
+}

@@ -3,7 +3,8 @@
 //! BuildKit's rules, as `../shared/SEMANTICS.md` records them: a wildcard that matches nothing
 //! copies nothing; several sources into a destination without a trailing slash make it a file
 //! (the last source wins) unless it is an existing directory; a directory source copies its
-//! contents; a destination that is a symlink in the image is written through; `--chown` names
+//! contents into the destination, which is made 0755 if missing and otherwise keeps its mode (the
+//! source directory's own mode is not copied; the directories inside keep theirs); a destination that is a symlink in the image is written through; `--chown` names
 //! resolve in the image's passwd and group files; `--chmod` applies to what is copied and to the
 //! parent directories COPY creates. Files from the context are owned by root unless `--chown`;
 //! files from a stage or image keep their owners. File times are `SOURCE_DATE_EPOCH` (or 0), so
@@ -194,7 +195,7 @@ pub(crate) fn entries(
     let dest_abs = abs_path(state.workdir(), &dest_raw);
     // Written through a symlink in the image, never replacing it.
     let dest = resolve_scoped(&state.rootfs(), &dest_abs);
-    let dest_exists_as_dir = fs_err::metadata(state.rootfs().join(&dest)).is_ok_and(|m| m.is_dir());
+    let dest_exists_as_dir = dir_in(&state.rootfs(), &dest);
     let trailing_slash = dest_raw.ends_with('/') || dest_raw.ends_with("/.") || dest_raw == ".";
     let dest_is_dir = trailing_slash || dest_exists_as_dir || s.parents;
 
@@ -302,9 +303,11 @@ pub(crate) fn entries(
                     };
                     if s.add && m.info.kind == Kind::File {
                         if let Some(extracted) = extract_archive(env, &m.path)? {
+                            let exists = dir_in(&state.rootfs(), &dest);
                             add_tree(
                                 walk_tree(&extracted)?,
                                 &dest,
+                                TreeRoot::Destination { exists },
                                 owner,
                                 chmod.as_ref(),
                                 mtime,
@@ -328,9 +331,17 @@ pub(crate) fn entries(
                                 Root::Context => env.context.walk(&m.rel)?,
                                 Root::Dir { .. } => walk_tree(&m.path)?,
                             };
+                            let root = if s.parents {
+                                TreeRoot::Itself
+                            } else {
+                                TreeRoot::Destination {
+                                    exists: dir_in(&state.rootfs(), &target_dir),
+                                }
+                            };
                             add_tree(
                                 listing,
                                 &target_dir,
+                                root,
                                 owner,
                                 chmod.as_ref(),
                                 mtime,
@@ -389,6 +400,11 @@ pub(crate) fn entries(
     }
     out.extend(parents);
     Ok(out.into_values().collect())
+}
+
+/// Whether `rel` is a directory in the root filesystem `rootfs`.
+fn dir_in(rootfs: &std::path::Path, rel: &str) -> bool {
+    fs_err::metadata(rootfs.join(rel.trim_start_matches('/'))).is_ok_and(|m| m.is_dir())
 }
 
 fn is_url(s: &str) -> bool {
@@ -537,12 +553,24 @@ fn file_entry(
     }
 }
 
+/// How the directory a tree is copied into is made.
+#[derive(Clone, Copy)]
+enum TreeRoot {
+    /// `COPY dir/ /dest/` and archives: contents go into the destination, which keeps its
+    /// metadata if it exists and is otherwise created 0755 (or `--chmod`), owned by `--chown` or
+    /// root — as BuildKit's copy does (`MkdirAll(dest, 0755)`), whatever the source's mode.
+    Destination { exists: bool },
+    /// `COPY --parents`: the directory is copied as itself, with its own mode.
+    Itself,
+}
+
 /// The contents of a directory (`listing`, as [`walk_tree`] or the context's walk gives it) placed
-/// at `target`; the directory itself takes the source directory's mode.
+/// at `target`; `root` says what the directory itself gets.
 #[allow(clippy::too_many_arguments)]
 fn add_tree(
     listing: Vec<Found>,
     target: &str,
+    root: TreeRoot,
     owner: Option<(u32, u32)>,
     chmod: Option<&Chmod>,
     mtime: i64,
@@ -574,7 +602,32 @@ fn add_tree(
         } else {
             (0, 0)
         });
-        let entry = if m.info.kind == Kind::Dir {
+        let entry = if m.info.kind == Kind::Dir && m.rel.is_empty() {
+            match root {
+                TreeRoot::Destination { exists: true } => continue,
+                TreeRoot::Destination { exists: false } => {
+                    let (uid, gid) = owner.unwrap_or((0, 0));
+                    Entry {
+                        path: path.clone(),
+                        kind: EntryKind::Dir,
+                        mode: chmod.map_or(0o755, |c| c.apply(0o755, true)),
+                        uid,
+                        gid,
+                        mtime,
+                        xattrs: Vec::new(),
+                    }
+                }
+                TreeRoot::Itself => Entry {
+                    path: path.clone(),
+                    kind: EntryKind::Dir,
+                    mode: chmod.map_or(m.info.mode, |c| c.apply(m.info.mode, true)),
+                    uid,
+                    gid,
+                    mtime,
+                    xattrs: Vec::new(),
+                },
+            }
+        } else if m.info.kind == Kind::Dir {
             Entry {
                 path: path.clone(),
                 kind: EntryKind::Dir,
