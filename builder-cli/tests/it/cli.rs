@@ -433,3 +433,27 @@ fn labels_build_args_from_the_environment_several_tags_and_source_date_epoch() {
     assert_eq!(info["Config"]["created"], "1970-01-02T00:00:00Z");
     assert_eq!(inspect(&p, "many:latest")["Id"], info["Id"]);
 }
+
+#[test]
+fn platform_sets_the_target_args_and_the_config() {
+    let p = Project::new();
+    p.file(
+        "Dockerfile",
+        "FROM scratch\nARG TARGETPLATFORM\nARG TARGETARCH\nARG TARGETVARIANT\nARG BUILDPLATFORM\nLABEL target=$TARGETPLATFORM arch=$TARGETARCH variant=$TARGETVARIANT build=$BUILDPLATFORM\nCOPY a.txt /\n",
+    )
+    .file("a.txt", "a");
+    p.ok(&["build", "--platform", "linux/arm/v7", "-t", "arm:v1", "."]);
+    let config = inspect(&p, "arm:v1")["Config"].clone();
+    assert_eq!(config["architecture"], "arm");
+    assert_eq!(config["variant"], "v7");
+    let labels = &config["config"]["Labels"];
+    assert_eq!(labels["target"], "linux/arm/v7");
+    assert_eq!(labels["arch"], "arm");
+    assert_eq!(labels["variant"], "v7");
+    let host = if std::env::consts::ARCH == "aarch64" {
+        "arm64"
+    } else {
+        "amd64"
+    };
+    assert_eq!(labels["build"], format!("linux/{host}"));
+}

@@ -221,18 +221,26 @@ impl Builder {
             source,
         };
         let (os, arch) = crate::oci::host_platform();
-        let platform = format!("{os}/{arch}");
-        let automatic_args: BTreeMap<String, String> = [
-            ("TARGETPLATFORM", platform.as_str()),
-            ("TARGETOS", os),
-            ("TARGETARCH", arch),
-            ("BUILDPLATFORM", platform.as_str()),
-            ("BUILDOS", os),
-            ("BUILDARCH", arch),
+        let build_platform = format!("{os}/{arch}");
+        // `--platform` is the target's: TARGET* args (and scratch stages' config) follow it.
+        let target = req
+            .platform
+            .clone()
+            .unwrap_or_else(crate::registry::Platform::host);
+        let mut automatic_args: BTreeMap<String, String> = [
+            ("TARGETPLATFORM", target.to_string()),
+            ("TARGETOS", target.os.clone()),
+            ("TARGETARCH", target.architecture.clone()),
+            ("BUILDPLATFORM", build_platform.clone()),
+            ("BUILDOS", os.to_owned()),
+            ("BUILDARCH", arch.to_owned()),
         ]
         .into_iter()
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .map(|(k, v)| (k.to_owned(), v))
         .collect();
+        if let Some(v) = &target.variant {
+            automatic_args.insert("TARGETVARIANT".into(), v.clone());
+        }
         let opts = CheckOptions {
             build_args: req.build_args.clone(),
             automatic_args: automatic_args.clone(),

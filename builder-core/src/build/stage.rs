@@ -8,7 +8,7 @@ use std::time::Instant;
 use crate::context::{Context, StatCache};
 use crate::digest::Digest;
 use crate::dockerfile::{Checked, Command, CommandLine, Healthcheck, Instruction, Lexer, Source};
-use crate::oci::{Empty, HealthConfig, History, Image, ImageConfig, host_platform};
+use crate::oci::{Empty, HealthConfig, History, Image, ImageConfig};
 use crate::snapshot::{self, Entry, EntryKind, TarOptions};
 use crate::store::Store;
 
@@ -203,13 +203,14 @@ fn base(
     rootfs: &Path,
 ) -> Result<StageState> {
     let stage = &env.checked.stages[index];
-    let (os, arch) = host_platform();
+    let (os, arch) = (&env.platform.os, &env.platform.architecture);
     let mut key = crate::digest::Hasher::default();
     key.update(b"rbuild-base-v1\0");
     key.update(format!("{os}/{arch}\0{:?}\0", env.source_date_epoch).as_bytes());
     let mut config = ImageConfig {
-        architecture: arch.to_owned(),
-        os: os.to_owned(),
+        architecture: arch.clone(),
+        os: os.clone(),
+        variant: env.platform.variant.clone(),
         ..ImageConfig::default()
     };
     match &stage.base.source {
