@@ -784,3 +784,79 @@ fn build_pull_asks_the_registry_even_with_the_base_in_the_store_and_push_format_
         "an unchanged base keeps the cache: {stderr}"
     );
 }
+
+#[test]
+fn a_tls_registry_is_trusted_through_certs_d_with_a_client_certificate() {
+    let p = Project::new();
+    import_busybox(&p.root());
+    let tls_dir = p.path("tls");
+    fs_err::create_dir_all(&tls_dir).unwrap();
+    let tls = crate::registry_server::Tls::make(&tls_dir);
+    let reg = Registry::start_tls(&tls);
+    let host = reg.host();
+    // docker's layout: certs.d/HOST:PORT/{ca.crt, client.cert, client.key}.
+    let certs = p.path("certs.d");
+    let host_dir = certs.join(&host);
+    fs_err::create_dir_all(&host_dir).unwrap();
+    for f in ["ca.crt", "client.cert", "client.key"] {
+        fs_err::copy(tls.dir.join(f), host_dir.join(f)).unwrap();
+    }
+    let image = format!("{host}/tls:v1");
+    let with_certs = |root: &Path, dir: &Path, args: &[&str]| {
+        p.command_in(root, args)
+            .env("RBUILD_CERTS_DIR", dir)
+            .output()
+            .unwrap()
+    };
+    let out = with_certs(&p.root(), &certs, &["push", "busybox:latest", &image]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // skopeo, verifying TLS with the same files, sees it.
+    let seen = skopeo_inspect(
+        &image,
+        &[
+            "--tls-verify=true",
+            "--cert-dir",
+            host_dir.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(seen["Name"], format!("{host}/tls"));
+    let fresh = p.path("fresh");
+    let out = with_certs(&fresh, &certs, &["pull", &image]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    // The CA alone: the registry refuses the handshake without a client certificate.
+    let ca_only = p.path("ca-only");
+    fs_err::create_dir_all(ca_only.join(&host)).unwrap();
+    fs_err::copy(tls.dir.join("ca.crt"), ca_only.join(&host).join("ca.crt")).unwrap();
+    let out = with_certs(&p.path("x"), &ca_only, &["pull", &image]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains(&format!("cannot reach registry `{host}`")),
+        "{}",
+        text(&out.stderr)
+    );
+    // No CA: the server certificate is not trusted.
+    let other_ca = p.path("other-ca");
+    fs_err::create_dir_all(&other_ca).unwrap();
+    let other = crate::registry_server::Tls::make(&other_ca);
+    let wrong = p.path("wrong");
+    fs_err::create_dir_all(wrong.join(&host)).unwrap();
+    fs_err::copy(other.dir.join("ca.crt"), wrong.join(&host).join("ca.crt")).unwrap();
+    let out = with_certs(&p.path("y"), &wrong, &["pull", &image]);
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("cannot reach registry") && stderr.to_lowercase().contains("certificate"),
+        "{stderr}"
+    );
+    // A broken certificate file is named.
+    let broken = p.path("broken");
+    fs_err::create_dir_all(broken.join(&host)).unwrap();
+    fs_err::write(broken.join(&host).join("ca.crt"), "not a certificate").unwrap();
+    let out = with_certs(&p.path("z"), &broken, &["pull", &image]);
+    assert!(
+        text(&out.stderr).contains("ca.crt"),
+        "{}",
+        text(&out.stderr)
+    );
+}

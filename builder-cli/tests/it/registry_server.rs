@@ -57,8 +57,95 @@ fn wait_for(port: u16) {
     }
 }
 
+/// Certificates for a registry that speaks TLS and wants client certificates: a test CA, a
+/// server certificate for 127.0.0.1 and a client certificate, all signed by the CA.
+pub(crate) struct Tls {
+    pub(crate) dir: PathBuf,
+}
+
+impl Tls {
+    pub(crate) fn make(dir: &Path) -> Self {
+        let openssl = |args: &[&str]| {
+            let out = tool("openssl", "openssl")
+                .args(args)
+                .current_dir(dir)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                crate::support::text(&out.stderr)
+            );
+        };
+        fs_err::write(
+            dir.join("server.ext"),
+            "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+        )
+        .unwrap();
+        fs_err::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
+        openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=rbuild-test-ca",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+        ]);
+        for (name, cn) in [("server", "127.0.0.1"), ("client", "rbuild-test-client")] {
+            openssl(&[
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-subj",
+                &format!("/CN={cn}"),
+                "-keyout",
+                &format!("{name}.key"),
+                "-out",
+                &format!("{name}.csr"),
+            ]);
+            openssl(&[
+                "x509",
+                "-req",
+                "-in",
+                &format!("{name}.csr"),
+                "-CA",
+                "ca.crt",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-days",
+                "2",
+                "-extfile",
+                &format!("{name}.ext"),
+                "-out",
+                &format!("{name}.cert"),
+            ]);
+        }
+        Self {
+            dir: dir.to_owned(),
+        }
+    }
+}
+
 impl Registry {
     pub(crate) fn start(auth: &Auth) -> Self {
+        Self::start_with(auth, None)
+    }
+
+    /// A registry on TLS, trusting client certificates signed by the test CA (and wanting one).
+    pub(crate) fn start_tls(tls: &Tls) -> Self {
+        Self::start_with(&Auth::None, Some(tls))
+    }
+
+    fn start_with(auth: &Auth, tls: Option<&Tls>) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let auth_yaml = match auth {
@@ -85,8 +172,14 @@ impl Registry {
                 )
             }
         };
+        let tls_yaml = tls.map_or_else(String::new, |t| {
+            format!(
+                "  tls:\n    certificate: {0}/server.cert\n    key: {0}/server.key\n    clientcas:\n      - {0}/ca.crt\n",
+                t.dir.display()
+            )
+        });
         let config = format!(
-            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n{auth_yaml}",
+            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n{tls_yaml}{auth_yaml}",
             dir.path().join("data").display()
         );
         let config_path = dir.path().join("config.yml");

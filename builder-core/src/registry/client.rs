@@ -28,6 +28,10 @@ pub struct Options {
     pub attempts: u32,
     /// The first wait between attempts; it doubles each time.
     pub backoff: Duration,
+    /// Where per-registry TLS files live, docker's and podman's way: `DIR/HOST[:PORT]/*.crt`
+    /// are CA certificates to trust, `*.cert` + `*.key` a client certificate (default:
+    /// `$RBUILD_CERTS_DIR`, else `/etc/containers/certs.d` and `/etc/docker/certs.d`).
+    pub certs_dirs: Vec<PathBuf>,
 }
 
 impl Default for Options {
@@ -37,6 +41,13 @@ impl Default for Options {
             docker_config: auth::default_config_path(),
             attempts: 4,
             backoff: Duration::from_millis(250),
+            certs_dirs: match std::env::var_os("RBUILD_CERTS_DIR") {
+                Some(d) => vec![PathBuf::from(d)],
+                None => vec![
+                    PathBuf::from("/etc/containers/certs.d"),
+                    PathBuf::from("/etc/docker/certs.d"),
+                ],
+            },
         }
     }
 }
@@ -110,6 +121,68 @@ fn registry_message(status: StatusCode, body: &str) -> String {
     }
 }
 
+/// The TLS material configured for one registry.
+struct TlsFiles {
+    roots: Vec<reqwest::Certificate>,
+    identity: Option<reqwest::Identity>,
+}
+
+/// Reads `DIR/REGISTRY/*.crt` (CAs) and `*.cert` + `*.key` (a client certificate) from each
+/// certificates directory, as docker and podman lay them out.
+fn tls_files(opts: &Options, registry: &str) -> Result<TlsFiles, Error> {
+    let mut out = TlsFiles {
+        roots: Vec::new(),
+        identity: None,
+    };
+    for dir in &opts.certs_dirs {
+        let host_dir = dir.join(registry);
+        let Ok(entries) = fs_err::read_dir(&host_dir) else {
+            continue;
+        };
+        let mut names: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
+        names.sort();
+        let bad = |path: &std::path::Path, message: String| Error::Tls {
+            registry: registry.to_owned(),
+            path: path.to_owned(),
+            message,
+        };
+        let read = |path: &std::path::Path| {
+            fs_err::read(path).map_err(|source| Error::Io {
+                path: path.to_owned(),
+                source,
+            })
+        };
+        for path in names {
+            match path.extension().and_then(|e| e.to_str()) {
+                Some("crt") => {
+                    let certs = reqwest::Certificate::from_pem_bundle(&read(&path)?)
+                        .map_err(|e| bad(&path, e.to_string()))?;
+                    if certs.is_empty() {
+                        return Err(bad(&path, "no PEM certificate in it".into()));
+                    }
+                    out.roots.extend(certs);
+                }
+                Some("cert") if out.identity.is_none() => {
+                    let key = path.with_extension("key");
+                    let mut pem = read(&path)?;
+                    pem.push(b'\n');
+                    pem.extend(read(&key).map_err(|_| {
+                        bad(
+                            &path,
+                            format!("no key `{}` for this certificate", key.display()),
+                        )
+                    })?);
+                    out.identity = Some(
+                        reqwest::Identity::from_pem(&pem).map_err(|e| bad(&path, e.to_string()))?,
+                    );
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// A token server's answer (docker's `token`, or `OAuth2`'s `access_token`).
 #[derive(serde::Deserialize)]
 struct Token {
@@ -123,7 +196,7 @@ impl Client {
     /// A client for `reference`'s registry, with the credentials docker's config holds for it.
     pub(crate) fn new(reference: &Reference, opts: &Options) -> Result<Self, Error> {
         let credentials = auth::lookup(&opts.docker_config, &reference.registry)?;
-        Ok(Self::with_credentials(reference, opts, credentials))
+        Self::with_credentials(reference, opts, credentials)
     }
 
     /// A client with the given credentials (for `login`).
@@ -131,20 +204,31 @@ impl Client {
         reference: &Reference,
         opts: &Options,
         credentials: Option<Credentials>,
-    ) -> Self {
-        let scheme = if opts.is_insecure(&reference.registry) {
+    ) -> Result<Self, Error> {
+        let mut builder = reqwest::blocking::Client::builder()
+            .user_agent(concat!("rbuild/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(Duration::from_secs(30))
+            .timeout(None);
+        let tls = tls_files(opts, &reference.registry)?;
+        let tls_configured = !tls.roots.is_empty() || tls.identity.is_some();
+        for cert in tls.roots {
+            builder = builder.add_root_certificate(cert);
+        }
+        if let Some(identity) = tls.identity {
+            builder = builder.identity(identity);
+        }
+        // TLS files for a host mean it speaks TLS, loopback or not.
+        let scheme = if opts.is_insecure(&reference.registry) && !tls_configured {
             "http"
         } else {
             "https"
         };
-        let http = reqwest::blocking::Client::builder()
-            .user_agent(concat!("rbuild/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(Duration::from_secs(30))
-            .timeout(None)
-            .build()
-            // invariant: only a TLS backend failing to load makes this fail; rustls always loads
-            .expect("HTTP client");
-        Self {
+        let http = builder.build().map_err(|e| Error::Tls {
+            registry: reference.registry.clone(),
+            path: PathBuf::new(),
+            message: e.to_string(),
+        })?;
+        Ok(Self {
             http,
             opts: opts.clone(),
             reference: reference.to_string(),
@@ -152,7 +236,7 @@ impl Client {
             base: format!("{scheme}://{}", reference.api_host()),
             credentials,
             tokens: Mutex::new(HashMap::new()),
-        }
+        })
     }
 
     /// `path` (starting with `/v2/`) or an absolute `Location` as a URL.

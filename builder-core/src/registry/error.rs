@@ -130,6 +130,16 @@ pub enum Error {
         #[source]
         source: serde_json::Error,
     },
+    /// A certificate or key in the certificates directory that cannot be used.
+    #[error("TLS files for registry `{registry}` are unusable (`{path}`): {message}")]
+    Tls {
+        /// The registry.
+        registry: String,
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
     /// A credential helper failed.
     #[error("credential helper `docker-credential-{helper}` failed for `{registry}`: {message}")]
     CredentialHelper {

@@ -40,7 +40,7 @@ pub fn login(registry: &str, username: &str, password: &str, opts: &Options) -> 
             username: username.to_owned(),
             password: password.to_owned(),
         }),
-    );
+    )?;
     let resp = client.send(
         &reqwest::Method::GET,
         "/v2/",
