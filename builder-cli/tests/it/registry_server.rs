@@ -18,6 +18,8 @@ use crate::support::tool;
 /// The one user the authenticated registries know.
 pub(crate) const USER: &str = "ci-user";
 pub(crate) const PASSWORD: &str = "s3cret-pass";
+/// The OAuth2 refresh token the token server accepts (docker's `identitytoken`).
+pub(crate) const REFRESH_TOKEN: &str = "refresh-me-7f3a";
 
 pub(crate) enum Auth {
     None,
@@ -295,11 +297,26 @@ impl TokenServer {
             for conn in listener.incoming() {
                 let Ok(conn) = conn else { continue };
                 let mut reader = BufReader::new(conn.try_clone().unwrap());
-                let Some((line, headers, _)) = read_request(&mut reader) else {
+                let Some((line, headers, body)) = read_request(&mut reader) else {
                     continue;
                 };
                 let target = line.split(' ').nth(1).unwrap_or("");
-                let query = target.split_once('?').map_or("", |(_, q)| q);
+                // GET with the scopes in the query (docker's token flow), or POST with a form
+                // (OAuth2, for refresh tokens).
+                let form = String::from_utf8_lossy(&body).into_owned();
+                let query = if line.starts_with("POST ") {
+                    form.as_str()
+                } else {
+                    target.split_once('?').map_or("", |(_, q)| q)
+                };
+                let field = |name: &str| {
+                    query
+                        .split('&')
+                        .filter_map(|kv| kv.split_once('='))
+                        .find(|(k, _)| *k == name)
+                        .map(|(_, v)| url_decode(v))
+                };
+                let refresh = field("refresh_token");
                 let scopes: Vec<String> = query
                     .split('&')
                     .filter_map(|kv| kv.split_once('='))
@@ -315,9 +332,15 @@ impl TokenServer {
                     String::from_utf8(STANDARD.decode(v).ok()?).ok()
                 });
                 let mut conn = conn;
-                let authed = match basic {
-                    Some(b) if b == format!("{USER}:{PASSWORD}") => true,
-                    Some(_) => {
+                let authed = match (basic, refresh) {
+                    (_, Some(r))
+                        if r == REFRESH_TOKEN
+                            && field("grant_type").as_deref() == Some("refresh_token") =>
+                    {
+                        true
+                    }
+                    (Some(b), None) if b == format!("{USER}:{PASSWORD}") => true,
+                    (Some(_), _) | (None, Some(_)) => {
                         let body = r#"{"errors":[{"code":"UNAUTHORIZED","message":"invalid user name or password"}]}"#;
                         let _ = write!(
                             conn,
@@ -326,7 +349,7 @@ impl TokenServer {
                         );
                         continue;
                     }
-                    None => false,
+                    (None, None) => false,
                 };
                 let access: Vec<serde_json::Value> = if authed {
                     scopes
