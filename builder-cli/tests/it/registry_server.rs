@@ -18,7 +18,7 @@ use crate::support::tool;
 /// The one user the authenticated registries know.
 pub(crate) const USER: &str = "ci-user";
 pub(crate) const PASSWORD: &str = "s3cret-pass";
-/// The OAuth2 refresh token the token server accepts (docker's `identitytoken`).
+/// The `OAuth2` refresh token the token server accepts (docker's `identitytoken`).
 pub(crate) const REFRESH_TOKEN: &str = "refresh-me-7f3a";
 
 pub(crate) enum Auth {
