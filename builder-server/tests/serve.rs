@@ -15,7 +15,20 @@ impl Drop for Server {
     }
 }
 
-fn context_tar() -> Vec<u8> {
+fn connect(port: u16) -> TcpStream {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match TcpStream::connect(("127.0.0.1", port)) {
+            Ok(s) => return s,
+            Err(e) => {
+                assert!(Instant::now() < deadline, "the server did not start: {e}");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+}
+
+fn context_tar(dockerfile: &[u8]) -> Vec<u8> {
     let busybox = std::path::Path::new("/bin/busybox");
     assert!(
         busybox.is_file(),
@@ -32,11 +45,7 @@ fn context_tar() -> Vec<u8> {
         h.set_cksum();
         b.append_data(&mut h, path, data).unwrap();
     };
-    add(
-        "Dockerfile",
-        0o644,
-        b"FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"sh\", \"-c\", \"/bin/busybox echo served > /made && /bin/busybox echo ran-in-sandbox\"]\n",
-    );
+    add("Dockerfile", 0o644, dockerfile);
     add("busybox", 0o755, &fs_err::read(busybox).unwrap());
     b.into_inner().unwrap()
 }
@@ -57,17 +66,10 @@ fn the_server_builds_a_posted_context_with_run_and_streams_events() {
             .spawn()
             .unwrap(),
     );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut stream = loop {
-        match TcpStream::connect(("127.0.0.1", port)) {
-            Ok(s) => break s,
-            Err(e) => {
-                assert!(Instant::now() < deadline, "the server did not start: {e}");
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
-    };
-    let ctx = context_tar();
+    let mut stream = connect(port);
+    let ctx = context_tar(
+        b"FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"sh\", \"-c\", \"/bin/busybox echo served > /made && /bin/busybox echo ran-in-sandbox\"]\n",
+    );
     write!(
         stream,
         "POST /v1/build?t=served:v1 HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
@@ -91,4 +93,63 @@ fn the_server_builds_a_posted_context_with_run_and_streams_events() {
     let mut listing = String::new();
     stream.read_to_string(&mut listing).unwrap();
     assert!(listing.contains("served:v1"), "{listing}");
+}
+
+/// Whether a process whose command line holds `needle` is running.
+fn running(needle: &str) -> bool {
+    fs_err::read_dir("/proc").unwrap().flatten().any(|e| {
+        fs_err::read(e.path().join("cmdline")).is_ok_and(|c| {
+            String::from_utf8_lossy(&c)
+                .replace('\0', " ")
+                .contains(needle)
+        })
+    })
+}
+
+#[test]
+fn a_client_going_away_cancels_its_build_and_kills_the_run() {
+    let root = tempfile::tempdir().unwrap();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let _server = Server(
+        Command::new(env!("CARGO_BIN_EXE_rbuild-server"))
+            .args(["--listen", &format!("127.0.0.1:{port}"), "--root"])
+            .arg(root.path())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut stream = connect(port);
+    let ctx = context_tar(
+        b"FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"sleep\", \"3737\"]\n",
+    );
+    write!(
+        stream,
+        "POST /v1/build HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        ctx.len()
+    )
+    .unwrap();
+    stream.write_all(&ctx).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !running("sleep 3737") {
+        assert!(Instant::now() < deadline, "the RUN never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(stream);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while running("sleep 3737") {
+        assert!(Instant::now() < deadline, "the RUN outlived its client");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The server still serves.
+    let mut stream = connect(port);
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200 OK"), "{response}");
 }

@@ -142,6 +142,7 @@ pub(crate) fn run(
         cache_to: cache_specs("--cache-to", &args.cache_to)?,
         network_none: args.network == "none",
         squash: args.squash,
+        cancel: None,
     };
     if args.push && args.tags.is_empty() {
         anyhow::bail!("--push needs at least one --tag to push to");

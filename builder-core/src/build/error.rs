@@ -72,6 +72,9 @@ pub enum Error {
         #[source]
         source: Box<crate::registry::Error>,
     },
+    /// The build was cancelled (its client went away, or its caller asked).
+    #[error("the build was cancelled")]
+    Cancelled,
     /// A base image that could not be pulled.
     #[error("cannot pull image `{name}`")]
     Pull {

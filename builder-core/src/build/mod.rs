@@ -89,6 +89,9 @@ pub struct BuildRequest {
     pub network_none: bool,
     /// `--squash`: the layers the build adds on top of the target's base become one.
     pub squash: bool,
+    /// Set it to stop the build: no further step starts, a running RUN is killed with
+    /// everything it started, and the build fails with [`Error::Cancelled`].
+    pub cancel: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
 /// What a build produced.
@@ -306,6 +309,7 @@ impl Builder {
         let downloads = std::sync::Mutex::new(std::collections::HashMap::new());
         let pulled = std::sync::Mutex::new(std::collections::HashMap::new());
         let step_keys = std::sync::Mutex::new(Vec::new());
+        let never_cancelled = std::sync::atomic::AtomicBool::new(false);
         let platform = req
             .platform
             .clone()
@@ -337,6 +341,7 @@ impl Builder {
                 registry: &req.registry,
                 lazy_layers: &lazy_layers,
                 network_none: req.network_none,
+                cancel: req.cancel.as_deref().unwrap_or(&never_cancelled),
                 step_keys: &step_keys,
                 work: work.path(),
                 step: 0,

@@ -221,16 +221,21 @@ fn run_logged(
     tail: &mut VecDeque<String>,
 ) -> Result<exec::Exit> {
     let number = env.step;
-    Ok(exec::run(helper, spec, &mut |line| {
-        if tail.len() == TAIL {
-            tail.pop_front();
-        }
-        tail.push_back(line.to_owned());
-        env.emit(&Event::Log {
-            number,
-            line: line.to_owned(),
-        });
-    })?)
+    Ok(exec::run_cancellable(
+        helper,
+        spec,
+        env.cancel,
+        &mut |line| {
+            if tail.len() == TAIL {
+                tail.pop_front();
+            }
+            tail.push_back(line.to_owned());
+            env.emit(&Event::Log {
+                number,
+                line: line.to_owned(),
+            });
+        },
+    )?)
 }
 
 /// Gives `path` the mount's `mode` (else `default_mode`) and its `uid`/`gid` (else root).
@@ -501,6 +506,9 @@ pub(crate) fn run(
     }
     let exit = exit.ok_or_else(|| Error::Internal("the RUN did not run".into()))?;
     let changes = copied.clone().unwrap_or_else(|| upper.clone());
+    if exit.cancelled {
+        return Err(Error::Cancelled);
+    }
     if exit.timed_out {
         return Err(Error::RunTimedOut {
             limit: env.run_timeout.unwrap_or_default(),

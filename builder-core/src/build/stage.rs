@@ -44,6 +44,8 @@ pub(crate) struct BuildEnv<'a> {
     pub(crate) registry: &'a crate::registry::Options,
     /// `--network none`: the default network of RUN.
     pub(crate) network_none: bool,
+    /// Set to stop the build: no further step starts and a running RUN is killed.
+    pub(crate) cancel: &'a std::sync::atomic::AtomicBool,
     /// Layers an imported cache can provide, fetched when first read.
     pub(crate) lazy_layers: &'a super::remote_cache::LazyLayers,
     /// (stage, key) of every step this build went through, for `--cache-to`.
@@ -79,6 +81,15 @@ impl BuildEnv<'_> {
     }
 
     /// Takes the next step number.
+    /// Fails with [`Error::Cancelled`] once the build's cancel flag is set.
+    pub(crate) fn check_cancelled(&self) -> Result<()> {
+        if self.cancel.load(std::sync::atomic::Ordering::SeqCst) {
+            Err(Error::Cancelled)
+        } else {
+            Ok(())
+        }
+    }
+
     fn next_step(&mut self) -> usize {
         self.step = self
             .next_step
@@ -321,6 +332,7 @@ pub(crate) fn run_stage(
     let stage = &env.checked.stages[index];
     let label = stage.name.clone().unwrap_or_else(|| index.to_string());
     let rootfs = env.work.join(format!("stage-{index}"));
+    env.check_cancelled()?;
     env.next_step();
     env.emit(&Event::Step {
         number: env.step,
@@ -369,6 +381,7 @@ pub(crate) fn run_stage(
     // The base's ONBUILD triggers run first, and are not passed on.
     if let Some(triggers) = state.config.config.on_build.take() {
         for text in triggers {
+            env.check_cancelled()?;
             env.next_step();
             let instruction = format!("ONBUILD {text}");
             env.emit(&Event::Step {
@@ -397,6 +410,7 @@ pub(crate) fn run_stage(
     }
     // Global ARGs re-declared here take the global value unless a build arg overrides.
     for (position, inst) in stage.instructions.iter().enumerate() {
+        env.check_cancelled()?;
         env.next_step();
         let text = inst_text(inst);
         env.emit(&Event::Step {

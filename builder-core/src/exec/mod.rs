@@ -48,6 +48,8 @@ pub struct Exit {
     pub code: i32,
     /// Whether the spec's timeout ended it.
     pub timed_out: bool,
+    /// Whether `cancel` ended it.
+    pub cancelled: bool,
 }
 
 /// Runs `spec` in a sandbox through `helper` (the binary that calls [`helper_main`]), passing
@@ -55,6 +57,21 @@ pub struct Exit {
 pub fn run(
     helper: &Path,
     spec: &SandboxSpec,
+    on_line: &mut dyn FnMut(&str),
+) -> Result<Exit, Error> {
+    run_cancellable(
+        helper,
+        spec,
+        &std::sync::atomic::AtomicBool::new(false),
+        on_line,
+    )
+}
+
+/// [`run`], killed (with everything it started) as soon as `cancel` is set.
+pub fn run_cancellable(
+    helper: &Path,
+    spec: &SandboxSpec,
+    cancel: &std::sync::atomic::AtomicBool,
     on_line: &mut dyn FnMut(&str),
 ) -> Result<Exit, Error> {
     let json = serde_json::to_vec(spec).map_err(Error::Spec)?;
@@ -73,28 +90,40 @@ pub fn run(
     if let Some(mut stdin) = child.stdin.take() {
         stdin.write_all(&json).map_err(spawn_err)?;
     }
-    // The watchdog: past the timeout it kills the helper; the namespace's init has a
-    // parent-death signal, and when it dies the kernel kills everything else in the namespace.
-    // `reaped` (under its lock) keeps the watchdog from signalling a pid already reused.
+    // The watchdog: past the timeout, or once cancelled, it kills the helper; the namespace's
+    // init has a parent-death signal, and when it dies the kernel kills everything else in the
+    // namespace. `reaped` (under its lock) keeps the watchdog from signalling a pid already
+    // reused.
     let (done, finished) = std::sync::mpsc::channel::<()>();
     let reaped = std::sync::Mutex::new(false);
     let timed_out = std::sync::atomic::AtomicBool::new(false);
+    let cancelled = std::sync::atomic::AtomicBool::new(false);
     let pid = child.id();
+    let started = std::time::Instant::now();
     std::thread::scope(|scope| -> Result<Exit, Error> {
-        if let Some(limit) = spec.timeout {
-            let (reaped, timed_out) = (&reaped, &timed_out);
-            scope.spawn(move || {
-                if finished.recv_timeout(limit) == Err(std::sync::mpsc::RecvTimeoutError::Timeout) {
+        let (reaped, timed_out, cancelled) = (&reaped, &timed_out, &cancelled);
+        scope.spawn(move || {
+            use std::sync::atomic::Ordering::SeqCst;
+            let tick = std::time::Duration::from_millis(100);
+            while finished.recv_timeout(tick) == Err(std::sync::mpsc::RecvTimeoutError::Timeout) {
+                let late = spec.timeout.is_some_and(|limit| started.elapsed() >= limit);
+                let stop = cancel.load(SeqCst);
+                if late || stop {
                     let reaped = reaped
                         .lock()
                         .unwrap_or_else(std::sync::PoisonError::into_inner);
                     if !*reaped {
-                        timed_out.store(true, std::sync::atomic::Ordering::SeqCst);
+                        if late {
+                            timed_out.store(true, SeqCst);
+                        } else {
+                            cancelled.store(true, SeqCst);
+                        }
                         sys::kill(pid);
                     }
+                    break;
                 }
-            });
-        }
+            }
+        });
         read_lines(reader, on_line);
         sys::wait_exited(pid);
         let status = {
@@ -113,6 +142,7 @@ pub fn run(
         Ok(Exit {
             code,
             timed_out: timed_out.load(std::sync::atomic::Ordering::SeqCst),
+            cancelled: cancelled.load(std::sync::atomic::Ordering::SeqCst),
         })
     })
 }
@@ -152,6 +182,7 @@ pub fn run_attached(helper: &Path, spec: &SandboxSpec) -> Result<Exit, Error> {
     Ok(Exit {
         code,
         timed_out: false,
+        cancelled: false,
     })
 }
 

@@ -198,6 +198,8 @@ fn run(
             return;
         }
     };
+    // The client going away (its response stream dropped) cancels the build.
+    let cancel = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let req = BuildRequest {
         context: context.path().to_owned(),
         dockerfile: Some(dockerfile),
@@ -212,6 +214,7 @@ fn run(
         cache_from: params.cache_from.clone(),
         cache_to: params.cache_to.clone(),
         network_none: params.network_none,
+        cancel: Some(cancel.clone()),
         ..BuildRequest::default()
     };
     let mut on_event = |e: &Event| {
@@ -220,10 +223,31 @@ fn run(
                 "time".into(),
                 serde_json::json!(start.elapsed().as_secs_f64()),
             );
-            let _ = events.blocking_send(line(&serde_json::Value::Object(obj)));
+            if events
+                .blocking_send(line(&serde_json::Value::Object(obj)))
+                .is_err()
+            {
+                cancel.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
         }
     };
-    let result = Builder::new(state.store.clone()).build(&req, &mut on_event);
+    // A RUN may print nothing for a long time: watch for the client going away meanwhile.
+    let finished = std::sync::atomic::AtomicBool::new(false);
+    let result = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            use std::sync::atomic::Ordering::SeqCst;
+            while !finished.load(SeqCst) {
+                if events.is_closed() {
+                    cancel.store(true, SeqCst);
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+        });
+        let result = Builder::new(state.store.clone()).build(&req, &mut on_event);
+        finished.store(true, std::sync::atomic::Ordering::SeqCst);
+        result
+    });
     let last = match result {
         Ok(out) => {
             let pushed = if params.push {
