@@ -157,9 +157,13 @@ fn sha256(bytes: &[u8]) -> String {
 #[test]
 fn pushed_images_are_read_by_skopeo_and_podman_and_pull_back_with_the_same_id() {
     tool("runc", "runc");
-    let (reg, p) = registry_and_busybox(&Auth::None);
-    let v1 = format!("{}/bb:v1", reg.host());
-    let v2 = format!("{}/bb:v2", reg.host());
+    // The suite's registry (started by .ci/run), under repository names of this run's own.
+    let reg = Registry::shared();
+    let p = Project::new();
+    import_busybox(&p.root());
+    let repo = format!("bb-{}", std::process::id());
+    let v1 = format!("{}/{repo}:v1", reg.host());
+    let v2 = format!("{}/{repo}:v2", reg.host());
     // Chunked upload (the layer is over 1 MB), two tags.
     let out = p.ok(&["push", "--chunk-size", "100000", "busybox:latest", &v1, &v2]);
     let stderr = text(&out.stderr);
@@ -182,7 +186,7 @@ fn pushed_images_are_read_by_skopeo_and_podman_and_pull_back_with_the_same_id() 
     );
 
     // Docker media types on request.
-    let docker_tag = format!("{}/bb:docker", reg.host());
+    let docker_tag = format!("{}/{repo}:docker", reg.host());
     p.ok(&["push", "--format", "docker", "busybox:latest", &docker_tag]);
     let raw = skopeo_inspect(&docker_tag, &["--raw"]);
     assert_eq!(
@@ -222,7 +226,7 @@ fn pushed_images_are_read_by_skopeo_and_podman_and_pull_back_with_the_same_id() 
         );
     }
     // Pinned by digest.
-    let pinned = format!("{}/bb@{digest}", reg.host());
+    let pinned = format!("{}/{repo}@{digest}", reg.host());
     let other = p.path("other");
     let out = p.rbuild_in(&other, &["pull", &pinned]);
     assert!(out.status.success(), "{}", text(&out.stderr));

@@ -28,15 +28,18 @@ pub(crate) enum Auth {
 }
 
 pub(crate) struct Registry {
-    child: Child,
+    /// The process, when this test started it (not the suite's shared one).
+    child: Option<Child>,
     pub(crate) port: u16,
-    _dir: tempfile::TempDir,
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl Drop for Registry {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
@@ -142,6 +145,26 @@ impl Registry {
         Self::start_with(auth, None)
     }
 
+    /// The registry `.ci/run` started for the suite (`RBUILD_TEST_REGISTRY`, no auth), else one
+    /// of this test's own. Tests sharing it use repository names of their own.
+    pub(crate) fn shared() -> Self {
+        match std::env::var("RBUILD_TEST_REGISTRY") {
+            Ok(host) => {
+                let port = host
+                    .rsplit_once(':')
+                    .and_then(|(_, p)| p.parse().ok())
+                    .expect("RBUILD_TEST_REGISTRY is 127.0.0.1:PORT");
+                wait_for(port);
+                Self {
+                    child: None,
+                    port,
+                    _dir: None,
+                }
+            }
+            Err(_) => Self::start(&Auth::None),
+        }
+    }
+
     /// A registry on TLS, trusting client certificates signed by the test CA (and wanting one).
     pub(crate) fn start_tls(tls: &Tls) -> Self {
         Self::start_with(&Auth::None, Some(tls))
@@ -195,9 +218,9 @@ impl Registry {
             .unwrap();
         wait_for(port);
         Self {
-            child,
+            child: Some(child),
             port,
-            _dir: dir,
+            _dir: Some(dir),
         }
     }
 
