@@ -252,7 +252,7 @@ fn the_tty_view_shows_parallel_stages_their_output_and_cached_steps() {
     let session = format!("rbuild-tty-{}", std::process::id());
     let run = |extra: &str| {
         let cmd = format!(
-            "cd {} && {} --root {} build {extra} --progress tty -t tty:v1 .; echo EXIT=$?; sleep 60",
+            "cd {} && {} --root {} build {extra} --jobs 2 --progress tty -t tty:v1 .; echo EXIT=$?; sleep 60",
             p.ctx().display(),
             env!("CARGO_BIN_EXE_rbuild"),
             p.root().display()
