@@ -50,6 +50,8 @@ struct StepView {
     bar: ProgressBar,
     tail: Vec<ProgressBar>,
     lines: VecDeque<String>,
+    /// Why the step missed the cache, shown when it is done.
+    miss: Option<String>,
 }
 
 /// Draws a build's events.
@@ -177,6 +179,7 @@ impl Progress {
                         bar,
                         tail: Vec::new(),
                         lines: VecDeque::new(),
+                        miss: None,
                     },
                 );
             }
@@ -205,10 +208,15 @@ impl Progress {
                         multi.remove(&t);
                     }
                     view.bar.set_style(step_style(false));
-                    let state = if *cached {
-                        "CACHED".to_owned()
-                    } else {
-                        format!("DONE {:.1}s", view.started.elapsed().as_secs_f64())
+                    let state = match (*cached, &view.miss) {
+                        (true, _) => "CACHED".to_owned(),
+                        (false, Some(why)) => format!(
+                            "DONE {:.1}s (miss: {why})",
+                            view.started.elapsed().as_secs_f64()
+                        ),
+                        (false, None) => {
+                            format!("DONE {:.1}s", view.started.elapsed().as_secs_f64())
+                        }
                     };
                     let prefix = view.bar.prefix();
                     view.bar.set_prefix(format!("✔ {prefix}"));
@@ -216,7 +224,17 @@ impl Progress {
                     view.bar.finish_with_message(format!("{msg}  {state}"));
                 }
             }
-            Event::Miss { .. } => {}
+            Event::Miss {
+                number,
+                reason,
+                first,
+                ..
+            } => {
+                // A first build's "no earlier build" says nothing worth a line.
+                if let (Some(view), false) = (self.steps.get_mut(number), *first) {
+                    view.miss = Some(reason.clone());
+                }
+            }
             other => {
                 let _ = multi.println(describe(other));
             }

@@ -316,6 +316,18 @@ fn the_tty_view_shows_parallel_stages_their_output_and_cached_steps() {
     let steps: Vec<&str> = again.lines().filter(|l| l.starts_with('✔')).collect();
     assert_eq!(steps.len(), 7, "{again}");
     assert!(steps.iter().all(|l| l.ends_with("CACHED")), "{again}");
+    // A changed build arg: the step that uses it says why it ran.
+    p.file("Dockerfile", "FROM busybox\nARG V=1\nRUN echo v=$V\n");
+    run("");
+    wait_for(&|s| s.contains("EXIT=0"), "the first build of the ARG file");
+    run("--build-arg V=2");
+    let changed = wait_for(&|s| s.contains("EXIT="), "the changed build");
+    assert!(
+        changed
+            .lines()
+            .any(|l| l.contains("RUN echo v=$V") && l.contains("(miss: V 1 → 2)")),
+        "{changed}"
+    );
     let _ = tool("tmux", "tmux")
         .args(["kill-session", "-t", &session])
         .output();
