@@ -15,6 +15,25 @@ impl Drop for Server {
     }
 }
 
+/// The server binary on a free port of 127.0.0.1, with a store of its own.
+fn start() -> (tempfile::TempDir, Server, u16) {
+    let root = tempfile::tempdir().unwrap();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let server = Server(
+        Command::new(env!("CARGO_BIN_EXE_rbuild-server"))
+            .args(["--listen", &format!("127.0.0.1:{port}"), "--root"])
+            .arg(root.path())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    (root, server, port)
+}
+
 fn connect(port: u16) -> TcpStream {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -52,20 +71,7 @@ fn context_tar(dockerfile: &[u8]) -> Vec<u8> {
 
 #[test]
 fn the_server_builds_a_posted_context_with_run_and_streams_events() {
-    let root = tempfile::tempdir().unwrap();
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let _server = Server(
-        Command::new(env!("CARGO_BIN_EXE_rbuild-server"))
-            .args(["--listen", &format!("127.0.0.1:{port}"), "--root"])
-            .arg(root.path())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let (_root, _server, port) = start();
     let mut stream = connect(port);
     let ctx = context_tar(
         b"FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"sh\", \"-c\", \"/bin/busybox echo served > /made && /bin/busybox echo ran-in-sandbox\"]\n",
@@ -108,20 +114,7 @@ fn running(needle: &str) -> bool {
 
 #[test]
 fn a_client_going_away_cancels_its_build_and_kills_the_run() {
-    let root = tempfile::tempdir().unwrap();
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let _server = Server(
-        Command::new(env!("CARGO_BIN_EXE_rbuild-server"))
-            .args(["--listen", &format!("127.0.0.1:{port}"), "--root"])
-            .arg(root.path())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let (_root, _server, port) = start();
     let mut stream = connect(port);
     let ctx = context_tar(
         b"FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"sleep\", \"3737\"]\n",

@@ -602,36 +602,23 @@ fn add_tree(
         } else {
             (0, 0)
         });
-        let entry = if m.info.kind == Kind::Dir && m.rel.is_empty() {
-            match root {
-                TreeRoot::Destination { exists: true } => continue,
-                TreeRoot::Destination { exists: false } => {
+        let entry = if m.info.kind == Kind::Dir {
+            let (mode, uid, gid) = match root {
+                TreeRoot::Destination { exists: true } if m.rel.is_empty() => continue,
+                TreeRoot::Destination { exists: false } if m.rel.is_empty() => {
                     let (uid, gid) = owner.unwrap_or((0, 0));
-                    Entry {
-                        path: path.clone(),
-                        kind: EntryKind::Dir,
-                        mode: chmod.map_or(0o755, |c| c.apply(0o755, true)),
-                        uid,
-                        gid,
-                        mtime,
-                        xattrs: Vec::new(),
-                    }
+                    (chmod.map_or(0o755, |c| c.apply(0o755, true)), uid, gid)
                 }
-                TreeRoot::Itself => Entry {
-                    path: path.clone(),
-                    kind: EntryKind::Dir,
-                    mode: chmod.map_or(m.info.mode, |c| c.apply(m.info.mode, true)),
+                _ => (
+                    chmod.map_or(m.info.mode, |c| c.apply(m.info.mode, true)),
                     uid,
                     gid,
-                    mtime,
-                    xattrs: Vec::new(),
-                },
-            }
-        } else if m.info.kind == Kind::Dir {
+                ),
+            };
             Entry {
                 path: path.clone(),
                 kind: EntryKind::Dir,
-                mode: chmod.map_or(m.info.mode, |c| c.apply(m.info.mode, true)),
+                mode,
                 uid,
                 gid,
                 mtime,
