@@ -733,7 +733,12 @@ fn unknown_repositories_and_tags_are_named_with_what_the_registry_said() {
     let out = p.rbuild(&["build", "."]);
     let stderr = text(&out.stderr);
     assert!(
-        stderr.contains(&format!("cannot pull image `{nope}`")),
+        stderr.contains("FROM failed (Dockerfile line 2)")
+            && stderr.contains(&format!(
+                "cannot pull image `{nope}` (it is not in the local store either)"
+            ))
+            && stderr.contains("MANIFEST_UNKNOWN")
+            && stderr.contains("--> ./Dockerfile:2"),
         "{stderr}"
     );
     let out = p.rbuild(&["pull", "Not/Valid"]);

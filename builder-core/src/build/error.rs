@@ -76,10 +76,15 @@ pub enum Error {
     #[error("the build was cancelled")]
     Cancelled,
     /// A base image that could not be pulled.
-    #[error("cannot pull image `{name}`")]
+    #[error(
+        "cannot pull image `{name}`{}",
+        if *local { " (it is not in the local store either)" } else { "" }
+    )]
     Pull {
         /// The reference as written.
         name: String,
+        /// Whether the local store was looked in first (not with `--pull`).
+        local: bool,
         /// What the registry (or the network) said.
         #[source]
         source: Box<crate::registry::Error>,

@@ -273,6 +273,7 @@ pub(crate) fn resolve_image(env: &BuildEnv<'_>, name: &str) -> Result<Image> {
     }
     let failed = |source| Error::Pull {
         name: name.to_owned(),
+        local: !env.pull,
         source: Box::new(source),
     };
     let reference: crate::registry::Reference = name.parse().map_err(failed)?;
@@ -342,7 +343,12 @@ pub(crate) fn run_stage(
         line: stage.span.line,
     });
     let started = Instant::now();
-    let mut state = base(env, index, built, &rootfs)?;
+    let mut state = base(env, index, built, &rootfs).map_err(|e| Error::Step {
+        keyword: "FROM".into(),
+        line: stage.span.line,
+        instruction: format!("FROM {}", stage.base.expanded),
+        source: Box::new(e),
+    })?;
     let from = super::explain::StepInputs {
         parent: None,
         instruction: format!("FROM {}", stage.base.expanded),
