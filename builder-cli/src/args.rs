@@ -48,13 +48,18 @@ pub(crate) enum Command {
     )]
     Build(Box<BuildOptions>),
     /// List the images in the store.
+    #[command(after_help = "Example:\n  rbuild images")]
     Images,
     /// Show an image's config and manifest as JSON.
+    #[command(
+        after_help = "Examples:\n  rbuild inspect app:v1\n  rbuild inspect app:v1 | jq .Config.config.Env"
+    )]
     Inspect {
         /// The image (name:tag).
         image: String,
     },
     /// Give an image another name.
+    #[command(after_help = "Example:\n  rbuild tag app:v1 registry.example.com/team/app:v1")]
     Tag {
         /// The image (name:tag).
         source: String,
@@ -62,6 +67,9 @@ pub(crate) enum Command {
         target: String,
     },
     /// Remove image names (the data goes at the next prune).
+    #[command(
+        after_help = "Examples:\n  rbuild rmi app:v1\n  rbuild rmi app:v1 app:v2 && rbuild prune"
+    )]
     Rmi {
         /// The names.
         #[arg(required = true)]
@@ -85,12 +93,16 @@ pub(crate) enum Command {
         image: String,
     },
     /// Read images from a tarball made by `rbuild save`, `docker save`, `skopeo copy` or `podman save`.
+    #[command(
+        after_help = "Examples:\n  rbuild load -i app.tar\n  docker save app:v1 | rbuild load"
+    )]
     Load {
         /// The tarball (`-` or absent for standard input).
         #[arg(short = 'i', long = "input")]
         input: Option<PathBuf>,
     },
     /// Show an image's history.
+    #[command(after_help = "Example:\n  rbuild history app:v1")]
     History {
         /// The image.
         image: String,
@@ -169,6 +181,9 @@ pub(crate) enum Command {
         push: PushArgs,
     },
     /// Save credentials for a registry in docker's config (shared with docker).
+    #[command(
+        after_help = "Examples:\n  rbuild login registry.example.com -u me --password-stdin < token.txt\n  echo \"$TOKEN\" | rbuild login -u me --password-stdin    # Docker Hub"
+    )]
     Login {
         /// The registry (`host[:port]`; default Docker Hub).
         registry: Option<String>,
@@ -183,11 +198,13 @@ pub(crate) enum Command {
         password_stdin: bool,
     },
     /// Remove the credentials saved for a registry.
+    #[command(after_help = "Example:\n  rbuild logout registry.example.com")]
     Logout {
         /// The registry (default Docker Hub).
         registry: Option<String>,
     },
     /// Show the disk space the store uses: images, step cache, snapshots, cache mounts.
+    #[command(after_help = "Example:\n  rbuild df && rbuild prune --keep-storage 10GB")]
     Df,
     /// Print a shell completion script.
     #[command(
@@ -198,6 +215,7 @@ pub(crate) enum Command {
         shell: clap_complete::Shell,
     },
     /// Print version information.
+    #[command(after_help = "Example:\n  rbuild version")]
     Version,
 }
 

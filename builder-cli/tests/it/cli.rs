@@ -469,3 +469,26 @@ fn platform_sets_the_target_args_and_the_config() {
     };
     assert_eq!(labels["build"], format!("linux/{host}"));
 }
+
+#[test]
+fn every_subcommand_s_help_has_examples() {
+    let help = crate::support::run(&["--help"]);
+    let text_help = text(&help.stdout);
+    let commands: Vec<&str> = text_help
+        .lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|c| *c != "help")
+        .collect();
+    assert!(commands.len() > 15, "{text_help}");
+    for c in commands {
+        let out = crate::support::run(&[c, "--help"]);
+        let h = text(&out.stdout);
+        assert!(
+            h.contains("Example"),
+            "`rbuild {c} --help` has no example:\n{h}"
+        );
+    }
+}
