@@ -111,18 +111,7 @@ fn plan_mounts(
                 } else {
                     // rw: writes go to a scratch copy and are discarded, as in BuildKit.
                     let copy = env.work.join(format!("bind-{}-{i}", env.step));
-                    let status = std::process::Command::new("cp")
-                        .arg("-a")
-                        .arg(&host)
-                        .arg(&copy)
-                        .status()
-                        .map_err(io_at(&copy))?;
-                    if !status.success() {
-                        return Err(Error::Io {
-                            path: copy,
-                            source: std::io::Error::other("cp -a failed"),
-                        });
-                    }
+                    super::snapshots::copy_tree(&host, &copy, false)?;
                     copy
                 };
                 out.binds.push(exec::Bind {
@@ -487,18 +476,7 @@ pub(crate) fn run(
         });
         tail.clear();
         let copy = dir.join("copy");
-        let status = std::process::Command::new("cp")
-            .arg("-a")
-            .arg(&rootfs)
-            .arg(&copy)
-            .status()
-            .map_err(io_at(&copy))?;
-        if !status.success() {
-            return Err(Error::Io {
-                path: copy,
-                source: std::io::Error::other("cp -a failed"),
-            });
-        }
+        super::snapshots::copy_tree(&rootfs, &copy, false)?;
         spec.merged.clone_from(&copy);
         spec.copied_rootfs = true;
         exit = Some(run_logged(env, &helper, &spec, &mut tail)?);

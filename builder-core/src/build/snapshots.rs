@@ -3,7 +3,7 @@
 //! applied (applying never writes a file in place, so the parent is untouched), made under a
 //! temporary name and renamed into place when complete.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::digest::{Digest, Hasher};
 use crate::store::Store;
@@ -28,6 +28,26 @@ pub(crate) fn chain_ids(diff_ids: &[Digest]) -> Vec<Digest> {
     out
 }
 
+/// Copies the tree `src` to `dst` (which must not exist) with `cp -a`, keeping owners, modes,
+/// times, xattrs and hardlinks; with `hardlinks`, files are linked rather than copied (`cp -al`).
+pub(crate) fn copy_tree(src: &Path, dst: &Path, hardlinks: bool) -> Result<()> {
+    let flags = if hardlinks { "-al" } else { "-a" };
+    let status = std::process::Command::new("cp")
+        .arg(flags)
+        .arg(src)
+        .arg(dst)
+        .status()
+        .map_err(io_at(dst))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(Error::Io {
+            path: dst.to_owned(),
+            source: std::io::Error::other(format!("cp {flags} failed ({status})")),
+        })
+    }
+}
+
 /// The snapshot of `diff_ids`, made from the longest existing ancestor if needed.
 pub(crate) fn snapshot_for(store: &Store, diff_ids: &[Digest]) -> Result<PathBuf> {
     let root = store.root().join("snapshots");
@@ -49,20 +69,7 @@ pub(crate) fn snapshot_for(store: &Store, diff_ids: &[Digest]) -> Result<PathBuf
             .keep();
         let dir = tmp.join("rootfs");
         match &parent {
-            Some(p) => {
-                let status = std::process::Command::new("cp")
-                    .arg("-al")
-                    .arg(p)
-                    .arg(&dir)
-                    .status()
-                    .map_err(io_at(&dir))?;
-                if !status.success() {
-                    return Err(Error::Io {
-                        path: dir,
-                        source: std::io::Error::other("cp -al failed"),
-                    });
-                }
-            }
+            Some(p) => copy_tree(p, &dir, true)?,
             None => fs_err::create_dir_all(&dir).map_err(io_at(&dir))?,
         }
         crate::snapshot::apply_layer(store, &diff_ids[i], &dir)?;
