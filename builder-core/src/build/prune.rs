@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, SystemTime};
 
 use crate::digest::Digest;
-use crate::oci::{Image, ImageConfig};
+use crate::oci::Image;
 use crate::store::Store;
 
 use super::Result;
@@ -52,55 +52,67 @@ fn cache_records(store: &Store) -> Result<Vec<(SystemTime, String)>> {
     Ok(out)
 }
 
-fn reachable(store: &Store) -> Result<BTreeSet<Digest>> {
-    let mut live = BTreeSet::new();
+/// What keeps blobs alive: the tagged images, and the layer list of each step-cache record.
+struct Live {
+    images: Vec<Image>,
+    cache: Vec<Vec<Digest>>,
+}
+
+fn live(store: &Store) -> Result<Live> {
+    let mut images = Vec::new();
     for (_, manifest) in store.tags()? {
-        let image = Image::load(store, manifest)?;
-        live.insert(manifest);
-        live.insert(image.config_digest);
-        live.extend(image.diff_ids().iter().copied());
+        images.push(Image::load(store, manifest)?);
     }
+    let mut cache = Vec::new();
     for (_, key) in cache_records(store)? {
-        if let Some(json) = store.meta("cache", &key)? {
-            #[derive(serde::Deserialize)]
-            struct Cached {
-                config: ImageConfig,
-            }
-            if let Ok(c) = serde_json::from_str::<Cached>(&json) {
-                live.extend(c.config.rootfs.diff_ids);
-            }
+        if let Some(ids) = store
+            .meta("cache", &key)?
+            .and_then(|json| super::stage::cached_diff_ids(&json))
+        {
+            cache.push(ids);
         }
     }
-    // Compressed forms of live layers stay with them.
+    Ok(Live { images, cache })
+}
+
+/// The blobs of `images`: manifests, configs, layers.
+fn image_blobs(images: &[Image]) -> BTreeSet<Digest> {
+    let mut out = BTreeSet::new();
+    for image in images {
+        out.insert(image.manifest_digest);
+        out.insert(image.config_digest);
+        out.extend(image.diff_ids().iter().copied());
+    }
+    out
+}
+
+/// Adds to `set` the compressed forms of the layers in it: they stay with them.
+fn with_compressed(store: &Store, set: &mut BTreeSet<Digest>) -> Result<()> {
     for alg in ["gzip", "zstd"] {
-        for d in live.clone() {
+        for d in set.clone() {
             if let Some(c) = store.meta(alg, &d.hex())? {
                 if let Ok(c) = c.trim().parse::<Digest>() {
-                    live.insert(c);
+                    set.insert(c);
                 }
             }
         }
     }
-    Ok(live)
+    Ok(())
+}
+
+/// Every blob `live` keeps: image blobs, cached layers, and their compressed forms.
+fn reachable(store: &Store, live: &Live) -> Result<BTreeSet<Digest>> {
+    let mut out = image_blobs(&live.images);
+    out.extend(live.cache.iter().flatten().copied());
+    with_compressed(store, &mut out)?;
+    Ok(out)
 }
 
 /// The layer lists of every tagged image and cache record.
 fn live_diff_id_lists(store: &Store) -> Result<Vec<Vec<Digest>>> {
-    let mut out = Vec::new();
-    for (_, manifest) in store.tags()? {
-        out.push(Image::load(store, manifest)?.diff_ids().to_vec());
-    }
-    for (_, key) in cache_records(store)? {
-        if let Some(json) = store.meta("cache", &key)? {
-            #[derive(serde::Deserialize)]
-            struct Cached {
-                config: ImageConfig,
-            }
-            if let Ok(c) = serde_json::from_str::<Cached>(&json) {
-                out.push(c.config.rootfs.diff_ids);
-            }
-        }
-    }
+    let live = live(store)?;
+    let mut out: Vec<Vec<Digest>> = live.images.iter().map(|i| i.diff_ids().to_vec()).collect();
+    out.extend(live.cache);
     Ok(out)
 }
 
@@ -132,10 +144,10 @@ pub fn prune(store: &Store, opts: &PruneOptions) -> Result<PruneReport> {
         }
     }
     let sweep = |report: &mut PruneReport| -> Result<u64> {
-        let live = reachable(store)?;
+        let kept = reachable(store, &live(store)?)?;
         let mut total = 0;
         for (d, size) in blobs(store)? {
-            if live.contains(&d) {
+            if kept.contains(&d) {
                 total += size;
             } else {
                 let path = store.blob_path(&d);
@@ -233,26 +245,12 @@ fn tree_bytes(dir: &std::path::Path) -> u64 {
 /// Measures the store (under its shared lock).
 pub fn disk_usage(store: &Store) -> Result<DiskUsage> {
     let _lock = store.lock_shared()?;
-    let mut images_live = BTreeSet::new();
-    let tags = store.tags()?;
-    for (_, manifest) in &tags {
-        let image = Image::load(store, *manifest)?;
-        images_live.insert(*manifest);
-        images_live.insert(image.config_digest);
-        for d in image.diff_ids() {
-            images_live.insert(*d);
-            for alg in ["gzip", "zstd"] {
-                if let Some(c) = store.meta(alg, &d.hex())? {
-                    if let Ok(c) = c.trim().parse::<Digest>() {
-                        images_live.insert(c);
-                    }
-                }
-            }
-        }
-    }
-    let all_live = reachable(store)?;
+    let live = live(store)?;
+    let mut images_live = image_blobs(&live.images);
+    with_compressed(store, &mut images_live)?;
+    let all_live = reachable(store, &live)?;
     let mut usage = DiskUsage {
-        images: tags.len(),
+        images: live.images.len(),
         cache_records: cache_records(store)?.len(),
         snapshot_bytes: tree_bytes(&store.root().join("snapshots")),
         cache_mount_bytes: tree_bytes(&store.root().join("cache-mounts")),

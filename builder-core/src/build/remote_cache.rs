@@ -151,10 +151,7 @@ pub(crate) fn export(
         };
         let value: serde_json::Value = serde_json::from_str(&json)
             .map_err(|e| cache_error(format!("cache record `{key}` is unreadable: {e}")))?;
-        let diff_ids: Vec<Digest> = value
-            .pointer("/config/rootfs/diff_ids")
-            .and_then(|v| serde_json::from_value(v.clone()).ok())
-            .unwrap_or_default();
+        let diff_ids = super::stage::cached_diff_ids(&json).unwrap_or_default();
         // Only records whose layers are all here can be shared.
         if !diff_ids.iter().all(|d| store.has_blob(d)) {
             continue;

@@ -137,6 +137,17 @@ struct Cached {
     cmd_set: bool,
 }
 
+/// The layers a step-cache record (as `meta/cache` stores it) names; `None` if unreadable.
+pub(crate) fn cached_diff_ids(json: &str) -> Option<Vec<Digest>> {
+    #[derive(serde::Deserialize)]
+    struct Layers {
+        config: ImageConfig,
+    }
+    serde_json::from_str::<Layers>(json)
+        .ok()
+        .map(|l| l.config.rootfs.diff_ids)
+}
+
 impl Clone for StageState {
     fn clone(&self) -> Self {
         Self {
