@@ -8,10 +8,10 @@ use std::time::Instant;
 use anyhow::{Context, anyhow};
 use builder_core::build::{self, BuildRequest, Builder, Compression, Event, Output, Store};
 
-use super::images::normalize;
 use crate::args::BuildOptions;
 use crate::progress::{Mode, Progress};
 use crate::render;
+use builder_core::build::tag_name;
 
 /// A build error that points at a Dockerfile line gets a code frame.
 fn framed(err: build::Error, dockerfile: &std::path::Path) -> anyhow::Error {
@@ -126,7 +126,7 @@ pub(crate) fn run(
         no_cache_filter: args.no_cache_filter.clone(),
         jobs: args.jobs,
         explain_cache: args.explain_cache,
-        tags: args.tags.iter().map(|t| normalize(t)).collect(),
+        tags: args.tags.iter().map(|t| tag_name(t)).collect(),
         secrets: secrets(&args.secrets)?,
         run_timeout: args
             .run_timeout

@@ -4,22 +4,12 @@ use std::fmt::Write as _;
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use builder_core::build::{Image, Store};
+use builder_core::build::{Image, Store, tag_name};
 
 use crate::render;
 
-/// `name` as stored: `:latest` added when no tag is given.
-pub(crate) fn normalize(name: &str) -> String {
-    let last = name.rsplit('/').next().unwrap_or(name);
-    if last.contains(':') || name.contains('@') {
-        name.to_owned()
-    } else {
-        format!("{name}:latest")
-    }
-}
-
 pub(crate) fn resolve(store: &Store, name: &str) -> anyhow::Result<Image> {
-    let normalized = normalize(name);
+    let normalized = tag_name(name);
     let Some(digest) = store.tag(&normalized)? else {
         bail!(
             "no image `{normalized}` in the store at `{}`",
@@ -80,13 +70,13 @@ pub(crate) fn inspect(store: &Store, name: &str) -> anyhow::Result<ExitCode> {
 
 pub(crate) fn tag(store: &Store, source: &str, target: &str) -> anyhow::Result<ExitCode> {
     let image = resolve(store, source)?;
-    store.set_tag(&normalize(target), image.manifest_digest)?;
+    store.set_tag(&tag_name(target), image.manifest_digest)?;
     Ok(ExitCode::SUCCESS)
 }
 
 pub(crate) fn rmi(store: &Store, names: &[String]) -> anyhow::Result<ExitCode> {
     for name in names {
-        let n = normalize(name);
+        let n = tag_name(name);
         if !store.remove_tag(&n)? {
             bail!("no image `{n}` in the store");
         }
@@ -111,7 +101,7 @@ pub(crate) fn import(
         builder_core::build::import_rootfs(store, f, created)
     }
     .with_context(|| format!("cannot import `{}`", tarball.display()))?;
-    let n = normalize(name);
+    let n = tag_name(name);
     store.set_tag(&n, image.manifest_digest)?;
     render::stdout(&format!("{}\n", image.config_digest));
     Ok(ExitCode::SUCCESS)
@@ -136,7 +126,7 @@ pub(crate) fn save(
         }
     };
     let compression = Compression::parse(compression).context("invalid --compression")?;
-    builder_core::build::export(store, &image, &out, &[normalize(name)], compression, 0)
+    builder_core::build::export(store, &image, &out, &[tag_name(name)], compression, 0)
         .with_context(|| format!("cannot write `{}`", output.display()))?;
     Ok(ExitCode::SUCCESS)
 }
@@ -153,7 +143,7 @@ pub(crate) fn load(store: &Store, input: Option<&std::path::Path>) -> anyhow::Re
             render::stdout(&format!("Loaded image ID: {}\n", image.config_digest));
         }
         for n in names {
-            let n = normalize(&n);
+            let n = tag_name(&n);
             store.set_tag(&n, image.manifest_digest)?;
             render::stdout(&format!("Loaded image: {n}\n"));
         }

@@ -83,8 +83,11 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 user,
                 workdir,
             };
-            let code =
-                builder_core::build::run_image(&store(root)?, &images::normalize(&image), &opts)?;
+            let code = builder_core::build::run_image(
+                &store(root)?,
+                &builder_core::build::tag_name(&image),
+                &opts,
+            )?;
             Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
         }
         Command::Prune {

@@ -29,7 +29,7 @@ use crate::dockerfile::{self, CheckOptions};
 use crate::plan;
 
 pub use crate::oci::{Compression, Image};
-pub use crate::store::Store;
+pub use crate::store::{Store, tag_name};
 pub use container::{RunOptions, run_image};
 pub use error::Error;
 pub use export::{Output, export};

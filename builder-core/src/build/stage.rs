@@ -310,12 +310,7 @@ pub(crate) fn load_local(store: &Store, name: &str) -> Result<Image> {
             }
         }
     }
-    let last = name.rsplit('/').next().unwrap_or(name);
-    let tagged = if last.contains(':') {
-        name.to_owned()
-    } else {
-        format!("{name}:latest")
-    };
+    let tagged = crate::store::tag_name(name);
     let mut candidates = vec![name.to_owned(), tagged.clone()];
     if let Some(short) = tagged
         .strip_prefix("docker.io/library/")

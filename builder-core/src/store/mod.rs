@@ -24,6 +24,7 @@ use std::path::{Path, PathBuf};
 pub use blob::{BlobWriter, VerifyingReader};
 pub use error::Error;
 pub use lock::Lock;
+pub use tag::tag_name;
 
 /// The store's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -38,6 +38,17 @@ fn decode(file: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
+/// `name` as tags are stored: `:latest` added when it has neither a tag nor a digest, as docker
+/// names images (`app` is `app:latest`; `host:5000/app` too, the port being no tag).
+pub fn tag_name(name: &str) -> String {
+    let last = name.rsplit('/').next().unwrap_or(name);
+    if last.contains(':') || name.contains('@') {
+        name.to_owned()
+    } else {
+        format!("{name}:latest")
+    }
+}
+
 impl Store {
     /// Points `name` at `digest`, replacing what it pointed at.
     pub fn set_tag(&self, name: &str, digest: Digest) -> Result<()> {
@@ -101,6 +112,16 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_without_a_tag_get_latest() {
+        assert_eq!(tag_name("app"), "app:latest");
+        assert_eq!(tag_name("app:v1"), "app:v1");
+        assert_eq!(tag_name("localhost:5000/app"), "localhost:5000/app:latest");
+        assert_eq!(tag_name("localhost:5000/app:v1"), "localhost:5000/app:v1");
+        let pinned = format!("app@sha256:{}", "a".repeat(64));
+        assert_eq!(tag_name(&pinned), pinned);
+    }
 
     #[test]
     fn names_round_trip_through_file_names() {

@@ -63,7 +63,7 @@ fn params(query: Option<&str>) -> Result<Params, ApiError> {
             CacheSpec::parse(&v).map_err(|e| ApiError::bad_request(format!("`{what}={v}`: {e}")))
         };
         match k.as_ref() {
-            "t" | "tag" => p.tags.push(normalize(&v)),
+            "t" | "tag" => p.tags.push(build::tag_name(&v)),
             "f" | "dockerfile" => p.dockerfile = Some(v.into_owned()),
             "buildarg" | "build-arg" => {
                 let (a, b) = pair("buildarg")?;
@@ -102,16 +102,6 @@ fn params(query: Option<&str>) -> Result<Params, ApiError> {
         return Err(ApiError::bad_request("push needs at least one `t`"));
     }
     Ok(p)
-}
-
-/// `name` with `:latest` when it has no tag.
-fn normalize(name: &str) -> String {
-    let last = name.rsplit('/').next().unwrap_or(name);
-    if last.contains(':') || name.contains('@') {
-        name.to_owned()
-    } else {
-        format!("{name}:latest")
-    }
 }
 
 /// The request body as a blocking `Read`, fed chunk by chunk from the async side.

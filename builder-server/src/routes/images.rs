@@ -38,12 +38,7 @@ pub(crate) async fn inspect(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let store = state.store.clone();
     tokio::task::spawn_blocking(move || {
-        let tagged =
-            if name.rsplit('/').next().is_some_and(|l| l.contains(':')) || name.contains('@') {
-                name.clone()
-            } else {
-                format!("{name}:latest")
-            };
+        let tagged = builder_core::build::tag_name(&name);
         let Some(digest) = store.tag(&tagged)? else {
             return Err(ApiError::not_found(format!("no image `{tagged}`")));
         };
