@@ -128,7 +128,7 @@ pub fn pull_artifact(
 ) -> Result<(Vec<u8>, Vec<ArtifactBlob>)> {
     let client = client::Client::new(reference, opts)?;
     let repo = &reference.repository;
-    let (manifest, _, _, _) =
+    let (manifest, _, _) =
         pull::fetch_manifest(&client, repo, &reference.manifest_ref(), reference.digest)?;
     let config = manifest.config.ok_or_else(|| Error::Unsupported {
         reference: reference.to_string(),

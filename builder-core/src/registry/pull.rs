@@ -190,7 +190,7 @@ pub(crate) fn fetch_manifest(
     repository: &str,
     reference: &str,
     expected: Option<Digest>,
-) -> Result<(Manifest, Vec<u8>, Digest, String), Error> {
+) -> Result<(Manifest, Digest, String), Error> {
     let accept = [OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_LIST].join(", ");
     let path = format!("/v2/{repository}/manifests/{reference}");
     let resp = client.get(&path, &[pull_scope(repository)], &accept, "manifest")?;
@@ -200,26 +200,7 @@ pub(crate) fn fetch_manifest(
         .and_then(|v| v.to_str().ok())
         .map(|v| v.split(';').next().unwrap_or(v).trim().to_owned())
         .unwrap_or_default();
-    let mut bytes = Vec::new();
-    resp.take(MAX_MANIFEST + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|source| Error::Interrupted {
-            registry: client.registry.clone(),
-            reference: client.reference.clone(),
-            what: "the manifest".into(),
-            source,
-        })?;
-    let digest = Digest::of(&bytes);
-    if let Some(expected) = expected {
-        if expected != digest {
-            return Err(Error::DigestMismatch {
-                reference: client.reference.clone(),
-                what: "the manifest".into(),
-                expected,
-                actual: digest,
-            });
-        }
-    }
+    let (bytes, digest) = read_small(client, resp, MAX_MANIFEST + 1, "the manifest", expected)?;
     let manifest: Manifest = serde_json::from_slice(&bytes).map_err(|source| Error::Invalid {
         reference: client.reference.clone(),
         what: "manifest",
@@ -230,7 +211,37 @@ pub(crate) fn fetch_manifest(
     } else {
         manifest.media_type.clone()
     };
-    Ok((manifest, bytes, digest, media_type))
+    Ok((manifest, digest, media_type))
+}
+
+/// Reads a body of at most `limit` bytes into memory, hashing it; with `expected`, a body
+/// that hashes to anything else is refused.
+fn read_small(
+    client: &Client,
+    resp: reqwest::blocking::Response,
+    limit: u64,
+    what: &str,
+    expected: Option<Digest>,
+) -> Result<(Vec<u8>, Digest), Error> {
+    let mut bytes = Vec::new();
+    resp.take(limit)
+        .read_to_end(&mut bytes)
+        .map_err(|source| Error::Interrupted {
+            registry: client.registry.clone(),
+            reference: client.reference.clone(),
+            what: what.to_owned(),
+            source,
+        })?;
+    let actual = Digest::of(&bytes);
+    match expected {
+        Some(expected) if expected != actual => Err(Error::DigestMismatch {
+            reference: client.reference.clone(),
+            what: what.to_owned(),
+            expected,
+            actual,
+        }),
+        _ => Ok((bytes, actual)),
+    }
 }
 
 /// Fetches a config-sized blob into memory, checking its digest.
@@ -246,25 +257,8 @@ pub(crate) fn fetch_small_blob(
         "",
         &format!("blob `{expected}`"),
     )?;
-    let mut bytes = Vec::new();
-    resp.take(MAX_MANIFEST * 4)
-        .read_to_end(&mut bytes)
-        .map_err(|source| Error::Interrupted {
-            registry: client.registry.clone(),
-            reference: client.reference.clone(),
-            what: format!("blob `{expected}`"),
-            source,
-        })?;
-    let actual = Digest::of(&bytes);
-    if actual != expected {
-        return Err(Error::DigestMismatch {
-            reference: client.reference.clone(),
-            what: format!("blob `{expected}`"),
-            expected,
-            actual,
-        });
-    }
-    Ok(bytes)
+    let what = format!("blob `{expected}`");
+    Ok(read_small(client, resp, MAX_MANIFEST * 4, &what, Some(expected))?.0)
 }
 
 /// Pulls `reference` for `platform` into the store and tags it with its full name.
@@ -276,7 +270,7 @@ pub fn pull(
 ) -> Result<Pulled, Error> {
     let client = Client::new(reference, opts)?;
     let repo = &reference.repository;
-    let (mut manifest, _, mut digest, mut media_type) =
+    let (mut manifest, mut digest, mut media_type) =
         fetch_manifest(&client, repo, &reference.manifest_ref(), reference.digest)?;
     let is_index = |mt: &str, m: &Manifest| {
         mt == OCI_INDEX || mt == DOCKER_LIST || (m.config.is_none() && !m.manifests.is_empty())
@@ -302,7 +296,7 @@ pub fn pull(
             })?
             .clone();
         let pinned = parse_digest(&client, &pick.digest)?;
-        (manifest, _, _, media_type) = fetch_manifest(&client, repo, &pick.digest, Some(pinned))?;
+        (manifest, _, media_type) = fetch_manifest(&client, repo, &pick.digest, Some(pinned))?;
         digest = pinned;
     }
     if media_type != OCI_MANIFEST && media_type != DOCKER_MANIFEST {
