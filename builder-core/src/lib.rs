@@ -19,6 +19,7 @@ pub mod digest;
 pub mod dockerfile;
 mod error;
 pub mod exec;
+pub mod fs;
 pub mod oci;
 pub mod plan;
 pub mod registry;

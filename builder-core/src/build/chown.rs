@@ -5,9 +5,20 @@ use std::path::Path;
 
 use super::Error;
 
-fn lookup(file: &Path, name: &str) -> Option<(u32, u32)> {
-    let text = fs_err::read_to_string(file).ok()?;
-    text.lines().find_map(|line| {
+/// The largest `/etc/passwd` or `/etc/group` of an image that is read.
+const MAX_ID_FILE: u64 = 16 << 20;
+
+/// A text file of the image at `rootfs` (`etc/passwd`, `etc/group`), read inside it: a link to
+/// a host file is resolved in the image, a device or an oversized file is not read.
+pub(crate) fn image_file(rootfs: &Path, path: &str) -> Option<String> {
+    let bytes = crate::fs::Root::open(rootfs)
+        .and_then(|r| r.read(path, MAX_ID_FILE))
+        .ok()?;
+    String::from_utf8(bytes).ok()
+}
+
+fn lookup(text: Option<&str>, name: &str) -> Option<(u32, u32)> {
+    text?.lines().find_map(|line| {
         let fields: Vec<&str> = line.split(':').collect();
         if fields.first() == Some(&name) && fields.len() >= 3 {
             let id = fields[2].parse().ok()?;
@@ -22,30 +33,29 @@ fn lookup(file: &Path, name: &str) -> Option<(u32, u32)> {
 /// Resolves `user[:group]` in `rootfs`. As in BuildKit: an unknown user name is uid 0 (gid 0, or
 /// the named group's gid); an unknown group name is the user's gid.
 pub(crate) fn resolve_chown(spec: &str, rootfs: &Path) -> (u32, u32) {
-    let passwd = rootfs.join("etc/passwd");
-    let group = rootfs.join("etc/group");
+    let passwd = image_file(rootfs, "etc/passwd");
+    let group = image_file(rootfs, "etc/group");
     let (user, grp) = match spec.split_once(':') {
         Some((u, g)) => (u, Some(g)),
         None => (spec, None),
     };
     let (uid, user_gid) = match user.parse::<u32>() {
-        Ok(id) => (id, lookup_by_id(&passwd, id).unwrap_or(id)),
-        Err(_) => lookup(&passwd, user).unwrap_or((0, 0)),
+        Ok(id) => (id, lookup_by_id(passwd.as_deref(), id).unwrap_or(id)),
+        Err(_) => lookup(passwd.as_deref(), user).unwrap_or((0, 0)),
     };
     let gid = match grp {
         None => user_gid,
         Some(g) => match g.parse::<u32>() {
             Ok(id) => id,
-            Err(_) => lookup(&group, g).map_or(user_gid, |(gid, _)| gid),
+            Err(_) => lookup(group.as_deref(), g).map_or(user_gid, |(gid, _)| gid),
         },
     };
     (uid, gid)
 }
 
 /// The primary gid of a numeric uid, if `/etc/passwd` lists it.
-fn lookup_by_id(passwd: &Path, uid: u32) -> Option<u32> {
-    let text = fs_err::read_to_string(passwd).ok()?;
-    text.lines().find_map(|line| {
+fn lookup_by_id(passwd: Option<&str>, uid: u32) -> Option<u32> {
+    passwd?.lines().find_map(|line| {
         let f: Vec<&str> = line.split(':').collect();
         (f.len() >= 4 && f[2].parse() == Ok(uid))
             .then(|| f[3].parse().ok())

@@ -194,7 +194,7 @@ pub(crate) fn entries(
     let dest_raw = state.expand(s.dest, escape)?;
     let dest_abs = abs_path(state.workdir(), &dest_raw);
     // Written through a symlink in the image, never replacing it.
-    let dest = resolve_scoped(&state.rootfs(), &dest_abs);
+    let dest = resolve_scoped(&state.rootfs(), &dest_abs)?;
     let dest_exists_as_dir = dir_in(&state.rootfs(), &dest);
     let trailing_slash = dest_raw.ends_with('/') || dest_raw.ends_with("/.") || dest_raw == ".";
     let dest_is_dir = trailing_slash || dest_exists_as_dir || s.parents;
@@ -487,7 +487,7 @@ fn match_source(env: &mut BuildEnv<'_>, root: &Root, path: &str) -> Result<Vec<F
                     .filter(|m| !m.rel.is_empty() && glob_match(path, &m.rel))
                     .collect());
             }
-            let rel = resolve_scoped(dir, &format!("/{path}"));
+            let rel = resolve_scoped(dir, &format!("/{path}"))?;
             let full = dir.join(&rel);
             let info = FileInfo::read(&full).map_err(|_| Error::SourceNotFound {
                 path: path.to_owned(),

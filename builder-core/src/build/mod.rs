@@ -215,10 +215,8 @@ impl Builder {
             .dockerfile
             .clone()
             .unwrap_or_else(|| req.context.join("Dockerfile"));
-        let src = fs_err::read_to_string(&dockerfile_path).map_err(|source| Error::Io {
-            path: dockerfile_path.clone(),
-            source,
-        })?;
+        let src = crate::context::read_control_file(&req.context, &dockerfile_path)
+            .map_err(Error::from)?;
         let invalid = |source| crate::Error::Dockerfile {
             path: dockerfile_path.clone(),
             source,

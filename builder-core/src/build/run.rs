@@ -41,7 +41,7 @@ fn environment(state: &StageState) -> Vec<String> {
 /// Supplementary groups of `user` from the image's `/etc/group`.
 fn groups(rootfs: &std::path::Path, user: &str, gid: u32) -> Vec<u32> {
     let mut out = vec![gid];
-    if let Ok(text) = fs_err::read_to_string(rootfs.join("etc/group")) {
+    if let Some(text) = super::chown::image_file(rootfs, "etc/group") {
         for line in text.lines() {
             let f: Vec<&str> = line.split(':').collect();
             if f.len() >= 4 && f[3].split(',').any(|m| m == user) {
@@ -103,7 +103,7 @@ fn plan_mounts(
                                 .ensure_rootfs(env)?,
                             None => super::copy::image_rootfs(env, &from)?,
                         };
-                        root.join(crate::context::resolve_scoped(&root, &source))
+                        root.join(crate::context::resolve_scoped(&root, &source)?)
                     }
                 };
                 let host = if m.readonly {

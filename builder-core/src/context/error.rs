@@ -29,6 +29,15 @@ pub enum Error {
         /// The path as given.
         path: String,
     },
+    /// A path that cannot be resolved inside the context (a link loop, an I/O error).
+    #[error("cannot resolve a path inside `{root}`")]
+    Resolve {
+        /// The context (or tree) the path was resolved in.
+        root: PathBuf,
+        /// The cause.
+        #[source]
+        source: crate::fs::Error,
+    },
     /// A path that does not exist in the context.
     #[error("`{path}` not found in the build context")]
     NotFound {

@@ -7,7 +7,7 @@
 //!   `security.capability` xattr and the bytes, never the mtime — with a [`StatCache`] so an
 //!   unchanged file is not read again.
 //!
-//! Imports: `digest` (see `tests/architecture.rs`).
+//! Imports: `digest`, `fs` (see `tests/architecture.rs`).
 
 mod dockerignore;
 mod error;
@@ -17,7 +17,7 @@ mod walk;
 pub use dockerignore::{Ignore, PatternError, clean as clean_path, ignore_file_for};
 pub use error::Error;
 pub use hash::{FileInfo, Kind, StatCache, hash_file};
-pub use walk::{Context, Entry, resolve_scoped, walk_tree};
+pub use walk::{Context, Entry, MAX_CONTROL_FILE, read_control_file, resolve_scoped, walk_tree};
 
 /// The context's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,7 +1,7 @@
 //! Walking a context: paths resolved inside the root (never outside it), ignored files left out,
 //! entries sorted by path so every result is deterministic.
 
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use super::Result;
 use super::dockerignore::{Ignore, clean, ignore_file_for};
@@ -9,48 +9,37 @@ use super::error::{Error, IoContext};
 use super::hash::{FileInfo, Kind};
 
 /// Resolves `path` inside `root` as if `root` were `/`: `..` stops at the root and symlinks
-/// (absolute or relative) are followed without leaving it. Gives the path relative to `root`.
-pub fn resolve_scoped(root: &Path, path: &str) -> String {
-    let mut resolved: Vec<String> = Vec::new();
-    let mut pending: Vec<String> = path
-        .split('/')
-        .filter(|s| !s.is_empty())
-        .rev()
-        .map(str::to_owned)
-        .collect();
-    let mut links = 0;
-    while let Some(part) = pending.pop() {
-        match part.as_str() {
-            "." => continue,
-            ".." => {
-                resolved.pop();
-                continue;
-            }
-            _ => {}
-        }
-        let candidate = root.join(resolved.join("/")).join(&part);
-        match fs_err::symlink_metadata(&candidate) {
-            Ok(m) if m.file_type().is_symlink() && links < 255 => {
-                links += 1;
-                let Ok(target) = fs_err::read_link(&candidate) else {
-                    resolved.push(part);
-                    continue;
-                };
-                if target.is_absolute() {
-                    resolved.clear();
-                }
-                for c in target.components().rev() {
-                    match c {
-                        Component::Normal(s) => pending.push(s.to_string_lossy().into_owned()),
-                        Component::ParentDir => pending.push("..".into()),
-                        Component::CurDir | Component::RootDir | Component::Prefix(_) => {}
-                    }
-                }
-            }
-            _ => resolved.push(part),
-        }
+/// (absolute or relative) are followed without leaving it; a chain of more than
+/// [`crate::fs::MAX_LINKS`] links is an error. Gives the path relative to `root`.
+pub fn resolve_scoped(root: &Path, path: &str) -> Result<String> {
+    crate::fs::resolve(root, path).map_err(|source| Error::Resolve {
+        root: root.to_owned(),
+        source,
+    })
+}
+
+/// The largest Dockerfile or `.dockerignore` read (16 MiB: a BuildKit frontend would take no
+/// more over its gRPC message limit).
+pub const MAX_CONTROL_FILE: u64 = 16 << 20;
+
+/// Reads a Dockerfile or ignore file at `path`: inside the context `root` (where the context
+/// came from outside, such as a posted tar) it is resolved inside the context, links included;
+/// elsewhere (`rbuild build -f ../x`) it is the user's own file. Either way only a regular file
+/// of at most [`MAX_CONTROL_FILE`] bytes is read, as UTF-8.
+pub fn read_control_file(root: &Path, path: &Path) -> Result<String> {
+    let bytes = match path.strip_prefix(root) {
+        Ok(rel) => crate::fs::Root::open(root)
+            .and_then(|r| r.read(&rel.to_string_lossy(), MAX_CONTROL_FILE)),
+        Err(_) => crate::fs::read_host(path, MAX_CONTROL_FILE),
     }
-    resolved.join("/")
+    .map_err(|source| Error::Resolve {
+        root: root.to_owned(),
+        source,
+    })?;
+    String::from_utf8(bytes).map_err(|e| Error::Io {
+        path: path.to_owned(),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+    })
 }
 
 /// A build context rooted at a directory.
@@ -73,11 +62,11 @@ pub struct Entry {
 
 impl Context {
     /// Opens the context at `root`, reading `<dockerfile>.dockerignore` or `.dockerignore`.
-    pub fn open(root: &Path, dockerfile: Option<&Path>) -> Result<Self> {
-        let root = fs_err::canonicalize(root).at(root)?;
-        let ignore = match ignore_file_for(&root, dockerfile) {
+    pub fn open(given: &Path, dockerfile: Option<&Path>) -> Result<Self> {
+        let root = fs_err::canonicalize(given).at(given)?;
+        let ignore = match ignore_file_for(given, dockerfile) {
             Some(path) => {
-                let text = fs_err::read_to_string(&path).at(&path)?;
+                let text = read_control_file(given, &path)?;
                 Ignore::parse(&text).map_err(|source| Error::Ignore { path, source })?
             }
             None => Ignore::default(),
@@ -104,7 +93,7 @@ impl Context {
                 path: path.to_owned(),
             });
         }
-        let rel = resolve_scoped(&self.root, path);
+        let rel = resolve_scoped(&self.root, path)?;
         let full = self.root.join(&rel);
         Ok((rel, full))
     }

@@ -4,6 +4,7 @@
 use std::io::Read;
 use std::path::{Component, Path, PathBuf};
 
+use crate::fs::Root;
 use crate::store::{self, Store};
 
 /// Why a layer could not be applied.
@@ -29,33 +30,21 @@ pub enum ApplyError {
         /// The entry's path.
         entry: String,
     },
-}
-
-/// The entry's path as a relative path without `.` and `..` components, or `None` if it leaves.
-fn sanitize(path: &Path) -> Option<PathBuf> {
-    let mut out = PathBuf::new();
-    for c in path.components() {
-        match c {
-            Component::Normal(p) => out.push(p),
-            Component::CurDir | Component::RootDir => {}
-            Component::ParentDir => {
-                if !out.pop() {
-                    return None;
-                }
-            }
-            Component::Prefix(_) => return None,
-        }
-    }
-    Some(out)
-}
-
-fn remove_all(path: &Path) -> std::io::Result<()> {
-    match fs_err::symlink_metadata(path) {
-        Ok(m) if m.is_dir() => fs_err::remove_dir_all(path),
-        Ok(_) => fs_err::remove_file(path),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e),
-    }
+    /// A whiteout that names no entry (`.wh.`, `.wh..`, `.wh...`).
+    #[error("layer entry `{entry}` is a whiteout of no name")]
+    BadWhiteout {
+        /// The entry's path.
+        entry: String,
+    },
+    /// An entry's path could not be resolved inside the directory.
+    #[error("cannot place layer entry `{entry}`")]
+    Resolve {
+        /// The entry's path.
+        entry: String,
+        /// The cause.
+        #[source]
+        source: crate::fs::Error,
+    },
 }
 
 fn nix_is_root() -> bool {
@@ -63,12 +52,22 @@ fn nix_is_root() -> bool {
 }
 
 /// Applies the layer tar read from `reader` on top of `dir`.
+///
+/// Every entry is placed through [`crate::fs::Root`]: its parent resolved inside `dir` (a
+/// symlink an earlier entry made is followed, but never out of `dir`), then the entry made
+/// under that resolved directory by name, so neither a whiteout, nor the removal of what an
+/// entry replaces, nor a hard link's source can reach outside.
 pub fn apply_tar<R: Read>(reader: R, dir: &Path) -> Result<(), ApplyError> {
     let io = |entry: &str, source| ApplyError::Io {
         entry: entry.to_owned(),
         dir: dir.to_owned(),
         source,
     };
+    let fs_err = |entry: &str, source: crate::fs::Error| ApplyError::Resolve {
+        entry: entry.to_owned(),
+        source,
+    };
+    let root = Root::open(dir).map_err(|e| fs_err("<layer>", e))?;
     let mut archive = tar::Archive::new(reader);
     archive.set_preserve_permissions(true);
     // Owners are kept as root; a rootless build cannot chown, and its files, owned by the
@@ -81,44 +80,85 @@ pub fn apply_tar<R: Read>(reader: R, dir: &Path) -> Result<(), ApplyError> {
         let mut entry = entry.map_err(|e| io("<layer>", e))?;
         let raw = entry.path().map_err(|e| io("<layer>", e))?.into_owned();
         let name = raw.to_string_lossy().into_owned();
-        let rel = sanitize(&raw).ok_or_else(|| ApplyError::Escape {
-            entry: name.clone(),
-        })?;
-        let file_name = rel
-            .file_name()
-            .map(|f| f.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let parent = rel.parent().map(Path::to_path_buf).unwrap_or_default();
+        if escapes(&raw) {
+            return Err(ApplyError::Escape { entry: name });
+        }
+        let mut parts = crate::fs::clean(&name);
+        let Some(file_name) = parts.pop() else {
+            // The layer's root itself (`./`): nothing to make.
+            continue;
+        };
+        let parent = parts.join("/");
         if file_name == ".wh..wh..opq" {
-            let target = dir.join(&parent);
-            if let Ok(children) = fs_err::read_dir(&target) {
-                for child in children {
-                    let child = child.map_err(|e| io(&name, e))?;
-                    remove_all(&child.path()).map_err(|e| io(&name, e))?;
-                }
-            }
+            root.clear_dir(&parent).map_err(|e| fs_err(&name, e))?;
             continue;
         }
         if let Some(hidden) = file_name.strip_prefix(".wh.") {
-            remove_all(&dir.join(&parent).join(hidden)).map_err(|e| io(&name, e))?;
+            if hidden.is_empty() || hidden == "." || hidden == ".." {
+                return Err(ApplyError::BadWhiteout { entry: name });
+            }
+            root.remove(&format!("{parent}/{hidden}"))
+                .map_err(|e| fs_err(&name, e))?;
             continue;
         }
-        let target = dir.join(&rel);
         let kind = entry.header().entry_type();
         if !nix_is_root() && (kind.is_character_special() || kind.is_block_special()) {
             // Device nodes need privileges a rootless build has not; the sandbox mounts /dev.
             continue;
         }
+        let parent_dir = root.create_dir_all(&parent).map_err(|e| fs_err(&name, e))?;
         // A file replaces whatever was there (never written through in place); a directory
         // replaces a non-directory and merges with a directory.
-        let is_dir = entry.header().entry_type().is_dir();
+        let target = parent_dir.path().join(&file_name);
         match fs_err::symlink_metadata(&target) {
-            Ok(m) if !(is_dir && m.is_dir()) => remove_all(&target).map_err(|e| io(&name, e))?,
+            Ok(m) if !(kind.is_dir() && m.is_dir()) => {
+                crate::fs::remove_in(&parent_dir, &file_name).map_err(|e| io(&name, e))?;
+            }
             _ => {}
         }
-        entry.unpack_in(dir).map_err(|e| io(&name, e))?;
+        if kind.is_hard_link() {
+            let link = entry
+                .link_name()
+                .map_err(|e| io(&name, e))?
+                .map(|l| l.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            if escapes(Path::new(&link)) {
+                return Err(ApplyError::Escape { entry: link });
+            }
+            // The link's source is the entry it names, resolved inside the root; a symlink
+            // there is linked itself, never followed.
+            let (src_dir, src_name) = root.parent(&link, false).map_err(|e| fs_err(&name, e))?;
+            rustix::fs::linkat(
+                src_dir.fd(),
+                src_name.as_str(),
+                parent_dir.fd(),
+                file_name.as_str(),
+                rustix::fs::AtFlags::empty(),
+            )
+            .map_err(|e| io(&name, e.into()))?;
+            continue;
+        }
+        entry.unpack(&target).map_err(|e| io(&name, e))?;
     }
     Ok(())
+}
+
+/// Whether an entry's path climbs above the layer's root (`a/../../x`): such a layer is
+/// refused rather than cleaned.
+fn escapes(path: &Path) -> bool {
+    let mut depth = 0usize;
+    for c in path.components() {
+        match c {
+            Component::Normal(_) => depth += 1,
+            Component::ParentDir => match depth.checked_sub(1) {
+                Some(d) => depth = d,
+                None => return true,
+            },
+            Component::CurDir | Component::RootDir => {}
+            Component::Prefix(_) => return true,
+        }
+    }
+    false
 }
 
 /// Applies stored layer `diff_id` on top of `dir`.
@@ -238,5 +278,116 @@ mod tests {
             !outside.path().join("pwned").exists(),
             "a layer wrote outside its directory"
         );
+    }
+
+    /// A header with every numeric field set (`tar` refuses blank ones).
+    fn header(kind: tar::EntryType, size: u64) -> tar::Header {
+        let mut h = tar::Header::new_ustar();
+        h.set_entry_type(kind);
+        h.set_size(size);
+        h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(1);
+        h
+    }
+
+    /// Finding 1 of issue 10: whiteouts, replaced entries and hard links through a symlink an
+    /// earlier entry of the same tar made. Each must leave the host directory as it was.
+    #[test]
+    fn issue_10_entries_through_a_symlink_of_the_same_tar_stay_inside() {
+        let apply = |entries: &mut Vec<Entry>, dir: &Path| {
+            apply_tar(
+                write_tar(entries, Vec::new(), TarOptions::default())
+                    .unwrap()
+                    .as_slice(),
+                dir,
+            )
+        };
+        let evil = |outside: &Path| {
+            entry(
+                "evil",
+                EntryKind::Symlink {
+                    target: outside.to_string_lossy().into_owned(),
+                },
+            )
+        };
+        for attack in ["evil/.wh..wh..opq", "evil/.wh.keep", "evil/keep"] {
+            let outside = tempfile::tempdir().unwrap();
+            fs_err::write(outside.path().join("keep"), "host").unwrap();
+            let dir = tempfile::tempdir().unwrap();
+            // The raw names, as a hostile layer would hold them.
+            let mut tar = tar::Builder::new(Vec::new());
+            let mut lower = vec![evil(outside.path())];
+            let first = write_tar(&mut lower, Vec::new(), TarOptions::default()).unwrap();
+            let mut h = header(
+                tar::EntryType::Regular,
+                if attack == "evil/keep" { 5 } else { 0 },
+            );
+            let body: &[u8] = if attack == "evil/keep" { b"pwned" } else { b"" };
+            tar.append_data(&mut h, attack, body).unwrap();
+            let second = tar.into_inner().unwrap();
+            apply_tar(first.as_slice(), dir.path()).unwrap();
+            let _ = apply_tar(second.as_slice(), dir.path());
+            assert_eq!(
+                fs_err::read_to_string(outside.path().join("keep")).unwrap(),
+                "host",
+                "`{attack}` reached the host directory"
+            );
+        }
+        // A hard link to a host file, named through the link: resolved inside, so missing.
+        let outside = tempfile::tempdir().unwrap();
+        fs_err::write(outside.path().join("keep"), "host").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let mut lower = vec![evil(outside.path())];
+        apply(&mut lower, dir.path()).unwrap();
+        let mut tar = tar::Builder::new(Vec::new());
+        let mut h = header(tar::EntryType::Link, 0);
+        tar.append_link(&mut h, "stolen", "evil/keep").unwrap();
+        assert!(apply_tar(tar.into_inner().unwrap().as_slice(), dir.path()).is_err());
+        assert!(!dir.path().join("stolen").exists());
+        assert_eq!(
+            nix::sys::stat::stat(&outside.path().join("keep"))
+                .unwrap()
+                .st_nlink,
+            1
+        );
+    }
+
+    /// `.wh..` and `.wh...` name the directory itself or its parent: refused, nothing removed.
+    #[test]
+    fn issue_10_dot_whiteouts_are_refused() {
+        let store_tmp = tempfile::tempdir().unwrap();
+        let dir = store_tmp.path().join("layer");
+        fs_err::create_dir(&dir).unwrap();
+        fs_err::write(store_tmp.path().join("other-build"), "x").unwrap();
+        fs_err::write(dir.join("mine"), "x").unwrap();
+        for name in [".wh..", ".wh...", "sub/.wh..", ".wh."] {
+            let mut tar = tar::Builder::new(Vec::new());
+            let mut h = header(tar::EntryType::Regular, 0);
+            tar.append_data(&mut h, name, &b""[..]).unwrap();
+            let err = apply_tar(tar.into_inner().unwrap().as_slice(), &dir).unwrap_err();
+            assert!(
+                matches!(err, ApplyError::BadWhiteout { .. }),
+                "{name}: {err}"
+            );
+        }
+        assert!(store_tmp.path().join("other-build").exists());
+        assert!(dir.join("mine").exists());
+    }
+
+    /// Hard links inside the layer still work, and to a symlink link the symlink itself.
+    #[test]
+    fn hard_links_inside_the_layer_are_made() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut tar = tar::Builder::new(Vec::new());
+        let mut h = header(tar::EntryType::Regular, 1);
+        tar.append_data(&mut h, "a/f", &b"x"[..]).unwrap();
+        let mut h = header(tar::EntryType::Link, 0);
+        tar.append_link(&mut h, "b/g", "a/f").unwrap();
+        apply_tar(tar.into_inner().unwrap().as_slice(), dir.path()).unwrap();
+        let a = nix::sys::stat::stat(&dir.path().join("a/f")).unwrap();
+        let b = nix::sys::stat::stat(&dir.path().join("b/g")).unwrap();
+        assert_eq!((a.st_ino, a.st_nlink), (b.st_ino, 2));
     }
 }

@@ -156,8 +156,14 @@ fn run(
             )));
         }
         let path = context.path().join(&cleaned);
-        let src = fs_err::read_to_string(&path)
-            .map_err(|_| ApiError::bad_request(format!("no Dockerfile `{rel}` in the context")))?;
+        // Read inside the context: a link out of it, a device or an endless file is refused.
+        let src = builder_core::context::read_control_file(context.path(), &path).map_err(|e| {
+            let mut err = ApiError::bad_request(format!("no Dockerfile `{rel}` in the context"));
+            err.causes = std::iter::successors(std::error::Error::source(&e), |e| e.source())
+                .map(ToString::to_string)
+                .collect();
+            err
+        })?;
         let opts = CheckOptions {
             build_args: params.build_args.clone(),
             ..CheckOptions::default()
