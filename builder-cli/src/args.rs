@@ -253,8 +253,8 @@ pub(crate) struct BuildOptions {
     /// (CI logs), `rawjson` (one JSON event a line), `quiet`.
     #[arg(long, value_parser = ["auto", "tty", "plain", "rawjson", "quiet"], default_value = "auto")]
     pub(crate) progress: String,
-    /// RUN's network when a step does not say: `default` (the host's, as docker build's), `host`
-    /// or `none`.
+    /// RUN's network when a step does not say: `default` (a network namespace of its own with
+    /// user-mode networking: the internet, but not the host's loopback), `host` or `none`.
     #[arg(long, value_parser = ["default", "host", "none"], default_value = "default")]
     pub(crate) network: String,
     /// Write the image ID to this file.
@@ -284,6 +284,18 @@ pub(crate) struct BuildOptions {
     /// Run every step of this stage, whatever the cache holds (may be given several times).
     #[arg(long = "no-cache-filter", value_name = "STAGE")]
     pub(crate) no_cache_filter: Vec<String>,
+    /// Memory each RUN may use, swap included (`512m`, `2g`); past it the step is killed.
+    #[arg(short = 'm', long, value_name = "BYTES", value_parser = builder_core::exec::cgroup::parse_bytes)]
+    pub(crate) memory: Option<u64>,
+    /// Processes and threads each RUN may have (default 4096).
+    #[arg(long, value_name = "N")]
+    pub(crate) pids_limit: Option<u64>,
+    /// CPUs each RUN may use (`1.5`).
+    #[arg(long, value_name = "N")]
+    pub(crate) cpus: Option<f64>,
+    /// A resource limit for RUN, `NAME=SOFT[:HARD]` (`nofile=4096:8192`); may be repeated.
+    #[arg(long = "ulimit", value_name = "NAME=SOFT[:HARD]")]
+    pub(crate) ulimits: Vec<builder_core::exec::Ulimit>,
     /// Kill a RUN (and everything it started) that takes longer than this many seconds.
     #[arg(long, value_name = "SECONDS")]
     pub(crate) run_timeout: Option<f64>,
@@ -394,14 +406,15 @@ const DOCKER_ONLY: &[(&str, &str)] = &[
     ("--builder", "rbuild is its own builder"),
     ("--call", "not supported yet"),
     ("--check", "use `rbuild parse --check`"),
-    ("--cgroup-parent", "RUN is not put in a cgroup"),
+    (
+        "--cgroup-parent",
+        "each RUN gets a cgroup under rbuild's own",
+    ),
     ("--provenance", "attestations are not supported yet"),
     ("--sbom", "attestations are not supported yet"),
     ("--shm-size", "not supported yet"),
     ("--ssh", "RUN --mount=type=ssh is not supported yet"),
-    ("--ulimit", "not supported yet"),
-    ("--memory", "RUN is not put in a cgroup"),
-    ("--cpu-shares", "RUN is not put in a cgroup"),
+    ("--cpu-shares", "use --cpus"),
     (
         "--isolation",
         "RUN always runs in rbuild's namespace sandbox",

@@ -38,6 +38,7 @@ mod tests {
         let state = AppState {
             store,
             registry: builder_core::registry::Options::default(),
+            allow_network_host: false,
         };
         (dir, state)
     }

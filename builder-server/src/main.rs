@@ -31,6 +31,11 @@ struct Args {
     /// A registry spoken to over plain HTTP (loopback ones always are).
     #[arg(long = "insecure-registry", value_name = "HOST")]
     insecure_registries: Vec<String>,
+    /// Let builds use the host's network (`network=host`, `RUN --network=host`). Without it a
+    /// RUN gets a network namespace of its own, which cannot reach this server or any other
+    /// service on the host's loopback.
+    #[arg(long)]
+    allow_network_host: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -49,6 +54,7 @@ fn main() -> anyhow::Result<()> {
             insecure: args.insecure_registries,
             ..builder_core::registry::Options::default()
         },
+        allow_network_host: args.allow_network_host,
     };
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -8,4 +8,7 @@ use builder_core::registry;
 pub(crate) struct AppState {
     pub(crate) store: Store,
     pub(crate) registry: registry::Options,
+    /// `--allow-network-host`: builds may use the host's network (`network=host`,
+    /// `RUN --network=host`); without it they get a private one or none.
+    pub(crate) allow_network_host: bool,
 }

@@ -146,3 +146,59 @@ fn a_client_going_away_cancels_its_build_and_kills_the_run() {
     stream.read_to_string(&mut response).unwrap();
     assert!(response.starts_with("HTTP/1.1 200 OK"), "{response}");
 }
+
+/// POSTs `ctx` to `/v1/build?query` and reads the whole response.
+fn post(port: u16, query: &str, ctx: &[u8]) -> String {
+    let mut stream = connect(port);
+    write!(
+        stream,
+        "POST /v1/build?{query} HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        ctx.len()
+    )
+    .unwrap();
+    stream.write_all(ctx).unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+}
+
+/// Issue 10, findings 4 and 6: a posted context's Dockerfile is read inside it (a link to a
+/// host file is not quoted back, a link to `/dev/zero` is refused at once); a RUN cannot reach
+/// the service's own port; `network=host` is refused without `--allow-network-host`.
+#[test]
+fn issue_10_a_posted_build_reads_and_reaches_nothing_of_the_host() {
+    let (_root, _server, port) = start();
+    let secret = tempfile::NamedTempFile::new().unwrap();
+    fs_err::write(secret.path(), "FROM host-secret-5b1c\n").unwrap();
+    for target in [secret.path().to_str().unwrap(), "/dev/zero"] {
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Symlink);
+        h.set_size(0);
+        h.set_mode(0o777);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
+        b.append_link(&mut h, "Dockerfile", target).unwrap();
+        let started = Instant::now();
+        let response = post(port, "t=x:1", &b.into_inner().unwrap());
+        assert!(response.starts_with("HTTP/1.1 400"), "{target}: {response}");
+        assert!(!response.contains("host-secret"), "{target}: {response}");
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{target}: read without end"
+        );
+    }
+    let ctx = context_tar(
+        format!(
+            "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"sh\", \"-c\", \"/bin/busybox printf 'GET /v1/images HTTP/1.0\\r\\n\\r\\n' | /bin/busybox nc -w 3 127.0.0.1 {port} || /bin/busybox echo service-unreachable\"]\n"
+        )
+        .as_bytes(),
+    );
+    let response = post(port, "t=net:1", &ctx);
+    assert!(response.starts_with("HTTP/1.1 200 OK"), "{response}");
+    assert!(response.contains("service-unreachable"), "{response}");
+    let response = post(port, "t=net:1&network=host", &ctx);
+    assert!(response.starts_with("HTTP/1.1 400"), "{response}");
+    assert!(response.contains("--allow-network-host"), "{response}");
+}

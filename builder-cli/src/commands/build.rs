@@ -12,6 +12,7 @@ use crate::args::BuildOptions;
 use crate::progress::{Mode, Progress};
 use crate::render;
 use builder_core::build::tag_name;
+use builder_core::exec::Network;
 
 /// A build error that points at a Dockerfile line gets a code frame.
 fn framed(err: build::Error, dockerfile: &std::path::Path) -> anyhow::Error {
@@ -140,7 +141,19 @@ pub(crate) fn run(
         registry: registry.clone(),
         cache_from: cache_specs("--cache-from", &args.cache_from)?,
         cache_to: cache_specs("--cache-to", &args.cache_to)?,
-        network_none: args.network == "none",
+        network: match args.network.as_str() {
+            "none" => Network::None,
+            "host" => Network::Host,
+            _ => Network::Private,
+        },
+        // `RUN --network=host` is the user's own choice on the command line.
+        allow_network_host: true,
+        limits: builder_core::exec::cgroup::Limits {
+            memory: args.memory,
+            pids: args.pids_limit,
+            cpus: args.cpus,
+        },
+        ulimits: args.ulimits.clone(),
         squash: args.squash,
         cancel: None,
     };

@@ -4,6 +4,7 @@ mod build;
 mod cache;
 mod cli;
 mod interop;
+mod isolation;
 mod parse;
 mod registry;
 mod registry_server;

@@ -91,10 +91,14 @@ fn a_corrupt_blob_is_never_served() {
     );
 }
 
-/// Every blob's bytes hash to its name.
+/// Every blob's bytes hash to its name (a build killed before it opened the store left none).
 fn verify_store(root: &std::path::Path) {
     use sha2::Digest as _;
-    for e in fs_err::read_dir(root.join("blobs/sha256")).unwrap() {
+    let blobs = root.join("blobs/sha256");
+    if !blobs.exists() {
+        return;
+    }
+    for e in fs_err::read_dir(blobs).unwrap() {
         let path = e.unwrap().path();
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
         let bytes = fs_err::read(&path).unwrap();

@@ -112,6 +112,9 @@ pub fn run_image(store: &Store, name: &str, opts: &RunOptions) -> Result<i32> {
         hostname: "rbuild".into(),
         network,
         resolv_conf: (network == Network::Host && resolv.is_file()).then(|| resolv.to_owned()),
+        limits: crate::exec::cgroup::Limits::default(),
+        ulimits: Vec::new(),
+        cgroup: None,
         hosts: Some(hosts),
         binds: opts
             .volumes

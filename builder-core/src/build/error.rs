@@ -45,6 +45,15 @@ pub enum Error {
         #[source]
         source: Box<Error>,
     },
+    /// `RUN --network=host` where the build does not allow it (a service's default).
+    #[error("RUN with the host's network is not allowed here")]
+    NetworkHostDenied,
+    /// RUN's network could not be set up.
+    #[error("RUN's network cannot be set up: {reason}")]
+    Network {
+        /// Why.
+        reason: String,
+    },
     /// Something this version cannot do yet.
     #[error("{what} is not supported yet")]
     Unsupported {
@@ -139,6 +148,14 @@ pub enum Error {
     RunFailed {
         /// The exit status.
         code: i32,
+        /// The last lines it printed.
+        last_lines: Vec<String>,
+    },
+    /// A RUN whose processes went past `--memory` and were killed by the kernel.
+    #[error("the command ran out of memory{} and was killed{}", limit.map(|l| format!(" (--memory {} MiB)", l >> 20)).unwrap_or_default(), if last_lines.is_empty() { String::new() } else { format!("; its last output:\n{}", last_lines.join("\n")) })]
+    OutOfMemory {
+        /// The limit, in bytes.
+        limit: Option<u64>,
         /// The last lines it printed.
         last_lines: Vec<String>,
     },

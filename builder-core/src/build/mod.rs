@@ -85,8 +85,17 @@ pub struct BuildRequest {
     pub cache_from: Vec<CacheSpec>,
     /// `--cache-to`: where to export this build's step cache.
     pub cache_to: Vec<CacheSpec>,
-    /// `--network none`: RUN steps without their own `--network` get only a loopback interface.
-    pub network_none: bool,
+    /// `--network`: the network of RUN steps without their own `--network` (default: a
+    /// private namespace with user-mode networking; rootless builds share the user's).
+    pub network: crate::exec::Network,
+    /// `--memory`, `--pids-limit`, `--cpus`: each RUN's cgroup limits (a default pids limit
+    /// applies even when none is given).
+    pub limits: crate::exec::cgroup::Limits,
+    /// `--ulimit`: each RUN's resource limits.
+    pub ulimits: Vec<crate::exec::Ulimit>,
+    /// Whether `RUN --network=host` (and [`Self::network`] `Host`) may be used: the CLI allows
+    /// it, a service decides per build (BuildKit's `network.host` entitlement).
+    pub allow_network_host: bool,
     /// `--squash`: the layers the build adds on top of the target's base become one.
     pub squash: bool,
     /// Set it to stop the build: no further step starts, a running RUN is killed with
@@ -338,7 +347,10 @@ impl Builder {
                 platform: &platform,
                 registry: &req.registry,
                 lazy_layers: &lazy_layers,
-                network_none: req.network_none,
+                network: req.network,
+                allow_network_host: req.allow_network_host,
+                limits: &req.limits,
+                ulimits: &req.ulimits,
                 cancel: req.cancel.as_deref().unwrap_or(&never_cancelled),
                 step_keys: &step_keys,
                 work: work.path(),

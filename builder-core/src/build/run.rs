@@ -38,6 +38,33 @@ fn environment(state: &StageState) -> Vec<String> {
     env
 }
 
+/// The `/etc/resolv.conf` RUN sees: the host's with the host's network; with a private one,
+/// pasta's DNS forwarder, and the host's search domains and options; none without a network.
+pub(crate) fn resolv_conf(
+    network: Network,
+    dir: &std::path::Path,
+) -> Result<Option<std::path::PathBuf>> {
+    let host = std::path::Path::new("/etc/resolv.conf");
+    match network {
+        Network::None => Ok(None),
+        Network::Host => Ok(host.is_file().then(|| host.to_owned())),
+        Network::Private => {
+            let mut text = format!("nameserver {}\n", exec::PRIVATE_DNS);
+            if let Ok(h) = fs_err::read_to_string(host) {
+                for line in h.lines() {
+                    if line.starts_with("search ") || line.starts_with("options ") {
+                        text.push_str(line);
+                        text.push('\n');
+                    }
+                }
+            }
+            let file = dir.join("resolv.conf");
+            fs_err::write(&file, text).map_err(io_at(&file))?;
+            Ok(Some(file))
+        }
+    }
+}
+
 /// Supplementary groups of `user` from the image's `/etc/group`.
 fn groups(rootfs: &std::path::Path, user: &str, gid: u32) -> Vec<u32> {
     let mut out = vec![gid];
@@ -209,22 +236,30 @@ fn run_logged(
     spec: &exec::SandboxSpec,
     tail: &mut VecDeque<String>,
 ) -> Result<exec::Exit> {
+    // Where cgroups cannot be written (rootless without delegation), said once.
+    static SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
     let number = env.step;
-    Ok(exec::run_cancellable(
-        helper,
-        spec,
-        env.cancel,
-        &mut |line| {
-            if tail.len() == TAIL {
-                tail.pop_front();
-            }
-            tail.push_back(line.to_owned());
+    let exit = exec::run_cancellable(helper, spec, env.cancel, &mut |line| {
+        if tail.len() == TAIL {
+            tail.pop_front();
+        }
+        tail.push_back(line.to_owned());
+        env.emit(&Event::Log {
+            number,
+            line: line.to_owned(),
+        });
+    })?;
+    if let Some(why) = &exit.no_cgroup {
+        if !SAID.swap(true, std::sync::atomic::Ordering::SeqCst) {
             env.emit(&Event::Log {
                 number,
-                line: line.to_owned(),
+                line: format!(
+                    "warning: RUN has no cgroup here, so --memory, --pids-limit and --cpus do not apply: {why}"
+                ),
             });
-        },
-    )?)
+        }
+    }
+    Ok(exit)
 }
 
 /// Gives `path` the mount's `mode` (else `default_mode`) and its `uid`/`gid` (else root).
@@ -425,10 +460,23 @@ pub(crate) fn run(
     fs_err::write(&hosts, "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\tbuildkitsandbox\n").map_err(io_at(&hosts))?;
     let network = match run.network.as_deref() {
         Some("none") => Network::None,
-        None if env.network_none => Network::None,
-        _ => Network::Host,
+        Some("host") => Network::Host,
+        _ => env.network,
     };
-    let resolv = std::path::Path::new("/etc/resolv.conf");
+    if network == Network::Host && !env.allow_network_host {
+        return Err(Error::NetworkHostDenied);
+    }
+    let network = match (network, Network::private_available()) {
+        // Rootless: pasta cannot be started from the host's namespace; the user's network.
+        (Network::Private, Err(exec::PrivateUnavailable::Rootless)) => Network::Host,
+        (Network::Private, Err(reason)) => {
+            return Err(Error::Network {
+                reason: reason.to_string(),
+            });
+        }
+        (n, _) => n,
+    };
+    let resolv_conf = resolv_conf(network, &dir)?;
     let spec = SandboxSpec {
         lower: rootfs.clone(),
         upper: upper.clone(),
@@ -449,7 +497,10 @@ pub(crate) fn run(
         },
         hostname: "buildkitsandbox".into(),
         network,
-        resolv_conf: (network == Network::Host && resolv.is_file()).then(|| resolv.to_owned()),
+        resolv_conf,
+        limits: env.limits.clone(),
+        ulimits: env.ulimits.to_vec(),
+        cgroup: None,
         hosts: Some(hosts),
         binds,
         tmpfs: mounts.tmpfs.clone(),
@@ -466,8 +517,8 @@ pub(crate) fn run(
     if !force_copy {
         exit = Some(run_logged(env, &helper, &spec, &mut tail)?);
     }
-    let overlay_failed =
-        exit.is_some_and(|e| e.code == 125) && tail.iter().any(|l| l.contains("mount overlay"));
+    let overlay_failed = exit.as_ref().is_some_and(|e| e.code == 125)
+        && tail.iter().any(|l| l.contains("mount overlay"));
     if force_copy || overlay_failed {
         // Where overlayfs cannot mount: a copy of the root filesystem, compared afterwards.
         env.emit(&Event::Log {
@@ -493,6 +544,12 @@ pub(crate) fn run(
             last_lines: tail.into(),
         });
     }
+    if exit.oom_killed {
+        return Err(Error::OutOfMemory {
+            limit: env.limits.memory,
+            last_lines: tail.into(),
+        });
+    }
     if exit.code != 0 {
         return Err(Error::RunFailed {
             code: exit.code,
@@ -500,7 +557,7 @@ pub(crate) fn run(
         });
     }
     // Mount points the sandbox created where the image had nothing are not the command's doing.
-    let skip: Vec<String> = ["proc", "dev", "etc/hosts", "etc/resolv.conf", "etc"]
+    let skip: Vec<String> = ["proc", "sys", "dev", "etc/hosts", "etc/resolv.conf", "etc"]
         .into_iter()
         .filter(|p| fs_err::symlink_metadata(rootfs.join(p)).is_err())
         .map(str::to_owned)
@@ -517,8 +574,9 @@ pub(crate) fn run(
             skip.retain(|s| s != "etc");
         }
     }
-    // Existing /proc and /dev stay untouched in the layer: their mount hid whatever was written.
-    for p in ["proc", "dev"] {
+    // Existing /proc, /sys and /dev stay untouched in the layer: their mount hid whatever was
+    // written.
+    for p in ["proc", "sys", "dev"] {
         if !skip.iter().any(|s| s == p) {
             skip.push(p.to_owned());
         }

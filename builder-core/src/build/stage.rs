@@ -42,8 +42,14 @@ pub(crate) struct BuildEnv<'a> {
     pub(crate) platform: &'a crate::registry::Platform,
     /// How registries are reached.
     pub(crate) registry: &'a crate::registry::Options,
-    /// `--network none`: the default network of RUN.
-    pub(crate) network_none: bool,
+    /// `--network`: the default network of RUN.
+    pub(crate) network: crate::exec::Network,
+    /// Whether RUN may use the host's network.
+    pub(crate) allow_network_host: bool,
+    /// RUN's cgroup limits.
+    pub(crate) limits: &'a crate::exec::cgroup::Limits,
+    /// RUN's resource limits.
+    pub(crate) ulimits: &'a [crate::exec::Ulimit],
     /// Set to stop the build: no further step starts and a running RUN is killed.
     pub(crate) cancel: &'a std::sync::atomic::AtomicBool,
     /// Layers an imported cache can provide, fetched when first read.
@@ -538,8 +544,14 @@ fn run_cached(
             h.update(name.as_bytes());
             h.update(d.as_bytes());
         }
-        if env.network_none && run.network.is_none() {
-            h.update(b"\0build network none");
+        // The build's default network, where the step names none (a step's own `--network`
+        // is in its text). The private network, the default, adds nothing.
+        if run.network.is_none() {
+            match env.network {
+                crate::exec::Network::None => h.update(b"\0build network none"),
+                crate::exec::Network::Host => h.update(b"\0build network host"),
+                crate::exec::Network::Private => {}
+            }
         }
     }
     let (key, _) = h.finish();

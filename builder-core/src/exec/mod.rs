@@ -1,16 +1,43 @@
 //! The sandbox RUN executes in: a single-threaded helper process (a re-exec of the binary, so
-//! nothing is forked from a threaded runtime) that unshares mount, pid, uts and ipc namespaces
-//! (and net for `--network=none`), mounts an overlay of the stage's root filesystem with a fresh
-//! upper directory, `/proc`, a minimal `/dev`, `/etc/hosts` and `/etc/resolv.conf`, pivots into
-//! it, drops to Docker's default capabilities, sets `no_new_privs`, becomes the step's user and
-//! execs the command. The upper directory is what the command changed.
+//! nothing is forked from a threaded runtime) that unshares mount, pid, uts, ipc, cgroup and
+//! network namespaces, mounts an overlay of the stage's root filesystem with a fresh upper
+//! directory, `/proc`, `/sys`, a minimal `/dev`, `/etc/hosts` and `/etc/resolv.conf`, pivots
+//! into it, drops to Docker's default capabilities, sets `no_new_privs`, installs Docker's
+//! seccomp profile, becomes the step's user and execs the command. The upper directory is what
+//! the command changed.
 //!
 //! Programs that embed `builder-core` and run builds with RUN call [`helper_main`] first thing
 //! in `main`.
 //!
-//! Imports: nothing in the crate (it takes a plain [`SandboxSpec`]).
+//! Every rule, next to the runc / Docker default it matches or exceeds:
+//!
+//! | rule | rbuild | runc's default for Docker |
+//! |---|---|---|
+//! | namespaces | mount, pid, uts, ipc, cgroup, net (private, or none); user only rootless | same (user with userns-remap) |
+//! | mount targets | resolved inside the root ([`crate::fs`]): an image's links never reach the host | securejoin |
+//! | `/proc` | masked: acpi, asound, interrupts, kcore, keys, latency_stats, timer_list, timer_stats, sched_debug, scsi; read-only: bus, fs, irq, sys, sysrq-trigger | same lists |
+//! | `/sys` | sysfs read-only, firmware and powercap masked | same |
+//! | devices | every mount `nodev` but the nodes bound into `/dev` (null, zero, full, random, urandom, tty; ptys from a new devpts); on v1 also a devices cgroup with runc's allowlist | devices cgroup with that allowlist |
+//! | read-only binds | read-only recursively (`mount_setattr(AT_RECURSIVE)`) | `rbind,ro` |
+//! | capabilities | bounding = permitted = effective = Docker's 14; inheritable and ambient empty | same (CVE-2022-29162) |
+//! | seccomp | `seccomp.json`: Docker's allow list with its argument rules (personality, clone flags, socket families), io_uring refused, clone3 ENOSYS, numbers past the profile's (and x32) ENOSYS; other architectures killed | Docker's profile + runc's ENOSYS stub; i386/x32 by name |
+//! | `no_new_privs` | set | set |
+//! | descriptors | only 0, 1, 2 (`close_range` before exec); stdin is `/dev/null` | only 0–2 |
+//! | terminal | a session of its own (`setsid`), no controlling terminal: `/dev/tty` is ENXIO, TIOCSTI reaches nothing | same (no tty for builds) |
+//! | cgroup | one per RUN under the builder's own ([`cgroup`]): `--memory` (OOM named in the error), `--pids-limit` (default [`cgroup::DEFAULT_PIDS`]), `--cpus`; skipped with a warning where cgroups cannot be written | BuildKit: none of these by default |
+//! | rlimits | `nofile` 1024 (BuildKit's), `--ulimit` | same |
+//! | network | `Private`: its own namespace with pasta (outbound and DNS; no port forwarded, gateway not mapped to the host's loopback), `None`, or `Host` (a service must allow it) | BuildKit: its own namespace (CNI) or host |
+//!
+//! Not yet: a user namespace for root builds (`--userns=auto`), a private network for
+//! rootless builds (they share the user's), a device program for pure cgroup v2 hosts (the
+//! `nodev` rule holds there).
+//!
+//! Imports: `fs` (paths inside the root); it takes a plain [`SandboxSpec`].
 
+pub mod cgroup;
+mod rootfs;
 mod rootless;
+mod seccomp;
 mod spec;
 mod sys;
 
@@ -19,7 +46,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 pub use rootless::{IDS_ENV, IN_USERNS_ENV, rootless_reexec};
-pub use spec::{Bind, Network, SandboxSpec};
+pub use spec::{Bind, Network, PrivateUnavailable, SandboxSpec, Ulimit};
+
+/// Resource limits a RUN gets unless `--ulimit` says otherwise: BuildKit's (containerd's
+/// default spec: 1024 open files).
+pub const DEFAULT_ULIMITS: [(&str, u64, u64); 1] = [("nofile", 1024, 1024)];
+pub use sys::PRIVATE_DNS;
 
 /// The argument that makes the binary the sandbox helper.
 pub const HELPER_ARG: &str = "__rbuild-sandbox";
@@ -42,7 +74,7 @@ pub enum Error {
 }
 
 /// How a sandboxed command ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Exit {
     /// The exit code (128 + signal for a signal).
     pub code: i32,
@@ -50,6 +82,10 @@ pub struct Exit {
     pub timed_out: bool,
     /// Whether `cancel` ended it.
     pub cancelled: bool,
+    /// Whether the OOM killer ended a process of it (past [`cgroup::Limits::memory`]).
+    pub oom_killed: bool,
+    /// Why the run had no cgroup (no limits, no device cgroup), if it had none.
+    pub no_cgroup: Option<String>,
 }
 
 /// Runs `spec` in a sandbox through `helper` (the binary that calls [`helper_main`]), passing
@@ -69,6 +105,38 @@ pub fn run(
 
 /// [`run`], killed (with everything it started) as soon as `cancel` is set.
 pub fn run_cancellable(
+    helper: &Path,
+    spec: &SandboxSpec,
+    cancel: &std::sync::atomic::AtomicBool,
+    on_line: &mut dyn FnMut(&str),
+) -> Result<Exit, Error> {
+    // The step's cgroup: made here, joined by the helper, read (OOM) and removed after.
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let id = format!(
+        "{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+    );
+    let (cg, no_cgroup) = match cgroup::create(&spec.limits, &id) {
+        Ok(cg) => (Some(cg), None),
+        Err(why) => (None, Some(why)),
+    };
+    let mut spec = spec.clone();
+    spec.cgroup.clone_from(&cg);
+    let spec = &spec;
+    let result = run_in(helper, spec, cancel, on_line);
+    let oom_killed = cg.as_ref().is_some_and(cgroup::oom_killed);
+    if let Some(cg) = &cg {
+        cgroup::remove(cg);
+    }
+    result.map(|exit| Exit {
+        oom_killed,
+        no_cgroup,
+        ..exit
+    })
+}
+
+fn run_in(
     helper: &Path,
     spec: &SandboxSpec,
     cancel: &std::sync::atomic::AtomicBool,
@@ -143,6 +211,8 @@ pub fn run_cancellable(
             code,
             timed_out: timed_out.load(std::sync::atomic::Ordering::SeqCst),
             cancelled: cancelled.load(std::sync::atomic::Ordering::SeqCst),
+            oom_killed: false,
+            no_cgroup: None,
         })
     })
 }
@@ -183,6 +253,8 @@ pub fn run_attached(helper: &Path, spec: &SandboxSpec) -> Result<Exit, Error> {
         code,
         timed_out: false,
         cancelled: false,
+        oom_killed: false,
+        no_cgroup: None,
     })
 }
 
@@ -210,7 +282,14 @@ pub fn helper_main() {
     };
     let spec: SandboxSpec =
         match read.and_then(|()| serde_json::from_slice(&input).map_err(|e| e.to_string())) {
-            Ok(s) => s,
+            Ok(s) => {
+                if !from_env {
+                    // The spec came on standard input, a pipe of the builder's: the command
+                    // gets /dev/null instead.
+                    sys::stdin_from_null();
+                }
+                s
+            }
             Err(e) => {
                 let _ = writeln!(std::io::stderr(), "rbuild sandbox: bad spec: {e}");
                 std::process::exit(125);

@@ -6,7 +6,7 @@ use std::ffi::CString;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use nix::mount::{MntFlags, MsFlags, mount, umount2};
+use nix::mount::{MntFlags, umount2};
 use nix::sched::{CloneFlags, unshare};
 use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::{
@@ -65,13 +65,30 @@ pub(super) fn enter(spec: &SandboxSpec) -> i32 {
             }
         }
     }
-    let mut flags = CloneFlags::CLONE_NEWNS
+    // The network namespace first, on its own: user-mode networking is started from the
+    // host's namespace into it before the pid namespace exists (pasta must not be its PID 1).
+    let pasta = match spec.network {
+        Network::Host => None,
+        Network::None => {
+            if let Err(e) = unshare(CloneFlags::CLONE_NEWNET) {
+                fail("unshare the network namespace", e);
+            }
+            None
+        }
+        Network::Private => Some(start_pasta(spec)),
+    };
+    // Into the step's cgroup (pasta stays out of it), which becomes the root of the step's
+    // cgroup namespace.
+    if let Some(cg) = &spec.cgroup {
+        if let Err(e) = super::cgroup::join(cg) {
+            fail("cgroup", e);
+        }
+    }
+    let flags = CloneFlags::CLONE_NEWNS
         | CloneFlags::CLONE_NEWPID
         | CloneFlags::CLONE_NEWUTS
-        | CloneFlags::CLONE_NEWIPC;
-    if spec.network == Network::None {
-        flags |= CloneFlags::CLONE_NEWNET;
-    }
+        | CloneFlags::CLONE_NEWIPC
+        | CloneFlags::CLONE_NEWCGROUP;
     if let Err(e) = unshare(flags) {
         fail("unshare", e);
     }
@@ -79,14 +96,21 @@ pub(super) fn enter(spec: &SandboxSpec) -> i32 {
     // so the child may run any code after fork, not only async-signal-safe functions.
     match unsafe { fork() } {
         Err(e) => fail("fork", e),
-        Ok(ForkResult::Parent { child }) => loop {
-            match waitpid(child, None) {
-                Ok(WaitStatus::Exited(_, code)) => return code,
-                Ok(WaitStatus::Signaled(_, sig, _)) => return 128 + sig as i32,
-                Ok(_) | Err(nix::errno::Errno::EINTR) => {}
-                Err(e) => fail("wait", e),
+        Ok(ForkResult::Parent { child }) => {
+            let code = loop {
+                match waitpid(child, None) {
+                    Ok(WaitStatus::Exited(_, code)) => break code,
+                    Ok(WaitStatus::Signaled(_, sig, _)) => break 128 + sig as i32,
+                    Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+                    Err(e) => fail("wait", e),
+                }
+            };
+            if let Some(pid) = pasta {
+                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+                let _ = waitpid(pid, None);
             }
-        },
+            code
+        }
         Ok(ForkResult::Child) => {
             // PID 1 of the new pid namespace: when it exits, everything in it is killed; and it
             // is killed when the helper goes, so a cancelled build leaves nothing running.
@@ -98,196 +122,224 @@ pub(super) fn enter(spec: &SandboxSpec) -> i32 {
     }
 }
 
-fn touch(path: &Path) {
-    if !path.exists() {
-        if let Some(parent) = path.parent() {
-            let _ = fs_err::create_dir_all(parent);
+/// Sets `nodev` (and read-only if `readonly`) on the mount at `target` and every mount under
+/// it (`mount_setattr(2)` with `AT_RECURSIVE`, Linux 5.12). ENOSYS where the kernel lacks it.
+pub(super) fn set_tree_attrs(target: &Path, readonly: bool) -> nix::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    /// `struct mount_attr` of `<linux/mount.h>`.
+    #[repr(C)]
+    struct MountAttr {
+        attr_set: u64,
+        attr_clr: u64,
+        propagation: u64,
+        userns_fd: u64,
+    }
+    const MOUNT_ATTR_RDONLY: u64 = 0x1;
+    const MOUNT_ATTR_NODEV: u64 = 0x4;
+    const AT_RECURSIVE: nix::libc::c_uint = 0x8000;
+    let path =
+        CString::new(target.as_os_str().as_bytes()).map_err(|_| nix::errno::Errno::EINVAL)?;
+    let attr = MountAttr {
+        attr_set: MOUNT_ATTR_NODEV | if readonly { MOUNT_ATTR_RDONLY } else { 0 },
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    // SAFETY: `path` is a NUL-terminated string and `attr` a `struct mount_attr` that both
+    // outlive the call; the size passed is the struct's, and the kernel only reads them.
+    let r = unsafe {
+        nix::libc::syscall(
+            nix::libc::SYS_mount_setattr,
+            nix::libc::AT_FDCWD,
+            path.as_ptr(),
+            AT_RECURSIVE,
+            std::ptr::from_ref(&attr),
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(nix::errno::Errno::last())
+    }
+}
+
+/// Closes every descriptor from 3 up (`close_range(2)`), so only standard input, output and
+/// error reach the command; where the kernel lacks it, each open one by `/proc/self/fd`.
+fn close_from_3() {
+    // SAFETY: close_range takes no pointers; closing descriptors this process owns is safe
+    // here because nothing after it (up to exec) uses one above 2.
+    let r = unsafe { nix::libc::syscall(nix::libc::SYS_close_range, 3u32, u32::MAX, 0u32) };
+    if r != 0 {
+        let open: Vec<i32> = fs_err::read_dir("/proc/self/fd")
+            .map(|d| {
+                d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        for fd in open.into_iter().filter(|fd| *fd > 2) {
+            let _ = nix::unistd::close(fd);
         }
-        if let Err(e) = fs_err::File::create(path) {
-            fail(&format!("create {}", path.display()), e);
+    }
+}
+
+/// Makes `/dev/null` the standard input: a RUN reads nothing, as under BuildKit (the helper's
+/// own input was the builder's pipe).
+pub(super) fn stdin_from_null() {
+    use std::os::fd::AsRawFd;
+    if let Ok(null) = fs_err::File::open("/dev/null") {
+        // SAFETY: dup2 on two descriptors this process owns; fd 0 is replaced atomically and
+        // `null` is closed when dropped.
+        unsafe {
+            nix::libc::dup2(null.as_raw_fd(), 0);
         }
     }
 }
 
-fn mkdir(path: &Path) {
-    if let Err(e) = fs_err::create_dir_all(path) {
-        fail(&format!("mkdir {}", path.display()), e);
+/// The program that gives a private network namespace its outside connection.
+pub(super) const PASTA: &str = "pasta";
+
+/// The DNS address inside a private network (pasta forwards it to the host's resolver).
+pub const PRIVATE_DNS: &str = "10.0.2.3";
+
+/// Moves the helper into a new network namespace and starts `pasta` (passt's user-mode
+/// networking) for it from the host's namespace: outbound TCP/UDP and DNS work, no port is
+/// forwarded either way (`-t/-u/-T/-U none`), and the gateway is not mapped to the host's
+/// loopback (`--no-map-gw`), so the host's `127.0.0.1` services are out of reach. No bridge,
+/// NAT or firewall rule is made. Returns pasta's pid once the namespace is configured.
+fn start_pasta(spec: &SandboxSpec) -> nix::unistd::Pid {
+    use nix::fcntl::{OFlag, open};
+    use nix::sys::stat::Mode;
+    use std::os::fd::AsRawFd;
+    let host = open(
+        "/proc/self/ns/net",
+        OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .unwrap_or_else(|e| fail("open the host's network namespace", e));
+    if let Err(e) = unshare(CloneFlags::CLONE_NEWNET) {
+        fail("unshare the network namespace", e);
+    }
+    // Inherited by pasta (no CLOEXEC): it joins the namespace through this descriptor.
+    let netns = open("/proc/self/ns/net", OFlag::O_RDONLY, Mode::empty())
+        .unwrap_or_else(|e| fail("open the new network namespace", e));
+    let dir = spec.merged.parent().unwrap_or(Path::new("/tmp")).to_owned();
+    let pid_file = dir.join("pasta.pid");
+    let log_file = dir.join("pasta.log");
+    let _ = fs_err::remove_file(&pid_file);
+    // SAFETY: the helper is single-threaded, so the child may run any code after fork.
+    match unsafe { fork() } {
+        Err(e) => fail("fork for pasta", e),
+        Ok(ForkResult::Child) => {
+            use std::os::unix::process::CommandExt;
+            let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
+            if let Err(e) = nix::sched::setns(&host, CloneFlags::CLONE_NEWNET) {
+                fail("join the host's network namespace for pasta", e);
+            }
+            let err = std::process::Command::new(PASTA)
+                .args(["--foreground", "--quiet", "--runas", "0", "--config-net"])
+                .args(["-t", "none", "-u", "none", "-T", "none", "-U", "none"])
+                .args(["--no-map-gw", "--dns-forward", PRIVATE_DNS])
+                .arg("--pid")
+                .arg(&pid_file)
+                .arg("-l")
+                .arg(&log_file)
+                .arg("--netns")
+                .arg(format!("/proc/self/fd/{}", netns.as_raw_fd()))
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .exec();
+            fail(
+                "start pasta (Debian's `passt`: apt-get install passt; or --network host)",
+                err,
+            );
+        }
+        Ok(ForkResult::Parent { child }) => {
+            drop(netns);
+            drop(host);
+            // Ready once the namespace is configured: pasta writes its pid file after that.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            loop {
+                if fs_err::read_to_string(&pid_file).is_ok_and(|p| !p.trim().is_empty()) {
+                    return child;
+                }
+                match nix::sys::wait::waitpid(child, Some(nix::sys::wait::WaitPidFlag::WNOHANG)) {
+                    Ok(WaitStatus::StillAlive) => {}
+                    _ => {
+                        let log = fs_err::read_to_string(&log_file).unwrap_or_default();
+                        fail("pasta ended before the network was up", log.trim());
+                    }
+                }
+                if std::time::Instant::now() > deadline {
+                    let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
+                    fail("pasta", "the network was not up within 10 s");
+                }
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+        }
     }
 }
 
-fn do_mount(
-    src: Option<&str>,
-    target: &Path,
-    fstype: Option<&str>,
-    flags: MsFlags,
-    data: Option<&str>,
-) {
-    if let Err(e) = mount(src, target, fstype, flags, data) {
-        fail(
-            &format!(
-                "mount {} on {}",
-                fstype.or(src).unwrap_or("?"),
-                target.display()
-            ),
-            e,
-        );
-    }
+/// The `setrlimit` resource of a `--ulimit` name.
+pub(super) fn rlimit_resource(name: &str) -> Option<nix::sys::resource::Resource> {
+    use nix::sys::resource::Resource;
+    Some(match name {
+        "core" => Resource::RLIMIT_CORE,
+        "cpu" => Resource::RLIMIT_CPU,
+        "data" => Resource::RLIMIT_DATA,
+        "fsize" => Resource::RLIMIT_FSIZE,
+        "locks" => Resource::RLIMIT_LOCKS,
+        "memlock" => Resource::RLIMIT_MEMLOCK,
+        "msgqueue" => Resource::RLIMIT_MSGQUEUE,
+        "nice" => Resource::RLIMIT_NICE,
+        "nofile" => Resource::RLIMIT_NOFILE,
+        "nproc" => Resource::RLIMIT_NPROC,
+        "rss" => Resource::RLIMIT_RSS,
+        "rtprio" => Resource::RLIMIT_RTPRIO,
+        "rttime" => Resource::RLIMIT_RTTIME,
+        "sigpending" => Resource::RLIMIT_SIGPENDING,
+        "stack" => Resource::RLIMIT_STACK,
+        _ => return None,
+    })
 }
 
-fn bind(src: &Path, target: &Path, readonly: bool) {
-    do_mount(
-        Some(&src.to_string_lossy()),
-        target,
-        None,
-        MsFlags::MS_BIND,
-        None,
-    );
-    if readonly {
-        do_mount(
-            None,
-            target,
-            None,
-            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
-            None,
-        );
+/// BuildKit's default resource limits, then the spec's `--ulimit`s.
+fn set_rlimits(spec: &SandboxSpec) {
+    let defaults = super::DEFAULT_ULIMITS
+        .iter()
+        .filter(|(name, ..)| !spec.ulimits.iter().any(|u| u.name == *name))
+        .map(|(name, soft, hard)| ((*name).to_owned(), *soft, *hard));
+    let given = spec
+        .ulimits
+        .iter()
+        .map(|u| (u.name.clone(), u.soft, u.hard));
+    for (name, soft, hard) in defaults.chain(given) {
+        let Some(resource) = rlimit_resource(&name) else {
+            fail("ulimit", format!("unknown limit `{name}`"));
+        };
+        let inf = |v: u64| {
+            if v == u64::MAX {
+                nix::sys::resource::RLIM_INFINITY
+            } else {
+                v
+            }
+        };
+        if let Err(e) = nix::sys::resource::setrlimit(resource, inf(soft), inf(hard)) {
+            fail(&format!("ulimit {name}={soft}:{hard}"), e);
+        }
     }
 }
 
 fn child(spec: &SandboxSpec) -> ! {
-    do_mount(
-        None,
-        Path::new("/"),
-        None,
-        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-        None,
-    );
+    if let Err(f) = super::rootfs::prepare(spec, in_user_namespace()) {
+        fail(&f.what, f.err);
+    }
     let m = &spec.merged;
-    mkdir(m);
-    let overlay = format!(
-        "lowerdir={},upperdir={},workdir={},index=off,redirect_dir=off,metacopy=off",
-        spec.lower.display(),
-        spec.upper.display(),
-        spec.work.display()
-    );
-    // Unprivileged overlayfs keeps its metadata in user.* xattrs.
-    let overlay = if in_user_namespace() {
-        format!("{overlay},userxattr")
-    } else {
-        overlay
-    };
-    if spec.copied_rootfs {
-        // pivot_root needs a mount point: the copy is bind-mounted onto itself.
-        bind(m, m, false);
-    } else {
-        do_mount(
-            Some("overlay"),
-            m,
-            Some("overlay"),
-            MsFlags::empty(),
-            Some(&overlay),
-        );
-    }
-
-    mkdir(&m.join("proc"));
-    do_mount(
-        Some("proc"),
-        &m.join("proc"),
-        Some("proc"),
-        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
-        None,
-    );
-
-    let dev = m.join("dev");
-    mkdir(&dev);
-    do_mount(
-        Some("tmpfs"),
-        &dev,
-        Some("tmpfs"),
-        MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME,
-        Some("mode=755,size=65536k"),
-    );
-    for node in ["null", "zero", "full", "random", "urandom", "tty"] {
-        let target = dev.join(node);
-        touch(&target);
-        bind(&Path::new("/dev").join(node), &target, false);
-    }
-    mkdir(&dev.join("pts"));
-    do_mount(
-        Some("devpts"),
-        &dev.join("pts"),
-        Some("devpts"),
-        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
-        Some("newinstance,ptmxmode=0666,mode=0620"),
-    );
-    mkdir(&dev.join("shm"));
-    do_mount(
-        Some("shm"),
-        &dev.join("shm"),
-        Some("tmpfs"),
-        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
-        Some("mode=1777,size=65536k"),
-    );
-    for (link, target) in [
-        ("fd", "/proc/self/fd"),
-        ("stdin", "/proc/self/fd/0"),
-        ("stdout", "/proc/self/fd/1"),
-        ("stderr", "/proc/self/fd/2"),
-        ("ptmx", "pts/ptmx"),
-    ] {
-        let _ = std::os::unix::fs::symlink(target, dev.join(link));
-    }
-
-    for (file, src) in [
-        ("etc/hosts", &spec.hosts),
-        ("etc/resolv.conf", &spec.resolv_conf),
-    ] {
-        if let Some(src) = src {
-            let target = m.join(file);
-            touch(&target);
-            bind(src, &target, true);
-        }
-    }
-    for b in &spec.binds {
-        let target = m.join(b.target.trim_start_matches('/'));
-        if b.source.is_dir() {
-            mkdir(&target);
-        } else {
-            touch(&target);
-        }
-        do_mount(
-            Some(&b.source.to_string_lossy()),
-            &target,
-            None,
-            MsFlags::MS_BIND | MsFlags::MS_REC,
-            None,
-        );
-        if b.readonly {
-            do_mount(
-                None,
-                &target,
-                None,
-                MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
-                None,
-            );
-        }
-    }
-    for (target, size) in &spec.tmpfs {
-        let t = m.join(target.trim_start_matches('/'));
-        mkdir(&t);
-        let data = size.map(|s| format!("size={s}"));
-        do_mount(
-            Some("tmpfs"),
-            &t,
-            Some("tmpfs"),
-            MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-            data.as_deref(),
-        );
-    }
     if let Err(e) = sethostname(&spec.hostname) {
         fail("sethostname", e);
     }
-    if spec.network == Network::None {
-        // Only loopback, and up. Best effort: without `ip` the namespace has no network at all.
+    if spec.network != Network::Host {
+        // Loopback up (pasta configures only its own interface). Best effort: without `ip` the namespace has no network at all.
         let _ = std::process::Command::new("ip")
             .args(["link", "set", "lo", "up"])
             .status();
@@ -306,15 +358,24 @@ fn child(spec: &SandboxSpec) -> ! {
     if let Err(e) = chdir("/") {
         fail("chdir /", e);
     }
+    // Inside the new root `/` is the root: an absolute link in WORKDIR stays inside.
     let cwd = PathBuf::from(&spec.cwd);
     if !cwd.is_dir() {
-        mkdir(&cwd);
+        if let Err(e) = fs_err::create_dir_all(&cwd) {
+            fail(&format!("mkdir {}", cwd.display()), e);
+        }
     }
     if let Err(e) = chdir(cwd.as_path()) {
         fail(&format!("chdir {}", spec.cwd), e);
     }
+    // A session of its own: no controlling terminal, so /dev/tty opens nothing and TIOCSTI
+    // cannot reach the terminal of whoever started the build.
+    if let Err(e) = nix::unistd::setsid() {
+        fail("setsid", e);
+    }
 
-    // Capabilities: only Docker's defaults, from here on and for anything exec'd.
+    // Capabilities: Docker's defaults in the bounding, permitted and effective sets; the
+    // inheritable and ambient sets empty (CVE-2022-29162), so an exec'd file gains nothing.
     let keep: caps::CapsHashSet = DEFAULT_CAPS.iter().copied().collect();
     for cap in caps::all() {
         if !keep.contains(&cap) {
@@ -323,11 +384,13 @@ fn child(spec: &SandboxSpec) -> ! {
             }
         }
     }
-    for set in [
-        caps::CapSet::Inheritable,
-        caps::CapSet::Effective,
-        caps::CapSet::Permitted,
-    ] {
+    if let Err(e) = caps::set(None, caps::CapSet::Inheritable, &caps::CapsHashSet::new()) {
+        fail("clear inheritable capabilities", e);
+    }
+    if let Err(e) = caps::clear(None, caps::CapSet::Ambient) {
+        fail("clear ambient capabilities", e);
+    }
+    for set in [caps::CapSet::Effective, caps::CapSet::Permitted] {
         if let Err(e) = caps::set(None, set, &keep) {
             fail("set capabilities", e);
         }
@@ -345,11 +408,9 @@ fn child(spec: &SandboxSpec) -> ! {
     if let Err(e) = setuid(Uid::from_raw(spec.uid)) {
         fail("setuid", e);
     }
+    set_rlimits(spec);
     if let Err(e) = nix::sys::prctl::set_no_new_privs() {
         fail("no_new_privs", e);
-    }
-    if let Err(e) = install_seccomp() {
-        fail("seccomp", e);
     }
 
     let program = resolve_program(spec);
@@ -357,7 +418,12 @@ fn child(spec: &SandboxSpec) -> ! {
         |s: &str| CString::new(s).unwrap_or_else(|_| fail("argument", "contains a NUL byte"));
     let argv: Vec<CString> = spec.args.iter().map(|a| to_c(a)).collect();
     let envp: Vec<CString> = spec.env.iter().map(|e| to_c(e)).collect();
-    let err = execve(&to_c(&program), &argv, &envp).unwrap_err();
+    let program_c = to_c(&program);
+    if let Err(e) = super::seccomp::install() {
+        fail("seccomp", e);
+    }
+    close_from_3();
+    let err = execve(&program_c, &argv, &envp).unwrap_err();
     let _ = writeln!(std::io::stderr(), "rbuild sandbox: exec {program}: {err}");
     std::process::exit(if err == nix::errno::Errno::ENOENT {
         127
@@ -366,63 +432,9 @@ fn child(spec: &SandboxSpec) -> ! {
     });
 }
 
-/// The system calls Docker's default seccomp profile refuses a container without extra
-/// capabilities: kernel modules and keyrings, mounts and namespaces, tracing other processes,
-/// clocks, reboot, swap, BPF and perf, handle-based opens, userfaultfd, personality tricks.
-#[rustfmt::skip]
-#[allow(clippy::wildcard_imports)] // the SYS_ constants are the list
-fn denied_syscalls() -> Vec<i64> {
-    use nix::libc::*;
-    let mut v = vec![
-        SYS_acct, SYS_add_key, SYS_bpf, SYS_clock_adjtime, SYS_clock_settime, SYS_delete_module,
-        SYS_finit_module, SYS_get_mempolicy, SYS_init_module, SYS_kcmp, SYS_kexec_load, SYS_keyctl,
-        SYS_lookup_dcookie, SYS_mbind, SYS_mount, SYS_move_pages, SYS_name_to_handle_at,
-        SYS_nfsservctl, SYS_open_by_handle_at, SYS_perf_event_open, SYS_pivot_root,
-        SYS_process_vm_readv, SYS_process_vm_writev, SYS_ptrace, SYS_quotactl, SYS_reboot,
-        SYS_request_key, SYS_set_mempolicy, SYS_setns, SYS_settimeofday, SYS_swapon, SYS_swapoff,
-        SYS_umount2, SYS_unshare, SYS_userfaultfd, SYS_fsopen, SYS_fsconfig, SYS_fsmount, SYS_fspick,
-        SYS_move_mount, SYS_open_tree, SYS_kexec_file_load,
-    ];
-    #[cfg(target_arch = "x86_64")]
-    v.extend([
-        SYS_ioperm, SYS_iopl, SYS_sysfs, SYS__sysctl, SYS_uselib, SYS_ustat,
-    ]);
-    v
-}
-
-fn install_seccomp() -> Result<(), seccompiler::Error> {
-    use seccompiler::{BpfProgram, SeccompAction, SeccompFilter, TargetArch};
-    let arch = if cfg!(target_arch = "aarch64") {
-        TargetArch::aarch64
-    } else {
-        TargetArch::x86_64
-    };
-    let deny = SeccompFilter::new(
-        denied_syscalls()
-            .into_iter()
-            .map(|n| (n, Vec::new()))
-            .collect(),
-        SeccompAction::Allow,
-        SeccompAction::Errno(u32::try_from(nix::libc::EPERM).unwrap_or(1)),
-        arch,
-    )?;
-    // clone3 answers "not implemented", so libc falls back to clone, as under Docker's profile.
-    let clone3 = SeccompFilter::new(
-        [(nix::libc::SYS_clone3, Vec::new())].into_iter().collect(),
-        SeccompAction::Allow,
-        SeccompAction::Errno(u32::try_from(nix::libc::ENOSYS).unwrap_or(38)),
-        arch,
-    )?;
-    for filter in [deny, clone3] {
-        let program: BpfProgram = filter.try_into()?;
-        seccompiler::apply_filter(&program)?;
-    }
-    Ok(())
-}
-
 /// Whether this process is in a user namespace other than the initial one (whose `uid_map`
 /// maps every id to itself): a rootless build's.
-fn in_user_namespace() -> bool {
+pub(super) fn in_user_namespace() -> bool {
     fs_err::read_to_string("/proc/self/uid_map")
         .is_ok_and(|m| m.split_whitespace().collect::<Vec<_>>() != ["0", "0", "4294967295"])
 }

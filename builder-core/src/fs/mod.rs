@@ -426,6 +426,23 @@ impl Root {
         }
     }
 
+    /// Makes an empty regular file (0644) at `path` if nothing is there, links followed inside
+    /// the root and missing parents made; an existing entry is left as it is. Gives the
+    /// resolved path relative to the root.
+    pub fn create_file(&self, path: &str) -> Result<String> {
+        let rel = self.resolve(path, Last::Follow)?;
+        let (dir, name) = self.parent(&rel, true)?;
+        match rustix::fs::openat(
+            &dir.fd,
+            name.as_str(),
+            OFlags::CREATE | OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o644),
+        ) {
+            Ok(_) | Err(Errno::ISDIR) => Ok(rel),
+            Err(e) => Err(self.io(OsStr::new(path), e)),
+        }
+    }
+
     /// The parent directory of `path` (made if `create`) and the name of its last component,
     /// after cleaning `path` lexically. The root itself, or a path whose last component is `.`
     /// or `..` after cleaning, has no parent: [`Error::BadName`].

@@ -1,7 +1,7 @@
 //! `POST /v1/build`: the body is the build context as a tar (plain, gzip or zstd), streamed to
 //! the unpacker as it arrives; the query holds what `rbuild build` takes as flags (`t`, `f`,
 //! `buildarg`, `target`, `label`, `nocache`, `pull`, `push`, `platform`, `cachefrom`, `cacheto`,
-//! `network`). A context or Dockerfile that is wrong is a 400 before anything is built; then the
+//! `network`, `memory`, `pidslimit`, `cpus`, `ulimit`). A context or Dockerfile that is wrong is a 400 before anything is built; then the
 //! answer streams `application/x-ndjson`: the same events as `rbuild build --progress rawjson`,
 //! and a last line that is either `{"type":"result",...}` or `{"type":"error",...}`.
 
@@ -16,6 +16,7 @@ use axum::http::header;
 use axum::response::Response;
 use builder_core::build::{self, BuildRequest, Builder, CacheSpec, Event};
 use builder_core::dockerfile::{self, CheckOptions};
+use builder_core::exec::Network;
 use futures_util::StreamExt;
 use tokio::sync::{mpsc, oneshot};
 
@@ -36,7 +37,9 @@ struct Params {
     platform: Option<String>,
     cache_from: Vec<CacheSpec>,
     cache_to: Vec<CacheSpec>,
-    network_none: bool,
+    network: Network,
+    limits: builder_core::exec::cgroup::Limits,
+    ulimits: Vec<builder_core::exec::Ulimit>,
 }
 
 fn flag(v: &str) -> Result<bool, ApiError> {
@@ -74,6 +77,31 @@ fn params(query: Option<&str>) -> Result<Params, ApiError> {
                 p.labels.insert(a, b);
             }
             "target" => p.target = Some(v.into_owned()),
+            "memory" => {
+                p.limits.memory = Some(
+                    builder_core::exec::cgroup::parse_bytes(&v)
+                        .map_err(|e| ApiError::bad_request(format!("memory: {e}")))?,
+                );
+            }
+            "pidslimit" | "pids-limit" => {
+                p.limits.pids = Some(v.parse().map_err(|_| {
+                    ApiError::bad_request(format!("pidslimit `{v}` is not a number"))
+                })?);
+            }
+            "cpus" => {
+                p.limits.cpus = Some(
+                    v.parse()
+                        .ok()
+                        .filter(|c: &f64| c.is_finite() && *c > 0.0)
+                        .ok_or_else(|| {
+                            ApiError::bad_request(format!("cpus `{v}` is not a positive number"))
+                        })?,
+                );
+            }
+            "ulimit" => p.ulimits.push(
+                v.parse()
+                    .map_err(|e| ApiError::bad_request(format!("ulimit: {e}")))?,
+            ),
             "nocache" | "no-cache" => p.no_cache = flag(&v)?,
             "pull" => p.pull = flag(&v)?,
             "push" => p.push = flag(&v)?,
@@ -81,9 +109,10 @@ fn params(query: Option<&str>) -> Result<Params, ApiError> {
             "cachefrom" | "cache-from" => p.cache_from.push(cache("cachefrom")?),
             "cacheto" | "cache-to" => p.cache_to.push(cache("cacheto")?),
             "network" => {
-                p.network_none = match v.as_ref() {
-                    "none" => true,
-                    "default" | "host" => false,
+                p.network = match v.as_ref() {
+                    "none" => Network::None,
+                    "default" => Network::Private,
+                    "host" => Network::Host,
                     other => {
                         return Err(ApiError::bad_request(format!(
                             "network `{other}`: default, host or none"
@@ -142,6 +171,12 @@ fn run(
 ) {
     let start = Instant::now();
     let setup = (|| -> Result<(tempfile::TempDir, std::path::PathBuf), ApiError> {
+        if params.network == Network::Host && !state.allow_network_host {
+            return Err(ApiError::bad_request(
+                "network `host` is not allowed: start rbuild-server with --allow-network-host"
+                    .to_owned(),
+            ));
+        }
         let context = build::unpack_context(&state.store, body).map_err(|e| {
             let mut err = ApiError::from(e);
             err.status = axum::http::StatusCode::BAD_REQUEST;
@@ -209,7 +244,10 @@ fn run(
         registry: state.registry.clone(),
         cache_from: params.cache_from.clone(),
         cache_to: params.cache_to.clone(),
-        network_none: params.network_none,
+        network: params.network,
+        allow_network_host: state.allow_network_host,
+        limits: params.limits.clone(),
+        ulimits: params.ulimits.clone(),
         cancel: Some(cancel.clone()),
         ..BuildRequest::default()
     };
@@ -350,7 +388,7 @@ mod tests {
         assert_eq!(p.build_args["A"], "1");
         assert_eq!(p.build_args["B"], "x y");
         assert_eq!(p.target.as_deref(), Some("build"));
-        assert!(p.no_cache && p.pull && p.network_none && !p.push);
+        assert!(p.no_cache && p.pull && p.network == Network::None && !p.push);
         assert_eq!(p.labels["k"], "v");
         for (q, says) in [
             ("buildarg=A", "KEY=VALUE"),

@@ -1,0 +1,649 @@
+//! Issue 10: nothing a Dockerfile, a context or an image holds reaches the host. Each test is
+//! an attack that worked before its rule existed, with a tripwire on the host checked after.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::support::{Project, import_busybox, text, with_stdin};
+
+/// One entry of a hand-made (hostile) tar.
+enum E<'a> {
+    File(&'a str, &'a [u8]),
+    Dir(&'a str),
+    Symlink(&'a str, &'a str),
+}
+
+fn raw_tar(entries: &[E<'_>]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for e in entries {
+        let mut h = tar::Header::new_gnu();
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(1);
+        match e {
+            E::File(path, data) => {
+                h.set_entry_type(tar::EntryType::Regular);
+                h.set_mode(0o755);
+                h.set_size(data.len() as u64);
+                b.append_data(&mut h, path, *data).unwrap();
+            }
+            E::Dir(path) => {
+                h.set_entry_type(tar::EntryType::Directory);
+                h.set_mode(0o755);
+                h.set_size(0);
+                b.append_data(&mut h, path, &b""[..]).unwrap();
+            }
+            E::Symlink(path, target) => {
+                h.set_entry_type(tar::EntryType::Symlink);
+                h.set_mode(0o777);
+                h.set_size(0);
+                b.append_link(&mut h, path, target).unwrap();
+            }
+        }
+    }
+    b.into_inner().unwrap()
+}
+
+/// A host directory holding one file, and a check that both are still there, unchanged.
+struct Tripwire {
+    dir: tempfile::TempDir,
+}
+
+impl Tripwire {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        fs_err::write(dir.path().join("keep"), "host secret 7f3a").unwrap();
+        Self { dir }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn assert_intact(&self, what: &str) {
+        let names: Vec<String> = fs_err::read_dir(self.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["keep"], "{what}: the host directory changed");
+        assert_eq!(
+            fs_err::read_to_string(self.path().join("keep")).unwrap(),
+            "host secret 7f3a",
+            "{what}"
+        );
+    }
+}
+
+fn project(dockerfile: &str) -> Project {
+    let p = Project::new();
+    import_busybox(&p.root());
+    p.file("Dockerfile", dockerfile);
+    p
+}
+
+fn build(p: &Project) -> std::process::Output {
+    p.rbuild(&["build", "--progress", "plain", "-t", "x:1", "."])
+}
+
+/// Finding 1: a tar whose later entries go through a symlink an earlier one made. As an ADD
+/// archive, as a context on standard input (the server's unpacker), and as a loaded image.
+#[test]
+fn issue_10_tar_entries_through_their_own_symlink_stay_inside() {
+    for attack in ["evil/.wh..wh..opq", "evil/.wh.keep", "evil/keep"] {
+        let wire = Tripwire::new();
+        let host = wire.path().to_string_lossy().into_owned();
+        let evil = raw_tar(&[E::Symlink("evil", &host), E::File(attack, b"pwned")]);
+
+        // ADD x.tar /
+        let p = project("FROM busybox\nADD evil.tar /\n");
+        fs_err::write(p.ctx().join("evil.tar"), &evil).unwrap();
+        let _ = build(&p);
+        wire.assert_intact(&format!("ADD with `{attack}`"));
+
+        // A context tar: `rbuild build -` (the unpacker `rbuild-server` uses).
+        let mut ctx = evil.clone();
+        ctx.truncate(ctx.len() - 1024);
+        let mut rest = raw_tar(&[E::File("Dockerfile", b"FROM busybox\n")]);
+        ctx.append(&mut rest);
+        let _ = with_stdin(
+            &mut p.command_in(&p.root(), &["build", "-t", "y:1", "-"]),
+            &ctx,
+        );
+        wire.assert_intact(&format!("context tar with `{attack}`"));
+
+        // An image: a layer with the link, then one going through it, loaded and built on.
+        let base = raw_tar(&[E::Symlink("evil", &host)]);
+        let through = raw_tar(&[E::File(attack, b"pwned")]);
+        let image = docker_archive(&p, &[base, through]);
+        let p2 = project("FROM evil:1\nRUN true\n");
+        let _ = p2.rbuild(&["load", "-i", &image.to_string_lossy()]);
+        let _ = build(&p2);
+        wire.assert_intact(&format!("image layer with `{attack}`"));
+    }
+}
+
+/// A `docker save` archive (`manifest.json` layout) of `layers`, tagged `evil:1`.
+fn docker_archive(p: &Project, layers: &[Vec<u8>]) -> PathBuf {
+    use sha2::Digest as _;
+    let hex = |b: &[u8]| hex::encode(sha2::Sha256::digest(b));
+    let mut names = Vec::new();
+    let mut diff_ids = Vec::new();
+    let mut b = tar::Builder::new(Vec::new());
+    let add = |b: &mut tar::Builder<Vec<u8>>, path: &str, data: &[u8]| {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(1);
+        h.set_cksum();
+        b.append_data(&mut h, path, data).unwrap();
+    };
+    for layer in layers {
+        let d = hex(layer);
+        let name = format!("{d}/layer.tar");
+        add(&mut b, &name, layer);
+        names.push(name);
+        diff_ids.push(format!("sha256:{d}"));
+    }
+    let config = serde_json::json!({
+        "architecture": "amd64", "os": "linux",
+        "config": {"Cmd": ["/bin/sh"]},
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
+    })
+    .to_string();
+    let config_name = format!("{}.json", hex(config.as_bytes()));
+    add(&mut b, &config_name, config.as_bytes());
+    let manifest = serde_json::json!([
+        {"Config": config_name, "RepoTags": ["evil:1"], "Layers": names}
+    ])
+    .to_string();
+    add(&mut b, "manifest.json", manifest.as_bytes());
+    let path = p.path("evil-image.tar");
+    fs_err::write(&path, b.into_inner().unwrap()).unwrap();
+    path
+}
+
+/// A chain of 257 links in `dir` whose last link points at `target`: `l0` names it.
+fn link_chain(dir: &Path, target: &Path) {
+    let n = 256;
+    for i in 0..n {
+        std::os::unix::fs::symlink(format!("l{}", i + 1), dir.join(format!("l{i}"))).unwrap();
+    }
+    std::os::unix::fs::symlink(target, dir.join(format!("l{n}"))).unwrap();
+}
+
+/// Finding 2: past the link cap, resolution must fail, not keep the link for the kernel to
+/// follow out of the context. As `COPY`, as `RUN --mount=type=bind`, and as `COPY --from`.
+#[test]
+fn issue_10_a_link_chain_past_the_cap_does_not_leave_the_context() {
+    let wire = Tripwire::new();
+    let p = project("FROM busybox\nCOPY l0/keep /stolen\n");
+    link_chain(&p.ctx(), wire.path());
+    let out = build(&p);
+    let err = text(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "COPY through 257 links built:\n{err}"
+    );
+    assert!(err.contains("too many levels of symbolic links"), "{err}");
+
+    p.file(
+        "Dockerfile",
+        "FROM busybox\nRUN --mount=type=bind,source=l0,target=/m cat /m/keep\n",
+    );
+    let out = build(&p);
+    let err = text(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        !err.contains("host secret"),
+        "the bind mount read the host:\n{err}"
+    );
+
+    // The same chain made by a RUN in a stage, read with COPY --from.
+    let host = wire.path().to_string_lossy().into_owned();
+    p.file(
+        "Dockerfile",
+        &format!(
+            "FROM busybox AS links\nRUN cd / && i=0 && while [ $i -lt 256 ]; do ln -s l$((i+1)) l$i; i=$((i+1)); done && ln -s {host} l256\nFROM busybox\nCOPY --from=links /l0/keep /stolen\n"
+        ),
+    );
+    let out = build(&p);
+    assert!(!out.status.success(), "{}", text(&out.stderr));
+    wire.assert_intact("link chains");
+}
+
+/// Finding 3: an image whose `/etc/hosts` (and a `--mount` target's parent) is a link to a
+/// host path: the sandbox mounts inside the root, and nothing is made on the host.
+#[test]
+fn issue_10_the_sandbox_mounts_inside_the_root_through_image_links() {
+    let wire = Tripwire::new();
+    let hosts = wire.path().join("hosts");
+    let evil = raw_tar(&[
+        E::Dir("etc"),
+        E::Symlink("etc/hosts", &hosts.to_string_lossy()),
+        E::Symlink(
+            "etc/resolv.conf",
+            &wire.path().join("resolv").to_string_lossy(),
+        ),
+        E::Symlink("link", &wire.path().to_string_lossy()),
+    ]);
+    let p = project(
+        "FROM busybox\nADD evil.tar /\nRUN --mount=type=tmpfs,target=/link/dir cat /etc/hosts > /dev/null && echo ran\n",
+    );
+    fs_err::write(p.ctx().join("evil.tar"), &evil).unwrap();
+    let out = build(&p);
+    wire.assert_intact("mount targets through image links");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("ran"), "{}", text(&out.stderr));
+}
+
+/// Finding 4: the server reads the posted context's Dockerfile inside it: a link to a host
+/// file is not quoted back, and a link to `/dev/zero` is refused at once.
+#[test]
+fn issue_10_a_posted_dockerfile_link_reads_nothing_of_the_host() {
+    let wire = Tripwire::new();
+    let root = tempfile::tempdir().unwrap();
+    let target = wire.path().join("keep");
+    for (link, what) in [
+        (target.to_string_lossy().into_owned(), "host file"),
+        ("/dev/zero".to_owned(), "device"),
+    ] {
+        let ctx = raw_tar(&[E::Symlink("Dockerfile", &link)]);
+        let started = std::time::Instant::now();
+        let out = with_stdin(
+            Command::new(env!("CARGO_BIN_EXE_rbuild"))
+                .arg("--root")
+                .arg(root.path())
+                .args(["build", "-t", "z:1", "-"]),
+            &ctx,
+        );
+        let err = text(&out.stderr);
+        assert!(!out.status.success(), "{what}: {err}");
+        assert!(
+            !err.contains("host secret"),
+            "{what}: the host file was read:\n{err}"
+        );
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "{what}: read without end"
+        );
+    }
+    wire.assert_intact("Dockerfile links");
+}
+
+/// A small static program that tries what the sandbox must refuse and prints `what=ERRNO`.
+const PROBE: &str = r#"
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/personality.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static void report(const char *what, long r) {
+    printf("%s=%s\n", what, r < 0 ? strerrorname_np(errno) : "ok");
+}
+
+int main(int argc, char **argv) {
+    int highest = -1;
+    for (int fd = 0; fd < 1024; fd++) if (fcntl(fd, F_GETFD) != -1) highest = fd;
+    printf("highest_fd=%d\n", highest);
+    report("personality", personality(0x0040000) == -1 ? -1 : 0);
+    report("personality_linux32", personality(0x0008) == -1 ? -1 : 0);
+    personality(0);
+    long pid = syscall(SYS_clone, CLONE_NEWUSER | SIGCHLD, 0, 0, 0, 0);
+    if (pid == 0) _exit(0);
+    if (pid > 0) waitpid(pid, 0, 0);
+    report("clone_newuser", pid);
+    report("unshare_newuser", unshare(CLONE_NEWUSER));
+    report("vsock", socket(40, SOCK_STREAM, 0));
+    char params[120] = {0};
+    report("io_uring_setup", syscall(425, 1, params));
+    report("x32_getpid", syscall(0x40000000 | 39));
+    report("unknown_syscall", syscall(1000));
+    report("clone3", syscall(435, 0, 0));
+    if (argc > 2) {
+        unsigned maj = atoi(argv[1]), min = atoi(argv[2]);
+        report("mknod_block", mknod("/blk", S_IFBLK | 0600, makedev(maj, min)));
+        report("open_block", open("/blk", O_RDONLY));
+    }
+    report("open_tty", open("/dev/tty", O_RDWR));
+    report("open_ptmx", open("/dev/ptmx", O_RDWR));
+    printf("sid=%ld\n", (long)getsid(0));
+    return 0;
+}
+"#;
+
+/// The probe, built statically with the host's gcc.
+fn probe(dir: &Path) -> PathBuf {
+    compile(dir, "probe", PROBE)
+}
+
+/// `source`, built statically with the host's gcc into `dir/name`.
+fn compile(dir: &Path, name: &str, source: &str) -> PathBuf {
+    let src = dir.join(format!("{name}.c"));
+    fs_err::write(&src, source).unwrap();
+    let bin = dir.join(name);
+    let out = crate::support::tool("gcc", "gcc libc6-dev")
+        .args(["-static", "-O1", "-o"])
+        .arg(&bin)
+        .arg(&src)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "gcc: {}", text(&out.stderr));
+    bin
+}
+
+/// A block device of the host (`major minor`), from `/sys/class/block`.
+fn host_block_device() -> Option<(String, String)> {
+    let mut names: Vec<_> = fs_err::read_dir("/sys/class/block")
+        .ok()?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .collect();
+    names.sort();
+    names.iter().find_map(|d| {
+        let dev = fs_err::read_to_string(d.join("dev")).ok()?;
+        let (maj, min) = dev.trim().split_once(':')?;
+        Some((maj.to_owned(), min.to_owned()))
+    })
+}
+
+/// Finding 5: inside RUN, what runc and Docker's profile refuse is refused.
+#[test]
+fn issue_10_run_is_as_strict_as_runc() {
+    let p = Project::new();
+    import_busybox(&p.root());
+    probe(&p.ctx());
+    let (maj, min) = host_block_device().unwrap_or(("7".into(), "0".into()));
+    p.file(
+        "Dockerfile",
+        &format!(
+            "FROM busybox\nCOPY probe /probe\n\
+             RUN /probe {maj} {min}\n\
+             RUN cat /proc/sys/kernel/printk_ratelimit > /proc/sys/kernel/printk_ratelimit 2>&1 || echo proc-sys-read-only\n\
+             RUN for f in keys timer_list kcore sched_debug; do test -e /proc/$f || continue; echo $f=$(head -c 64 /proc/$f | wc -c); done; ls /proc/acpi 2>/dev/null | wc -l | sed s/^/acpi=/\n\
+             RUN grep -E '^Cap(Inh|Amb|Eff|Bnd)' /proc/self/status\n\
+             RUN grep ' /sys ' /proc/mounts | cut -d' ' -f4 | cut -d, -f1 | sed s/^/sys=/; touch /sys/kernel/x 2>&1 || echo sys-read-only\n"
+        ),
+    );
+    let out = build(&p);
+    let log = crate::support::untimed(&text(&out.stderr));
+    assert!(out.status.success(), "{log}");
+    for expect in [
+        "#3 personality=EPERM",
+        "#3 personality_linux32=ok",
+        "#3 clone_newuser=EPERM",
+        "#3 unshare_newuser=EPERM",
+        "#3 vsock=EPERM",
+        "#3 io_uring_setup=EPERM",
+        "#3 x32_getpid=ENOSYS",
+        "#3 unknown_syscall=ENOSYS",
+        "#3 clone3=ENOSYS",
+        "#3 open_tty=ENXIO",
+        "#3 open_ptmx=ok",
+        "#3 sid=1",
+        "#3 highest_fd=2",
+        "#4 proc-sys-read-only",
+        "#6 CapInh:\t0000000000000000",
+        "#6 CapAmb:\t0000000000000000",
+        "#6 CapEff:\t00000000a80425fb",
+        "#6 CapBnd:\t00000000a80425fb",
+        "#7 sys=ro",
+        "#7 sys-read-only",
+    ] {
+        assert!(log.contains(expect), "no `{expect}`:\n{log}");
+    }
+    // Devices: the kernel answers EACCES for a `nodev` mount (a device cgroup says EPERM).
+    assert!(
+        log.contains("#3 open_block=EACCES") || log.contains("#3 open_block=EPERM"),
+        "a block device opened:\n{log}"
+    );
+    for masked in ["keys", "timer_list", "kcore", "sched_debug"] {
+        assert!(
+            !log.lines()
+                .any(|l| l.starts_with(&format!("#5 {masked}=")) && !l.ends_with("=0")),
+            "/proc/{masked} is readable:\n{log}"
+        );
+    }
+    assert!(log.contains("#5 acpi=0"), "{log}");
+}
+
+/// Read-only binds are read-only all the way down: a mount below the bind source (here a tmpfs
+/// mounted inside the context) is not writable from the RUN either.
+#[test]
+fn issue_10_read_only_binds_are_read_only_recursively() {
+    let p = project(
+        "FROM busybox\nRUN --mount=type=bind,source=sub,target=/ro touch /ro/inner/x 2>&1 && echo wrote || echo refused\n",
+    );
+    let inner = p.ctx().join("sub/inner");
+    fs_err::create_dir_all(&inner).unwrap();
+    let st = Command::new("mount")
+        .args(["-t", "tmpfs", "tmpfs"])
+        .arg(&inner)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let out = build(&p);
+    let x_exists = inner.join("x").exists();
+    let _ = Command::new("umount").arg(&inner).status();
+    let log = text(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    assert!(!x_exists, "a read-only bind's submount was written:\n{log}");
+    assert!(log.contains("refused"), "{log}");
+}
+
+/// Finding 6: with the default network a RUN cannot reach a service on the host's loopback
+/// (the build service's own port, say); with `--network host` the same RUN does, which shows
+/// the check can see a connection. (`nc`, not busybox's `wget`, which crashes in the static
+/// build Debian ships.)
+#[test]
+fn issue_10_the_default_network_does_not_reach_the_hosts_loopback() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let served = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = served.clone();
+    listener.set_nonblocking(true).unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stopping = stop.clone();
+    let server = std::thread::spawn(move || {
+        use std::io::Write;
+        while !stopping.load(std::sync::atomic::Ordering::SeqCst) {
+            match listener.accept() {
+                Ok((mut s, _)) => {
+                    count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let _ =
+                        s.write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 12\r\n\r\nhost-service");
+                }
+                Err(_) => std::thread::sleep(std::time::Duration::from_millis(20)),
+            }
+        }
+    });
+    let p = project(&format!(
+        "FROM busybox\nRUN printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 127.0.0.1 {port} 2>&1 || echo unreachable\n"
+    ));
+    let out = p.rbuild(&[
+        "build",
+        "--progress",
+        "plain",
+        "--no-cache",
+        "-t",
+        "n:1",
+        ".",
+    ]);
+    let private = text(&out.stderr);
+    let reached_private = served.load(std::sync::atomic::Ordering::SeqCst);
+    let out_host = p.rbuild(&[
+        "build",
+        "--progress",
+        "plain",
+        "--no-cache",
+        "--network",
+        "host",
+        "-t",
+        "n:1",
+        ".",
+    ]);
+    let host = text(&out_host.stderr);
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    server.join().unwrap();
+    assert!(out.status.success(), "{private}");
+    assert_eq!(
+        reached_private, 0,
+        "the RUN reached the host's loopback:\n{private}"
+    );
+    assert!(private.contains("unreachable"), "{private}");
+    assert!(!private.contains("host-service"), "{private}");
+    assert!(
+        host.contains("host-service"),
+        "with --network host it should connect:\n{host}"
+    );
+}
+
+/// A RUN that allocates past `--memory` is killed by the kernel and the build says so, with
+/// the limit and the line.
+#[test]
+fn issue_10_a_run_past_its_memory_limit_fails_naming_the_limit() {
+    let p = project(
+        "FROM busybox\nRUN echo allocating && dd if=/dev/zero of=/dev/null bs=200M count=1\n",
+    );
+    let out = p.rbuild(&[
+        "build",
+        "--progress",
+        "plain",
+        "--memory",
+        "64m",
+        "-t",
+        "m:1",
+        ".",
+    ]);
+    let err = text(&out.stderr);
+    assert!(!out.status.success(), "200 MB under a 64 MB limit:\n{err}");
+    assert!(err.contains("ran out of memory (--memory 64 MiB)"), "{err}");
+    assert!(err.contains("line 2"), "{err}");
+    // Without the limit the same step builds.
+    let out = p.rbuild(&["build", "--progress", "plain", "-t", "m:1", "."]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+/// A fork bomb: children that stay, made as fast as `fork` allows; when it fails, it says how
+/// many it made and keeps trying.
+const BOMB: &str = r#"
+#include <stdio.h>
+#include <unistd.h>
+int main(void) {
+    long made = 0;
+    int said = 0;
+    for (;;) {
+        pid_t p = fork();
+        if (p == 0) { pause(); _exit(0); }
+        if (p > 0) { made++; continue; }
+        if (!said) { printf("fork refused after %ld\n", made); fflush(stdout); said = 1; }
+        usleep(1000);
+    }
+}
+"#;
+
+/// A fork bomb stops at the default pids limit, the build fails cleanly (here at
+/// `--run-timeout`), and nothing it started is left on the host.
+#[test]
+fn issue_10_a_fork_bomb_is_held_by_the_default_pids_limit() {
+    let p = Project::new();
+    import_busybox(&p.root());
+    compile(&p.ctx(), "bomb", BOMB);
+    p.file("Dockerfile", "FROM busybox\nCOPY bomb /bomb\nRUN /bomb\n");
+    let out = p.rbuild(&[
+        "build",
+        "--progress",
+        "plain",
+        "--run-timeout",
+        "5",
+        "-t",
+        "b:1",
+        ".",
+    ]);
+    let err = crate::support::untimed(&text(&out.stderr));
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("ran longer than 5s and was killed"), "{err}");
+    let made: u64 = err
+        .lines()
+        .find_map(|l| l.strip_prefix("#3 fork refused after "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("fork was never refused:\n{err}"));
+    assert!(
+        made < builder_core::exec::cgroup::DEFAULT_PIDS,
+        "{made} processes: the pids limit did not hold"
+    );
+    // The pid namespace went with its init: no bomb is left (reaping thousands takes a moment).
+    let left = || {
+        let out = Command::new("pgrep")
+            .args(["-c", "-x", "bomb"])
+            .output()
+            .unwrap();
+        text(&out.stdout).trim().to_owned()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while left() != "0" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "bomb processes were left running: {}",
+            left()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// `--pids-limit` and `--cpus` reach the step's cgroup, which is the root of its cgroup
+/// namespace.
+#[test]
+fn issue_10_run_has_a_cgroup_of_its_own_with_the_limits_given() {
+    let p = project(
+        "FROM busybox\n\
+         RUN cut -d: -f3 /proc/self/cgroup | sort -u | sed s/^/cg=/\n\
+         RUN i=0; while [ $i -lt 40 ]; do sleep 2 & i=$((i+1)); done 2>&1 | grep -c fork | sed s/^/refused=/; wait\n\
+         RUN end=$(($(date +%s)+2)); n=0; while [ $(date +%s) -lt $end ]; do n=$((n+1)); done; echo loops=$n\n",
+    );
+    let run = |extra: &[&str]| {
+        let mut args = vec!["build", "--progress", "plain", "--no-cache", "-t", "c:1"];
+        args.extend_from_slice(extra);
+        args.push(".");
+        let out = p.rbuild(&args);
+        let log = crate::support::untimed(&text(&out.stderr));
+        assert!(out.status.success(), "{log}");
+        log
+    };
+    let find = |log: &str, key: &str| -> Vec<String> {
+        log.lines()
+            .filter_map(|l| l.split_once(' ').map(|(_, rest)| rest))
+            .filter_map(|l| l.strip_prefix(key))
+            .map(str::to_owned)
+            .collect()
+    };
+    let free = run(&[]);
+    let held = run(&["--pids-limit", "20", "--cpus", "0.2"]);
+    assert_eq!(
+        find(&held, "cg="),
+        ["/"],
+        "the step sees the host's cgroup paths:\n{held}"
+    );
+    assert_eq!(find(&free, "refused="), ["0"], "{free}");
+    let refused: u32 = find(&held, "refused=")[0].parse().unwrap();
+    assert!(refused > 0, "40 processes under --pids-limit 20:\n{held}");
+    let loops = |log: &str| -> f64 { find(log, "loops=")[0].parse().unwrap() };
+    assert!(
+        loops(&held) < loops(&free) * 0.6,
+        "--cpus 0.2 did not slow a busy loop: {} vs {}",
+        loops(&held),
+        loops(&free)
+    );
+}
