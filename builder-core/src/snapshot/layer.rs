@@ -101,11 +101,58 @@ pub fn write_tar<W: Write>(entries: &mut [Entry], out: W, opts: TarOptions) -> i
     entries.sort_by(|a, b| {
         path_order(&a.path, &b.path).then_with(|| kind_rank(&a.kind).cmp(&kind_rank(&b.kind)))
     });
+    first_link_holds_the_bytes(entries);
     let mut builder = tar::Builder::new(out);
     for entry in entries.iter() {
         append(&mut builder, entry, opts)?;
     }
     builder.into_inner()
+}
+
+/// A hard link must follow the entry it names in the tar, or it cannot be applied. The walks
+/// that find links name the first one they meet, which path order may put later: in each group,
+/// the entry first in order becomes the file and the others link to it.
+fn first_link_holds_the_bytes(entries: &mut [Entry]) {
+    let index: std::collections::HashMap<String, usize> = entries
+        .iter()
+        .enumerate()
+        .map(|(i, e)| (e.path.clone(), i))
+        .collect();
+    let mut groups: std::collections::BTreeMap<usize, Vec<usize>> = Default::default();
+    for (i, e) in entries.iter().enumerate() {
+        if let EntryKind::Hardlink { target } = &e.kind {
+            if let Some(&t) = index.get(target) {
+                groups.entry(t).or_default().push(i);
+            }
+        }
+    }
+    for (file, links) in groups {
+        let Some(&first) = links.iter().min() else {
+            continue;
+        };
+        if first > file || !matches!(entries[file].kind, EntryKind::File { .. }) {
+            continue;
+        }
+        let head = entries[first].path.clone();
+        let bytes = std::mem::replace(
+            &mut entries[file].kind,
+            EntryKind::Hardlink {
+                target: head.clone(),
+            },
+        );
+        entries[first].kind = bytes;
+        let meta = entries[file].clone();
+        entries[first].mode = meta.mode;
+        entries[first].uid = meta.uid;
+        entries[first].gid = meta.gid;
+        entries[first].mtime = meta.mtime;
+        entries[first].xattrs = meta.xattrs;
+        for &l in links.iter().filter(|&&l| l != first) {
+            entries[l].kind = EntryKind::Hardlink {
+                target: head.clone(),
+            };
+        }
+    }
 }
 
 /// An opaque marker sorts after its directory's own entry.
@@ -205,6 +252,51 @@ pub fn write_layer(store: &Store, entries: &mut [Entry], opts: TarOptions) -> st
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_hard_link_met_first_in_a_walk_but_later_in_order_is_reordered() {
+        let entry = |path: &str, kind| Entry {
+            path: path.into(),
+            kind,
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            mtime: 1,
+            xattrs: Vec::new(),
+        };
+        // The walk met `app/hard` first; path order puts `app/a/f` before it.
+        let mut entries = vec![
+            entry(
+                "app/hard",
+                EntryKind::File {
+                    source: FileSource::Bytes(b"x".to_vec()),
+                    size: 1,
+                },
+            ),
+            entry(
+                "app/a/f",
+                EntryKind::Hardlink {
+                    target: "app/hard".into(),
+                },
+            ),
+            entry(
+                "app/z",
+                EntryKind::Hardlink {
+                    target: "app/hard".into(),
+                },
+            ),
+        ];
+        let tar = write_tar(&mut entries, Vec::new(), TarOptions::default()).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        crate::snapshot::apply_tar(tar.as_slice(), dir.path()).unwrap();
+        for p in ["app/a/f", "app/hard", "app/z"] {
+            assert_eq!(fs_err::read(dir.path().join(p)).unwrap(), b"x", "{p}");
+        }
+        let ino = |p: &str| nix::sys::stat::stat(&dir.path().join(p)).unwrap().st_ino;
+        assert_eq!(ino("app/a/f"), ino("app/hard"));
+        assert_eq!(ino("app/z"), ino("app/hard"));
+    }
+
     use super::*;
 
     fn file(path: &str, body: &[u8], mtime: i64) -> Entry {
@@ -318,7 +410,8 @@ mod tests {
                 kind: EntryKind::Hardlink {
                     target: "bin/real".into(),
                 },
-                ..file("bin/hard", b"", 1)
+                // After its target in path order (the other case is the test above).
+                ..file("bin/real-hard", b"", 1)
             },
             Entry {
                 xattrs: vec![("security.capability".into(), vec![1, 2, 3])],
@@ -331,8 +424,8 @@ mod tests {
             names,
             [
                 "bin/app",
-                "bin/hard",
                 "bin/real",
+                "bin/real-hard",
                 &long,
                 "etc/.wh.gone",
                 "var/cache/.wh..wh..opq"
@@ -350,7 +443,7 @@ mod tests {
                     .collect();
                 assert_eq!(ext, ["SCHILY.xattr.security.capability"]);
             }
-            if entry.path().unwrap().ends_with("bin/hard") {
+            if entry.path().unwrap().ends_with("bin/real-hard") {
                 assert_eq!(entry.header().entry_type(), tar::EntryType::Link);
                 assert_eq!(
                     entry.link_name().unwrap().unwrap().to_string_lossy(),
