@@ -10,7 +10,7 @@
 //! and (v1) the device rules, and the step runs in its child `step`, the root of the step's
 //! cgroup namespace. A v1 devices cgroup cannot widen the rules its parent has, so a step that
 //! mounted cgroupfs could not lift them even with the capability to. On v2 the device
-//! allowlist is the mount rule of [`super::rootfs`] (every mount `nodev` but the nodes bound
+//! allowlist is the mount rule of the sandbox's root filesystem (every mount `nodev` but the nodes bound
 //! into `/dev`), which holds on v1 too.
 //!
 //! | limit | v1 | v2 | runc / docker |

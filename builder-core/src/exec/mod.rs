@@ -15,12 +15,12 @@
 //! |---|---|---|
 //! | namespaces | mount, pid, uts, ipc, cgroup, net (private, or none); user only rootless | same (user with userns-remap) |
 //! | mount targets | resolved inside the root ([`crate::fs`]): an image's links never reach the host | securejoin |
-//! | `/proc` | masked: acpi, asound, interrupts, kcore, keys, latency_stats, timer_list, timer_stats, sched_debug, scsi; read-only: bus, fs, irq, sys, sysrq-trigger | same lists |
+//! | `/proc` | masked: `acpi`, `asound`, `interrupts`, `kcore`, `keys`, `latency_stats`, `timer_list`, `timer_stats`, `sched_debug`, `scsi`; read-only: `bus`, `fs`, `irq`, `sys`, `sysrq-trigger` | same lists |
 //! | `/sys` | sysfs read-only, firmware and powercap masked | same |
 //! | devices | every mount `nodev` but the nodes bound into `/dev` (null, zero, full, random, urandom, tty; ptys from a new devpts); on v1 also a devices cgroup with runc's allowlist | devices cgroup with that allowlist |
 //! | read-only binds | read-only recursively (`mount_setattr(AT_RECURSIVE)`) | `rbind,ro` |
 //! | capabilities | bounding = permitted = effective = Docker's 14; inheritable and ambient empty | same (CVE-2022-29162) |
-//! | seccomp | `seccomp.json`: Docker's allow list with its argument rules (personality, clone flags, socket families), io_uring refused, clone3 ENOSYS, numbers past the profile's (and x32) ENOSYS; other architectures killed | Docker's profile + runc's ENOSYS stub; i386/x32 by name |
+//! | seccomp | `seccomp.json`: Docker's allow list with its argument rules (personality, clone flags, socket families), `io_uring` refused, clone3 ENOSYS, numbers past the profile's (and x32) ENOSYS; other architectures killed | Docker's profile + runc's ENOSYS stub; i386/x32 by name |
 //! | `no_new_privs` | set | set |
 //! | descriptors | only 0, 1, 2 (`close_range` before exec); stdin is `/dev/null` | only 0–2 |
 //! | terminal | a session of its own (`setsid`), no controlling terminal: `/dev/tty` is ENXIO, TIOCSTI reaches nothing | same (no tty for builds) |

@@ -118,7 +118,8 @@ fn first_link_holds_the_bytes(entries: &mut [Entry]) {
         .enumerate()
         .map(|(i, e)| (e.path.clone(), i))
         .collect();
-    let mut groups: std::collections::BTreeMap<usize, Vec<usize>> = Default::default();
+    let mut groups: std::collections::BTreeMap<usize, Vec<usize>> =
+        std::collections::BTreeMap::new();
     for (i, e) in entries.iter().enumerate() {
         if let EntryKind::Hardlink { target } = &e.kind {
             if let Some(&t) = index.get(target) {
