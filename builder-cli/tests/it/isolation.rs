@@ -126,26 +126,14 @@ fn issue_10_tar_entries_through_their_own_symlink_stay_inside() {
 fn docker_archive(p: &Project, layers: &[Vec<u8>]) -> PathBuf {
     use sha2::Digest as _;
     let hex = |b: &[u8]| hex::encode(sha2::Sha256::digest(b));
-    let mut names = Vec::new();
+    let mut files: Vec<(String, Vec<u8>)> = Vec::new();
     let mut diff_ids = Vec::new();
-    let mut b = tar::Builder::new(Vec::new());
-    let add = |b: &mut tar::Builder<Vec<u8>>, path: &str, data: &[u8]| {
-        let mut h = tar::Header::new_gnu();
-        h.set_size(data.len() as u64);
-        h.set_mode(0o644);
-        h.set_uid(0);
-        h.set_gid(0);
-        h.set_mtime(1);
-        h.set_cksum();
-        b.append_data(&mut h, path, data).unwrap();
-    };
     for layer in layers {
         let d = hex(layer);
-        let name = format!("{d}/layer.tar");
-        add(&mut b, &name, layer);
-        names.push(name);
+        files.push((format!("{d}/layer.tar"), layer.clone()));
         diff_ids.push(format!("sha256:{d}"));
     }
+    let names: Vec<String> = files.iter().map(|(n, _)| n.clone()).collect();
     let config = serde_json::json!({
         "architecture": "amd64", "os": "linux",
         "config": {"Cmd": ["/bin/sh"]},
@@ -153,14 +141,15 @@ fn docker_archive(p: &Project, layers: &[Vec<u8>]) -> PathBuf {
     })
     .to_string();
     let config_name = format!("{}.json", hex(config.as_bytes()));
-    add(&mut b, &config_name, config.as_bytes());
     let manifest = serde_json::json!([
         {"Config": config_name, "RepoTags": ["evil:1"], "Layers": names}
     ])
     .to_string();
-    add(&mut b, "manifest.json", manifest.as_bytes());
+    files.push((config_name, config.into_bytes()));
+    files.push(("manifest.json".into(), manifest.into_bytes()));
+    let entries: Vec<E<'_>> = files.iter().map(|(n, b)| E::File(n, b)).collect();
     let path = p.path("evil-image.tar");
-    fs_err::write(&path, b.into_inner().unwrap()).unwrap();
+    fs_err::write(&path, raw_tar(&entries)).unwrap();
     path
 }
 
@@ -470,7 +459,7 @@ fn issue_10_the_default_network_does_not_reach_the_hosts_loopback() {
         }
     });
     let p = project(&format!(
-        "FROM busybox\nRUN printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 127.0.0.1 {port} 2>&1 || echo unreachable\n"
+        "FROM busybox\nRUN printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 127.0.0.1 {port} 2>&1 || echo unreachable\nRUN echo lo-flags=$(cat /sys/class/net/lo/flags)\nRUN --network=none echo lo-flags=$(cat /sys/class/net/lo/flags)\n"
     ));
     let out = p.rbuild(&[
         "build",
@@ -504,6 +493,8 @@ fn issue_10_the_default_network_does_not_reach_the_hosts_loopback() {
     );
     assert!(private.contains("unreachable"), "{private}");
     assert!(!private.contains("host-service"), "{private}");
+    // The namespace's own loopback is up (IFF_UP | IFF_LOOPBACK), private and none alike.
+    assert_eq!(private.matches("lo-flags=0x9").count(), 2, "{private}");
     assert!(
         host.contains("host-service"),
         "with --network host it should connect:\n{host}"

@@ -328,12 +328,12 @@ pub fn oom_killed(cg: &Cgroup) -> bool {
 pub fn remove(cg: &Cgroup) {
     for dir in &cg.dirs {
         for d in [dir.join("step"), dir.clone()] {
-            // Emptied asynchronously after the last process exits: a few tries.
-            for _ in 0..50 {
+            // Emptied asynchronously after the last process exits: tries for half a second.
+            for _ in 0..500 {
                 match fs_err::remove_dir(&d) {
                     Ok(()) => break,
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
-                    Err(_) => std::thread::sleep(std::time::Duration::from_millis(10)),
+                    Err(_) => std::thread::sleep(std::time::Duration::from_millis(1)),
                 }
             }
         }
