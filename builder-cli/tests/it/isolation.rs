@@ -638,3 +638,57 @@ fn issue_10_run_has_a_cgroup_of_its_own_with_the_limits_given() {
         loops(&free)
     );
 }
+
+/// A loaded archive whose layer (or manifest) is a symlink to a host file: the load reads
+/// inside the archive only, so a host file never becomes a layer of an image.
+#[test]
+fn issue_10_a_loaded_archive_reads_no_host_file_through_its_links() {
+    use sha2::Digest as _;
+    let outside = tempfile::tempdir().unwrap();
+    // A host file that is a valid layer, so following the link would load it.
+    let host_layer = raw_tar(&[E::File("stolen", b"host secret 7f3a")]);
+    let host_path = outside.path().join("layer.tar");
+    fs_err::write(&host_path, &host_layer).unwrap();
+    let diff_id = format!("sha256:{}", hex::encode(sha2::Sha256::digest(&host_layer)));
+    let config = serde_json::json!({
+        "architecture": "amd64", "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+    })
+    .to_string();
+    let manifest =
+        serde_json::json!([{"Config": "c.json", "RepoTags": ["stolen:1"], "Layers": ["l/layer.tar"]}])
+            .to_string();
+    let host_manifest = outside.path().join("manifest.json");
+    fs_err::write(&host_manifest, &manifest).unwrap();
+    let host = host_path.to_string_lossy().into_owned();
+    let host_m = host_manifest.to_string_lossy().into_owned();
+    for archive in [
+        raw_tar(&[
+            E::File("c.json", config.as_bytes()),
+            E::File("manifest.json", manifest.as_bytes()),
+            E::Symlink("l", &outside.path().to_string_lossy()),
+        ]),
+        raw_tar(&[
+            E::File("c.json", config.as_bytes()),
+            E::Symlink("manifest.json", &host_m),
+            E::Dir("l"),
+            E::Symlink("l/layer.tar", &host),
+        ]),
+    ] {
+        let p = Project::new();
+        let path = p.path("a.tar");
+        fs_err::write(&path, &archive).unwrap();
+        let out = p.rbuild(&["load", "-i", &path.to_string_lossy()]);
+        assert!(
+            !out.status.success(),
+            "a host file was loaded:\n{}",
+            text(&out.stderr)
+        );
+        let images = p.rbuild(&["images"]);
+        assert!(
+            !text(&images.stdout).contains("stolen"),
+            "{}",
+            text(&images.stdout)
+        );
+    }
+}

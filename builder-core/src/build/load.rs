@@ -46,12 +46,28 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
         .map_err(|e| invalid(format!("`{}` is not valid: {e}", path.display())))
 }
 
+/// The regular file `rel` of the unpacked archive at `dir`, resolved inside it: a symlink in
+/// the archive (`manifest.json -> /etc/shadow`, `blobs -> /`) never makes the load read a host
+/// file. `None` if there is no such regular file.
+fn in_archive(dir: &Path, rel: &str) -> Result<Option<std::path::PathBuf>> {
+    let resolved = crate::fs::resolve(dir, rel).map_err(|e| invalid(format!("`{rel}`: {e}")))?;
+    let path = dir.join(resolved);
+    Ok(fs_err::symlink_metadata(&path)
+        .is_ok_and(|m| m.is_file())
+        .then_some(path))
+}
+
+/// [`in_archive`], for a file the archive must have.
+fn archive_file(dir: &Path, rel: &str) -> Result<std::path::PathBuf> {
+    in_archive(dir, rel)?.ok_or_else(|| invalid(format!("`{rel}` is not a file of the archive")))
+}
+
 /// A blob of an OCI layout, its digest checked as it is read.
 fn layout_blob(dir: &Path, digest: &str) -> Result<std::path::PathBuf> {
     let d: Digest = digest
         .parse()
         .map_err(|_| invalid(format!("unsupported digest `{digest}`")))?;
-    let path = dir.join("blobs/sha256").join(d.hex());
+    let path = archive_file(dir, &format!("blobs/sha256/{}", d.hex()))?;
     let mut r = HashingReader::new(fs_err::File::open(&path).map_err(io_at(&path))?);
     std::io::copy(&mut r, &mut std::io::sink()).map_err(io_at(&path))?;
     if r.finish().0 != d {
@@ -78,8 +94,8 @@ pub fn load_archive(store: &Store, input: impl Read) -> Result<Vec<(Image, Vec<S
     let dir = scratch.path();
     crate::snapshot::apply_tar(input, dir)?;
     let mut out = Vec::new();
-    if dir.join("index.json").is_file() {
-        let index: ImageIndex = read_json(&dir.join("index.json"))?;
+    if let Some(index) = in_archive(dir, "index.json")? {
+        let index: ImageIndex = read_json(&index)?;
         let (os, arch) = host_platform();
         for desc in index.manifests() {
             let names: Vec<String> = desc
@@ -119,7 +135,7 @@ pub fn load_archive(store: &Store, input: impl Read) -> Result<Vec<(Image, Vec<S
             }
             out.push((finish(store, &config, &diff_ids)?, names));
         }
-    } else if dir.join("manifest.json").is_file() {
+    } else if let Some(manifest) = in_archive(dir, "manifest.json")? {
         #[derive(serde::Deserialize)]
         #[serde(rename_all = "PascalCase")]
         struct Entry {
@@ -128,14 +144,14 @@ pub fn load_archive(store: &Store, input: impl Read) -> Result<Vec<(Image, Vec<S
             repo_tags: Option<Vec<String>>,
             layers: Vec<String>,
         }
-        let entries: Vec<Entry> = read_json(&dir.join("manifest.json"))?;
+        let entries: Vec<Entry> = read_json(&manifest)?;
         for e in entries {
             let inside = |rel: &str| {
                 let cleaned = crate::context::clean_path(rel);
                 if cleaned.starts_with("..") || cleaned.starts_with('/') {
                     Err(invalid(format!("path `{rel}` leaves the archive")))
                 } else {
-                    Ok(dir.join(cleaned))
+                    archive_file(dir, &cleaned)
                 }
             };
             let config: ImageConfig = read_json(&inside(&e.config)?)?;
