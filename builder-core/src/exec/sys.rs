@@ -246,32 +246,36 @@ pub const PRIVATE_DNS: &str = "10.0.2.3";
 fn start_pasta(spec: &SandboxSpec) -> nix::unistd::Pid {
     use nix::fcntl::{OFlag, open};
     use nix::sys::stat::Mode;
+    use std::io::Read;
     use std::os::fd::AsRawFd;
-    let host = open(
-        "/proc/self/ns/net",
-        OFlag::O_RDONLY | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
-    .unwrap_or_else(|e| fail("open the host's network namespace", e));
-    if let Err(e) = unshare(CloneFlags::CLONE_NEWNET) {
-        fail("unshare the network namespace", e);
-    }
-    // Inherited by pasta (no CLOEXEC): it joins the namespace through this descriptor.
-    let netns = open("/proc/self/ns/net", OFlag::O_RDONLY, Mode::empty())
-        .unwrap_or_else(|e| fail("open the new network namespace", e));
     let dir = spec.merged.parent().unwrap_or(Path::new("/tmp")).to_owned();
     let pid_file = dir.join("pasta.pid");
     let log_file = dir.join("pasta.log");
     let _ = fs_err::remove_file(&pid_file);
+    let helper = nix::unistd::getpid();
+    let (mut unshared_r, mut unshared_w) =
+        std::io::pipe().unwrap_or_else(|e| fail("pipe for pasta", e));
+    // pasta is forked while the helper is still in the host's namespace, so it stays there
+    // (no setns, which a rootless build's user namespace would not allow); it joins the new
+    // namespace through a descriptor it opens once the helper has made it.
     // SAFETY: the helper is single-threaded, so the child may run any code after fork.
     match unsafe { fork() } {
         Err(e) => fail("fork for pasta", e),
         Ok(ForkResult::Child) => {
             use std::os::unix::process::CommandExt;
+            drop(unshared_w);
             let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
-            if let Err(e) = nix::sched::setns(&host, CloneFlags::CLONE_NEWNET) {
-                fail("join the host's network namespace for pasta", e);
+            let mut byte = [0u8; 1];
+            if unshared_r.read_exact(&mut byte).is_err() {
+                std::process::exit(SETUP_FAILED);
             }
+            // Inherited by pasta (no CLOEXEC): it joins the namespace through it.
+            let netns = open(
+                format!("/proc/{helper}/ns/net").as_str(),
+                OFlag::O_RDONLY,
+                Mode::empty(),
+            )
+            .unwrap_or_else(|e| fail("open the new network namespace", e));
             let err = std::process::Command::new(PASTA)
                 .args(["--foreground", "--quiet", "--runas", "0", "--config-net"])
                 .args(["-t", "none", "-u", "none", "-T", "none", "-U", "none"])
@@ -291,8 +295,14 @@ fn start_pasta(spec: &SandboxSpec) -> nix::unistd::Pid {
             );
         }
         Ok(ForkResult::Parent { child }) => {
-            drop(netns);
-            drop(host);
+            drop(unshared_r);
+            if let Err(e) = unshare(CloneFlags::CLONE_NEWNET) {
+                fail("unshare the network namespace", e);
+            }
+            if let Err(e) = std::io::Write::write_all(&mut unshared_w, b"1") {
+                fail("start pasta", e);
+            }
+            drop(unshared_w);
             // Ready once the namespace is configured: pasta writes its pid file after that.
             let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
             loop {
