@@ -692,3 +692,42 @@ fn issue_10_a_loaded_archive_reads_no_host_file_through_its_links() {
         );
     }
 }
+
+/// Rootless builds get the private network too (pasta makes its tap in the namespace the
+/// user's namespace owns), on both mappings: the host's loopback is out of reach, and the
+/// namespace's own loopback works. `/dev/net/tun` is made 0666 first, as Debian's udev
+/// leaves it (some images of this machine have it 0600).
+#[test]
+fn issue_10_rootless_builds_get_the_private_network() {
+    use std::os::unix::fs::PermissionsExt;
+    fs_err::set_permissions("/dev/net/tun", std::fs::Permissions::from_mode(0o666)).unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    listener.set_nonblocking(true).unwrap();
+    let p = project(&format!(
+        "FROM busybox\nRUN (printf 'GET / HTTP/1.0\\r\\n\\r\\n' | timeout 5 nc -w 3 127.0.0.1 {port}) 2>&1 || echo unreachable; echo lo-flags=$(cat /sys/class/net/lo/flags)\n"
+    ));
+    for ids in ["single", "auto"] {
+        let out = p.rbuild_as_nobody_with(
+            &[("RBUILD_ROOTLESS_IDS", ids)],
+            &[
+                "build",
+                "--progress",
+                "plain",
+                "--no-cache",
+                "-t",
+                "r:1",
+                ".",
+            ],
+        );
+        let log = text(&out.stderr);
+        assert!(out.status.success(), "{ids}: {log}");
+        assert!(
+            listener.accept().is_err(),
+            "{ids}: the RUN reached the host's loopback:\n{log}"
+        );
+        assert!(log.contains("unreachable"), "{ids}: {log}");
+        assert!(log.contains("lo-flags=0x9"), "{ids}: {log}");
+        assert!(!log.contains("/dev/net/tun"), "{ids}: {log}");
+    }
+}

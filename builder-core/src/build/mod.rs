@@ -86,7 +86,8 @@ pub struct BuildRequest {
     /// `--cache-to`: where to export this build's step cache.
     pub cache_to: Vec<CacheSpec>,
     /// `--network`: the network of RUN steps without their own `--network` (default: a
-    /// private namespace with user-mode networking; rootless builds share the user's).
+    /// private namespace with user-mode networking; a rootless build that cannot open
+    /// `/dev/net/tun` shares the user's).
     pub network: crate::exec::Network,
     /// `--memory`, `--pids-limit`, `--cpus`: each RUN's cgroup limits (a default pids limit
     /// applies even when none is given).

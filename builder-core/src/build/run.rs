@@ -467,8 +467,17 @@ pub(crate) fn run(
         return Err(Error::NetworkHostDenied);
     }
     let network = match (network, Network::private_available()) {
-        // Rootless: pasta cannot be started from the host's namespace; the user's network.
-        (Network::Private, Err(exec::PrivateUnavailable::Rootless)) => Network::Host,
+        // Rootless without a tap device: the user's network, said once.
+        (Network::Private, Err(reason @ exec::PrivateUnavailable::Rootless)) => {
+            static SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+            if !SAID.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                env.emit(&Event::Log {
+                    number: env.step,
+                    line: format!("warning: {reason}"),
+                });
+            }
+            Network::Host
+        }
         (Network::Private, Err(reason)) => {
             return Err(Error::Network {
                 reason: reason.to_string(),

@@ -28,9 +28,9 @@
 //! | rlimits | `nofile` 1024 (BuildKit's), `--ulimit` | same |
 //! | network | `Private`: its own namespace with pasta (outbound and DNS; no port forwarded, gateway not mapped to the host's loopback), `None`, or `Host` (a service must allow it) | BuildKit: its own namespace (CNI) or host |
 //!
-//! Not yet: a user namespace for root builds (`--userns=auto`), a private network for
-//! rootless builds (they share the user's), a device program for pure cgroup v2 hosts (the
-//! `nodev` rule holds there).
+//! Not yet: a user namespace for root builds (`--userns=auto`); a device program for pure
+//! cgroup v2 hosts (the `nodev` rule holds there). A rootless build gets the private network
+//! where it can open `/dev/net/tun` (Debian's default, 0666), else the user's, with a warning.
 //!
 //! Imports: `fs` (paths inside the root); it takes a plain [`SandboxSpec`].
 

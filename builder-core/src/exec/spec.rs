@@ -17,10 +17,18 @@ pub enum Network {
 }
 
 impl Network {
-    /// Whether this process can give RUN a private network: root outside any user namespace
-    /// (pasta is started from the host's namespace) with `pasta` on `PATH`.
+    /// Whether this process can give RUN a private network: `pasta` on `PATH`, and for a
+    /// rootless build (in a user namespace) `/dev/net/tun` open to the user, as Debian's udev
+    /// leaves it (pasta makes its tap device there).
     pub fn private_available() -> Result<(), PrivateUnavailable> {
-        if !nix::unistd::Uid::effective().is_root() || super::sys::in_user_namespace() {
+        let rootless = !nix::unistd::Uid::effective().is_root() || super::sys::in_user_namespace();
+        if rootless
+            && fs_err::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open("/dev/net/tun")
+                .is_err()
+        {
             return Err(PrivateUnavailable::Rootless);
         }
         let found = std::env::var_os("PATH").is_some_and(|p| {
@@ -37,9 +45,9 @@ impl Network {
 /// Why RUN cannot have a private network here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum PrivateUnavailable {
-    /// A rootless build: pasta would have to be started from outside the user namespace.
+    /// A rootless build that cannot open `/dev/net/tun`.
     #[error(
-        "rootless builds share the user's network (a private network for rootless RUN is not implemented)"
+        "a rootless build cannot open /dev/net/tun (Debian makes it 0666), so RUN shares the user's network"
     )]
     Rootless,
     /// No `pasta` on `PATH`.
