@@ -151,6 +151,11 @@ fn network_none_is_run_s_default_and_part_of_the_key() {
         log.contains("#2 cache miss"),
         "the network mode keys the step:\n{log}"
     );
+    // The default (a private namespace) is a key of its own too, against host's.
+    let log = text(&p.ok(&["build", "--progress", "plain", "."]).stderr);
+    assert!(log.contains("#2 cache miss"), "default after host:\n{log}");
+    let log = text(&p.ok(&["build", "--progress", "plain", "."]).stderr);
+    assert!(log.contains("#2 CACHED"), "default again:\n{log}");
 }
 
 /// Digests, times and temporary paths out of a log, for snapshots.
