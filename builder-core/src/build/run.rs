@@ -65,6 +65,14 @@ pub(crate) fn resolv_conf(
     }
 }
 
+/// Whether the image at `rootfs` has `path` (its last component not followed), resolved inside
+/// the image: a link in the image never makes the answer depend on the host.
+pub(crate) fn in_image(rootfs: &std::path::Path, path: &str) -> bool {
+    crate::fs::Root::open(rootfs)
+        .and_then(|r| r.resolve(path, crate::fs::Last::NoFollow))
+        .is_ok_and(|rel| fs_err::symlink_metadata(rootfs.join(rel)).is_ok())
+}
+
 /// Supplementary groups of `user` from the image's `/etc/group`.
 fn groups(rootfs: &std::path::Path, user: &str, gid: u32) -> Vec<u32> {
     let mut out = vec![gid];
@@ -568,7 +576,7 @@ pub(crate) fn run(
     // Mount points the sandbox created where the image had nothing are not the command's doing.
     let skip: Vec<String> = ["proc", "sys", "dev", "etc/hosts", "etc/resolv.conf", "etc"]
         .into_iter()
-        .filter(|p| fs_err::symlink_metadata(rootfs.join(p)).is_err())
+        .filter(|p| !in_image(&rootfs, p))
         .map(str::to_owned)
         .collect();
     let mut skip = skip;
@@ -593,7 +601,7 @@ pub(crate) fn run(
     for f in ["etc/hosts", "etc/resolv.conf"] {
         if !skip.iter().any(|s| s == f)
             && fs_err::symlink_metadata(changes.join(f)).is_ok()
-            && (copied.is_none() || fs_err::symlink_metadata(rootfs.join(f)).is_err())
+            && (copied.is_none() || !in_image(&rootfs, f))
         {
             // The bind mount hid the file; a copy-up left an unchanged copy: not a change.
             skip.push(f.to_owned());
@@ -606,7 +614,7 @@ pub(crate) fn run(
         if rel.is_empty() {
             continue;
         }
-        let existed = fs_err::symlink_metadata(rootfs.join(&rel)).is_ok();
+        let existed = in_image(&rootfs, &rel);
         skip.push(rel.clone());
         if existed {
             continue;
@@ -614,7 +622,7 @@ pub(crate) fn run(
         let mut parent = std::path::Path::new(&rel).parent();
         while let Some(p) = parent.filter(|p| !p.as_os_str().is_empty()) {
             let p_str = p.to_string_lossy().into_owned();
-            if fs_err::symlink_metadata(rootfs.join(p)).is_ok() {
+            if in_image(&rootfs, &p.to_string_lossy()) {
                 break;
             }
             let only_skipped = fs_err::read_dir(changes.join(p)).map_or(true, |d| {

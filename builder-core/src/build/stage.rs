@@ -763,7 +763,7 @@ pub(crate) fn missing_dirs(
         } else {
             format!("{cur}/{part}")
         };
-        if fs_err::symlink_metadata(rootfs.join(&cur)).is_err() {
+        if !super::run::in_image(rootfs, &cur) {
             out.push(Entry {
                 path: cur.clone(),
                 kind: EntryKind::Dir,
