@@ -58,7 +58,7 @@ impl ApiError {
 }
 
 /// The causes under an error, outermost first.
-fn causes(err: &(dyn std::error::Error + 'static)) -> Vec<String> {
+pub(crate) fn causes(err: &(dyn std::error::Error + 'static)) -> Vec<String> {
     let mut out = Vec::new();
     let mut next = err.source();
     while let Some(e) = next {

@@ -194,9 +194,7 @@ fn run(
         // Read inside the context: a link out of it, a device or an endless file is refused.
         let src = builder_core::context::read_control_file(context.path(), &path).map_err(|e| {
             let mut err = ApiError::bad_request(format!("no Dockerfile `{rel}` in the context"));
-            err.causes = std::iter::successors(std::error::Error::source(&e), |e| e.source())
-                .map(ToString::to_string)
-                .collect();
+            err.causes = crate::error::causes(&e);
             err
         })?;
         let opts = CheckOptions {
