@@ -193,47 +193,39 @@ pub fn create(limits: &Limits, id: &str) -> Result<Cgroup, String> {
     let pids = limits.pids.unwrap_or(DEFAULT_PIDS).to_string();
     let result = (|| -> Result<(), String> {
         for h in &hierarchies {
-            // On a hybrid host v2 holds no controller we use; v1 has them.
-            let v2_controllers: Vec<&str> = if h.v2 {
-                let available = fs_err::read_to_string(
-                    h.mount
-                        .join(h.own.trim_start_matches('/'))
-                        .join("cgroup.controllers"),
-                )
-                .unwrap_or_default();
+            let base = h.mount.join(h.own.trim_start_matches('/'));
+            // The controllers this hierarchy gives the step: a v1 one's own; on v2 those it
+            // offers and v1 does not have (on a hybrid host, none).
+            let controllers: Vec<&str> = if h.v2 {
+                let available =
+                    fs_err::read_to_string(base.join("cgroup.controllers")).unwrap_or_default();
                 ["memory", "pids", "cpu"]
                     .into_iter()
                     .filter(|c| !v1_has(c) && available.split_whitespace().any(|a| a == *c))
                     .collect()
             } else {
-                Vec::new()
+                h.controllers.iter().map(String::as_str).collect()
             };
-            if h.v2 && v2_controllers.is_empty() {
+            if controllers.is_empty() {
                 continue;
             }
-            let base = h.mount.join(h.own.trim_start_matches('/'));
+            let has = |c: &str| controllers.contains(&c);
             let dir = base.join(format!("rbuild-{id}"));
+            // v2 gives a child a controller only if its parent enables it for children.
+            let enable: Vec<String> = controllers.iter().map(|c| format!("+{c}")).collect();
+            let enable = enable.join(" ");
             if h.v2 {
-                let enable: Vec<String> = v2_controllers.iter().map(|c| format!("+{c}")).collect();
-                write(&base.join("cgroup.subtree_control"), &enable.join(" ")).map_err(|e| {
+                write(&base.join("cgroup.subtree_control"), &enable).map_err(|e| {
                     format!(
-                        "cannot enable {v2_controllers:?} under `{}`: {e}",
+                        "cannot enable {controllers:?} under `{}`: {e}",
                         base.display()
                     )
                 })?;
             }
             fs_err::create_dir(&dir).map_err(|e| format!("{e}"))?;
             cg.dirs.push(dir.clone());
-            let has = |c: &str| {
-                if h.v2 {
-                    v2_controllers.contains(&c)
-                } else {
-                    h.controllers.iter().any(|x| x == c)
-                }
-            };
             if h.v2 {
-                let enable: Vec<String> = v2_controllers.iter().map(|c| format!("+{c}")).collect();
-                write(&dir.join("cgroup.subtree_control"), &enable.join(" "))?;
+                write(&dir.join("cgroup.subtree_control"), &enable)?;
             }
             if has("devices") {
                 // The rules go on the parent before the step's cgroup exists (v1 refuses a
