@@ -50,11 +50,9 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
 /// the archive (`manifest.json -> /etc/shadow`, `blobs -> /`) never makes the load read a host
 /// file. `None` if there is no such regular file.
 fn in_archive(dir: &Path, rel: &str) -> Result<Option<std::path::PathBuf>> {
-    let resolved = crate::fs::resolve(dir, rel).map_err(|e| invalid(format!("`{rel}`: {e}")))?;
-    let path = dir.join(resolved);
-    Ok(fs_err::symlink_metadata(&path)
-        .is_ok_and(|m| m.is_file())
-        .then_some(path))
+    let found = crate::fs::entry(dir, rel, crate::fs::Last::Follow)
+        .map_err(|e| invalid(format!("`{rel}`: {e}")))?;
+    Ok(found.filter(|(_, m)| m.is_file()).map(|(path, _)| path))
 }
 
 /// [`in_archive`], for a file the archive must have.

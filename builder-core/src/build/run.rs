@@ -2,6 +2,7 @@
 //! changed (the overlay's upper directory) becomes the step's layer.
 
 use std::collections::VecDeque;
+use std::sync::atomic::AtomicBool;
 
 use crate::dockerfile::{CommandLine, Instruction, Run};
 use crate::exec::{self, Network, SandboxSpec};
@@ -68,9 +69,7 @@ pub(crate) fn resolv_conf(
 /// Whether the image at `rootfs` has `path` (its last component not followed), resolved inside
 /// the image: a link in the image never makes the answer depend on the host.
 pub(crate) fn in_image(rootfs: &std::path::Path, path: &str) -> bool {
-    crate::fs::Root::open(rootfs)
-        .and_then(|r| r.resolve(path, crate::fs::Last::NoFollow))
-        .is_ok_and(|rel| fs_err::symlink_metadata(rootfs.join(rel)).is_ok())
+    crate::fs::entry(rootfs, path, crate::fs::Last::NoFollow).is_ok_and(|e| e.is_some())
 }
 
 /// Supplementary groups of `user` from the image's `/etc/group`.
@@ -236,6 +235,16 @@ fn plan_mounts(
     Ok(out)
 }
 
+/// `warning: WHAT` in this step's log, the first time `said` is asked (once a process).
+fn warn_once(env: &BuildEnv<'_>, said: &AtomicBool, what: &str) {
+    if !said.swap(true, std::sync::atomic::Ordering::SeqCst) {
+        env.emit(&Event::Log {
+            number: env.step,
+            line: format!("warning: {what}"),
+        });
+    }
+}
+
 /// Runs `spec`, streaming each line of output as a log event of this step and keeping the
 /// last [`TAIL`] lines in `tail`.
 fn run_logged(
@@ -245,7 +254,7 @@ fn run_logged(
     tail: &mut VecDeque<String>,
 ) -> Result<exec::Exit> {
     // Where cgroups cannot be written (rootless without delegation), said once.
-    static SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    static SAID: AtomicBool = AtomicBool::new(false);
     let number = env.step;
     let exit = exec::run_cancellable(helper, spec, env.cancel, &mut |line| {
         if tail.len() == TAIL {
@@ -258,14 +267,13 @@ fn run_logged(
         });
     })?;
     if let Some(why) = &exit.no_cgroup {
-        if !SAID.swap(true, std::sync::atomic::Ordering::SeqCst) {
-            env.emit(&Event::Log {
-                number,
-                line: format!(
-                    "warning: RUN has no cgroup here, so --memory, --pids-limit and --cpus do not apply: {why}"
-                ),
-            });
-        }
+        warn_once(
+            env,
+            &SAID,
+            &format!(
+                "RUN has no cgroup here, so --memory, --pids-limit and --cpus do not apply: {why}"
+            ),
+        );
     }
     Ok(exit)
 }
@@ -477,13 +485,8 @@ pub(crate) fn run(
     let network = match (network, Network::private_available()) {
         // Rootless without a tap device: the user's network, said once.
         (Network::Private, Err(reason @ exec::PrivateUnavailable::Rootless)) => {
-            static SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-            if !SAID.swap(true, std::sync::atomic::Ordering::SeqCst) {
-                env.emit(&Event::Log {
-                    number: env.step,
-                    line: format!("warning: {reason}"),
-                });
-            }
+            static SAID: AtomicBool = AtomicBool::new(false);
+            warn_once(env, &SAID, &reason.to_string());
             Network::Host
         }
         (Network::Private, Err(reason)) => {

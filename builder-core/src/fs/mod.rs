@@ -525,6 +525,13 @@ pub fn resolve(root: &Path, path: &str) -> Result<String> {
     Root::open(root)?.resolve(path, Last::Follow)
 }
 
+/// What `path` names inside the directory `root` (see [`Root::resolve`]): its path on the host
+/// and its metadata (of the link itself with [`Last::NoFollow`]), or `None` if nothing is there.
+pub fn entry(root: &Path, path: &str, last: Last) -> Result<Option<(PathBuf, std::fs::Metadata)>> {
+    let full = root.join(Root::open(root)?.resolve(path, last)?);
+    Ok(fs_err::symlink_metadata(&full).ok().map(|m| (full, m)))
+}
+
 /// Reads the regular file at the host path `path` (a file the user named, such as
 /// `rbuild build -f`): links followed as the host has them, but only a regular file, and at most
 /// `limit` bytes.
