@@ -296,6 +296,10 @@ pub(crate) struct BuildOptions {
     /// A resource limit for RUN, `NAME=SOFT[:HARD]` (`nofile=4096:8192`); may be repeated.
     #[arg(long = "ulimit", value_name = "NAME=SOFT[:HARD]")]
     pub(crate) ulimits: Vec<builder_core::exec::Ulimit>,
+    /// As root, whose ids RUN's root has: `auto` (an unprivileged range of the host's, in a
+    /// user namespace of its own; files keep their ids inside) or `host` (the host's root).
+    #[arg(long, value_name = "auto|host", default_value = "auto")]
+    pub(crate) userns: builder_core::exec::Userns,
     /// Kill a RUN (and everything it started) that takes longer than this many seconds.
     #[arg(long, value_name = "SECONDS")]
     pub(crate) run_timeout: Option<f64>,

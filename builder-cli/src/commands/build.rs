@@ -154,6 +154,7 @@ pub(crate) fn run(
             cpus: args.cpus,
         },
         ulimits: args.ulimits.clone(),
+        userns: args.userns,
         squash: args.squash,
         cancel: None,
     };

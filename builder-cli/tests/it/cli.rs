@@ -156,6 +156,20 @@ fn network_none_is_run_s_default_and_part_of_the_key() {
     assert!(log.contains("#2 cache miss"), "default after host:\n{log}");
     let log = text(&p.ok(&["build", "--progress", "plain", "."]).stderr);
     assert!(log.contains("#2 CACHED"), "default again:\n{log}");
+    // RUN as the host's root sees and may do more than in its user namespace: a key of its own.
+    let host = ["build", "--progress", "plain", "--userns", "host", "."];
+    let log = text(&p.ok(&host).stderr);
+    assert!(log.contains("#2 cache miss"), "--userns host:\n{log}");
+    let log = text(&p.ok(&host).stderr);
+    assert!(log.contains("#2 CACHED"), "--userns host again:\n{log}");
+    let log = text(
+        &p.ok(&["build", "--progress", "plain", "--userns", "auto", "."])
+            .stderr,
+    );
+    assert!(
+        log.contains("#2 CACHED"),
+        "auto is the default's key:\n{log}"
+    );
 }
 
 /// Digests, times and temporary paths out of a log, for snapshots.

@@ -366,46 +366,64 @@ fn issue_10_run_is_as_strict_as_runc() {
              RUN grep ' /sys ' /proc/mounts | cut -d' ' -f4 | cut -d, -f1 | sed s/^/sys=/; touch /sys/kernel/x 2>&1 || echo sys-read-only\n"
         ),
     );
-    let out = build(&p);
-    let log = crate::support::untimed(&text(&out.stderr));
-    assert!(out.status.success(), "{log}");
-    for expect in [
-        "#3 personality=EPERM",
-        "#3 personality_linux32=ok",
-        "#3 clone_newuser=EPERM",
-        "#3 unshare_newuser=EPERM",
-        "#3 vsock=EPERM",
-        "#3 io_uring_setup=EPERM",
-        "#3 x32_getpid=ENOSYS",
-        "#3 unknown_syscall=ENOSYS",
-        "#3 clone3=ENOSYS",
-        "#3 open_tty=ENXIO",
-        "#3 open_ptmx=ok",
-        "#3 sid=1",
-        "#3 highest_fd=2",
-        "#4 proc-sys-read-only",
-        "#6 CapInh:\t0000000000000000",
-        "#6 CapAmb:\t0000000000000000",
-        "#6 CapEff:\t00000000a80425fb",
-        "#6 CapBnd:\t00000000a80425fb",
-        "#7 sys=ro",
-        "#7 sys-read-only",
-    ] {
-        assert!(log.contains(expect), "no `{expect}`:\n{log}");
+    // Each rule holds with RUN's root in a user namespace (the default) and as the host's.
+    for userns in ["auto", "host"] {
+        let out = p.rbuild(&[
+            "build",
+            "--progress",
+            "plain",
+            "--no-cache",
+            "--userns",
+            userns,
+            "-t",
+            "x:1",
+            ".",
+        ]);
+        let log = crate::support::untimed(&text(&out.stderr));
+        assert!(out.status.success(), "{userns}: {log}");
+        for expect in [
+            "#3 personality=EPERM",
+            "#3 personality_linux32=ok",
+            "#3 clone_newuser=EPERM",
+            "#3 unshare_newuser=EPERM",
+            "#3 vsock=EPERM",
+            "#3 io_uring_setup=EPERM",
+            "#3 x32_getpid=ENOSYS",
+            "#3 unknown_syscall=ENOSYS",
+            "#3 clone3=ENOSYS",
+            "#3 open_tty=ENXIO",
+            "#3 open_ptmx=ok",
+            "#3 sid=1",
+            "#3 highest_fd=2",
+            "#4 proc-sys-read-only",
+            "#6 CapInh:\t0000000000000000",
+            "#6 CapAmb:\t0000000000000000",
+            "#6 CapEff:\t00000000a80425fb",
+            "#6 CapBnd:\t00000000a80425fb",
+            "#7 sys=ro",
+            "#7 sys-read-only",
+        ] {
+            assert!(log.contains(expect), "{userns}: no `{expect}`:\n{log}");
+        }
+        // Devices: in the user namespace the node cannot be made; as the host's root it can,
+        // and the kernel answers EACCES for a `nodev` mount (a device cgroup says EPERM).
+        if userns == "auto" {
+            assert!(log.contains("#3 mknod_block=EPERM"), "{userns}: {log}");
+        } else {
+            assert!(
+                log.contains("#3 open_block=EACCES") || log.contains("#3 open_block=EPERM"),
+                "a block device opened:\n{log}"
+            );
+        }
+        for masked in ["keys", "timer_list", "kcore", "sched_debug"] {
+            assert!(
+                !log.lines()
+                    .any(|l| l.starts_with(&format!("#5 {masked}=")) && !l.ends_with("=0")),
+                "/proc/{masked} is readable:\n{log}"
+            );
+        }
+        assert!(log.contains("#5 acpi=0"), "{userns}: {log}");
     }
-    // Devices: the kernel answers EACCES for a `nodev` mount (a device cgroup says EPERM).
-    assert!(
-        log.contains("#3 open_block=EACCES") || log.contains("#3 open_block=EPERM"),
-        "a block device opened:\n{log}"
-    );
-    for masked in ["keys", "timer_list", "kcore", "sched_debug"] {
-        assert!(
-            !log.lines()
-                .any(|l| l.starts_with(&format!("#5 {masked}=")) && !l.ends_with("=0")),
-            "/proc/{masked} is readable:\n{log}"
-        );
-    }
-    assert!(log.contains("#5 acpi=0"), "{log}");
 }
 
 /// Read-only binds are read-only all the way down: a mount below the bind source (here a tmpfs
@@ -743,4 +761,115 @@ fn issue_10_rootless_builds_get_the_private_network() {
         assert!(log.contains("lo-flags=0x9"), "{ids}: {log}");
         assert!(!log.contains("/dev/net/tun"), "{ids}: {log}");
     }
+}
+
+/// What RUN's root may do to the host's network: open a packet socket, which on the host's
+/// network would read every frame the host sends and receives (its loopback included).
+const RAW: &str = r#"
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+int main(void) {
+    int s = socket(17 /* AF_PACKET */, SOCK_RAW, 0);
+    printf("packet_socket=%s\n", s < 0 ? strerrorname_np(errno) : "ok");
+    return 0;
+}
+"#;
+
+/// Requirement 8: as root, RUN's root is an unprivileged range of the host's ids (the kernel's
+/// `uid_map` says so), so on the host's network it cannot open a packet socket, as the host's
+/// root can (`--userns host` is the rule switched off). Files keep the ids they have inside:
+/// a build that chowns, removes and replaces gives the same image either way.
+#[test]
+fn issue_10_run_as_root_is_an_unprivileged_range_of_the_host() {
+    let p = project(
+        "FROM busybox\nCOPY raw /raw\n\
+         RUN --network=host /raw; cat /proc/self/uid_map | tr -s ' ' | sed 's/^/map=/'\n\
+         RUN mkdir -p /d/e && echo hi > /d/e/f && chown 1000:1000 /d/e/f && chown 7:8 /d && rm -f /etc/hostname && rm -rf /home && mkdir /home && touch /home/new\n\
+         RUN --mount=type=cache,target=/cache --mount=type=tmpfs,target=/t \
+             touch /cache/x /t/y && stat -c 'cache=%u:%g' /cache/x && stat -c 'tmpfs=%u:%g' /t/y /t && ls -ln /cache/x /etc/hosts\n",
+    );
+    compile(&p.ctx(), "raw", RAW);
+    let mut ids = Vec::new();
+    let iid = p.path("iid");
+    for userns in ["auto", "host"] {
+        let out = p.rbuild(&[
+            "build",
+            "--progress",
+            "plain",
+            "--no-cache",
+            "--source-date-epoch",
+            "0",
+            "--userns",
+            userns,
+            "--iidfile",
+            iid.to_str().unwrap(),
+            "-t",
+            "u:1",
+            ".",
+        ]);
+        let log = crate::support::untimed(&text(&out.stderr));
+        assert!(out.status.success(), "{userns}: {log}");
+        if userns == "auto" {
+            assert!(log.contains("#3 packet_socket=EPERM"), "{log}");
+            assert!(log.contains("#3 map= 0 2147483648 2147483647"), "{log}");
+        } else {
+            assert!(log.contains("#3 packet_socket=ok"), "{log}");
+            assert!(log.contains("#3 map= 0 0 4294967295"), "{log}");
+        }
+        for owned in ["cache=0:0", "tmpfs=0:0"] {
+            assert!(log.contains(&format!("#5 {owned}")), "{userns}: {log}");
+        }
+        assert!(
+            !log.contains("65534"),
+            "{userns}: a file shows as nobody:\n{log}"
+        );
+        ids.push(fs_err::read_to_string(&iid).unwrap());
+    }
+    assert_eq!(ids[0], ids[1], "the user namespace changed the image");
+}
+
+/// Where the store's filesystem cannot be id-mapped (here: a store on overlayfs), RUN says
+/// so and runs as the host's root, as before; the build still succeeds.
+#[test]
+fn issue_10_where_the_store_cannot_be_id_mapped_run_says_so() {
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+        }
+    }
+    let p = Project::new();
+    let dir = p.path("ovl");
+    for d in ["l", "u", "w", "m"] {
+        fs_err::create_dir_all(dir.join(d)).unwrap();
+    }
+    let opts = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        dir.join("l").display(),
+        dir.join("u").display(),
+        dir.join("w").display()
+    );
+    let st = Command::new("mount")
+        .args(["-t", "overlay", "overlay", "-o", &opts])
+        .arg(dir.join("m"))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let _guard = Unmount(dir.join("m"));
+    let root = dir.join("m/store");
+    import_busybox(&root);
+    p.file(
+        "Dockerfile",
+        "FROM busybox\nRUN tr -s ' ' < /proc/self/uid_map\n",
+    );
+    let out = p.rbuild_in(&root, &["build", "--progress", "plain", "."]);
+    let log = text(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    assert!(
+        log.contains("warning: RUN runs as the host's root, without a user namespace"),
+        "{log}"
+    );
+    assert!(log.contains(" 0 0 4294967295"), "{log}");
 }

@@ -128,6 +128,7 @@ pub fn run_image(store: &Store, name: &str, opts: &RunOptions) -> Result<i32> {
         tmpfs: Vec::new(),
         copied_rootfs: false,
         timeout: None,
+        userns: crate::exec::IdMap::for_run(crate::exec::Userns::Auto),
     };
     let helper = std::env::current_exe().map_err(io_at("/proc/self/exe"))?;
     Ok(exec::run_attached(&helper, &spec)?.code)

@@ -97,6 +97,9 @@ pub struct BuildRequest {
     /// Whether `RUN --network=host` (and [`Self::network`] `Host`) may be used: the CLI allows
     /// it, a service decides per build (BuildKit's `network.host` entitlement).
     pub allow_network_host: bool,
+    /// `--userns`: as root, RUN's ids are an unprivileged range of the host's (`Auto`, the
+    /// default) or the host's own (`Host`).
+    pub userns: crate::exec::Userns,
     /// `--squash`: the layers the build adds on top of the target's base become one.
     pub squash: bool,
     /// Set it to stop the build: no further step starts, a running RUN is killed with
@@ -350,6 +353,7 @@ impl Builder {
                 lazy_layers: &lazy_layers,
                 network: req.network,
                 allow_network_host: req.allow_network_host,
+                userns: req.userns,
                 limits: &req.limits,
                 ulimits: &req.ulimits,
                 cancel: req.cancel.as_deref().unwrap_or(&never_cancelled),

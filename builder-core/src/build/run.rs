@@ -526,6 +526,7 @@ pub(crate) fn run(
         tmpfs: mounts.tmpfs.clone(),
         copied_rootfs: false,
         timeout: env.run_timeout,
+        userns: exec::IdMap::for_run(env.userns),
     };
     let helper = std::env::current_exe().map_err(io_at("/proc/self/exe"))?;
     let mut tail: VecDeque<String> = VecDeque::new();

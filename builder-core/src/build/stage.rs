@@ -46,6 +46,8 @@ pub(crate) struct BuildEnv<'a> {
     pub(crate) network: crate::exec::Network,
     /// Whether RUN may use the host's network.
     pub(crate) allow_network_host: bool,
+    /// `--userns`: whose ids RUN's root has.
+    pub(crate) userns: crate::exec::Userns,
     /// RUN's cgroup limits.
     pub(crate) limits: &'a crate::exec::cgroup::Limits,
     /// RUN's resource limits.
@@ -552,6 +554,11 @@ fn run_cached(
                 crate::exec::Network::Host => h.update(b"\0build network host"),
                 crate::exec::Network::Private => {}
             }
+        }
+        // RUN's root as the host's root can see (in `/proc/self/uid_map`) and do (raw
+        // sockets on the host's network) what the default's cannot.
+        if env.userns == crate::exec::Userns::Host {
+            h.update(b"\0build userns host");
         }
     }
     let (key, _) = h.finish();

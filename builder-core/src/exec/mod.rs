@@ -13,7 +13,8 @@
 //!
 //! | rule | rbuild | runc's default for Docker |
 //! |---|---|---|
-//! | namespaces | mount, pid, uts, ipc, cgroup, net (private, or none); user only rootless | same (user with userns-remap) |
+//! | namespaces | mount, pid, uts, ipc, cgroup, net (private, or none); user: as root `--userns auto` (default), rootless always | same; user only with userns-remap |
+//! | ids | as root: RUN's 0…N are the host's 2^31… (`IdMap::DEFAULT`, or `/etc/subuid` `rbuild`); its net, uts and ipc namespaces owned by that user namespace; layers, copy root and binds id-mapped (`open_tree` + `mount_setattr(MOUNT_ATTR_IDMAP)`), so files keep their ids | userns-remap: a subordinate range, files chowned into it |
 //! | mount targets | resolved inside the root ([`crate::fs`]): an image's links never reach the host | securejoin |
 //! | `/proc` | masked: `acpi`, `asound`, `interrupts`, `kcore`, `keys`, `latency_stats`, `timer_list`, `timer_stats`, `sched_debug`, `scsi`; read-only: `bus`, `fs`, `irq`, `sys`, `sysrq-trigger` | same lists |
 //! | `/sys` | sysfs read-only, firmware and powercap masked | same |
@@ -28,7 +29,7 @@
 //! | rlimits | `nofile` 1024 (BuildKit's), `--ulimit` | same |
 //! | network | `Private`: its own namespace with pasta (outbound and DNS; no port forwarded, gateway not mapped to the host's loopback), `None`, or `Host` (a service must allow it) | BuildKit: its own namespace (CNI) or host |
 //!
-//! Not yet: a user namespace for root builds (`--userns=auto`); a device program for pure
+//! Not yet: a device program for pure
 //! cgroup v2 hosts (the `nodev` rule holds there). A rootless build gets the private network
 //! where it can open `/dev/net/tun` (Debian's default, 0666), else the user's, with a warning.
 //!
@@ -46,7 +47,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 pub use rootless::{IDS_ENV, IN_USERNS_ENV, rootless_reexec};
-pub use spec::{Bind, Network, PrivateUnavailable, SandboxSpec, Ulimit};
+pub use spec::{Bind, IdMap, Network, PrivateUnavailable, SandboxSpec, Ulimit, Userns};
 
 /// Resource limits a RUN gets unless `--ulimit` says otherwise: BuildKit's (containerd's
 /// default spec: 1024 open files).

@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 use nix::mount::{MsFlags, mount};
 
 use super::spec::SandboxSpec;
+use super::sys::Userns;
 use crate::fs::{Last, Root};
 
 /// Paths runc hides under `/proc` and `/sys` (`oci.DefaultSpec`, plus Docker's
@@ -108,8 +109,29 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 
 /// Binds `src` on `target` (recursively), then sets `nodev`, and read-only if asked, on the
 /// whole tree it brought (`mount_setattr` with `AT_RECURSIVE`; where the kernel lacks it, a
-/// remount of the top).
-fn bind(src: &Path, target: &Path, readonly: bool) -> R<()> {
+/// remount of the top). With a user namespace the bind is id-mapped into it, so its files
+/// keep their owners inside; where the source's filesystem cannot be id-mapped it is bound as
+/// it is (its files show as `nobody` inside).
+fn bind(src: &Path, target: &Path, readonly: bool, userns: Option<&Userns>) -> R<()> {
+    use std::os::fd::AsFd;
+    if let Some(ns) = userns {
+        match super::sys::idmapped_tree(src, ns.user.as_fd(), true, readonly) {
+            Ok(tree) => {
+                return super::sys::attach(&tree, target).map_err(|e| {
+                    failed(
+                        format!(
+                            "mount {} on {} (id-mapped)",
+                            src.display(),
+                            target.display()
+                        ),
+                        e,
+                    )
+                });
+            }
+            Err(nix::errno::Errno::EINVAL) => {}
+            Err(e) => return Err(failed(format!("id-map {}", src.display()), e)),
+        }
+    }
     mnt(
         Some(src),
         target,
@@ -132,7 +154,11 @@ fn bind(src: &Path, target: &Path, readonly: bool) -> R<()> {
 
 /// Mounts everything under `spec.merged`: the root, `/proc`, `/sys`, `/dev`, the sandbox's
 /// files and the spec's binds and tmpfs mounts.
-pub(super) fn prepare(spec: &SandboxSpec, in_user_namespace: bool) -> R<()> {
+pub(super) fn prepare(
+    spec: &SandboxSpec,
+    in_user_namespace: bool,
+    userns: Option<&Userns>,
+) -> R<()> {
     let slash = Path::new("/");
     mnt(
         None,
@@ -143,7 +169,17 @@ pub(super) fn prepare(spec: &SandboxSpec, in_user_namespace: bool) -> R<()> {
     )?;
     let m = &spec.merged;
     fs_err::create_dir_all(m).map_err(|e| failed(format!("mkdir {}", m.display()), e))?;
-    if spec.copied_rootfs {
+    // tmpfs mounts are owned by RUN's root.
+    let owner = userns.map_or_else(String::new, |ns| {
+        format!(",uid={},gid={}", ns.map.uid, ns.map.gid)
+    });
+    if let (true, Some(ns)) = (spec.copied_rootfs, userns) {
+        // The copy, id-mapped onto itself (a mount point for pivot_root).
+        use std::os::fd::AsFd;
+        super::sys::idmapped_tree(m, ns.user.as_fd(), false, false)
+            .and_then(|tree| super::sys::attach(&tree, m))
+            .map_err(|e| failed(format!("id-mapped mount of {}", m.display()), e))?;
+    } else if spec.copied_rootfs {
         // pivot_root needs a mount point: the copy is bind-mounted onto itself.
         mnt(Some(m), m, None, MsFlags::MS_BIND, None)?;
         mnt(
@@ -154,11 +190,15 @@ pub(super) fn prepare(spec: &SandboxSpec, in_user_namespace: bool) -> R<()> {
             None,
         )?;
     } else {
+        let (lower, upper, work) = match userns {
+            Some(ns) => idmapped_layers(spec, ns)?,
+            None => (spec.lower.clone(), spec.upper.clone(), spec.work.clone()),
+        };
         let mut data = format!(
             "lowerdir={},upperdir={},workdir={},index=off,redirect_dir=off,metacopy=off",
-            spec.lower.display(),
-            spec.upper.display(),
-            spec.work.display()
+            lower.display(),
+            upper.display(),
+            work.display()
         );
         // Unprivileged overlayfs keeps its metadata in user.* xattrs.
         if in_user_namespace {
@@ -193,7 +233,7 @@ pub(super) fn prepare(spec: &SandboxSpec, in_user_namespace: bool) -> R<()> {
     if sysfs.is_err() {
         // A user namespace that does not own the network namespace cannot mount sysfs (runc
         // binds the host's then, too).
-        bind(Path::new("/sys"), &sys, true)?;
+        bind(Path::new("/sys"), &sys, true, None)?;
     }
     // `proc/...` and `sys/...` under where /proc and /sys were resolved to.
     let in_base = |rel: &str| {
@@ -255,7 +295,7 @@ pub(super) fn prepare(spec: &SandboxSpec, in_user_namespace: bool) -> R<()> {
         &dev,
         Some("tmpfs"),
         MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_STRICTATIME,
-        Some("mode=755,size=65536k"),
+        Some(&format!("mode=755,size=65536k{owner}")),
     )?;
     // The device nodes a RUN may open, bound from the host's /dev (the bind mounts are not
     // `nodev`); with no controlling terminal (the command is in a session of its own) `tty`
@@ -287,7 +327,7 @@ pub(super) fn prepare(spec: &SandboxSpec, in_user_namespace: bool) -> R<()> {
         &shm,
         Some("tmpfs"),
         MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
-        Some("mode=1777,size=65536k"),
+        Some(&format!("mode=1777,size=65536k{owner}")),
     )?;
     for (link, target) in [
         ("fd", "/proc/self/fd"),
@@ -304,7 +344,7 @@ pub(super) fn prepare(spec: &SandboxSpec, in_user_namespace: bool) -> R<()> {
         ("etc/resolv.conf", &spec.resolv_conf),
     ] {
         if let Some(src) = src {
-            bind(src, &file_in(&root, file)?, true)?;
+            bind(src, &file_in(&root, file)?, true, userns)?;
         }
     }
     for b in &spec.binds {
@@ -314,18 +354,52 @@ pub(super) fn prepare(spec: &SandboxSpec, in_user_namespace: bool) -> R<()> {
         } else {
             file_in(&root, rel)?
         };
-        bind(&b.source, &target, b.readonly)?;
+        bind(&b.source, &target, b.readonly, userns)?;
     }
     for (target, size) in &spec.tmpfs {
         let t = dir_in(&root, target.trim_start_matches('/'))?;
-        let data = size.map(|s| format!("size={s}"));
+        let data = size.map_or_else(|| owner.clone(), |s| format!("size={s}{owner}"));
         mnt(
             Some(Path::new("tmpfs")),
             &t,
             Some("tmpfs"),
             MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-            data.as_deref(),
+            Some(data.trim_start_matches(',')).filter(|d| !d.is_empty()),
         )?;
     }
     Ok(())
+}
+
+/// The overlay's layers as id-mapped mounts into `userns`, attached beside the upper
+/// directory (in this mount namespace only): the lower directory, and the directory holding
+/// upper and work (overlay wants both on one mount). Returns the paths to give overlay.
+fn idmapped_layers(spec: &SandboxSpec, ns: &Userns) -> R<(PathBuf, PathBuf, PathBuf)> {
+    use std::os::fd::AsFd;
+    let (Some(run), Some(upper_name), Some(work_name)) = (
+        spec.upper.parent(),
+        spec.upper.file_name(),
+        spec.work.file_name(),
+    ) else {
+        return Err(failed("id-mapped layers", "upper and work need a parent"));
+    };
+    if spec.work.parent() != Some(run) {
+        return Err(failed(
+            "id-mapped layers",
+            "upper and work must be in one directory",
+        ));
+    }
+    let mut at = Vec::new();
+    for (src, name) in [
+        (&spec.lower, ".idmapped-lower"),
+        (&run.to_owned(), ".idmapped-run"),
+    ] {
+        let target = run.join(name);
+        fs_err::create_dir_all(&target)
+            .map_err(|e| failed(format!("mkdir {}", target.display()), e))?;
+        super::sys::idmapped_tree(src, ns.user.as_fd(), false, false)
+            .and_then(|tree| super::sys::attach(&tree, &target))
+            .map_err(|e| failed(format!("id-mapped mount of {}", src.display()), e))?;
+        at.push(target);
+    }
+    Ok((at[0].clone(), at[1].join(upper_name), at[1].join(work_name)))
 }

@@ -42,6 +42,99 @@ impl Network {
     }
 }
 
+/// Whose ids RUN's root has when the builder runs as root (`--userns`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Userns {
+    /// A user namespace mapping RUN's ids to an unprivileged range of the host's
+    /// ([`IdMap::auto`]); the root filesystem and binds are id-mapped mounts, so files keep
+    /// the ids they have inside and layers record them (the default). Where the kernel or
+    /// the store's filesystem cannot id-map a mount, RUN runs as the host's root, with a
+    /// warning.
+    #[default]
+    Auto,
+    /// RUN's root is the host's root (`--userns host`), as under BuildKit's default.
+    Host,
+}
+
+impl std::str::FromStr for Userns {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(Self::Auto),
+            "host" => Ok(Self::Host),
+            _ => Err(format!("`{s}`: --userns is `auto` or `host`")),
+        }
+    }
+}
+
+/// Ids `0 .. count` inside a user namespace are `uid .. uid + count` (and `gid ..`) outside.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct IdMap {
+    /// The host uid of root inside.
+    pub uid: u32,
+    /// The host gid of root's group inside.
+    pub gid: u32,
+    /// How many ids are mapped.
+    pub count: u32,
+}
+
+impl IdMap {
+    /// The range a root build's RUN gets: the `rbuild` entries of `/etc/subuid` and
+    /// `/etc/subgid` when the administrator made them (as Docker's `dockremap`), else
+    /// [`Self::DEFAULT`].
+    pub fn auto() -> Self {
+        let read = |f: &str| fs_err::read_to_string(f).ok();
+        Self::from_subid(
+            read("/etc/subuid").as_deref(),
+            read("/etc/subgid").as_deref(),
+        )
+    }
+
+    /// The `rbuild` ranges of `/etc/subuid`- and `/etc/subgid`-format contents, else
+    /// [`Self::DEFAULT`].
+    fn from_subid(subuid: Option<&str>, subgid: Option<&str>) -> Self {
+        let range =
+            |c: Option<&str>| c.and_then(|c| super::rootless::parse_subid(c, "rbuild", u32::MAX));
+        match (range(subuid), range(subgid)) {
+            (Some(u), Some(g)) => Self {
+                uid: u.start,
+                gid: g.start,
+                count: u.count.min(g.count),
+            },
+            _ => Self::DEFAULT,
+        }
+    }
+
+    /// Host ids from 2^31 up, which no user, subordinate range (useradd starts at 100000)
+    /// or systemd allocation uses: inside, every id up to 2^31 - 2 is mapped, so files of
+    /// any real image keep their owners.
+    pub const DEFAULT: Self = Self {
+        uid: 1 << 31,
+        gid: 1 << 31,
+        count: (1 << 31) - 1,
+    };
+
+    /// The range RUN gets under `userns`: `auto` as root (outside any user namespace) gives
+    /// [`Self::auto`], read once; `host`, or a rootless build (whose namespace is made by
+    /// [`super::rootless_reexec`] or the helper), none.
+    pub fn for_run(userns: Userns) -> Option<Self> {
+        static AUTO: std::sync::OnceLock<IdMap> = std::sync::OnceLock::new();
+        (userns == Userns::Auto
+            && nix::unistd::Uid::effective().is_root()
+            && !super::sys::in_user_namespace())
+        .then(|| *AUTO.get_or_init(Self::auto))
+    }
+
+    /// The `uid_map` / `gid_map` lines.
+    pub(super) fn lines(&self) -> (String, String) {
+        (
+            format!("0 {} {}", self.uid, self.count),
+            format!("0 {} {}", self.gid, self.count),
+        )
+    }
+}
+
 /// Why RUN cannot have a private network here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum PrivateUnavailable {
@@ -112,6 +205,11 @@ pub struct SandboxSpec {
     /// The cgroup made for this run, which the helper joins. Set by [`run`](super::run).
     #[serde(default)]
     pub cgroup: Option<super::cgroup::Cgroup>,
+    /// RUN's ids as a range of the host's (`--userns auto` as root): a user namespace, with
+    /// the root filesystem and binds mounted id-mapped. Ignored in a rootless build, which
+    /// has a user namespace already.
+    #[serde(default)]
+    pub userns: Option<IdMap>,
 }
 
 /// One resource limit (`--ulimit nofile=1024:4096`).
@@ -167,4 +265,37 @@ pub struct Bind {
     pub target: String,
     /// Mounted read-only.
     pub readonly: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_auto_range_is_rbuilds_subordinate_one_else_from_2_31() {
+        let uid = "alice:100000:65536\nrbuild:300000:70000\n";
+        let gid = "rbuild:400000:65536\n";
+        let map = IdMap::from_subid(Some(uid), Some(gid));
+        assert_eq!(
+            map,
+            IdMap {
+                uid: 300_000,
+                gid: 400_000,
+                count: 65536
+            }
+        );
+        assert_eq!(
+            map.lines(),
+            ("0 300000 65536".to_owned(), "0 400000 65536".to_owned())
+        );
+        assert_eq!(IdMap::from_subid(Some(uid), None), IdMap::DEFAULT);
+        assert_eq!(
+            IdMap::from_subid(Some("alice:1:2\n"), Some(gid)),
+            IdMap::DEFAULT
+        );
+        let (u, _) = IdMap::DEFAULT.lines();
+        assert_eq!(u, "0 2147483648 2147483647", "the last host id is 2^32 - 2");
+        assert_eq!("host".parse::<Userns>(), Ok(Userns::Host));
+        assert!("keep-id".parse::<Userns>().is_err());
+    }
 }

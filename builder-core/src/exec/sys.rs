@@ -65,17 +65,28 @@ pub(super) fn enter(spec: &SandboxSpec) -> i32 {
             }
         }
     }
+    // As root: RUN's ids as an unprivileged range of the host's, where the kernel can id-map
+    // the mounts (`--userns auto`).
+    let userns = match userns_for(spec) {
+        None => None,
+        Some(Ok(ns)) => Some(ns),
+        Some(Err(why)) => {
+            let _ = writeln!(
+                std::io::stderr(),
+                "rbuild: warning: RUN runs as the host's root, without a user namespace: {why}"
+            );
+            None
+        }
+    };
     // The network namespace first, on its own: user-mode networking is started from the
     // host's namespace into it before the pid namespace exists (pasta must not be its PID 1).
     let pasta = match spec.network {
         Network::Host => None,
         Network::None => {
-            if let Err(e) = unshare(CloneFlags::CLONE_NEWNET) {
-                fail("unshare the network namespace", e);
-            }
+            enter_new_netns(userns.as_ref());
             None
         }
-        Network::Private => Some(start_pasta(spec)),
+        Network::Private => Some(start_pasta(spec, userns.as_ref())),
     };
     // Into the step's cgroup (pasta stays out of it), which becomes the root of the step's
     // cgroup namespace.
@@ -84,19 +95,32 @@ pub(super) fn enter(spec: &SandboxSpec) -> i32 {
             fail("cgroup", e);
         }
     }
-    let flags = CloneFlags::CLONE_NEWNS
-        | CloneFlags::CLONE_NEWPID
-        | CloneFlags::CLONE_NEWUTS
-        | CloneFlags::CLONE_NEWIPC
-        | CloneFlags::CLONE_NEWCGROUP;
+    let mut flags =
+        CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWPID | CloneFlags::CLONE_NEWCGROUP;
+    if let Some(ns) = &userns {
+        // The user namespace's own UTS and IPC namespaces.
+        for (fd, kind) in [
+            (&ns.uts, CloneFlags::CLONE_NEWUTS),
+            (&ns.ipc, CloneFlags::CLONE_NEWIPC),
+        ] {
+            if let Err(e) = nix::sched::setns(fd, kind) {
+                fail("join the user namespace's UTS and IPC namespaces", e);
+            }
+        }
+    } else {
+        flags |= CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC;
+    }
     if let Err(e) = unshare(flags) {
         fail("unshare", e);
     }
+    // Open while the helper lives: the child sees it hang up if the helper is gone.
+    let (alive_r, alive_w) = std::io::pipe().unwrap_or_else(|e| fail("pipe", e));
     // SAFETY: the helper is single-threaded (it is a fresh process that has started no thread),
     // so the child may run any code after fork, not only async-signal-safe functions.
     match unsafe { fork() } {
         Err(e) => fail("fork", e),
         Ok(ForkResult::Parent { child }) => {
+            drop(alive_r);
             let code = loop {
                 match waitpid(child, None) {
                     Ok(WaitStatus::Exited(_, code)) => break code,
@@ -118,43 +142,75 @@ pub(super) fn enter(spec: &SandboxSpec) -> i32 {
             if let Err(e) = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL) {
                 fail("pdeathsig", e);
             }
-            child(spec)
+            drop(alive_w);
+            child(spec, userns.as_ref(), &alive_r)
         }
     }
 }
 
-/// Sets `nodev` (and read-only if `readonly`) on the mount at `target` and every mount under
-/// it (`mount_setattr(2)` with `AT_RECURSIVE`, Linux 5.12). ENOSYS where the kernel lacks it.
-pub(super) fn set_tree_attrs(target: &Path, readonly: bool) -> nix::Result<()> {
-    use std::os::unix::ffi::OsStrExt;
-    /// `struct mount_attr` of `<linux/mount.h>`.
-    #[repr(C)]
-    struct MountAttr {
-        attr_set: u64,
-        attr_clr: u64,
-        propagation: u64,
-        userns_fd: u64,
+/// Arms the parent-death signal again (a change of effective or filesystem ids clears it)
+/// and ends this process if the helper has gone already: `alive` is the read end of a pipe
+/// only the helper writes to, which hangs up when it exits.
+fn still_die_with_helper(alive: &std::io::PipeReader) {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    use std::os::fd::AsFd;
+    if let Err(e) = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL) {
+        fail("pdeathsig", e);
     }
-    const MOUNT_ATTR_RDONLY: u64 = 0x1;
-    const MOUNT_ATTR_NODEV: u64 = 0x4;
-    const AT_RECURSIVE: nix::libc::c_uint = 0x8000;
-    let path =
-        CString::new(target.as_os_str().as_bytes()).map_err(|_| nix::errno::Errno::EINVAL)?;
-    let attr = MountAttr {
-        attr_set: MOUNT_ATTR_NODEV | if readonly { MOUNT_ATTR_RDONLY } else { 0 },
-        attr_clr: 0,
-        propagation: 0,
-        userns_fd: 0,
+    let mut fds = [PollFd::new(alive.as_fd(), PollFlags::POLLIN)];
+    if poll(&mut fds, PollTimeout::ZERO).is_ok_and(|n| n > 0) {
+        std::process::exit(SETUP_FAILED);
+    }
+}
+
+/// Into a network namespace of its own: the user namespace's, or a new one.
+fn enter_new_netns(userns: Option<&Userns>) {
+    let r = match userns {
+        Some(ns) => nix::sched::setns(&ns.net, CloneFlags::CLONE_NEWNET),
+        None => unshare(CloneFlags::CLONE_NEWNET),
     };
+    if let Err(e) = r {
+        fail("enter a network namespace of its own", e);
+    }
+}
+
+/// `struct mount_attr` of `<linux/mount.h>`.
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+const MOUNT_ATTR_RDONLY: u64 = 0x1;
+const MOUNT_ATTR_NODEV: u64 = 0x4;
+const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
+const AT_RECURSIVE: nix::libc::c_uint = 0x8000;
+const OPEN_TREE_CLONE: nix::libc::c_uint = 1;
+const MOVE_MOUNT_F_EMPTY_PATH: nix::libc::c_uint = 0x4;
+
+fn c_path(path: &Path) -> nix::Result<CString> {
+    use std::os::unix::ffi::OsStrExt;
+    CString::new(path.as_os_str().as_bytes()).map_err(|_| nix::errno::Errno::EINVAL)
+}
+
+/// `mount_setattr(2)` on `dirfd`/`path` with `flags`.
+fn mount_setattr(
+    dirfd: std::os::fd::RawFd,
+    path: &std::ffi::CStr,
+    flags: nix::libc::c_uint,
+    attr: &MountAttr,
+) -> nix::Result<()> {
     // SAFETY: `path` is a NUL-terminated string and `attr` a `struct mount_attr` that both
     // outlive the call; the size passed is the struct's, and the kernel only reads them.
     let r = unsafe {
         nix::libc::syscall(
             nix::libc::SYS_mount_setattr,
-            nix::libc::AT_FDCWD,
+            dirfd,
             path.as_ptr(),
-            AT_RECURSIVE,
-            std::ptr::from_ref(&attr),
+            flags,
+            std::ptr::from_ref(attr),
             std::mem::size_of::<MountAttr>(),
         )
     };
@@ -163,6 +219,181 @@ pub(super) fn set_tree_attrs(target: &Path, readonly: bool) -> nix::Result<()> {
     } else {
         Err(nix::errno::Errno::last())
     }
+}
+
+/// Sets `nodev` (and read-only if `readonly`) on the mount at `target` and every mount under
+/// it (`mount_setattr(2)` with `AT_RECURSIVE`, Linux 5.12). ENOSYS where the kernel lacks it.
+pub(super) fn set_tree_attrs(target: &Path, readonly: bool) -> nix::Result<()> {
+    let attr = MountAttr {
+        attr_set: MOUNT_ATTR_NODEV | if readonly { MOUNT_ATTR_RDONLY } else { 0 },
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    mount_setattr(nix::libc::AT_FDCWD, &c_path(target)?, AT_RECURSIVE, &attr)
+}
+
+/// A detached copy of the mount tree at `src` (`open_tree(2)` with `OPEN_TREE_CLONE`, the
+/// mounts below it too if `recursive`), id-mapped through `userns`: a file owned by `n` on
+/// disk shows as owned by `n` inside that user namespace, and one made there by its `n` is
+/// stored as `n`. `nodev`, and read-only if asked. EINVAL where the filesystem cannot be
+/// id-mapped, ENOSYS before Linux 5.12.
+pub(super) fn idmapped_tree(
+    src: &Path,
+    userns: std::os::fd::BorrowedFd<'_>,
+    recursive: bool,
+    readonly: bool,
+) -> nix::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    let path = c_path(src)?;
+    let rec = if recursive { AT_RECURSIVE } else { 0 };
+    // SAFETY: `path` is a NUL-terminated string that outlives the call, which only reads it.
+    let fd = unsafe {
+        nix::libc::syscall(
+            nix::libc::SYS_open_tree,
+            nix::libc::AT_FDCWD,
+            path.as_ptr(),
+            OPEN_TREE_CLONE | nix::libc::O_CLOEXEC as nix::libc::c_uint | rec,
+        )
+    };
+    if fd < 0 {
+        return Err(nix::errno::Errno::last());
+    }
+    let fd = i32::try_from(fd).map_err(|_| nix::errno::Errno::EBADF)?;
+    // SAFETY: `fd` is a descriptor open_tree just returned, owned by nothing else.
+    let tree = unsafe { OwnedFd::from_raw_fd(fd) };
+    let attr = MountAttr {
+        attr_set: MOUNT_ATTR_IDMAP
+            | MOUNT_ATTR_NODEV
+            | if readonly { MOUNT_ATTR_RDONLY } else { 0 },
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: u64::try_from(userns.as_raw_fd()).map_err(|_| nix::errno::Errno::EBADF)?,
+    };
+    mount_setattr(
+        tree.as_raw_fd(),
+        c"",
+        nix::libc::AT_EMPTY_PATH as nix::libc::c_uint | rec,
+        &attr,
+    )?;
+    Ok(tree)
+}
+
+/// Attaches a detached mount tree at `target` (`move_mount(2)`).
+pub(super) fn attach(tree: &std::os::fd::OwnedFd, target: &Path) -> nix::Result<()> {
+    use std::os::fd::AsRawFd;
+    let to = c_path(target)?;
+    // SAFETY: the empty source path and `to` are NUL-terminated strings that outlive the
+    // call; `tree` is an open mount descriptor.
+    let r = unsafe {
+        nix::libc::syscall(
+            nix::libc::SYS_move_mount,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            nix::libc::AT_FDCWD,
+            to.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(nix::errno::Errno::last())
+    }
+}
+
+/// A user namespace for a root build's RUN, and the network, UTS and IPC namespaces it owns
+/// (so RUN's root has its capabilities there, as under runc: port 80, raw sockets), made by
+/// a short-lived child and held by descriptor.
+pub(super) struct Userns {
+    pub(super) user: std::os::fd::OwnedFd,
+    net: std::os::fd::OwnedFd,
+    uts: std::os::fd::OwnedFd,
+    ipc: std::os::fd::OwnedFd,
+    pub(super) map: super::spec::IdMap,
+}
+
+/// Makes the [`Userns`] for `map`: a child unshares the namespaces and waits while this
+/// process (root) writes its `uid_map` and `gid_map` and opens them.
+fn make_userns(map: super::spec::IdMap) -> Result<Userns, String> {
+    use nix::fcntl::{OFlag, open};
+    use nix::sys::stat::Mode;
+    use std::io::Read;
+    use std::os::fd::OwnedFd;
+    let (mut made_r, mut made_w) = std::io::pipe().map_err(|e| e.to_string())?;
+    let (mut done_r, done_w) = std::io::pipe().map_err(|e| e.to_string())?;
+    // SAFETY: the helper is single-threaded, so the child may run any code after fork.
+    match unsafe { fork() } {
+        Err(e) => Err(format!("fork: {e}")),
+        Ok(ForkResult::Child) => {
+            drop((made_r, done_w));
+            let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
+            let flags = CloneFlags::CLONE_NEWUSER
+                | CloneFlags::CLONE_NEWNET
+                | CloneFlags::CLONE_NEWUTS
+                | CloneFlags::CLONE_NEWIPC;
+            if unshare(flags).is_err() {
+                std::process::exit(SETUP_FAILED);
+            }
+            let _ = made_w.write_all(b"1");
+            drop(made_w);
+            // Until the parent has the namespaces open (it closes its end).
+            let _ = done_r.read(&mut [0u8; 1]);
+            std::process::exit(0);
+        }
+        Ok(ForkResult::Parent { child }) => {
+            drop((made_w, done_r));
+            let made = made_r.read_exact(&mut [0u8; 1]).is_ok();
+            let result = (|| {
+                if !made {
+                    return Err("the child could not unshare a user namespace".to_owned());
+                }
+                let (uid_map, gid_map) = map.lines();
+                for (file, content) in [("uid_map", uid_map), ("gid_map", gid_map)] {
+                    fs_err::write(format!("/proc/{child}/{file}"), content)
+                        .map_err(|e| e.to_string())?;
+                }
+                let ns = |name: &str| -> Result<OwnedFd, String> {
+                    open(
+                        format!("/proc/{child}/ns/{name}").as_str(),
+                        OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+                        Mode::empty(),
+                    )
+                    .map_err(|e| format!("open ns/{name}: {e}"))
+                };
+                Ok(Userns {
+                    user: ns("user")?,
+                    net: ns("net")?,
+                    uts: ns("uts")?,
+                    ipc: ns("ipc")?,
+                    map,
+                })
+            })();
+            drop(done_w);
+            let _ = waitpid(child, None);
+            result
+        }
+    }
+}
+
+/// The user namespace for `spec` if it asks for one and this kernel can id-map the root
+/// filesystem's mount (probed with a detached, discarded copy); else why not.
+fn userns_for(spec: &SandboxSpec) -> Option<Result<Userns, String>> {
+    use std::os::fd::AsFd;
+    let map = spec.userns?;
+    if !Uid::effective().is_root() || in_user_namespace() {
+        return None;
+    }
+    Some(make_userns(map).and_then(|ns| {
+        let root = if spec.copied_rootfs {
+            &spec.merged
+        } else {
+            &spec.lower
+        };
+        idmapped_tree(root, ns.user.as_fd(), false, false)
+            .map_err(|e| format!("cannot id-map a mount of {}: {e}", root.display()))?;
+        Ok(ns)
+    }))
 }
 
 /// Sets `lo` up in this network namespace (`SIOCGIFFLAGS`/`SIOCSIFFLAGS` on a datagram
@@ -243,7 +474,7 @@ pub const PRIVATE_DNS: &str = "10.0.2.3";
 /// forwarded either way (`-t/-u/-T/-U none`), and the gateway is not mapped to the host's
 /// loopback (`--no-map-gw`), so the host's `127.0.0.1` services are out of reach. No bridge,
 /// NAT or firewall rule is made. Returns pasta's pid once the namespace is configured.
-fn start_pasta(spec: &SandboxSpec) -> nix::unistd::Pid {
+fn start_pasta(spec: &SandboxSpec, userns: Option<&Userns>) -> nix::unistd::Pid {
     use nix::fcntl::{OFlag, open};
     use nix::sys::stat::Mode;
     use std::io::Read;
@@ -296,9 +527,7 @@ fn start_pasta(spec: &SandboxSpec) -> nix::unistd::Pid {
         }
         Ok(ForkResult::Parent { child }) => {
             drop(unshared_r);
-            if let Err(e) = unshare(CloneFlags::CLONE_NEWNET) {
-                fail("unshare the network namespace", e);
-            }
+            enter_new_netns(userns);
             if let Err(e) = std::io::Write::write_all(&mut unshared_w, b"1") {
                 fail("start pasta", e);
             }
@@ -376,8 +605,20 @@ fn set_rlimits(spec: &SandboxSpec) {
     }
 }
 
-fn child(spec: &SandboxSpec) -> ! {
-    if let Err(f) = super::rootfs::prepare(spec, in_user_namespace()) {
+fn child(spec: &SandboxSpec, userns: Option<&Userns>, alive: &std::io::PipeReader) -> ! {
+    if let Some(ns) = userns {
+        // Files the setup makes in the root (mount points, the working directory) and the
+        // overlay's own (its creator's) are made as the range's root, which the id-mapped
+        // layers store as 0; setfsuid drops the file capabilities, so they are raised again.
+        nix::unistd::setfsuid(Uid::from_raw(ns.map.uid));
+        nix::unistd::setfsgid(Gid::from_raw(ns.map.gid));
+        let raised = caps::read(None, caps::CapSet::Permitted)
+            .and_then(|all| caps::set(None, caps::CapSet::Effective, &all));
+        if let Err(e) = raised {
+            fail("raise capabilities", e);
+        }
+    }
+    if let Err(f) = super::rootfs::prepare(spec, in_user_namespace(), userns) {
         fail(&f.what, f.err);
     }
     let m = &spec.merged;
@@ -419,6 +660,13 @@ fn child(spec: &SandboxSpec) -> ! {
     if let Err(e) = nix::unistd::setsid() {
         fail("setsid", e);
     }
+    // Everything is mounted: into the user namespace, where this process has every
+    // capability, and from here on none on the host.
+    if let Some(ns) = userns {
+        if let Err(e) = nix::sched::setns(&ns.user, CloneFlags::CLONE_NEWUSER) {
+            fail("join the user namespace", e);
+        }
+    }
 
     // Capabilities: Docker's defaults in the bounding, permitted and effective sets; the
     // inheritable and ambient sets empty (CVE-2022-29162), so an exec'd file gains nothing.
@@ -454,6 +702,7 @@ fn child(spec: &SandboxSpec) -> ! {
     if let Err(e) = setuid(Uid::from_raw(spec.uid)) {
         fail("setuid", e);
     }
+    still_die_with_helper(alive);
     set_rlimits(spec);
     if let Err(e) = nix::sys::prctl::set_no_new_privs() {
         fail("no_new_privs", e);
