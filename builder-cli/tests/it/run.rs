@@ -340,7 +340,17 @@ fn v_diff_id(p: &Project, image: &str) -> String {
 
 #[test]
 fn a_killed_build_leaves_no_process_behind() {
-    let p = project("FROM busybox\nRUN sleep 4242 & sleep 4343\n");
+    // As root, and as another user: a change of ids clears the parent-death signal, which
+    // the sandbox must arm again.
+    for user in ["0", "1000"] {
+        killed_build_leaves_nothing(&format!(
+            "FROM busybox\nUSER {user}\nRUN sleep 4242 & sleep 4343\n"
+        ));
+    }
+}
+
+fn killed_build_leaves_nothing(dockerfile: &str) {
+    let p = project(dockerfile);
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_rbuild"))
         .arg("--root")
         .arg(p.root())
@@ -372,7 +382,7 @@ fn a_killed_build_leaves_no_process_behind() {
     while running() > 0 {
         assert!(
             std::time::Instant::now() < deadline,
-            "the RUN's processes outlived the build"
+            "the RUN's processes outlived the build:\n{dockerfile}"
         );
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
