@@ -3,6 +3,7 @@
 mod build;
 mod cache;
 mod cli;
+mod correctness;
 mod interop;
 mod isolation;
 mod parse;

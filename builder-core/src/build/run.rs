@@ -18,7 +18,7 @@ const TAIL: usize = 10;
 
 /// The environment a RUN sees: the image's ENV and the build's ARGs (last value wins), PATH
 /// defaulted as docker does.
-fn environment(state: &StageState) -> Vec<String> {
+pub(crate) fn environment(state: &StageState) -> Vec<String> {
     let mut seen = std::collections::BTreeMap::new();
     for (i, (k, v)) in state.vars.iter().enumerate() {
         seen.insert(k.clone(), (i, v.clone()));
@@ -37,6 +37,28 @@ fn environment(state: &StageState) -> Vec<String> {
         );
     }
     env
+}
+
+/// RUN's network: its own `--network`, expanded and then checked (BuildKit expands the flag
+/// too), else the build's default.
+pub(crate) fn step_network(
+    env: &BuildEnv<'_>,
+    state: &StageState,
+    run: &crate::dockerfile::Run,
+) -> Result<Network> {
+    let Some(flag) = &run.network else {
+        return Ok(env.network);
+    };
+    match state.expand(flag, env.escape)?.as_str() {
+        "none" => Ok(Network::None),
+        "host" => Ok(Network::Host),
+        "default" => Ok(env.network),
+        other => Err(Error::InvalidFlag {
+            flag: "--network",
+            value: other.to_owned(),
+            reason: "expected `default`, `none` or `host`".into(),
+        }),
+    }
 }
 
 /// The `/etc/resolv.conf` RUN sees: the host's with the host's network; with a private one,
@@ -474,11 +496,7 @@ pub(crate) fn run(
     }
     let hosts = dir.join("hosts");
     fs_err::write(&hosts, "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\tbuildkitsandbox\n").map_err(io_at(&hosts))?;
-    let network = match run.network.as_deref() {
-        Some("none") => Network::None,
-        Some("host") => Network::Host,
-        _ => env.network,
-    };
+    let network = step_network(env, state, run)?;
     if network == Network::Host && !env.allow_network_host {
         return Err(Error::NetworkHostDenied);
     }

@@ -366,8 +366,8 @@ pub(crate) fn run_stage(
     let from = super::explain::StepInputs {
         parent: None,
         instruction: format!("FROM {}", stage.base.expanded),
-        vars: Vec::new(),
         inputs: vec![("base".into(), state.key)],
+        ..super::explain::StepInputs::default()
     };
     let place = super::explain::place(env.dockerfile, index, 0);
     let before = super::explain::previous(env.store, &place);
@@ -521,51 +521,58 @@ fn run_cached(
     inst: &Instruction,
     built: &BTreeMap<usize, StageState>,
 ) -> Result<bool> {
-    let text = format!("{:?}", inst.command);
-    let mut h = crate::digest::Hasher::default();
-    h.update(b"rbuild-step-v1\0");
-    h.update(state.key.as_bytes());
-    h.update(text.as_bytes());
-    h.update(b"\0");
-    let vars: Vec<(String, String)> = used_vars(&text, &state.vars)
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect();
-    for (k, v) in &vars {
-        h.update(format!("{k}={v}\0").as_bytes());
-    }
-    let mut inputs = Vec::new();
+    // Every input of the key, in the one value the explanation reads too.
+    let command = super::explain::command_form(&inst.command);
+    let mut now = super::explain::StepInputs {
+        parent: Some(state.key),
+        instruction: inst.original.clone(),
+        vars: used_vars(&command, &state.vars)
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect(),
+        command,
+        inputs: Vec::new(),
+        sources: None,
+        settings: Vec::new(),
+    };
     if let Command::Copy(_) | Command::Add(_) = &inst.command {
         let (digest, read) = copy::sources_digest(env, state, inst, built)?;
-        h.update(digest.as_bytes());
-        inputs = read;
+        now.inputs = read;
+        now.sources = Some(digest);
     }
     if let Command::Run(run) = &inst.command {
-        inputs = super::run::mount_inputs(env, state, run, built)?;
-        for (name, d) in &inputs {
-            h.update(name.as_bytes());
-            h.update(d.as_bytes());
-        }
-        // The build's default network, where the step names none (a step's own `--network`
-        // is in its text). The private network, the default, adds nothing.
-        if run.network.is_none() {
-            match env.network {
-                crate::exec::Network::None => h.update(b"\0build network none"),
-                crate::exec::Network::Host => h.update(b"\0build network host"),
-                crate::exec::Network::Private => {}
-            }
-        }
-        // RUN's root as the host's root can see (in `/proc/self/uid_map`) and do (raw
-        // sockets on the host's network) what the default's cannot.
-        if env.userns == crate::exec::Userns::Host {
-            h.update(b"\0build userns host");
-        }
+        // RUN sees every ARG and ENV in scope: all are its key (BuildKit's rule).
+        now.vars = super::run::environment(state)
+            .into_iter()
+            .map(|e| match e.split_once('=') {
+                Some((k, v)) => (k.to_owned(), v.to_owned()),
+                None => (e, String::new()),
+            })
+            .collect();
+        now.inputs = super::run::mount_inputs(env, state, run, built)?;
+        let network = match super::run::step_network(env, state, run)? {
+            crate::exec::Network::Private => "private",
+            crate::exec::Network::Host => "host",
+            crate::exec::Network::None => "none",
+        };
+        let userns = match env.userns {
+            crate::exec::Userns::Auto => "auto",
+            crate::exec::Userns::Host => "host",
+        };
+        now.settings = vec![
+            ("network".into(), network.into()),
+            ("userns".into(), userns.into()),
+        ];
     }
-    let (key, _) = h.finish();
-    let parent = state.key;
+    let key = now.key();
     let no_cache = env.no_cache || env.no_cache_stages.contains(&index);
     if !no_cache {
         if let Some(cached) = lookup(env, &key) {
+            // The next miss here is explained against this build, not an older one.
+            let place = super::explain::place(env.dockerfile, index, position);
+            if super::explain::previous(env.store, &place).as_ref() != Some(&now) {
+                super::explain::remember(env.store, &place, &now);
+            }
             state.config = cached.config;
             state.cmd_set = cached.cmd_set;
             apply_vars(env, index, state, inst)?;
@@ -575,12 +582,6 @@ fn run_cached(
             return Ok(true);
         }
     }
-    let now = super::explain::StepInputs {
-        parent: Some(parent),
-        instruction: inst.original.clone(),
-        vars,
-        inputs,
-    };
     let place = super::explain::place(env.dockerfile, index, position);
     let before = super::explain::previous(env.store, &place);
     let mut reason = super::explain::explain(
@@ -600,6 +601,8 @@ fn run_cached(
             && b.instruction == now.instruction
             && b.vars == now.vars
             && b.inputs == now.inputs
+            && b.sources == now.sources
+            && b.settings == now.settings
         {
             reason.clone_from(why);
         }

@@ -1,0 +1,138 @@
+//! Issue 11: never a stale cache hit. Each test is a build that gave the old image (or a
+//! wrong explanation) before its rule existed.
+
+use std::os::unix::fs::PermissionsExt;
+
+use crate::support::{Project, import_busybox, text, untimed};
+
+fn project(dockerfile: &str) -> Project {
+    let p = Project::new();
+    import_busybox(&p.root());
+    p.file("Dockerfile", dockerfile);
+    p
+}
+
+fn build(p: &Project, extra: &[&str]) -> String {
+    let mut args = vec!["build", "--progress", "plain"];
+    args.extend_from_slice(extra);
+    args.push(".");
+    untimed(&text(&p.ok(&args).stderr))
+}
+
+/// A build arg the RUN's text never names still reaches it through the environment: a new
+/// value reruns the RUN (BuildKit's rule), and the image says so.
+#[test]
+fn issue_11_a_changed_build_arg_reruns_every_run_that_sees_it() {
+    let p = project("FROM busybox\nARG V\nCOPY s.sh /s.sh\nRUN /s.sh\n");
+    p.file("s.sh", "#!/bin/sh\necho \"v=$V\" > /v.txt\n");
+    fs_err::set_permissions(p.ctx().join("s.sh"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    for v in ["one", "two", "one"] {
+        let arg = format!("V={v}");
+        let log = build(&p, &["--build-arg", &arg, "-t", "v:1"]);
+        let out = p.ok(&["run", "v:1", "cat", "/v.txt"]);
+        assert_eq!(text(&out.stdout), format!("v={v}\n"), "{log}");
+    }
+    // The explanation names the variable.
+    let log = build(&p, &["--build-arg", "V=three", "-t", "v:1"]);
+    assert!(log.contains("V one → three"), "{log}");
+}
+
+/// `RUN --network=$NET` is expanded before it is used: `NET=none` gives only a loopback, and a
+/// value that is no network is an error naming the flag and the line.
+#[test]
+fn issue_11_run_network_is_expanded_before_use() {
+    let p = project(
+        "FROM busybox\nARG NET=none\nRUN --network=$NET cat /proc/net/dev | tail -n +3 | cut -d: -f1 | tr -d ' ' | sed 's/^/if=/'\n",
+    );
+    let log = build(&p, &[]);
+    let ifaces: Vec<&str> = log.lines().filter(|l| l.contains(" if=")).collect();
+    assert_eq!(ifaces, ["#3 if=lo"], "{log}");
+    let out = p.rbuild(&["build", "--build-arg", "NET=bogus", "."]);
+    let err = text(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("--network") && err.contains("bogus"), "{err}");
+    assert!(err.contains("line 3") || err.contains(":3"), "{err}");
+}
+
+/// The key holds no source position: lines added above a heredoc RUN and an ONBUILD trigger
+/// leave every step CACHED.
+#[test]
+fn issue_11_comments_above_a_heredoc_and_an_onbuild_change_no_key() {
+    let body = "FROM busybox AS base\nONBUILD RUN echo trig > /t\nRUN <<EOF\necho hi > /h\nEOF\nFROM base\nRUN cat /t /h\n";
+    let p = project(body);
+    let first = build(&p, &[]);
+    assert!(first.contains("cache miss"), "{first}");
+    p.file(
+        "Dockerfile",
+        &format!(
+            "# a comment\n\n{}",
+            body.replace("RUN <<EOF", "# another\n\nRUN <<EOF")
+        ),
+    );
+    let second = build(&p, &[]);
+    assert!(!second.contains("cache miss"), "a step missed:\n{second}");
+}
+
+/// A miss caused by the network says so.
+#[test]
+fn issue_11_a_network_miss_is_explained_as_the_network() {
+    let p = project("FROM busybox\nRUN echo x\n");
+    build(&p, &[]);
+    let log = build(&p, &["--network", "none"]);
+    assert!(log.contains("network private → none"), "{log}");
+    let log = build(&p, &["--network", "none"]);
+    assert!(log.contains("#2 CACHED"), "{log}");
+}
+
+/// One instruction of the small grammar the property below draws Dockerfiles from.
+fn instruction(kind: u8, i: usize) -> String {
+    match kind % 7 {
+        0 => format!("ENV E{i}=v{i}"),
+        1 => format!("LABEL l{i}=x{i}"),
+        2 => format!("WORKDIR /w{i}"),
+        3 => format!("RUN echo {i} > /f{i}"),
+        4 => format!("RUN <<EOF\necho h{i} > /h{i}\nEOF"),
+        5 => format!("COPY f.txt /c{i}"),
+        _ => format!("RUN echo $E{} \\\n  > /g{i}", i.saturating_sub(1)),
+    }
+}
+
+/// The RUN steps of `lines` (the Dockerfile's instructions, one a string).
+fn runs(lines: &[String]) -> usize {
+    lines.iter().filter(|l| l.starts_with("RUN")).count()
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 8, ..Default::default() })]
+
+    /// For Dockerfiles from a small grammar: blank and comment lines inserted anywhere between
+    /// instructions change no step's key (the rebuild is all CACHED), and a new value of the
+    /// build arg every RUN sees reruns every RUN.
+    #[test]
+    fn issue_11_positions_never_key_and_every_run_sees_the_args(
+        kinds in proptest::collection::vec(0u8..7, 1..7),
+        gaps in proptest::collection::vec(0u8..3, 8),
+    ) {
+        let mut lines = vec!["FROM busybox".to_owned(), "ARG A".to_owned()];
+        lines.extend(kinds.iter().enumerate().map(|(i, k)| instruction(*k, i)));
+        let p = project(&(lines.join("\n") + "\n"));
+        p.file("f.txt", "f\n");
+        let first = build(&p, &["--network", "none", "--build-arg", "A=1"]);
+        let mut spaced = String::new();
+        for (i, l) in lines.iter().enumerate() {
+            match gaps.get(i).copied().unwrap_or(0) {
+                1 => spaced.push_str("\n\n"),
+                2 => spaced.push_str("# a comment\n  # another\n"),
+                _ => {}
+            }
+            spaced.push_str(l);
+            spaced.push('\n');
+        }
+        p.file("Dockerfile", &spaced);
+        let again = build(&p, &["--network", "none", "--build-arg", "A=1"]);
+        proptest::prop_assert!(!again.contains("cache miss"), "{spaced}\n{first}\n{again}");
+        let changed = build(&p, &["--network", "none", "--build-arg", "A=2"]);
+        let misses = changed.lines().filter(|l| l.contains("cache miss: RUN")).count();
+        proptest::prop_assert_eq!(misses, runs(&lines), "{}\n{}", spaced, changed);
+    }
+}
