@@ -34,7 +34,12 @@ fn builds_tags_and_records_the_config() {
     assert!(log.contains("naming to demo:v1"), "{log}");
     let img = inspect(&p, "demo:v1");
     let cfg = &img["Config"]["config"];
-    assert_eq!(cfg["Env"][0], "GREETING=hello");
+    // BuildKit's PATH first (the base is scratch), then the Dockerfile's.
+    assert_eq!(
+        cfg["Env"][0],
+        "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+    );
+    assert_eq!(cfg["Env"][1], "GREETING=hello");
     assert_eq!(cfg["WorkingDir"], "/srv");
     assert_eq!(cfg["Cmd"][0], "/srv/hello");
     assert_eq!(cfg["Labels"]["org.example"], "yes");

@@ -136,3 +136,57 @@ proptest::proptest! {
         proptest::prop_assert_eq!(misses, runs(&lines), "{}\n{}", spaced, changed);
     }
 }
+
+fn config_env(p: &Project, image: &str) -> Vec<String> {
+    let v: serde_json::Value = serde_json::from_slice(&p.ok(&["inspect", image]).stdout).unwrap();
+    v["Config"]["config"]["Env"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|e| e.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Rule 1: every Linux image config has a PATH, BuildKit's default where the base has none.
+#[test]
+fn issue_11_a_stage_from_scratch_gets_the_default_path() {
+    let p = Project::new();
+    p.file("a", "a\n")
+        .file("Dockerfile", "FROM scratch\nENV X=1\nCOPY a /a\n");
+    p.ok(&["build", "-t", "s:1", "."]);
+    assert_eq!(
+        config_env(&p, "s:1"),
+        [
+            "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "X=1"
+        ]
+    );
+}
+
+/// Rule 2: `ENV a=new b=$a` expands every value against the environment before it.
+#[test]
+fn issue_11_env_expands_against_the_environment_before_the_instruction() {
+    let p = project("FROM busybox\nENV a=old\nENV a=new b=$a\nRUN echo \"a=$a b=$b\" > /r\n");
+    p.ok(&["build", "-t", "e:1", "."]);
+    let env = config_env(&p, "e:1");
+    assert!(env.contains(&"b=old".to_owned()), "{env:?}");
+    assert!(env.contains(&"a=new".to_owned()), "{env:?}");
+    let out = p.ok(&["run", "e:1", "cat", "/r"]);
+    assert_eq!(text(&out.stdout), "a=new b=old\n");
+}
+
+/// Rule 3: `USER 4321` with no passwd entry runs as 4321:0; a user name the image does not
+/// have is an error, not root.
+#[test]
+fn issue_11_user_resolves_as_the_runtime_does() {
+    let p = project("FROM busybox\nUSER 4321\nRUN echo \"ids=$(id -u):$(id -g)\"\n");
+    let log = build(&p, &[]);
+    assert!(log.contains("ids=4321:0"), "{log}");
+    p.file("Dockerfile", "FROM busybox\nUSER ghost\nRUN id -u\n");
+    let out = p.rbuild(&["build", "."]);
+    let err = text(&out.stderr);
+    assert!(!out.status.success(), "ran as someone:\n{err}");
+    assert!(err.contains("unable to find user ghost"), "{err}");
+}

@@ -25,7 +25,7 @@ fn skopeo_and_umoci_read_our_oci_archive() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(info["Layers"].as_array().unwrap().len(), 3);
-    assert_eq!(info["Env"][0], "A=1");
+    assert_eq!(info["Env"][1], "A=1", "after the default PATH");
     // skopeo copy accepts it too.
     let copy = tool("skopeo", "skopeo")
         .args(["copy", "--quiet"])

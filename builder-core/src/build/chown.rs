@@ -53,6 +53,38 @@ pub(crate) fn resolve_chown(spec: &str, rootfs: &Path) -> (u32, u32) {
     (uid, gid)
 }
 
+/// Resolves a `USER` value as the runtime does for the process (runc's `GetExecUser`, which
+/// BuildKit's RUN uses), not as `--chown` does: a numeric uid takes its primary group from
+/// `/etc/passwd`, else group 0 (`USER 4321` is `4321:0`); a user or group name that the image
+/// does not list is an error, never root.
+pub(crate) fn resolve_user(spec: &str, rootfs: &Path) -> Result<(u32, u32), Error> {
+    let passwd = image_file(rootfs, "etc/passwd");
+    let (user, grp) = match spec.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (spec, None),
+    };
+    let missing = |what: &'static str, name: &str| Error::UnknownUser {
+        what,
+        name: name.to_owned(),
+    };
+    let (uid, user_gid) = match user.parse::<u32>() {
+        Ok(id) => (id, lookup_by_id(passwd.as_deref(), id).unwrap_or(0)),
+        Err(_) => lookup(passwd.as_deref(), user).ok_or_else(|| missing("user", user))?,
+    };
+    let gid = match grp {
+        None | Some("") => user_gid,
+        Some(g) => match g.parse::<u32>() {
+            Ok(id) => id,
+            Err(_) => {
+                lookup(image_file(rootfs, "etc/group").as_deref(), g)
+                    .ok_or_else(|| missing("group", g))?
+                    .0
+            }
+        },
+    };
+    Ok((uid, gid))
+}
+
 /// The primary gid of a numeric uid, if `/etc/passwd` lists it.
 fn lookup_by_id(passwd: Option<&str>, uid: u32) -> Option<u32> {
     passwd?.lines().find_map(|line| {
@@ -184,6 +216,34 @@ mod tests {
         assert_eq!(r("ghost:staff"), (0, 50));
         assert_eq!(r("1000"), (1000, 1001));
         assert_eq!(r("12:34"), (12, 34));
+    }
+
+    #[test]
+    fn users_resolve_as_the_runtime_does() {
+        let dir = tempfile::tempdir().unwrap();
+        fs_err::create_dir_all(dir.path().join("etc")).unwrap();
+        fs_err::write(
+            dir.path().join("etc/passwd"),
+            "root:x:0:0::/root:/bin/sh\napp:x:1000:1001::/app:/bin/sh\n",
+        )
+        .unwrap();
+        fs_err::write(dir.path().join("etc/group"), "root:x:0:\nstaff:x:50:\n").unwrap();
+        let r = |s| resolve_user(s, dir.path()).map_err(|e| e.to_string());
+        assert_eq!(r("4321"), Ok((4321, 0)), "no passwd entry: group 0");
+        assert_eq!(r("1000"), Ok((1000, 1001)));
+        assert_eq!(r("app"), Ok((1000, 1001)));
+        assert_eq!(r("app:staff"), Ok((1000, 50)));
+        assert_eq!(r("4321:7"), Ok((4321, 7)));
+        assert!(
+            r("ghost")
+                .unwrap_err()
+                .contains("unable to find user ghost")
+        );
+        assert!(
+            r("app:ghosts")
+                .unwrap_err()
+                .contains("unable to find group ghosts")
+        );
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use crate::exec::{self, Bind, Network, SandboxSpec};
 use crate::store::Store;
 
-use super::chown::resolve_chown;
+use super::chown::resolve_user;
 use super::error::io_at;
 use super::stage::load_local;
 use super::{Error, Result};
@@ -75,7 +75,7 @@ pub fn run_image(store: &Store, name: &str, opts: &RunOptions) -> Result<i32> {
     let (uid, gid) = if user.is_empty() {
         (0, 0)
     } else {
-        resolve_chown(&user, &rootfs)
+        resolve_user(&user, &rootfs)?
     };
     let dirs = [
         scratch.path().join("upper"),

@@ -125,6 +125,14 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// A `USER` naming a user or group the image does not have.
+    #[error("unable to find {what} {name}: no matching entries in the image's /etc/{}", if *what == "user" { "passwd" } else { "group" })]
+    UnknownUser {
+        /// `user` or `group`.
+        what: &'static str,
+        /// The name.
+        name: String,
+    },
     /// A remote file that could not be fetched.
     #[error("cannot download `{url}`: {reason}")]
     Download {

@@ -8,7 +8,7 @@
 //!
 //! | input | what | for |
 //! |---|---|---|
-//! | version | [`KEY_VERSION`]; bumped whenever what goes in changes, so a key of an older rbuild is never reused for a different meaning | every step |
+//! | version | [`KEY_VERSION`]; bumped whenever what goes in, or what a step records (its config), changes, so a key of an older rbuild is never reused for a different meaning | every step |
 //! | parent | the key of the state the step starts from (the base image's digest and platform for FROM, else the previous step's key), which carries every earlier ENV, ARG, USER, WORKDIR, SHELL and so on | every step |
 //! | command | the instruction as parsed ([`command_form`]: its typed form as JSON, without any source position, so a comment or blank line above it changes nothing) | every step |
 //! | vars | RUN: its whole environment, every ARG and ENV in scope with its value (BuildKit's rule: a changed build arg reruns every RUN after it); other steps: the variables their text names | every step |
@@ -26,7 +26,7 @@ use crate::digest::Digest;
 use crate::store::Store;
 
 /// The key's version: part of every step key.
-pub(crate) const KEY_VERSION: &[u8] = b"rbuild-step-v2\0";
+pub(crate) const KEY_VERSION: &[u8] = b"rbuild-step-v3\0";
 
 /// What went into a step's cache key, kept to explain the next miss at the same place.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

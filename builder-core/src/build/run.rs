@@ -8,7 +8,7 @@ use crate::dockerfile::{CommandLine, Instruction, Run};
 use crate::exec::{self, Network, SandboxSpec};
 use crate::snapshot;
 
-use super::chown::resolve_chown;
+use super::chown::resolve_user;
 use super::error::io_at;
 use super::stage::{BuildEnv, StageState, add_layer};
 use super::{Error, Event, Result};
@@ -18,6 +18,10 @@ const TAIL: usize = 10;
 
 /// The environment a RUN sees: the image's ENV and the build's ARGs (last value wins), PATH
 /// defaulted as docker does.
+/// The `PATH` of a Linux image or RUN that has none (BuildKit's and containerd's default).
+pub(crate) const DEFAULT_PATH: &str =
+    "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
 pub(crate) fn environment(state: &StageState) -> Vec<String> {
     let mut seen = std::collections::BTreeMap::new();
     for (i, (k, v)) in state.vars.iter().enumerate() {
@@ -31,10 +35,7 @@ pub(crate) fn environment(state: &StageState) -> Vec<String> {
         .map(|(_, k, v)| format!("{k}={v}"))
         .collect();
     if !env.iter().any(|e| e.starts_with("PATH=")) {
-        env.insert(
-            0,
-            "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
-        );
+        env.insert(0, format!("PATH={DEFAULT_PATH}"));
     }
     env
 }
@@ -471,7 +472,7 @@ pub(crate) fn run(
     let (uid, gid) = if user.is_empty() {
         (0, 0)
     } else {
-        resolve_chown(&user, &rootfs)
+        resolve_user(&user, &rootfs)?
     };
     let name = user.split(':').next().unwrap_or_default().to_owned();
     let dir = env.work.join(format!("run-{}", env.step));

@@ -259,6 +259,12 @@ fn base(
             config.created = None;
         }
     }
+    // Every Linux image has a PATH: BuildKit gives a stage whose base has none (scratch, an
+    // image without one) the default, in its config too.
+    let env_list = config.config.env.get_or_insert_with(Vec::new);
+    if !env_list.iter().any(|e| e.starts_with("PATH=")) {
+        env_list.insert(0, format!("PATH={}", super::run::DEFAULT_PATH));
+    }
     let vars = config
         .config
         .env
@@ -646,9 +652,7 @@ fn apply_vars(
 ) -> Result<()> {
     match &inst.command {
         Command::Env { pairs } => {
-            for p in pairs {
-                let key = state.expand(&p.key, env.escape)?;
-                let value = state.expand(&p.value, env.escape)?;
+            for (key, value) in env_pairs(state, pairs, env.escape)? {
                 state.vars.push((key, value));
             }
         }
@@ -656,6 +660,24 @@ fn apply_vars(
         _ => {}
     }
     Ok(())
+}
+
+/// ENV's pairs, every one expanded against the environment before the instruction, as
+/// BuildKit does: in `ENV a=new b=$a`, `b` gets the old `a`.
+fn env_pairs(
+    state: &StageState,
+    pairs: &[crate::dockerfile::KeyValue],
+    escape: char,
+) -> Result<Vec<(String, String)>> {
+    pairs
+        .iter()
+        .map(|p| {
+            Ok((
+                state.expand(&p.key, escape)?,
+                state.expand(&p.value, escape)?,
+            ))
+        })
+        .collect()
 }
 
 /// ARG: a build arg if given, else the default, else the global value a re-declared global ARG
@@ -805,9 +827,7 @@ fn run_instruction(
             history(state, created_by, !layer);
         }
         Command::Env { pairs } => {
-            for p in pairs {
-                let key = state.expand(&p.key, escape)?;
-                let value = state.expand(&p.value, escape)?;
+            for (key, value) in env_pairs(state, pairs, escape)? {
                 state.set_env(&key, &value);
             }
             history(state, created_by, true);
