@@ -255,6 +255,7 @@ impl Progress {
 /// The text of events that are not step states.
 fn describe(e: &Event) -> String {
     match e {
+        Event::Warning { message, line } => format!("warning: {message} (Dockerfile:{line})"),
         Event::StageSkipped { stage, name } => format!(
             "skipping stage {} (not needed for the target)",
             name.clone().unwrap_or_else(|| stage.to_string())

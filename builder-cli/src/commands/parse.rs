@@ -47,7 +47,8 @@ pub(crate) fn run(args: &ParseArgs) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    for w in &parsed.warnings {
+    let checked_warnings = checked.iter().flat_map(|c| &c.warnings);
+    for w in parsed.warnings.iter().chain(checked_warnings) {
         render::warning(&format!(
             "{}:{}: {}",
             path.display(),

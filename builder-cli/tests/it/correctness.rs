@@ -190,3 +190,62 @@ fn issue_11_user_resolves_as_the_runtime_does() {
     assert!(!out.status.success(), "ran as someone:\n{err}");
     assert!(err.contains("unable to find user ghost"), "{err}");
 }
+
+/// Rule 9: a stage name used twice is a warning, and a reference is to the last stage of it.
+#[test]
+fn issue_11_a_stage_name_used_twice_warns_and_the_last_wins() {
+    let p = project(
+        "FROM busybox AS x\nRUN echo one > /n\nFROM busybox AS X\nRUN echo two > /n\nFROM busybox\nCOPY --from=x /n /n\nRUN cat /n\n",
+    );
+    let log = build(&p, &[]);
+    assert!(
+        log.contains("warning: duplicate stage name `x` (first defined on line 1) (Dockerfile:3)"),
+        "{log}"
+    );
+    assert!(log.contains("#5 two"), "{log}");
+    let out = p.ok(&["parse", "--check"]);
+    assert!(
+        text(&out.stderr).contains("duplicate stage name"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+/// Rule 10: errors BuildKit gives — `COPY --from` with a stage-level variable, a destination
+/// through a file of the image, an unknown STOPSIGNAL — each naming what and where.
+#[test]
+fn issue_11_errors_buildkit_gives() {
+    let p = project("FROM busybox\n");
+    p.file("a.txt", "a\n");
+    for (dockerfile, expect) in [
+        (
+            "FROM busybox\nARG S=busybox\nCOPY --from=$S /bin/sh /x\n",
+            "variable expansion is not supported for --from",
+        ),
+        (
+            "FROM busybox\nRUN touch /f\nCOPY a.txt /f/x\n",
+            "cannot make `/f` a directory: not a directory",
+        ),
+        (
+            "FROM busybox\nSTOPSIGNAL SIGBOGUS\n",
+            "invalid STOPSIGNAL value `SIGBOGUS`",
+        ),
+    ] {
+        p.file("Dockerfile", dockerfile);
+        let out = p.rbuild(&["build", "."]);
+        let err = text(&out.stderr);
+        assert!(!out.status.success(), "{dockerfile}: built");
+        assert!(err.contains(expect), "{dockerfile}: {err}");
+        let line = dockerfile.lines().count();
+        assert!(
+            err.contains(&format!("line {line}")) || err.contains(&format!(":{line}:")),
+            "{dockerfile}: no line in {err}"
+        );
+    }
+    // A global ARG in --from is expanded, as BuildKit does.
+    p.file(
+        "Dockerfile",
+        "ARG S=busybox\nFROM busybox\nCOPY --from=$S /bin/busybox /x\n",
+    );
+    p.ok(&["build", "."]);
+}

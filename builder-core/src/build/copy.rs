@@ -157,7 +157,7 @@ pub(crate) fn entries(
     let root = match s.from {
         None => Root::Context,
         Some(from) => {
-            let from = state.expand(from, escape)?;
+            let from = super::stage::expand_copy_from(env, from)?;
             match env.checked.stage(&from) {
                 Some(stage) => {
                     let source = built
@@ -385,14 +385,14 @@ pub(crate) fn entries(
     let mut parents: BTreeMap<String, Entry> = BTreeMap::new();
     for path in out.keys() {
         let parent = parent_of(path);
-        for e in missing_dirs(&state.rootfs(), parent, pmode, puid, pgid, mtime) {
+        for e in missing_dirs(&state.rootfs(), parent, pmode, puid, pgid, mtime)? {
             if !out.contains_key(&e.path) {
                 parents.insert(e.path.clone(), e);
             }
         }
     }
     if dest_is_dir && !out.is_empty() {
-        for e in missing_dirs(&state.rootfs(), &dest, pmode, puid, pgid, mtime) {
+        for e in missing_dirs(&state.rootfs(), &dest, pmode, puid, pgid, mtime)? {
             if !out.contains_key(&e.path) {
                 parents.insert(e.path.clone(), e);
             }
@@ -699,7 +699,7 @@ pub(crate) fn sources_digest(
     let mut h = crate::digest::Hasher::default();
     let mut inputs = Vec::new();
     if let Some(from) = s.from {
-        let from = state.expand(from, env.escape)?;
+        let from = super::stage::expand_copy_from(env, from)?;
         match env.checked.stage(&from) {
             Some(stage) => {
                 let key = built

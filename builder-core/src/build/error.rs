@@ -125,6 +125,12 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// A destination whose path goes through a file of the image.
+    #[error("cannot make `{path}` a directory: not a directory in the image")]
+    NotADirectory {
+        /// The part of the path that is a file.
+        path: String,
+    },
     /// A `USER` naming a user or group the image does not have.
     #[error("unable to find {what} {name}: no matching entries in the image's /etc/{}", if *what == "user" { "passwd" } else { "group" })]
     UnknownUser {

@@ -127,6 +127,13 @@ pub struct BuildOutput {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event {
+    /// Something in the Dockerfile BuildKit accepts but warns about.
+    Warning {
+        /// What.
+        message: String,
+        /// The Dockerfile line.
+        line: usize,
+    },
     /// A stage the target does not need.
     StageSkipped {
         /// Its index.
@@ -263,6 +270,12 @@ impl Builder {
             dockerfile::parse(&src).map_err(|e| Error::Dockerfile(Box::new(invalid(e))))?;
         let checked = dockerfile::check(&parsed, &opts)
             .map_err(|e| Error::Dockerfile(Box::new(invalid(e))))?;
+        for w in parsed.warnings.iter().chain(&checked.warnings) {
+            on_event(&Event::Warning {
+                message: w.message.clone(),
+                line: w.span.line,
+            });
+        }
         let plan = plan::plan(&checked, req.target.as_deref())?;
         let mut no_cache_stages = std::collections::BTreeSet::new();
         for name in &req.no_cache_filter {

@@ -662,6 +662,51 @@ fn apply_vars(
     Ok(())
 }
 
+/// `COPY --from`, expanded as BuildKit expands it: with the global ARGs (and the automatic
+/// platform ones) only; the check pass refused a reference to anything a stage defines.
+pub(crate) fn expand_copy_from(env: &BuildEnv<'_>, from: &str) -> Result<String> {
+    let mut vars: Vec<(String, String)> = env
+        .automatic_args
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    vars.extend(
+        env.checked
+            .global_args
+            .iter()
+            .filter_map(|g| Some((g.decl.name.clone(), g.value.clone()?))),
+    );
+    crate::dockerfile::Lexer::new(env.escape)
+        .word(from, &vars)
+        .map_err(|source| Error::Expand {
+            word: from.to_owned(),
+            source,
+        })
+}
+
+/// Whether `s` names a Linux signal as docker's `signal.ParseSignal` reads it: a number from
+/// 1 to 64, or a name with or without `SIG` (any case), `RTMIN+n` and `RTMAX-n` included.
+fn is_signal(s: &str) -> bool {
+    const NAMES: [&str; 33] = [
+        "ABRT", "ALRM", "BUS", "CHLD", "CONT", "FPE", "HUP", "ILL", "INT", "IO", "IOT", "KILL",
+        "PIPE", "POLL", "PROF", "PWR", "QUIT", "SEGV", "STKFLT", "STOP", "SYS", "TERM", "TRAP",
+        "TSTP", "TTIN", "TTOU", "URG", "USR1", "USR2", "VTALRM", "WINCH", "XCPU", "XFSZ",
+    ];
+    if let Ok(n) = s.parse::<u32>() {
+        return (1..=64).contains(&n);
+    }
+    let upper = s.to_ascii_uppercase();
+    let name = upper.strip_prefix("SIG").unwrap_or(&upper);
+    let offset = |rest: &str| rest.is_empty() || rest.parse::<u32>().is_ok_and(|n| n <= 30);
+    NAMES.contains(&name)
+        || name
+            .strip_prefix("RTMIN")
+            .is_some_and(|r| offset(r.strip_prefix('+').unwrap_or(r)))
+        || name
+            .strip_prefix("RTMAX")
+            .is_some_and(|r| offset(r.strip_prefix('-').unwrap_or(r)))
+}
+
 /// ENV's pairs, every one expanded against the environment before the instruction, as
 /// BuildKit does: in `ENV a=new b=$a`, `b` gets the old `a`.
 fn env_pairs(
@@ -786,7 +831,7 @@ pub(crate) fn missing_dirs(
     uid: u32,
     gid: u32,
     mtime: i64,
-) -> Vec<Entry> {
+) -> Result<Vec<Entry>> {
     let mut out = Vec::new();
     let mut cur = String::new();
     for part in path.trim_matches('/').split('/').filter(|p| !p.is_empty()) {
@@ -795,6 +840,14 @@ pub(crate) fn missing_dirs(
         } else {
             format!("{cur}/{part}")
         };
+        // A part that exists must be a directory (or a link to one, inside the image).
+        if let Ok(Some((_, meta))) = crate::fs::entry(rootfs, &cur, crate::fs::Last::Follow) {
+            if !meta.is_dir() {
+                return Err(Error::NotADirectory {
+                    path: format!("/{cur}"),
+                });
+            }
+        }
         if !super::run::in_image(rootfs, &cur) {
             out.push(Entry {
                 path: cur.clone(),
@@ -807,7 +860,7 @@ pub(crate) fn missing_dirs(
             });
         }
     }
-    out
+    Ok(out)
 }
 
 #[allow(clippy::zero_sized_map_values)] // ExposedPorts and Volumes are maps to `{}`
@@ -865,7 +918,7 @@ fn run_instruction(
                 uid,
                 gid,
                 env.source_date_epoch.unwrap_or(0),
-            );
+            )?;
             if dirs.is_empty() {
                 history(state, created_by, true);
             } else {
@@ -908,7 +961,16 @@ fn run_instruction(
             history(state, created_by, true);
         }
         Command::Stopsignal { signal } => {
-            state.config.config.stop_signal = Some(state.expand(signal, escape)?);
+            let signal = state.expand(signal, escape)?;
+            if !is_signal(&signal) {
+                return Err(Error::InvalidFlag {
+                    flag: "STOPSIGNAL",
+                    value: signal,
+                    reason: "not a signal (a number, or a name such as SIGTERM or SIGRTMIN+3)"
+                        .into(),
+                });
+            }
+            state.config.config.stop_signal = Some(signal);
             history(state, created_by, true);
         }
         Command::Maintainer { name } => {
@@ -1012,6 +1074,25 @@ fn expand_ports(spec: &str) -> std::result::Result<Vec<String>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stop_signals_are_read_as_docker_reads_them() {
+        for ok in [
+            "SIGTERM",
+            "term",
+            "9",
+            "SIGRTMIN+3",
+            "RTMAX-2",
+            "SIGRTMIN",
+            "SIGWINCH",
+            "64",
+        ] {
+            assert!(is_signal(ok), "{ok}");
+        }
+        for bad in ["SIGBOGUS", "0", "65", "", "SIG", "RTMIN+99", "-1"] {
+            assert!(!is_signal(bad), "{bad}");
+        }
+    }
 
     #[test]
     fn ports_expand_like_docker() {

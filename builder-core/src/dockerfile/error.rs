@@ -162,6 +162,14 @@ pub enum ErrorKind {
         /// The name given.
         name: String,
     },
+    /// `COPY --from` with a variable only a stage defines.
+    #[error(
+        "variable expansion is not supported for --from (`{reference}`), define a new stage with FROM using ARG from global scope as a workaround"
+    )]
+    FromExpansion {
+        /// The `--from` value as written.
+        reference: String,
+    },
     /// Two stages with one name.
     #[error("duplicate stage name `{name}` (first defined on line {first_line})")]
     DuplicateStageName {

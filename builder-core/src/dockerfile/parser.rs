@@ -140,11 +140,14 @@ impl<'a> Parser<'a> {
     }
 
     /// Strips a line-continuation escape (with trailing blanks); `true` when the line ends here.
+    /// As current BuildKit reads it (`([^\\])\\[ \t]*$|^\\[ \t]*$`): the last escape continues
+    /// the line only when no escape comes right before it, so `a\\b\\` (an escaped escape) ends
+    /// its line, and so does `x\\\`, which BuildKit's expression cannot tell from it.
     fn trim_continuation(&self, line: &'a str) -> (&'a str, bool) {
         let body = line.trim_end_matches(is_space_or_tab);
         match body.strip_suffix(self.escape) {
-            Some(rest) => (rest, false),
-            None => (line, true),
+            Some(rest) if !rest.ends_with(self.escape) => (rest, false),
+            _ => (line, true),
         }
     }
 
@@ -694,6 +697,28 @@ mod tests {
     }
 
     #[test]
+    fn an_escaped_escape_at_the_end_is_not_a_continuation() {
+        let src = "FROM busybox\nENV C a\\\\b\\\\\nRUN echo \"C=$C\"\nENV D x\\\\\\\nLABEL y=1\nRUN a \\\n b\n";
+        let df = parse(src).unwrap();
+        let lines: Vec<&str> = df
+            .instructions
+            .iter()
+            .map(|i| i.original.as_str())
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                "FROM busybox",
+                "ENV C a\\\\b\\\\",
+                "RUN echo \"C=$C\"",
+                "ENV D x\\\\\\",
+                "LABEL y=1",
+                "RUN a  b"
+            ]
+        );
+    }
+
+    #[test]
     fn continuation_joins_as_buildkit() {
         let n = one("RUN echo a \\\n    b \\\n# comment\n\n  c\n");
         assert_eq!(n.args, ["echo a     b   c"]);
@@ -706,12 +731,6 @@ mod tests {
         assert_eq!(n.args, ["echo hi"]);
         let n = one("RUN echo hi \\\n");
         assert_eq!(n.args, ["echo hi"]);
-    }
-
-    #[test]
-    fn double_escape_continues_once() {
-        let n = one("RUN echo a\\\\\nb");
-        assert_eq!(n.args, ["echo a\\b"]);
     }
 
     #[test]

@@ -28,6 +28,8 @@ pub struct Checked {
     pub global_args: Vec<GlobalArg>,
     /// The stages in file order.
     pub stages: Vec<Stage>,
+    /// What BuildKit accepts with a warning (a stage name used twice).
+    pub warnings: Vec<super::ast::Warning>,
 }
 
 /// An ARG before the first FROM, usable in FROM lines and re-declarable inside stages.
@@ -97,12 +99,13 @@ pub struct Dependency {
 }
 
 impl Checked {
-    /// The stage named `name` (case-insensitive) or of index `name`.
+    /// The stage named `name` (case-insensitive; the last of that name, as BuildKit resolves
+    /// a name used twice) or of index `name`.
     pub fn stage(&self, name: &str) -> Option<&Stage> {
         let lower = name.to_ascii_lowercase();
         self.stages
             .iter()
-            .find(|s| s.name.as_deref() == Some(lower.as_str()))
+            .rfind(|s| s.name.as_deref() == Some(lower.as_str()))
             .or_else(|| name.parse::<usize>().ok().and_then(|i| self.stages.get(i)))
     }
 }
@@ -119,6 +122,7 @@ pub fn check(df: &Dockerfile, opts: &CheckOptions) -> Result<Checked, ParseError
         .collect();
     let mut stages: Vec<Stage> = Vec::new();
     let mut names: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+    let mut warnings = Vec::new();
 
     // Instructions are typed first, so that errors come in file order.
     let typed = df
@@ -132,14 +136,17 @@ pub fn check(df: &Dockerfile, opts: &CheckOptions) -> Result<Checked, ParseError
     for inst in &typed {
         if let Command::From(from) = &inst.command {
             if let Some(name) = &from.name {
+                // BuildKit accepts a name used twice (its DuplicateStageName check warns);
+                // references resolve to the last stage of that name.
                 if let Some(&(_, first_line)) = names.get(name) {
-                    return Err(ParseError::new(
-                        ErrorKind::DuplicateStageName {
+                    warnings.push(super::ast::Warning {
+                        message: ErrorKind::DuplicateStageName {
                             name: name.clone(),
                             first_line,
-                        },
-                        inst.span.clone(),
-                    ));
+                        }
+                        .to_string(),
+                        span: inst.span.clone(),
+                    });
                 }
                 names.insert(name.clone(), (stage_lines.len(), inst.span.line));
             }
@@ -253,6 +260,15 @@ pub fn check(df: &Dockerfile, opts: &CheckOptions) -> Result<Checked, ParseError
                         lexer,
                         at,
                     )?;
+                    // BuildKit expands COPY --from with global ARGs only.
+                    if let (Source::Deferred(_), Command::Copy(_)) = (&source, &inst.command) {
+                        return Err(ParseError::new(
+                            ErrorKind::FromExpansion {
+                                reference: reference.to_owned(),
+                            },
+                            at.clone(),
+                        ));
+                    }
                     if !stage.dependencies.iter().any(|d| d.source == source) {
                         stage.dependencies.push(Dependency {
                             source,
@@ -268,6 +284,7 @@ pub fn check(df: &Dockerfile, opts: &CheckOptions) -> Result<Checked, ParseError
         directives: df.directives.clone(),
         global_args,
         stages,
+        warnings,
     })
 }
 
