@@ -249,3 +249,69 @@ fn issue_11_errors_buildkit_gives() {
     );
     p.ok(&["build", "."]);
 }
+
+/// Rules 4–6: a source with `..` is clamped to the context root; a symlink named as a source
+/// is followed and the copy keeps the link's name; hard links between context files are not
+/// kept (each is a file of its own: the layer has no link entry).
+#[test]
+fn issue_11_context_sources_as_buildkit_reads_them() {
+    let p = project(
+        "FROM busybox\nCOPY ../a.txt /clamped/\nCOPY link.txt /named/\nCOPY a.txt hard.txt /hard/\n\
+         RUN cat /clamped/a.txt /named/link.txt && ls /named && test ! -L /named/link.txt && echo not-a-link\n",
+    );
+    p.file("a.txt", "A\n");
+    std::os::unix::fs::symlink("a.txt", p.ctx().join("link.txt")).unwrap();
+    fs_err::hard_link(p.ctx().join("a.txt"), p.ctx().join("hard.txt")).unwrap();
+    let fs_tar = p.path("fs.tar");
+    let output = format!("type=tar,dest={}", fs_tar.display());
+    let log = build(&p, &["-o", &output]);
+    for expect in ["#5 A", "#5 link.txt", "#5 not-a-link"] {
+        assert!(log.contains(expect), "no `{expect}`:\n{log}");
+    }
+    let listing = crate::support::tar_listing(&fs_tar);
+    assert!(listing.contains("hard/hard.txt"), "{listing}");
+    assert!(
+        !listing.contains(" link to "),
+        "a hard link was kept:\n{listing}"
+    );
+}
+
+/// Rule 8: ADD of a local archive: entries are 0:0 (the archive's owners are not kept), a
+/// directory the image has keeps its mode and owner (`/tmp` stays 1777), and a file named
+/// like an archive that is none is copied as it is.
+#[test]
+fn issue_11_add_of_a_local_archive_as_buildkit_extracts_it() {
+    let p = project(
+        "FROM busybox\nADD a.tar /\nADD fake.tar.gz /f/\n\
+         RUN stat -c '%n %a %u:%g' /tmp /tmp/x /opt/y && cat /f/fake.tar.gz\n",
+    );
+    let mut b = tar::Builder::new(Vec::new());
+    for (path, mode, data) in [
+        ("tmp/", 0o755, &b""[..]),
+        ("tmp/x", 0o644, &b"x\n"[..]),
+        ("opt/y", 0o644, &b"y\n"[..]),
+    ] {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(if path.ends_with('/') {
+            tar::EntryType::Directory
+        } else {
+            tar::EntryType::Regular
+        });
+        h.set_mode(mode);
+        h.set_uid(1000);
+        h.set_gid(1000);
+        h.set_size(data.len() as u64);
+        b.append_data(&mut h, path, data).unwrap();
+    }
+    fs_err::write(p.ctx().join("a.tar"), b.into_inner().unwrap()).unwrap();
+    p.file("fake.tar.gz", "not an archive\n");
+    let log = build(&p, &[]);
+    for expect in [
+        "#4 /tmp 1777 0:0",
+        "#4 /tmp/x 644 0:0",
+        "#4 /opt/y 644 0:0",
+        "#4 not an archive",
+    ] {
+        assert!(log.contains(expect), "no `{expect}`:\n{log}");
+    }
+}

@@ -303,7 +303,12 @@ pub(crate) fn entries(
                     };
                     if s.add && m.info.kind == Kind::File {
                         if let Some(extracted) = extract_archive(env, &m.path)? {
+                            // As BuildKit extracts a local archive: entries are 0:0 (or
+                            // --chown), the archive's owners are not kept, and a directory
+                            // the image has already keeps its mode and owner (`/tmp` stays
+                            // 1777).
                             let exists = dir_in(&state.rootfs(), &dest);
+                            let mut tree = BTreeMap::new();
                             add_tree(
                                 walk_tree(&extracted)?,
                                 &dest,
@@ -311,11 +316,15 @@ pub(crate) fn entries(
                                 owner,
                                 chmod.as_ref(),
                                 mtime,
-                                true,
-                                &mut out,
-                                &mut hardlinks,
+                                false,
+                                &mut tree,
+                                Some(&mut hardlinks),
                                 None,
                             );
+                            tree.retain(|path, e| {
+                                !(e.kind == EntryKind::Dir && dir_in(&state.rootfs(), path))
+                            });
+                            out.extend(tree);
                             continue;
                         }
                     }
@@ -347,7 +356,8 @@ pub(crate) fn entries(
                                 mtime,
                                 preserve,
                                 &mut out,
-                                &mut hardlinks,
+                                // BuildKit keeps hard links within a stage's tree, not between context files.
+                                preserve.then_some(&mut hardlinks),
                                 Some(&exclude),
                             );
                         }
@@ -369,7 +379,7 @@ pub(crate) fn entries(
                                     gid,
                                     chmod.as_ref(),
                                     mtime,
-                                    &mut hardlinks,
+                                    preserve.then_some(&mut hardlinks),
                                 ),
                             );
                         }
@@ -467,7 +477,8 @@ fn match_source(env: &mut BuildEnv<'_>, root: &Root, path: &str) -> Result<Vec<F
                     place: "the build context (it is excluded by .dockerignore)".into(),
                 });
             }
-            // The source itself is followed if it is a symlink, as BuildKit follows it.
+            // The source itself is followed if it is a symlink, as BuildKit follows it, and the
+            // copy keeps the name it was given by (`COPY link.txt /d/` makes `/d/link.txt`).
             let Ok(info) = FileInfo::read(&resolved) else {
                 return Err(Error::SourceNotFound {
                     path: path.to_owned(),
@@ -475,7 +486,7 @@ fn match_source(env: &mut BuildEnv<'_>, root: &Root, path: &str) -> Result<Vec<F
                 });
             };
             Ok(vec![Found {
-                rel,
+                rel: crate::fs::clean(path).join("/"),
                 path: resolved,
                 info,
             }])
@@ -511,7 +522,7 @@ fn file_entry(
     gid: u32,
     chmod: Option<&Chmod>,
     mtime: i64,
-    hardlinks: &mut HashMap<(u64, u64), String>,
+    hardlinks: Option<&mut HashMap<(u64, u64), String>>,
 ) -> Entry {
     let mode = chmod.map_or(info.mode, |c| c.apply(info.mode, false));
     let kind = match info.kind {
@@ -520,15 +531,16 @@ fn file_entry(
         },
         _ => {
             let key = (info.dev, info.ino);
-            match hardlinks.get(&key) {
-                Some(first) if first != &target => EntryKind::Hardlink {
-                    target: first.clone(),
-                },
+            let first = hardlinks.as_ref().and_then(|h| h.get(&key)).cloned();
+            match first {
+                Some(first) if first != target => EntryKind::Hardlink { target: first },
                 _ => {
-                    if fs_err::metadata(path)
-                        .is_ok_and(|m| std::os::unix::fs::MetadataExt::nlink(&m) > 1)
-                    {
-                        hardlinks.insert(key, target.clone());
+                    if let Some(h) = hardlinks {
+                        if fs_err::metadata(path)
+                            .is_ok_and(|m| std::os::unix::fs::MetadataExt::nlink(&m) > 1)
+                        {
+                            h.insert(key, target.clone());
+                        }
                     }
                     EntryKind::File {
                         source: FileSource::Path(path.to_owned()),
@@ -576,7 +588,7 @@ fn add_tree(
     mtime: i64,
     preserve_owner: bool,
     out: &mut BTreeMap<String, Entry>,
-    hardlinks: &mut HashMap<(u64, u64), String>,
+    mut hardlinks: Option<&mut HashMap<(u64, u64), String>>,
     exclude: Option<&Ignore>,
 ) {
     let target = target.trim_matches('/');
@@ -633,7 +645,7 @@ fn add_tree(
                 gid,
                 chmod,
                 mtime,
-                hardlinks,
+                hardlinks.as_deref_mut(),
             )
         };
         out.insert(path, entry);

@@ -26,7 +26,7 @@ use crate::digest::Digest;
 use crate::store::Store;
 
 /// The key's version: part of every step key.
-pub(crate) const KEY_VERSION: &[u8] = b"rbuild-step-v3\0";
+pub(crate) const KEY_VERSION: &[u8] = b"rbuild-step-v4\0";
 
 /// What went into a step's cache key, kept to explain the next miss at the same place.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

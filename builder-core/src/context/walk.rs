@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use super::Result;
-use super::dockerignore::{Ignore, clean, ignore_file_for};
+use super::dockerignore::{Ignore, ignore_file_for};
 use super::error::{Error, IoContext};
 use super::hash::{FileInfo, Kind};
 
@@ -85,14 +85,10 @@ impl Context {
     }
 
     /// Resolves a context path to a path on disk, following symlinks as if the context were the
-    /// filesystem root (an absolute or `..` link target cannot leave it). A path that names
-    /// something outside (`../x`) is an error. Gives the cleaned relative path too.
+    /// filesystem root: `..` stops at the root (`../a.txt` is the context's `a.txt`, as BuildKit
+    /// reads it) and an absolute or `..` link target cannot leave it. Gives the resolved path
+    /// relative to the root too.
     pub fn resolve(&self, path: &str) -> Result<(String, PathBuf)> {
-        if clean(path).starts_with("..") {
-            return Err(Error::OutsideContext {
-                path: path.to_owned(),
-            });
-        }
         let rel = resolve_scoped(&self.root, path)?;
         let full = self.root.join(&rel);
         Ok((rel, full))
@@ -262,14 +258,12 @@ mod tests {
         std::os::unix::fs::symlink("/etc/passwd", ctx_dir.join("abs")).unwrap();
         std::os::unix::fs::symlink("in.txt", ctx_dir.join("ok")).unwrap();
         let ctx = Context::open(&ctx_dir, None).unwrap();
-        assert!(matches!(
-            ctx.resolve("../secret"),
-            Err(Error::OutsideContext { .. })
-        ));
-        assert!(matches!(
-            ctx.resolve("a/../../secret"),
-            Err(Error::OutsideContext { .. })
-        ));
+        // `..` stops at the root, as BuildKit reads a source: the context's own `secret`.
+        for clamped in ["../secret", "a/../../secret"] {
+            let (rel, path) = ctx.resolve(clamped).unwrap();
+            assert_eq!(rel, "secret", "{clamped}");
+            assert_eq!(path, ctx.root().join("secret"), "{clamped}");
+        }
         let (rel, path) = ctx.resolve("up").unwrap();
         assert_eq!(rel, "secret", "a `..` link is clamped at the context root");
         assert!(path.starts_with(ctx.root()));
