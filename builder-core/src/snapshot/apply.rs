@@ -1,6 +1,12 @@
 //! Applying a layer to a directory: regular entries unpacked (owners, modes, times and xattrs
 //! kept; nothing written outside the directory), whiteouts deleting what lower layers put there.
+//!
+//! Directory times are restored after their children, as `tar` does: a directory the layer
+//! holds gets the layer's time, one it only reaches into keeps the time it had before. Without
+//! this, every unpack leaves its directories with the wall-clock time of the unpack, and a RUN
+//! that reads them (`tar -c`, `ls -l`, `find -newer`) makes a different layer in every store.
 
+use std::collections::HashMap;
 use std::io::Read;
 use std::path::{Component, Path, PathBuf};
 
@@ -76,6 +82,7 @@ pub fn apply_tar<R: Read>(reader: R, dir: &Path) -> Result<(), ApplyError> {
     archive.set_preserve_mtime(true);
     archive.set_unpack_xattrs(true);
     archive.set_overwrite(true);
+    let mut times = DirTimes::default();
     for entry in archive.entries().map_err(|e| io("<layer>", e))? {
         let mut entry = entry.map_err(|e| io("<layer>", e))?;
         let raw = entry.path().map_err(|e| io("<layer>", e))?.into_owned();
@@ -89,6 +96,9 @@ pub fn apply_tar<R: Read>(reader: R, dir: &Path) -> Result<(), ApplyError> {
             continue;
         };
         let parent = parts.join("/");
+        // Everything below changes `parent` (and makes what is missing above it): their times
+        // are taken now, to be put back when the layer is applied.
+        times.before_change(&root, &parts);
         if file_name == ".wh..wh..opq" {
             root.clear_dir(&parent).map_err(|e| fs_err(&name, e))?;
             continue;
@@ -138,9 +148,74 @@ pub fn apply_tar<R: Read>(reader: R, dir: &Path) -> Result<(), ApplyError> {
             .map_err(|e| io(&name, e.into()))?;
             continue;
         }
+        if kind.is_dir() {
+            let mtime = entry.header().mtime().map_err(|e| io(&name, e))?;
+            times.from_layer(format!("{parent}/{file_name}"), mtime);
+        }
         entry.unpack(&target).map_err(|e| io(&name, e))?;
     }
-    Ok(())
+    times.restore(&root).map_err(|(entry, e)| io(&entry, e))
+}
+
+/// The times directories get back once the layer is applied.
+#[derive(Default)]
+struct DirTimes {
+    /// Directories an entry went into, by path in the layer: the time they had before the
+    /// layer, or `None` when the layer's entries made them without naming them (time 0, so
+    /// that this too is the same in every store).
+    before: HashMap<String, Option<std::time::SystemTime>>,
+    /// Directories the layer holds, with their time in the layer; set last, so they win.
+    layer: Vec<(String, u64)>,
+}
+
+impl DirTimes {
+    /// Takes the times of `parts` and each of its ancestors, the root included, unless taken
+    /// already.
+    fn before_change(&mut self, root: &Root, parts: &[String]) {
+        for n in 0..=parts.len() {
+            let dir = parts[..n].join("/");
+            if self.before.contains_key(&dir) {
+                continue;
+            }
+            let time = match root.dir(&dir) {
+                Ok(Some(d)) => fs_err::metadata(d.path()).and_then(|m| m.modified()).ok(),
+                _ => None,
+            };
+            self.before.insert(dir, time);
+        }
+    }
+
+    fn from_layer(&mut self, dir: String, mtime: u64) {
+        self.layer.push((dir, mtime));
+    }
+
+    /// Puts the times back: the ones from before first, then the layer's. A directory a later
+    /// entry removed or replaced is skipped.
+    fn restore(self, root: &Root) -> Result<(), (String, std::io::Error)> {
+        let epoch = std::time::SystemTime::UNIX_EPOCH;
+        let before = self
+            .before
+            .into_iter()
+            .map(|(d, t)| (d, t.unwrap_or(epoch)));
+        let layer = self
+            .layer
+            .into_iter()
+            .map(|(d, t)| (d, epoch + std::time::Duration::from_secs(t)));
+        for (dir, time) in before.chain(layer) {
+            let Ok(Some(d)) = root.dir(&dir) else {
+                continue;
+            };
+            let set = std::fs::File::open(d.path()).and_then(|f| {
+                f.set_times(
+                    std::fs::FileTimes::new()
+                        .set_accessed(time)
+                        .set_modified(time),
+                )
+            });
+            set.map_err(|e| (dir, e))?;
+        }
+        Ok(())
+    }
 }
 
 /// Whether an entry's path climbs above the layer's root (`a/../../x`): such a layer is
@@ -374,6 +449,48 @@ mod tests {
         }
         assert!(store_tmp.path().join("other-build").exists());
         assert!(dir.join("mine").exists());
+    }
+
+    /// Directories end with the layer's time (not the unpack's), directories the layer only
+    /// reaches into keep theirs, and ones it makes without naming them get time 0.
+    #[test]
+    fn directory_times_are_the_layers_not_the_unpacks() {
+        let mtime = |p: &Path| nix::sys::stat::lstat(p).unwrap().st_mtime;
+        let dir = tempfile::tempdir().unwrap();
+        let mut lower = vec![entry("d", EntryKind::Dir), file("d/f", "f")];
+        apply_tar(
+            write_tar(&mut lower, Vec::new(), TarOptions::default())
+                .unwrap()
+                .as_slice(),
+            dir.path(),
+        )
+        .unwrap();
+        assert_eq!(
+            mtime(&dir.path().join("d")),
+            1,
+            "a directory the layer holds"
+        );
+        let old = std::time::UNIX_EPOCH + std::time::Duration::from_secs(12345);
+        std::fs::File::open(dir.path())
+            .unwrap()
+            .set_times(std::fs::FileTimes::new().set_modified(old))
+            .unwrap();
+        let mut upper = vec![
+            file("d/g", "g"),
+            entry("d/f", EntryKind::Whiteout),
+            file("x/y/z", "z"),
+        ];
+        apply_tar(
+            write_tar(&mut upper, Vec::new(), TarOptions::default())
+                .unwrap()
+                .as_slice(),
+            dir.path(),
+        )
+        .unwrap();
+        assert_eq!(mtime(&dir.path().join("d")), 1, "reached into: kept");
+        assert_eq!(mtime(dir.path()), 12345, "the root: kept");
+        assert_eq!(mtime(&dir.path().join("x")), 0, "made, not named");
+        assert_eq!(mtime(&dir.path().join("x/y")), 0, "made, not named");
     }
 
     /// Hard links inside the layer still work, and to a symlink link the symlink itself.
