@@ -249,6 +249,11 @@ pub(crate) struct BuildOptions {
         help = "Timestamp written into the image and clamp for file times [env: SOURCE_DATE_EPOCH]"
     )]
     pub(crate) source_date_epoch: Option<i64>,
+    #[arg(
+        long,
+        help = "Without SOURCE_DATE_EPOCH, keep the wall-clock times of the files RUN makes (and the build's time as the image's created) instead of 2000-01-01T00:00:00Z: builds are then no longer reproducible"
+    )]
+    pub(crate) no_reproducible: bool,
     /// Progress output: `auto` (`tty` on a terminal, else `plain`), `tty` (a live view), `plain`
     /// (CI logs), `rawjson` (one JSON event a line), `quiet`.
     #[arg(long, value_parser = ["auto", "tty", "plain", "rawjson", "quiet"], default_value = "auto")]

@@ -123,6 +123,7 @@ pub(crate) fn run(
         target: args.target.clone(),
         labels,
         source_date_epoch,
+        wall_clock_times: args.no_reproducible,
         no_cache: args.no_cache,
         no_cache_filter: args.no_cache_filter.clone(),
         jobs: args.jobs,
@@ -171,7 +172,8 @@ pub(crate) fn run(
     progress.finish();
     let out = result.map_err(|e| framed(e, &dockerfile))?;
     let names = req.tags.clone();
-    let mtime = u64::try_from(source_date_epoch.unwrap_or(0)).unwrap_or(0);
+    let mtime =
+        u64::try_from(source_date_epoch.unwrap_or(builder_core::build::DEFAULT_EPOCH)).unwrap_or(0);
     for o in &outputs {
         build::export(store, &out.image, o, &names, compression, mtime)
             .with_context(|| format!("cannot write output {o:?}"))?;

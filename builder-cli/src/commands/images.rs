@@ -93,7 +93,7 @@ pub(crate) fn import(
     let created = std::env::var("SOURCE_DATE_EPOCH")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
+        .unwrap_or(builder_core::build::DEFAULT_EPOCH);
     let image = if tarball.as_os_str() == "-" {
         builder_core::build::import_rootfs(store, std::io::stdin().lock(), created)
     } else {

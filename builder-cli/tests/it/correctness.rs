@@ -315,3 +315,81 @@ fn issue_11_add_of_a_local_archive_as_buildkit_extracts_it() {
         assert!(log.contains(expect), "no `{expect}`:\n{log}");
     }
 }
+
+/// Reproducible by default, RUN included: two fresh stores (different roots, builds seconds
+/// apart) give the same image digest for a Dockerfile whose RUN reads what COPY wrote (the
+/// directory times of the unpacked layer) and whose last RUN makes files, with and without
+/// `SOURCE_DATE_EPOCH`. With `--no-reproducible` the RUN's files keep the clock's time.
+///
+/// The listing is of what the layers made (`/data`, `/etc`), not of `/`: `/proc` and the files
+/// this very RUN is writing carry the running clock, which no builder can make reproducible
+/// without faking it.
+#[test]
+fn issue_11_two_fresh_stores_give_the_same_image() {
+    let dockerfile = "FROM busybox\nCOPY data/ /data/\n\
+        RUN tar -cf /all.tar /data && ls -lR --full-time /data /etc > /listing\n\
+        RUN mkdir -p /made/deep && echo x > /made/deep/f && touch /made/g\n";
+    let p = project(dockerfile);
+    for f in ["data/a.txt", "data/sub/b.txt", "data/sub/deeper/c.txt"] {
+        p.file(f, f);
+    }
+    let digest = |root: &std::path::Path, sde: Option<&str>, extra: &[&str]| {
+        let mut args = vec!["build", "--progress", "plain", "-t", "r:1"];
+        args.extend_from_slice(extra);
+        args.push(".");
+        let mut cmd = p.command_in(root, &args);
+        if let Some(s) = sde {
+            cmd.env("SOURCE_DATE_EPOCH", s);
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let v: serde_json::Value =
+            serde_json::from_slice(&p.rbuild_in(root, &["inspect", "r:1"]).stdout).unwrap();
+        v["Digest"].as_str().unwrap().to_owned()
+    };
+    for sde in [None, Some("1700000000")] {
+        let (a, b) = (p.path(&format!("a{sde:?}")), p.path(&format!("b{sde:?}")));
+        import_busybox(&a);
+        let first = digest(&a, sde, &[]);
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        import_busybox(&b);
+        let second = digest(&b, sde, &[]);
+        assert_eq!(first, second, "SOURCE_DATE_EPOCH={sde:?}");
+    }
+    // Without the clamp a RUN's files keep the clock's time, so the image moves.
+    let c = p.path("c");
+    import_busybox(&c);
+    let out = p.rbuild_in(
+        &c,
+        &[
+            "build",
+            "--no-reproducible",
+            "-o",
+            "type=local,dest=../out",
+            ".",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let made = fs_err::metadata(p.path("out/made/g")).unwrap();
+    let age = std::time::SystemTime::now()
+        .duration_since(made.modified().unwrap())
+        .unwrap();
+    assert!(age.as_secs() < 600, "{age:?}");
+    // And by default they are the epoch of the README: 2000-01-01T00:00:00Z.
+    let out = p.rbuild_in(&c, &["build", "-o", "type=local,dest=../out2", "."]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    for f in [
+        "out2/made/g",
+        "out2/made/deep",
+        "out2/all.tar",
+        "out2/data/sub",
+    ] {
+        let m = fs_err::symlink_metadata(p.path(f)).unwrap();
+        let t = m
+            .modified()
+            .unwrap()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap();
+        assert_eq!(t.as_secs(), 946_684_800, "{f}");
+    }
+}

@@ -153,7 +153,7 @@ pub(crate) fn entries(
 ) -> Result<Vec<Entry>> {
     let s = spec(inst)?;
     let escape = env.escape;
-    let mtime = env.source_date_epoch.unwrap_or(0);
+    let mtime = env.times.epoch;
     let root = match s.from {
         None => Root::Context,
         Some(from) => {

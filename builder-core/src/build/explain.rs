@@ -9,7 +9,7 @@
 //! | input | what | for |
 //! |---|---|---|
 //! | version | [`KEY_VERSION`]; bumped whenever what goes in, or what a step records (its config), changes, so a key of an older rbuild is never reused for a different meaning | every step |
-//! | parent | the key of the state the step starts from (the base image's digest and platform for FROM, else the previous step's key), which carries every earlier ENV, ARG, USER, WORKDIR, SHELL and so on | every step |
+//! | parent | the key of the state the step starts from (for FROM: the base image's digest, the platform and the build's times, i.e. the epoch and whether layers are clamped to it; else the previous step's key), which carries every earlier ENV, ARG, USER, WORKDIR, SHELL and so on | every step |
 //! | command | the instruction as parsed ([`command_form`]: its typed form as JSON, without any source position, so a comment or blank line above it changes nothing) | every step |
 //! | vars | RUN: its whole environment, every ARG and ENV in scope with its value (BuildKit's rule: a changed build arg reruns every RUN after it); other steps: the variables their text names | every step |
 //! | inputs | what the step reads, by name and digest: context files of COPY/ADD, a stage or image for `--from`, a URL's content, RUN's bind mount sources | COPY, ADD, RUN |
@@ -26,7 +26,7 @@ use crate::digest::Digest;
 use crate::store::Store;
 
 /// The key's version: part of every step key.
-pub(crate) const KEY_VERSION: &[u8] = b"rbuild-step-v4\0";
+pub(crate) const KEY_VERSION: &[u8] = b"rbuild-step-v5\0";
 
 /// What went into a step's cache key, kept to explain the next miss at the same place.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

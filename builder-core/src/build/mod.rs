@@ -43,6 +43,57 @@ pub use stdin_context::unpack_context;
 /// The build's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// The time a build gives its image, its copied files and the files its RUNs make when
+/// `SOURCE_DATE_EPOCH` is not set: 2000-01-01T00:00:00Z, the "portable mtime" of Bazel's
+/// `rules_pkg`. Not 0: ZIP cannot hold times before 1980 (Python's `zipfile` refuses them), so
+/// a later RUN that zips files of earlier layers would fail, as BuildKit builds with
+/// `SOURCE_DATE_EPOCH=0` do. RUN itself runs with the real clock; only its layer is clamped.
+pub const DEFAULT_EPOCH: i64 = 946_684_800;
+
+/// How a build sets times, decided once from the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Times {
+    /// The time of copied files, directories WORKDIR makes and the image's `created`.
+    pub(crate) epoch: i64,
+    /// Every layer's file times are clamped to at most this; `None` keeps them.
+    pub(crate) clamp: Option<i64>,
+}
+
+impl Times {
+    pub(crate) fn of(req: &BuildRequest) -> Self {
+        match req.source_date_epoch {
+            Some(e) => Self {
+                epoch: e,
+                clamp: Some(e),
+            },
+            None => Self {
+                epoch: DEFAULT_EPOCH,
+                clamp: (!req.wall_clock_times).then_some(DEFAULT_EPOCH),
+            },
+        }
+    }
+
+    /// The image's `created`: the epoch, or now when times are kept.
+    fn created(self) -> i64 {
+        match self.clamp {
+            Some(_) => self.epoch,
+            None => std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(self.epoch, |d| {
+                    i64::try_from(d.as_secs()).unwrap_or(self.epoch)
+                }),
+        }
+    }
+
+    /// What the keys hold of it: every step's layer depends on both.
+    pub(crate) fn key_text(self) -> String {
+        match self.clamp {
+            Some(c) => format!("epoch={} clamp={c}", self.epoch),
+            None => format!("epoch={} clamp=none", self.epoch),
+        }
+    }
+}
+
 /// What to build.
 #[derive(Debug, Clone, Default)]
 pub struct BuildRequest {
@@ -56,8 +107,12 @@ pub struct BuildRequest {
     pub target: Option<String>,
     /// `--label`s added to the image.
     pub labels: BTreeMap<String, String>,
-    /// `SOURCE_DATE_EPOCH`: the time written into the image and the clamp for file times.
+    /// `SOURCE_DATE_EPOCH`: the time written into the image and the clamp for file times
+    /// (without it, [`DEFAULT_EPOCH`]).
     pub source_date_epoch: Option<i64>,
+    /// `--no-reproducible`: without [`Self::source_date_epoch`], the files a RUN makes keep
+    /// their wall-clock times and the image's `created` is the time of the build.
+    pub wall_clock_times: bool,
     /// `--no-cache`: run every step, whatever the cache holds.
     pub no_cache: bool,
     /// `--no-cache-filter STAGE`: run every step of these stages (names or indexes).
@@ -351,7 +406,7 @@ impl Builder {
                 escape: parsed.escape,
                 build_args: &req.build_args,
                 automatic_args: &automatic_args,
-                source_date_epoch: req.source_date_epoch,
+                times: Times::of(req),
                 no_cache: req.no_cache,
                 explain: req.explain_cache,
                 no_cache_stages: &no_cache_stages,
@@ -453,7 +508,7 @@ impl Builder {
                 .get_or_insert_with(BTreeMap::new)
                 .extend(req.labels.clone());
         }
-        let created = rfc3339(req.source_date_epoch.unwrap_or(0));
+        let created = rfc3339(Times::of(req).created());
         final_state.config.created = Some(created.clone());
         for h in &mut final_state.config.history {
             h.created.get_or_insert_with(|| created.clone());
@@ -465,7 +520,7 @@ impl Builder {
             &req.registry,
         )?;
         if req.squash {
-            squash::squash(&self.store, &mut final_state, req.source_date_epoch)?;
+            squash::squash(&self.store, &mut final_state, Times::of(req).clamp)?;
         }
         let image = Image::store(&self.store, &final_state.config)?;
         for t in &req.tags {

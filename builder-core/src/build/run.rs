@@ -67,6 +67,7 @@ pub(crate) fn step_network(
 pub(crate) fn resolv_conf(
     network: Network,
     dir: &std::path::Path,
+    epoch: i64,
 ) -> Result<Option<std::path::PathBuf>> {
     let host = std::path::Path::new("/etc/resolv.conf");
     match network {
@@ -83,10 +84,27 @@ pub(crate) fn resolv_conf(
                 }
             }
             let file = dir.join("resolv.conf");
-            fs_err::write(&file, text).map_err(io_at(&file))?;
+            sandbox_file(&file, &text, epoch)?;
             Ok(Some(file))
         }
     }
+}
+
+/// Writes a file the sandbox makes for RUN (`/etc/hosts`, `/etc/resolv.conf`) with the build's
+/// epoch as its time: a RUN that lists `/etc` sees the same in every build.
+fn sandbox_file(file: &std::path::Path, text: &str, epoch: i64) -> Result<()> {
+    let time =
+        std::time::UNIX_EPOCH + std::time::Duration::from_secs(u64::try_from(epoch).unwrap_or(0));
+    fs_err::write(file, text)
+        .and_then(|()| fs_err::File::open(file))
+        .and_then(|f| {
+            f.file().set_times(
+                std::fs::FileTimes::new()
+                    .set_accessed(time)
+                    .set_modified(time),
+            )
+        })
+        .map_err(io_at(file))
 }
 
 /// Whether the image at `rootfs` has `path` (its last component not followed), resolved inside
@@ -496,7 +514,11 @@ pub(crate) fn run(
         });
     }
     let hosts = dir.join("hosts");
-    fs_err::write(&hosts, "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\tbuildkitsandbox\n").map_err(io_at(&hosts))?;
+    sandbox_file(
+        &hosts,
+        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\tbuildkitsandbox\n",
+        env.times.epoch,
+    )?;
     let network = step_network(env, state, run)?;
     if network == Network::Host && !env.allow_network_host {
         return Err(Error::NetworkHostDenied);
@@ -515,7 +537,7 @@ pub(crate) fn run(
         }
         (n, _) => n,
     };
-    let resolv_conf = resolv_conf(network, &dir)?;
+    let resolv_conf = resolv_conf(network, &dir, env.times.epoch)?;
     let spec = SandboxSpec {
         lower: rootfs.clone(),
         upper: upper.clone(),

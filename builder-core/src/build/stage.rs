@@ -23,7 +23,8 @@ pub(crate) struct BuildEnv<'a> {
     pub(crate) escape: char,
     pub(crate) build_args: &'a BTreeMap<String, String>,
     pub(crate) automatic_args: &'a BTreeMap<String, String>,
-    pub(crate) source_date_epoch: Option<i64>,
+    /// The epoch and the clamp of file times.
+    pub(crate) times: super::Times,
     pub(crate) no_cache: bool,
     /// `--explain-cache`: misses name every changed input, with digests.
     pub(crate) explain: bool,
@@ -236,7 +237,7 @@ fn base(
     let (os, arch) = (&env.platform.os, &env.platform.architecture);
     let mut key = crate::digest::Hasher::default();
     key.update(b"rbuild-base-v1\0");
-    key.update(format!("{os}/{arch}\0{:?}\0", env.source_date_epoch).as_bytes());
+    key.update(format!("{os}/{arch}\0{}\0", env.times.key_text()).as_bytes());
     let mut config = ImageConfig {
         architecture: arch.clone(),
         os: os.clone(),
@@ -780,7 +781,7 @@ pub(crate) fn add_layer(
         env.store,
         &mut entries,
         TarOptions {
-            source_date_epoch: env.source_date_epoch,
+            source_date_epoch: env.times.clamp,
         },
     )?;
     state.config.rootfs.diff_ids.push(layer.diff_id);
@@ -911,14 +912,7 @@ fn run_instruction(
                 Some(u) if !u.is_empty() => super::chown::resolve_chown(u, &state.rootfs()),
                 _ => (0, 0),
             };
-            let dirs = missing_dirs(
-                &state.rootfs(),
-                &abs,
-                0o755,
-                uid,
-                gid,
-                env.source_date_epoch.unwrap_or(0),
-            )?;
+            let dirs = missing_dirs(&state.rootfs(), &abs, 0o755, uid, gid, env.times.epoch)?;
             if dirs.is_empty() {
                 history(state, created_by, true);
             } else {

@@ -150,7 +150,7 @@ pub fn apply_tar<R: Read>(reader: R, dir: &Path) -> Result<(), ApplyError> {
         }
         if kind.is_dir() {
             let mtime = entry.header().mtime().map_err(|e| io(&name, e))?;
-            times.from_layer(format!("{parent}/{file_name}"), mtime);
+            times.in_layer(format!("{parent}/{file_name}"), mtime);
         }
         entry.unpack(&target).map_err(|e| io(&name, e))?;
     }
@@ -185,7 +185,7 @@ impl DirTimes {
         }
     }
 
-    fn from_layer(&mut self, dir: String, mtime: u64) {
+    fn in_layer(&mut self, dir: String, mtime: u64) {
         self.layer.push((dir, mtime));
     }
 
@@ -205,8 +205,8 @@ impl DirTimes {
             let Ok(Some(d)) = root.dir(&dir) else {
                 continue;
             };
-            let set = std::fs::File::open(d.path()).and_then(|f| {
-                f.set_times(
+            let set = fs_err::File::open(d.path()).and_then(|f| {
+                f.file().set_times(
                     std::fs::FileTimes::new()
                         .set_accessed(time)
                         .set_modified(time),
@@ -471,8 +471,9 @@ mod tests {
             "a directory the layer holds"
         );
         let old = std::time::UNIX_EPOCH + std::time::Duration::from_secs(12345);
-        std::fs::File::open(dir.path())
+        fs_err::File::open(dir.path())
             .unwrap()
+            .file()
             .set_times(std::fs::FileTimes::new().set_modified(old))
             .unwrap();
         let mut upper = vec![
