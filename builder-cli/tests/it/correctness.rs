@@ -191,6 +191,36 @@ fn issue_11_user_resolves_as_the_runtime_does() {
     assert!(err.contains("unable to find user ghost"), "{err}");
 }
 
+/// Rule 7: destinations resolve through symlinks already in the image, inside the image's root:
+/// `WORKDIR /w/sub` where `/w` links to `/real`, then `COPY a.txt .`, lands in `/real/sub`; a
+/// link to an absolute path is the image's path, never the host's.
+#[test]
+fn issue_11_destinations_resolve_through_the_images_links() {
+    let host = tempfile::tempdir().unwrap();
+    let p = project(&format!(
+        "FROM busybox\nRUN mkdir /real && ln -s /real /w && ln -s {} /abs\n\
+         WORKDIR /w/sub\nCOPY a.txt .\nCOPY a.txt /abs/b.txt\n",
+        host.path().display()
+    ));
+    p.file("a.txt", "a\n");
+    p.ok(&["build", "-t", "l:1", "."]);
+    let out = p.ok(&[
+        "run",
+        "l:1",
+        "sh",
+        "-c",
+        "readlink /w; cat /real/sub/a.txt; find / -name b.txt -xdev",
+    ]);
+    assert_eq!(
+        text(&out.stdout),
+        format!("/real\na\n{}/b.txt\n", host.path().display())
+    );
+    assert!(
+        !host.path().join("b.txt").exists(),
+        "COPY wrote on the host"
+    );
+}
+
 /// Rule 9: a stage name used twice is a warning, and a reference is to the last stage of it.
 #[test]
 fn issue_11_a_stage_name_used_twice_warns_and_the_last_wins() {
