@@ -16,13 +16,28 @@ use super::{Error, Event, Result};
 /// Lines of output kept to show with a failure.
 const TAIL: usize = 10;
 
-/// The environment a RUN sees: the image's ENV and the build's ARGs (last value wins), PATH
-/// defaulted as docker does.
 /// The `PATH` of a Linux image or RUN that has none (BuildKit's and containerd's default).
 pub(crate) const DEFAULT_PATH: &str =
     "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-pub(crate) fn environment(state: &StageState) -> Vec<String> {
+/// Build args every RUN sees when given, declared by an ARG or not, and that never reach the
+/// image's config or history (BuildKit's and docker's predefined args).
+pub(crate) const PROXY_ARGS: [&str; 10] = [
+    "HTTP_PROXY",
+    "http_proxy",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "FTP_PROXY",
+    "ftp_proxy",
+    "NO_PROXY",
+    "no_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+];
+
+/// The environment a RUN sees: the image's ENV and the build's ARGs (last value wins), then
+/// the proxy args given to the build that neither names, PATH defaulted as docker does.
+pub(crate) fn environment(env: &BuildEnv<'_>, state: &StageState) -> Vec<String> {
     let mut seen = std::collections::BTreeMap::new();
     for (i, (k, v)) in state.vars.iter().enumerate() {
         seen.insert(k.clone(), (i, v.clone()));
@@ -30,14 +45,24 @@ pub(crate) fn environment(state: &StageState) -> Vec<String> {
     let mut vars: Vec<(usize, String, String)> =
         seen.into_iter().map(|(k, (i, v))| (i, k, v)).collect();
     vars.sort();
-    let mut env: Vec<String> = vars
+    let mut vars: Vec<String> = vars
         .into_iter()
         .map(|(_, k, v)| format!("{k}={v}"))
         .collect();
-    if !env.iter().any(|e| e.starts_with("PATH=")) {
-        env.insert(0, format!("PATH={DEFAULT_PATH}"));
+    for name in PROXY_ARGS {
+        if let Some(v) = env.build_args.get(name) {
+            if !vars
+                .iter()
+                .any(|e| e.split_once('=').is_some_and(|(k, _)| k == name))
+            {
+                vars.push(format!("{name}={v}"));
+            }
+        }
     }
-    env
+    if !vars.iter().any(|e| e.starts_with("PATH=")) {
+        vars.insert(0, format!("PATH={DEFAULT_PATH}"));
+    }
+    vars
 }
 
 /// RUN's network: its own `--network`, expanded and then checked (BuildKit expands the flag
@@ -544,7 +569,7 @@ pub(crate) fn run(
         work,
         merged,
         args,
-        env: environment(state)
+        env: environment(env, state)
             .into_iter()
             .chain(mounts.env.iter().cloned())
             .collect(),

@@ -2,7 +2,7 @@
 //! filesystem.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use crate::context::{Context, StatCache};
@@ -245,7 +245,11 @@ fn base(
         ..ImageConfig::default()
     };
     match &stage.base.source {
-        Source::Scratch => key.update(b"scratch"),
+        Source::Scratch => {
+            key.update(b"scratch");
+            // BuildKit's empty image has `/` as its working directory.
+            config.config.working_dir = Some("/".into());
+        }
         Source::Stage(i) => {
             let from = built
                 .get(i)
@@ -549,7 +553,7 @@ fn run_cached(
     }
     if let Command::Run(run) = &inst.command {
         // RUN sees every ARG and ENV in scope: all are its key (BuildKit's rule).
-        now.vars = super::run::environment(state)
+        now.vars = super::run::environment(env, state)
             .into_iter()
             .map(|e| match e.split_once('=') {
                 Some((k, v)) => (k.to_owned(), v.to_owned()),
@@ -833,9 +837,15 @@ pub(crate) fn missing_dirs(
     gid: u32,
     mtime: i64,
 ) -> Result<Vec<Entry>> {
+    // Through the image's links, inside the image: the layer names the directories made where
+    // they are (`/real/sub`), never through a link (`/w/sub`).
+    let resolved = crate::fs::resolve(rootfs, path).map_err(|e| Error::Io {
+        path: PathBuf::from(path),
+        source: std::io::Error::other(e),
+    })?;
     let mut out = Vec::new();
     let mut cur = String::new();
-    for part in path.trim_matches('/').split('/').filter(|p| !p.is_empty()) {
+    for part in resolved.split('/').filter(|p| !p.is_empty()) {
         cur = if cur.is_empty() {
             part.to_owned()
         } else {

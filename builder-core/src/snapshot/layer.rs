@@ -38,6 +38,8 @@ pub enum EntryKind {
         /// That entry's path.
         target: String,
     },
+    /// A named pipe (`mkfifo`).
+    Fifo,
     /// A deletion of `path` from the layers below (`.wh.<name>`).
     Whiteout,
     /// The directory's contents in the layers below are hidden (`<dir>/.wh..wh..opq`).
@@ -185,6 +187,7 @@ fn append<W: Write>(
         EntryKind::File { size, .. } => (tar::EntryType::Regular, *size, None),
         EntryKind::Symlink { target } => (tar::EntryType::Symlink, 0, Some(target.as_str())),
         EntryKind::Hardlink { target } => (tar::EntryType::Link, 0, Some(target.as_str())),
+        EntryKind::Fifo => (tar::EntryType::Fifo, 0, None),
         EntryKind::Whiteout | EntryKind::Opaque => {
             header.set_mode(0);
             header.set_uid(0);

@@ -76,8 +76,10 @@ pub fn upper_entries(upper: &Path, skip: &[String]) -> std::io::Result<Vec<Entry
                     e.xattrs.push(("security.capability".into(), cap));
                 }
                 out.push(e);
+            } else if ft.is_fifo() {
+                out.push(base(EntryKind::Fifo));
             }
-            // Devices, fifos and sockets a RUN creates are not carried into layers.
+            // Devices and sockets a RUN creates are not carried into layers.
         }
     }
     Ok(out)

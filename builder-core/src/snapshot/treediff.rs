@@ -2,7 +2,7 @@
 //! modified copy of it, found by walking both (kind, mode, owner, size, time, link target).
 
 use std::collections::{BTreeMap, HashMap};
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
 
 use super::layer::{Entry, EntryKind, FileSource};
@@ -100,6 +100,8 @@ pub fn tree_diff(base: &Path, changed: &Path, skip: &[String]) -> std::io::Resul
                     }
                 }
             }
+        } else if ft.is_fifo() {
+            EntryKind::Fifo
         } else {
             continue;
         };
