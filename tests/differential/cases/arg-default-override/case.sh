@@ -1,0 +1,2 @@
+# --build-arg A=given
+ARGS=(--build-arg A=given)

@@ -1,0 +1,2 @@
+# F=b given
+ARGS=(--build-arg F=b)

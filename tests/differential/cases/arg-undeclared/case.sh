@@ -1,0 +1,2 @@
+# --build-arg X=1 without ARG X
+ARGS=(--build-arg X=1)

@@ -1,0 +1,2 @@
+# empty directories (git cannot keep them)
+mkdir -p empty deep/er/est

@@ -1,0 +1,2 @@
+# a missing source is an error
+EXPECT=fail

@@ -1,0 +1,2 @@
+# refused
+EXPECT=fail

@@ -1,0 +1,2 @@
+# ignored files cannot be named
+EXPECT=fail

@@ -1,0 +1,2 @@
+# target two
+ARGS=(--target two)
