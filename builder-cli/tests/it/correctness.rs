@@ -54,6 +54,25 @@ fn issue_11_run_network_is_expanded_before_use() {
     assert!(err.contains("line 3") || err.contains(":3"), "{err}");
 }
 
+/// Requirement 3: mount options that take numbers are expanded too (BuildKit expands every
+/// mount option) and read after expansion; a value that is no number then is an error naming
+/// the option.
+#[test]
+fn issue_11_mount_numbers_are_expanded_before_use() {
+    let p = project(
+        "FROM busybox\nARG U=1234\nARG M=0750\nARG S=1m\n\
+         RUN --mount=type=cache,target=/c,uid=$U,gid=${U},mode=$M \\\n\
+             --mount=type=tmpfs,target=/t,size=$S \\\n\
+             echo \"got=$(stat -c '%u:%g:%a' /c) $(df -k /t | tail -1 | awk '{print $2}')\"\n",
+    );
+    let log = build(&p, &[]);
+    assert!(log.contains("got=1234:1234:750 1024"), "{log}");
+    let out = p.rbuild(&["build", "--build-arg", "M=rwx", "."]);
+    let err = text(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("--mount") && err.contains("mode=rwx"), "{err}");
+}
+
 /// The key holds no source position: lines added above a heredoc RUN and an ONBUILD trigger
 /// leave every step CACHED.
 #[test]

@@ -184,6 +184,7 @@ fn plan_mounts(
     };
     let escape = env.escape;
     for (i, m) in run.mounts.iter().enumerate() {
+        let m = &mount_numbers(state, escape, m)?;
         let expand = |s: &Option<String>| s.as_deref().map(|v| state.expand(v, escape)).transpose();
         let target = expand(&m.target)?.map(|t| super::stage::abs_path(state.workdir(), &t));
         match m.kind {
@@ -342,6 +343,33 @@ fn run_logged(
         );
     }
     Ok(exit)
+}
+
+/// The mount with its numeric options that name variables (`uid=$UID`) expanded and read, as
+/// BuildKit does; a value that is no number after expansion is an error naming the option.
+fn mount_numbers(
+    state: &StageState,
+    escape: char,
+    m: &crate::dockerfile::Mount,
+) -> Result<crate::dockerfile::Mount> {
+    let mut failed = None;
+    let out = m.with_numbers(|raw| match state.expand(raw, escape) {
+        Ok(v) => Ok(v),
+        Err(e) => {
+            let why = e.to_string();
+            failed = Some(e);
+            Err(why)
+        }
+    });
+    match (out, failed) {
+        (Ok(m), _) => Ok(m),
+        (Err(_), Some(e)) => Err(e),
+        (Err((key, value, reason)), None) => Err(Error::InvalidFlag {
+            flag: "--mount",
+            value: format!("{key}={value}"),
+            reason,
+        }),
+    }
 }
 
 /// Gives `path` the mount's `mode` (else `default_mode`) and its `uid`/`gid` (else root).

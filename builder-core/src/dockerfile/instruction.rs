@@ -148,6 +148,42 @@ pub struct Mount {
     pub required: bool,
     /// `env=`: expose a secret as this environment variable.
     pub env: Option<String>,
+    /// Numeric options written with a variable (`uid=$UID`): `mode`, `uid`, `gid` or `size` by
+    /// name, as written. They are expanded and read when the RUN runs
+    /// ([`Mount::with_numbers`]), as BuildKit expands every mount option.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub deferred: std::collections::BTreeMap<String, String>,
+}
+
+impl Mount {
+    /// The mount with its [`Mount::deferred`] options expanded by `expand` and read into their
+    /// fields; the error names the option and the value it expanded to.
+    pub fn with_numbers(
+        &self,
+        mut expand: impl FnMut(&str) -> Result<String, String>,
+    ) -> Result<Mount, (String, String, String)> {
+        let mut m = self.clone();
+        for (key, raw) in std::mem::take(&mut m.deferred) {
+            let value = expand(&raw).map_err(|e| (key.clone(), raw.clone(), e))?;
+            let bad = |why: String| (key.clone(), value.clone(), why);
+            match key.as_str() {
+                "mode" => m.mode = Some(mount_number(&key, &value, 8).map_err(bad)?),
+                "uid" => m.uid = Some(mount_number(&key, &value, 10).map_err(bad)?),
+                "gid" => m.gid = Some(mount_number(&key, &value, 10).map_err(bad)?),
+                _ => {
+                    m.size = Some(
+                        parse_ram_size(&value)
+                            .ok_or_else(|| bad(format!("invalid size `{value}`")))?,
+                    );
+                }
+            }
+        }
+        Ok(m)
+    }
+}
+
+fn mount_number(key: &str, v: &str, radix: u32) -> Result<u32, String> {
+    u32::from_str_radix(v, radix).map_err(|_| format!("`{key}` takes a number, not `{v}`"))
 }
 
 /// A `KEY=VALUE` of ENV or LABEL, as written.
@@ -977,15 +1013,13 @@ fn parse_mount(spec: &str) -> Result<Mount, String> {
         size: None,
         required: false,
         env: None,
+        deferred: std::collections::BTreeMap::new(),
     };
     let mut ro: Option<bool> = None;
     let parse_bool = |key: &str, v: &str| match v.to_ascii_lowercase().as_str() {
         "1" | "t" | "true" => Ok(true),
         "0" | "f" | "false" => Ok(false),
         _ => Err(format!("`{key}` takes true or false, not `{v}`")),
-    };
-    let number = |key: &str, v: &str, radix: u32| {
-        u32::from_str_radix(v, radix).map_err(|_| format!("`{key}` takes a number, not `{v}`"))
     };
     for field in csv_fields(spec)? {
         let (key, value) = match field.split_once('=') {
@@ -1009,6 +1043,10 @@ fn parse_mount(spec: &str) -> Result<Mount, String> {
             }
             continue;
         };
+        if matches!(key.as_str(), "mode" | "uid" | "gid" | "size") && value.contains('$') {
+            m.deferred.insert(key, value);
+            continue;
+        }
         match key.as_str() {
             "type" => {
                 m.kind = MountType::parse(&value).ok_or_else(|| {
@@ -1046,9 +1084,9 @@ fn parse_mount(spec: &str) -> Result<Mount, String> {
                     }
                 });
             }
-            "mode" => m.mode = Some(number(&key, &value, 8)?),
-            "uid" => m.uid = Some(number(&key, &value, 10)?),
-            "gid" => m.gid = Some(number(&key, &value, 10)?),
+            "mode" => m.mode = Some(mount_number(&key, &value, 8)?),
+            "uid" => m.uid = Some(mount_number(&key, &value, 10)?),
+            "gid" => m.gid = Some(mount_number(&key, &value, 10)?),
             "env" => m.env = Some(value),
             _ => return Err(format!("unexpected key `{key}` in `{field}`")),
         }
@@ -1059,14 +1097,17 @@ fn parse_mount(spec: &str) -> Result<Mount, String> {
         MountType::Secret | MountType::Ssh | MountType::Cache
     ) {
         for (set, name) in [
-            (m.mode.is_some(), "mode"),
-            (m.uid.is_some(), "uid"),
-            (m.gid.is_some(), "gid"),
+            (m.mode.is_some() || m.deferred.contains_key("mode"), "mode"),
+            (m.uid.is_some() || m.deferred.contains_key("uid"), "uid"),
+            (m.gid.is_some() || m.deferred.contains_key("gid"), "gid"),
         ] {
             if set {
                 return Err(format!("`{name}` is not allowed for {kind} mounts"));
             }
         }
+    }
+    if m.deferred.contains_key("size") && m.kind != MountType::Tmpfs {
+        return Err("`size` is only for tmpfs mounts".into());
     }
     m.readonly = ro.unwrap_or(!matches!(m.kind, MountType::Cache | MountType::Tmpfs));
     if m.sharing.is_some() && m.kind != MountType::Cache {
@@ -1128,6 +1169,21 @@ mod tests {
     }
 
     #[test]
+    fn numbers_with_variables_wait_for_the_build() {
+        let m = parse_mount("type=cache,target=/x,uid=$U,mode=0700,gid=${G:-5}").unwrap();
+        assert_eq!((m.uid, m.gid, m.mode), (None, None, Some(0o700)));
+        let vars = |v: &str| Ok(v.replace("$U", "7").replace("${G:-5}", "5"));
+        let done = m.with_numbers(vars).unwrap();
+        assert_eq!(
+            (done.uid, done.gid, done.mode),
+            (Some(7), Some(5), Some(0o700))
+        );
+        assert!(done.deferred.is_empty());
+        let err = m.with_numbers(|_| Ok("x".into())).unwrap_err();
+        assert_eq!((err.0.as_str(), err.1.as_str()), ("gid", "x"));
+    }
+
+    #[test]
     fn bad_mounts_say_why() {
         for (spec, needle) in [
             ("type=nfs,target=/x", "unsupported mount type"),
@@ -1138,6 +1194,8 @@ mod tests {
             ("type=cache,target=/x,bogus=1", "unexpected key"),
             ("type=cache,target=/x,uid=abc", "takes a number"),
             ("type=bind,target=/x,required", "required"),
+            ("type=bind,target=/x,mode=$M", "not allowed"),
+            ("target=/x,size=$S,type=cache", "only for tmpfs"),
         ] {
             let err = parse_mount(spec).unwrap_err();
             assert!(err.contains(needle), "{spec}: {err}");
