@@ -27,6 +27,10 @@ pub(crate) struct Cli {
     /// given several times.
     #[arg(long = "insecure-registry", global = true, value_name = "HOST")]
     pub(crate) insecure_registries: Vec<String>,
+    /// Seconds a registry may stay silent (no answer, or nothing more of a body) before the
+    /// request fails; uploads get an hour in all.
+    #[arg(long, global = true, value_name = "SECONDS", default_value_t = 60)]
+    pub(crate) registry_timeout: u64,
     #[command(subcommand)]
     pub(crate) command: Command,
 }
@@ -394,8 +398,13 @@ fn after_globals(args: &[std::ffi::OsString]) -> usize {
     let mut i = 1;
     while let Some(a) = args.get(i).and_then(|a| a.to_str()) {
         match a {
-            "--root" | "--insecure-registry" => i += 2,
-            _ if a.starts_with("--root=") || a.starts_with("--insecure-registry=") => i += 1,
+            "--root" | "--insecure-registry" | "--registry-timeout" => i += 2,
+            _ if a.starts_with("--root=")
+                || a.starts_with("--insecure-registry=")
+                || a.starts_with("--registry-timeout=") =>
+            {
+                i += 1;
+            }
             _ => break,
         }
     }

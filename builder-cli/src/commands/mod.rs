@@ -11,7 +11,7 @@ use crate::args::{Cli, Command};
 
 pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let root = cli.root.clone();
-    let reg = registry::options(&cli.insecure_registries);
+    let reg = registry::options(&cli.insecure_registries, cli.registry_timeout);
     match cli.command {
         Command::Parse(args) => parse::run(&args),
         Command::Build(args) => build::run(&store(root)?, &args, &reg),

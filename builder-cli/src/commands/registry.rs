@@ -12,9 +12,10 @@ use crate::args::PushArgs;
 use crate::render;
 
 /// How registries are reached: `--insecure-registry` and docker's config.
-pub(crate) fn options(insecure: &[String]) -> Options {
+pub(crate) fn options(insecure: &[String], timeout_secs: u64) -> Options {
     Options {
         insecure: insecure.to_vec(),
+        read_timeout: std::time::Duration::from_secs(timeout_secs.max(1)),
         ..Options::default()
     }
 }

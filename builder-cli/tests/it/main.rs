@@ -8,6 +8,7 @@ mod interop;
 mod isolation;
 mod parse;
 mod registry;
+mod registry_safety;
 mod registry_server;
 mod run;
 mod store;

@@ -14,8 +14,8 @@ use base64::engine::general_purpose::STANDARD as B64;
 use super::error::Error;
 use super::reference::DOCKER_HUB;
 
-/// What a registry login holds.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What a registry login holds. Its `Debug` form names the user, never the secret.
+#[derive(Clone, PartialEq, Eq)]
 pub enum Credentials {
     /// A user name and password (or access token) for basic auth and token requests.
     Basic {
@@ -26,6 +26,19 @@ pub enum Credentials {
     },
     /// An `OAuth2` refresh token (`identitytoken`), exchanged at the token server.
     IdentityToken(String),
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Basic { username, .. } => f
+                .debug_struct("Basic")
+                .field("username", username)
+                .field("password", &"<redacted>")
+                .finish(),
+            Self::IdentityToken(_) => f.debug_tuple("IdentityToken").field(&"<redacted>").finish(),
+        }
+    }
 }
 
 /// The key docker uses in `auths` for a registry: Docker Hub keeps its historical URL.
@@ -340,6 +353,21 @@ pub(crate) fn parse_challenge(header: &str) -> Option<Challenge> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn debug_never_shows_the_secret() {
+        let basic = Credentials::Basic {
+            username: "ann".into(),
+            password: "hunter2".into(),
+        };
+        let token = Credentials::IdentityToken("refresh-secret".into());
+        let shown = format!("{basic:?} {token:?} {:?}", Some(&basic));
+        assert!(shown.contains("ann"), "{shown}");
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("refresh-secret"),
+            "{shown}"
+        );
+    }
+
     use super::*;
 
     #[test]

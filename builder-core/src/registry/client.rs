@@ -32,6 +32,26 @@ pub struct Options {
     /// are CA certificates to trust, `*.cert` + `*.key` a client certificate (default:
     /// `$RBUILD_CERTS_DIR`, else `/etc/containers/certs.d` and `/etc/docker/certs.d`).
     pub certs_dirs: Vec<PathBuf>,
+    /// How long connecting may take.
+    pub connect_timeout: Duration,
+    /// How long the registry may stay silent: waiting for an answer, or between two reads of a
+    /// body (`--registry-timeout`). Uploads get [`UPLOAD_TIMEOUT`] for the whole request.
+    pub read_timeout: Duration,
+}
+
+/// How long one upload (a blob's PUT or PATCH) may take in all: the client cannot tell a slow
+/// link from a stalled one while it is sending, so the bound is generous.
+pub const UPLOAD_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// The largest token-server answer or error body read (a token is a few kilobytes).
+const MAX_SMALL_BODY: u64 = 1 << 20;
+
+/// Whether the system's trust store (`/etc/ssl/certs`, `SSL_CERT_FILE`) holds any CA: then it
+/// is what registries are checked against, with `certs.d`; webpki's built-in roots are only
+/// the fallback for a machine without one.
+fn system_roots_present() -> bool {
+    static PRESENT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *PRESENT.get_or_init(|| !rustls_native_certs::load_native_certs().certs.is_empty())
 }
 
 impl Default for Options {
@@ -48,6 +68,8 @@ impl Default for Options {
                     PathBuf::from("/etc/docker/certs.d"),
                 ],
             },
+            connect_timeout: Duration::from_secs(30),
+            read_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -119,6 +141,15 @@ fn registry_message(status: StatusCode, body: &str) -> String {
     } else {
         format!("{status}: {body}")
     }
+}
+
+/// A body that is not a layer (a token, an error), read up to [`MAX_SMALL_BODY`]: a registry
+/// cannot make rbuild hold more of it than that.
+fn small_text(resp: Response) -> std::io::Result<String> {
+    use std::io::Read as _;
+    let mut bytes = Vec::new();
+    resp.take(MAX_SMALL_BODY).read_to_end(&mut bytes)?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
 /// The TLS material configured for one registry.
@@ -207,8 +238,10 @@ impl Client {
     ) -> Result<Self, Error> {
         let mut builder = reqwest::blocking::Client::builder()
             .user_agent(concat!("rbuild/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(Duration::from_secs(30))
-            .timeout(None);
+            .connect_timeout(opts.connect_timeout)
+            .timeout(opts.read_timeout)
+            .tls_built_in_native_certs(true)
+            .tls_built_in_webpki_certs(!system_roots_present());
         let tls = tls_files(opts, &reference.registry)?;
         let tls_configured = !tls.roots.is_empty() || tls.identity.is_some();
         for cert in tls.roots {
@@ -281,7 +314,7 @@ impl Client {
                 req = req.header(reqwest::header::AUTHORIZATION, auth);
             }
             if let Some(make) = body {
-                req = req.body(make()?);
+                req = req.body(make()?).timeout(UPLOAD_TIMEOUT);
             }
             let resp = match req.send() {
                 Ok(r) => r,
@@ -334,6 +367,27 @@ impl Client {
         }
     }
 
+    /// Whether the token server at `realm` may be given the registry's credentials: over
+    /// HTTPS, or on the registry's own host, or on loopback.
+    fn may_send_credentials(&self, realm: &str) -> bool {
+        let Ok(url) = reqwest::Url::parse(realm) else {
+            return false;
+        };
+        let host = url.host_str().unwrap_or_default();
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let own = self
+            .registry
+            .rsplit_once(':')
+            .filter(|(_, port)| port.chars().all(|c| c.is_ascii_digit()))
+            .map_or(self.registry.as_str(), |(h, _)| h);
+        url.scheme() == "https"
+            || host.eq_ignore_ascii_case(own.trim_start_matches('[').trim_end_matches(']'))
+            || host == "localhost"
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+    }
+
     /// The `Authorization` header that answers `challenge`.
     fn authorize(&self, challenge: &Challenge, scopes: &[String]) -> Result<String, Error> {
         let denied = |message: String| Error::Unauthorized {
@@ -369,7 +423,16 @@ impl Client {
                         all.push(s.clone());
                     }
                 }
-                let mut req = match &self.credentials {
+                // Credentials go to the registry's own host, or to a token server over HTTPS
+                // (or on loopback); a realm that would carry them in the clear to another host
+                // gets an anonymous request.
+                let withheld = self.credentials.is_some() && !self.may_send_credentials(realm);
+                let credentials = if withheld {
+                    None
+                } else {
+                    self.credentials.as_ref()
+                };
+                let mut req = match credentials {
                     Some(Credentials::IdentityToken(refresh)) => {
                         let mut form = vec![
                             ("grant_type", "refresh_token".to_owned()),
@@ -403,10 +466,22 @@ impl Client {
                 req = req.header(reqwest::header::ACCEPT, "application/json");
                 let resp = req.send().map_err(|e| self.connect_error(realm, e))?;
                 let status = resp.status();
-                let text = resp.text().map_err(|e| self.connect_error(realm, e))?;
+                let text = small_text(resp).map_err(|e| Error::Interrupted {
+                    registry: self.registry.clone(),
+                    reference: self.reference.clone(),
+                    what: format!("the token from `{realm}`"),
+                    source: e,
+                })?;
                 if !status.is_success() {
                     let message = registry_message(status, &text);
-                    return Err(denied(format!("token server `{realm}` said {message}")));
+                    let why = if withheld {
+                        " (rbuild did not send it your credentials: it is neither HTTPS nor the registry's own host)"
+                    } else {
+                        ""
+                    };
+                    return Err(denied(format!(
+                        "token server `{realm}` said {message}{why}"
+                    )));
                 }
                 let t: Token = serde_json::from_str(&text).map_err(|source| Error::Invalid {
                     reference: self.reference.clone(),
@@ -438,7 +513,7 @@ impl Client {
             return Ok(resp);
         }
         let url = resp.url().to_string();
-        let body = resp.text().unwrap_or_default();
+        let body = small_text(resp).unwrap_or_default();
         let message = registry_message(status, &body);
         Err(match status {
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Error::Unauthorized {

@@ -20,7 +20,7 @@ mod push;
 mod reference;
 
 pub use auth::{Credentials, default_config_path};
-pub use client::Options;
+pub use client::{Options, UPLOAD_TIMEOUT};
 pub use error::Error;
 pub use pull::{Platform, Pulled, pull};
 pub use push::{ManifestFormat, PushOptions, Pushed, push};
