@@ -85,6 +85,27 @@ pub(crate) fn resolve_user(spec: &str, rootfs: &Path) -> Result<(u32, u32), Erro
     Ok((uid, gid))
 }
 
+/// The home directory RUN gets as `HOME` when its environment has none, as runc sets it: the
+/// user's from the image's `/etc/passwd` (by name, or by uid), else `/`.
+pub(crate) fn home_of(user: &str, uid: u32, rootfs: &Path) -> String {
+    let passwd = image_file(rootfs, "etc/passwd");
+    let name = user.split(':').next().unwrap_or_default();
+    passwd
+        .as_deref()
+        .and_then(|text| {
+            text.lines().find_map(|line| {
+                let f: Vec<&str> = line.split(':').collect();
+                let hit = if name.is_empty() || name.parse::<u32>().is_ok() {
+                    f.get(2).and_then(|u| u.parse::<u32>().ok()) == Some(uid)
+                } else {
+                    f.first() == Some(&name)
+                };
+                (hit && f.len() >= 6 && !f[5].is_empty()).then(|| f[5].to_owned())
+            })
+        })
+        .unwrap_or_else(|| "/".into())
+}
+
 /// The primary gid of a numeric uid, if `/etc/passwd` lists it.
 fn lookup_by_id(passwd: Option<&str>, uid: u32) -> Option<u32> {
     passwd?.lines().find_map(|line| {

@@ -652,6 +652,27 @@ fn add_tree(
     }
 }
 
+/// Whether `block` is a tar header: its checksum (the sum of its bytes, the checksum field
+/// counted as spaces) is the one it holds, as Go's `archive/tar` checks it.
+fn is_tar_header(block: &[u8; 512]) -> bool {
+    let stored = std::str::from_utf8(&block[148..156])
+        .ok()
+        .map(|s| s.trim_matches(|c: char| c == ' ' || c == '\0'))
+        .and_then(|s| u32::from_str_radix(s, 8).ok());
+    let sum: u32 = block
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            if (148..156).contains(&i) {
+                32
+            } else {
+                u32::from(*b)
+            }
+        })
+        .sum();
+    block.iter().any(|b| *b != 0) && stored == Some(sum)
+}
+
 /// ADD's archive auto-extraction: a local tar, plain or compressed with gzip or zstd, is
 /// unpacked (into a scratch directory, nothing written outside it) and its tree copied.
 fn extract_archive(env: &BuildEnv<'_>, path: &Path) -> Result<Option<PathBuf>> {
@@ -670,20 +691,35 @@ fn extract_archive(env: &BuildEnv<'_>, path: &Path) -> Result<Option<PathBuf>> {
         total
     };
     let head = &head[..n];
-    let file = fs_err::File::open(path).map_err(io_at(path))?;
-    let reader: Box<dyn Read> = if head.starts_with(&[0x1f, 0x8b]) {
-        Box::new(flate2::read::GzDecoder::new(file))
-    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        Box::new(zstd::stream::Decoder::new(file).map_err(io_at(path))?)
-    } else if head.starts_with(b"BZh") {
-        Box::new(bzip2::read::MultiBzDecoder::new(file))
-    } else if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
-        Box::new(xz2::read::XzDecoder::new_multi_decoder(file))
-    } else if head.len() >= 262 && &head[257..262] == b"ustar" {
-        Box::new(file)
-    } else {
-        return Ok(None);
+    let open = || -> Result<Box<dyn Read>> {
+        let file = fs_err::File::open(path).map_err(io_at(path))?;
+        Ok(if head.starts_with(&[0x1f, 0x8b]) {
+            Box::new(flate2::read::GzDecoder::new(file))
+        } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+            Box::new(zstd::stream::Decoder::new(file).map_err(io_at(path))?)
+        } else if head.starts_with(b"BZh") {
+            Box::new(bzip2::read::MultiBzDecoder::new(file))
+        } else if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
+            Box::new(xz2::read::XzDecoder::new_multi_decoder(file))
+        } else {
+            Box::new(file)
+        })
     };
+    // An archive is what holds a tar header once decompressed (BuildKit's rule): a gzip of
+    // anything else, or a file named like an archive, is copied as it is.
+    let mut peek = open()?;
+    let mut block = [0u8; 512];
+    let mut got = 0;
+    while got < block.len() {
+        match peek.read(&mut block[got..]) {
+            Ok(0) | Err(_) => break,
+            Ok(k) => got += k,
+        }
+    }
+    if got < block.len() || !is_tar_header(&block) {
+        return Ok(None);
+    }
+    let reader = open()?;
     let digest = crate::digest::Digest::of(path.as_os_str().as_encoded_bytes());
     let dir = env.work.join(format!("add-{}", digest.hex()));
     if dir.exists() {

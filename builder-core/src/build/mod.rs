@@ -314,9 +314,12 @@ impl Builder {
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
         .collect();
-        if let Some(v) = &target.variant {
-            automatic_args.insert("TARGETVARIANT".into(), v.clone());
-        }
+        // The variants are always defined, empty where the platform has none (BuildKit's).
+        automatic_args.insert(
+            "TARGETVARIANT".into(),
+            target.variant.clone().unwrap_or_default(),
+        );
+        automatic_args.insert("BUILDVARIANT".into(), String::new());
         let opts = CheckOptions {
             build_args: req.build_args.clone(),
             automatic_args: automatic_args.clone(),

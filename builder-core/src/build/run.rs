@@ -35,6 +35,15 @@ pub(crate) const PROXY_ARGS: [&str; 10] = [
     "all_proxy",
 ];
 
+/// `env` with `HOME` added when it has none (runc's rule: the user's home directory from the
+/// image's `/etc/passwd`, else `/`).
+fn with_home(mut env: Vec<String>, user: &str, uid: u32, rootfs: &std::path::Path) -> Vec<String> {
+    if !env.iter().any(|e| e.starts_with("HOME=")) {
+        env.push(format!("HOME={}", super::chown::home_of(user, uid, rootfs)));
+    }
+    env
+}
+
 /// The environment a RUN sees: the image's ENV and the build's ARGs (last value wins), then
 /// the proxy args given to the build that neither names, PATH defaulted as docker does.
 pub(crate) fn environment(env: &BuildEnv<'_>, state: &StageState) -> Vec<String> {
@@ -597,7 +606,7 @@ pub(crate) fn run(
         work,
         merged,
         args,
-        env: environment(env, state)
+        env: with_home(environment(env, state), &user, uid, &rootfs)
             .into_iter()
             .chain(mounts.env.iter().cloned())
             .collect(),

@@ -88,7 +88,26 @@ fn compile(pattern: &str) -> Result<regex::Regex, String> {
                 }
                 None => re.push_str(r"\\"),
             },
-            '[' | ']' => re.push(ch),
+            // A class, `[^…]` negated (Go's `filepath.Match`); it never matches `/`.
+            '[' => match chars[i..].iter().position(|&c| c == ']') {
+                Some(len) if len > 0 => {
+                    let mut body = &chars[i..i + len];
+                    re.push('[');
+                    if body.first() == Some(&'^') {
+                        re.push_str("^/");
+                        body = &body[1..];
+                    }
+                    for &c in body {
+                        match c {
+                            '-' => re.push('-'),
+                            c => re.push_str(&regex::escape(&c.to_string())),
+                        }
+                    }
+                    re.push(']');
+                    i += len + 1;
+                }
+                _ => re.push_str(r"\["),
+            },
             c => re.push_str(&regex::escape(&c.to_string())),
         }
     }
@@ -226,6 +245,19 @@ mod tests {
         assert!(ignored("**/*.md", "a.md"));
         assert!(ignored("docs/**", "docs/x/y"));
         assert!(ignored("**/node_modules", "a/b/node_modules/c"));
+    }
+
+    #[test]
+    fn classes_and_negated_classes() {
+        let rules = "[^0-9]x.dat\n[a-c].cfg\n";
+        assert!(ignored(rules, "nx.dat"));
+        assert!(!ignored(rules, "1x.dat"));
+        assert!(ignored(rules, "b.cfg"));
+        assert!(!ignored(rules, "d.cfg"));
+        assert!(
+            !ignored(rules, "-.cfg"),
+            "a range, not the characters a, -, c"
+        );
     }
 
     #[test]

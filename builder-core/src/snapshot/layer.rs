@@ -202,7 +202,11 @@ fn append<W: Write>(
         header.set_path(truncate_name(&path))?;
     }
     if let Some(link) = link {
-        if link.len() > 100 || header.set_link_name(link).is_err() {
+        // The tar crate rewrites some targets as it stores them (`/` becomes `//`): a target it
+        // cannot hold byte for byte goes into a PAX record.
+        let exact = header.set_link_name(link).is_ok()
+            && header.link_name_bytes().as_deref() == Some(link.as_bytes());
+        if link.len() > 100 || !exact {
             pax.push(("linkpath".into(), link.as_bytes().to_vec()));
             header.set_link_name(truncate_name(link))?;
         }
@@ -349,6 +353,33 @@ mod tests {
                 )
             })
             .collect()
+    }
+
+    #[test]
+    fn link_targets_are_kept_byte_for_byte() {
+        for target in ["/", "/etc/", "a//b", "../x"] {
+            let mut entries = vec![Entry {
+                path: "l".into(),
+                kind: EntryKind::Symlink {
+                    target: target.into(),
+                },
+                mode: 0o777,
+                uid: 0,
+                gid: 0,
+                mtime: 1,
+                xattrs: Vec::new(),
+            }];
+            let tar = write_tar(&mut entries, Vec::new(), TarOptions::default()).unwrap();
+            let mut archive = tar::Archive::new(tar.as_slice());
+            let entry = archive.entries().unwrap().next().unwrap().unwrap();
+            let read = entry
+                .link_name()
+                .unwrap()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            assert_eq!(read, target);
+        }
     }
 
     #[test]
