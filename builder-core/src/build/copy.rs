@@ -465,10 +465,28 @@ fn match_source(env: &mut BuildEnv<'_>, root: &Root, path: &str) -> Result<Vec<F
         Root::Context => {
             if wildcard {
                 let all = env.context.walk(".")?;
-                return Ok(all
-                    .into_iter()
-                    .filter(|e| !e.rel.is_empty() && glob_match(path, &e.rel))
-                    .collect());
+                // Each match is then read as a named source: a symlink is followed (inside
+                // the context) and keeps its own name (BuildKit resolves the wildcard, then
+                // follows each match).
+                let mut out = Vec::new();
+                for e in all {
+                    if e.rel.is_empty() || !glob_match(path, &e.rel) {
+                        continue;
+                    }
+                    if e.info.kind != Kind::Symlink {
+                        out.push(e);
+                        continue;
+                    }
+                    let (_, resolved) = env.context.resolve(&e.rel)?;
+                    if let Ok(info) = FileInfo::read(&resolved) {
+                        out.push(Found {
+                            rel: e.rel,
+                            path: resolved,
+                            info,
+                        });
+                    }
+                }
+                return Ok(out);
             }
             let (rel, resolved) = env.context.resolve(path)?;
             if !rel.is_empty() && env.context.ignore().is_ignored(&rel) {
@@ -493,10 +511,25 @@ fn match_source(env: &mut BuildEnv<'_>, root: &Root, path: &str) -> Result<Vec<F
         }
         Root::Dir { path: dir, label } => {
             if wildcard {
-                return Ok(walk_tree(dir)?
-                    .into_iter()
-                    .filter(|m| !m.rel.is_empty() && glob_match(path, &m.rel))
-                    .collect());
+                let mut out = Vec::new();
+                for m in walk_tree(dir)? {
+                    if m.rel.is_empty() || !glob_match(path, &m.rel) {
+                        continue;
+                    }
+                    if m.info.kind != Kind::Symlink {
+                        out.push(m);
+                        continue;
+                    }
+                    let full = dir.join(resolve_scoped(dir, &format!("/{}", m.rel))?);
+                    if let Ok(info) = FileInfo::read(&full) {
+                        out.push(Found {
+                            rel: m.rel,
+                            path: full,
+                            info,
+                        });
+                    }
+                }
+                return Ok(out);
             }
             let rel = resolve_scoped(dir, &format!("/{path}"))?;
             let full = dir.join(&rel);

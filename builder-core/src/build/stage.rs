@@ -238,6 +238,9 @@ fn base(
     let mut key = crate::digest::Hasher::default();
     key.update(b"rbuild-base-v1\0");
     key.update(format!("{os}/{arch}\0{}\0", env.times.key_text()).as_bytes());
+    // A stage built FROM another stage goes on with everything in scope there, its ARGs too
+    // (BuildKit's rule, documented since moby/buildkit#5381); an image gives only its ENV.
+    let mut inherited_vars: Option<Vec<(String, String)>> = None;
     let mut config = ImageConfig {
         architecture: arch.clone(),
         os: os.clone(),
@@ -255,6 +258,7 @@ fn base(
                 .get(i)
                 .ok_or_else(|| Error::Internal(format!("stage {i} used before it was built")))?;
             config = from.config.clone();
+            inherited_vars = Some(from.vars.clone());
             key.update(from.key.as_bytes());
         }
         Source::Image(name) | Source::Deferred(name) => {
@@ -270,13 +274,15 @@ fn base(
     if !env_list.iter().any(|e| e.starts_with("PATH=")) {
         env_list.insert(0, format!("PATH={}", super::run::DEFAULT_PATH));
     }
-    let vars = config
-        .config
-        .env
-        .iter()
-        .flatten()
-        .filter_map(|e| e.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())))
-        .collect();
+    let vars = inherited_vars.unwrap_or_else(|| {
+        config
+            .config
+            .env
+            .iter()
+            .flatten()
+            .filter_map(|e| e.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())))
+            .collect()
+    });
     Ok(StageState {
         base_layers: config.rootfs.diff_ids.len(),
         base_history: config.history.len(),
@@ -828,6 +834,26 @@ pub(crate) fn abs_path(workdir: &str, path: &str) -> String {
     }
 }
 
+/// The directories `mkdir -p PATH` passes through, in order: each component's path, `.`
+/// skipped and `..` going back up (so `/w/a/../b` passes `/w/a`).
+fn walked_prefixes(path: &str) -> Vec<String> {
+    let mut stack: Vec<&str> = Vec::new();
+    let mut out = Vec::new();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                stack.pop();
+            }
+            p => {
+                stack.push(p);
+                out.push(format!("/{}", stack.join("/")));
+            }
+        }
+    }
+    out
+}
+
 /// Directory entries for `path` and its missing parents in `rootfs`.
 pub(crate) fn missing_dirs(
     rootfs: &Path,
@@ -915,14 +941,28 @@ fn run_instruction(
         }
         Command::Workdir { path } => {
             let expanded = state.expand(path, escape)?;
-            let abs = abs_path(state.workdir(), &expanded);
+            // BuildKit keeps an absolute WORKDIR as written (`/w/./a/../b/`) and joins, so
+            // cleans, a relative one.
+            let abs = if expanded.starts_with('/') {
+                expanded
+            } else {
+                abs_path(state.workdir(), &expanded)
+            };
             state.config.config.working_dir = Some(abs.clone());
             state.ensure_rootfs(env)?;
             let (uid, gid) = match &state.config.config.user {
                 Some(u) if !u.is_empty() => super::chown::resolve_chown(u, &state.rootfs()),
                 _ => (0, 0),
             };
-            let dirs = missing_dirs(&state.rootfs(), &abs, 0o755, uid, gid, env.times.epoch)?;
+            // Made as `mkdir -p` walks the path as written: `a` of `/w/a/../b` is made too.
+            let mut dirs: Vec<Entry> = Vec::new();
+            for prefix in walked_prefixes(&abs) {
+                for e in missing_dirs(&state.rootfs(), &prefix, 0o755, uid, gid, env.times.epoch)? {
+                    if !dirs.iter().any(|d| d.path == e.path) {
+                        dirs.push(e);
+                    }
+                }
+            }
             if dirs.is_empty() {
                 history(state, created_by, true);
             } else {
