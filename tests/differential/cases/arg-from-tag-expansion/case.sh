@@ -1,0 +1,2 @@
+# --build-arg NAME=busybox
+ARGS=(--build-arg NAME=busybox)

@@ -1,0 +1,2 @@
+# --build-arg V=given
+ARGS=(--build-arg V=given)

@@ -1,0 +1,2 @@
+# directory modes git cannot keep
+chmod 700 d && chmod 750 d/sub

@@ -1,0 +1,2 @@
+# b gets mode 600
+chmod 600 b

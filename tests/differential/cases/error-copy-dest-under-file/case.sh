@@ -1,0 +1,2 @@
+# refused: the destination directory would be a file of the image
+EXPECT=fail

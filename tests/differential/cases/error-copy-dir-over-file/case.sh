@@ -1,0 +1,2 @@
+# refused: a directory cannot replace a file
+EXPECT=fail

@@ -1,0 +1,2 @@
+# refused: a stage copying from itself
+EXPECT=fail

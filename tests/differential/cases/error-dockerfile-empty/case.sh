@@ -1,0 +1,2 @@
+# refused: no instructions
+EXPECT=fail

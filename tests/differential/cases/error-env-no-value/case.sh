@@ -1,0 +1,2 @@
+# ENV with a name and no value is refused
+EXPECT=fail

@@ -1,0 +1,2 @@
+# refused: ${unset:?message}
+EXPECT=fail

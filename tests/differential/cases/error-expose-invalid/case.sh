@@ -1,0 +1,2 @@
+# refused: EXPOSE of something that is no port
+EXPECT=fail

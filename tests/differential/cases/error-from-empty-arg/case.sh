@@ -1,0 +1,2 @@
+# FROM with an ARG that expands to nothing is refused
+EXPECT=fail

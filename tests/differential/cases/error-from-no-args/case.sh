@@ -1,0 +1,2 @@
+# refused: FROM with no image
+EXPECT=fail

@@ -1,0 +1,2 @@
+# refused: a bad duration
+EXPECT=fail

@@ -1,0 +1,2 @@
+# refused: ONBUILD FROM
+EXPECT=fail

@@ -1,0 +1,2 @@
+# refused: ONBUILD ONBUILD
+EXPECT=fail

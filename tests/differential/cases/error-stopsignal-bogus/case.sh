@@ -1,0 +1,2 @@
+# STOPSIGNAL with a name that is no signal is refused
+EXPECT=fail

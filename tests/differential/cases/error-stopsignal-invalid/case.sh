@@ -1,0 +1,2 @@
+# refused: no such signal
+EXPECT=fail

@@ -1,0 +1,3 @@
+# --target naming no stage is refused
+ARGS=(--target nosuch)
+EXPECT=fail

@@ -1,0 +1,3 @@
+# refused: no such target
+ARGS=(--target nosuch)
+EXPECT=fail

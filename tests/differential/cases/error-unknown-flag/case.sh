@@ -1,0 +1,2 @@
+# refused: unknown flag
+EXPECT=fail

@@ -1,0 +1,2 @@
+# a RUN under USER name:group with a group /etc/group lacks fails
+EXPECT=fail

@@ -1,0 +1,2 @@
+# refused: RUN as a user name /etc/passwd does not have
+EXPECT=fail

@@ -1,0 +1,2 @@
+# refused: WORKDIR on a path that is a file
+EXPECT=fail

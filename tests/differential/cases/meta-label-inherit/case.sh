@@ -1,0 +1,2 @@
+# --label from the command line
+ARGS=(--label cli=flag --label a=cli)

@@ -1,0 +1,2 @@
+# build the parent only
+ARGS=(--target parent)

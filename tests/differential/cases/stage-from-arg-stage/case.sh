@@ -1,0 +1,2 @@
+# pick the stage by build arg
+ARGS=(--build-arg VARIANT=b)

@@ -1,0 +1,2 @@
+# target the first stage
+ARGS=(--target first)

@@ -1,0 +1,2 @@
+# --build-arg D=given
+ARGS=(--build-arg D=given)
