@@ -139,7 +139,7 @@ fn skopeo_inspect(image: &str, extra: &[&str]) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-fn curl(args: &[&str]) -> Vec<u8> {
+pub(crate) fn curl(args: &[&str]) -> Vec<u8> {
     let out = tool("curl", "curl")
         .args(["-sSf"])
         .args(args)
@@ -149,7 +149,7 @@ fn curl(args: &[&str]) -> Vec<u8> {
     out.stdout
 }
 
-fn sha256(bytes: &[u8]) -> String {
+pub(crate) fn sha256(bytes: &[u8]) -> String {
     use sha2::Digest as _;
     format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes)))
 }

@@ -215,3 +215,119 @@ update-ca-certificates > /dev/null 2>&1
         "the test CA file was left behind"
     );
 }
+
+/// Uploads `bytes` as a blob of `repo` on `host` (the distribution API by hand).
+fn upload_blob(host: &str, repo: &str, path: &Path, digest: &str) {
+    use crate::registry::curl;
+    let started = text(&curl(&[
+        "-X",
+        "POST",
+        "-i",
+        &format!("http://{host}/v2/{repo}/blobs/uploads/"),
+    ]));
+    let location = started
+        .lines()
+        .find_map(|l| l.strip_prefix("Location: "))
+        .expect("an upload location")
+        .trim()
+        .to_owned();
+    let sep = if location.contains('?') { '&' } else { '?' };
+    curl(&[
+        "-X",
+        "PUT",
+        "-H",
+        "Content-Type: application/octet-stream",
+        "--data-binary",
+        &format!("@{}", path.display()),
+        &format!("{location}{sep}digest={digest}"),
+    ]);
+}
+
+/// A layer that decompresses to far more than any real layer of its size (200 MiB of zeros in
+/// a few kilobytes of zstd) is refused while it is unpacked, and nothing of it stays in the store.
+#[test]
+fn issue_12_a_decompression_bomb_is_refused() {
+    use crate::registry::{curl, sha256};
+    tool("zstd", "zstd");
+    let reg = crate::registry_server::Registry::start(&crate::registry_server::Auth::None);
+    let host = reg.host();
+    let p = Project::new();
+    import_busybox(&p.root());
+    p.ok(&["push", "busybox:latest", &format!("{host}/bomb:v1")]);
+    let bomb = p.path("bomb.zst");
+    let made = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "head -c 200M /dev/zero | zstd -19 -q -c > {0} && head -c 200M /dev/zero | sha256sum",
+            bomb.display()
+        ))
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{}", text(&made.stderr));
+    let diff_id = format!(
+        "sha256:{}",
+        text(&made.stdout).split_whitespace().next().unwrap()
+    );
+    let bomb_bytes = fs_err::read(&bomb).unwrap();
+    assert!(bomb_bytes.len() < 1 << 20, "{} bytes", bomb_bytes.len());
+    let bomb_digest = sha256(&bomb_bytes);
+    upload_blob(&host, "bomb", &bomb, &bomb_digest);
+    let base = format!("http://{host}/v2/bomb");
+    let oci = "application/vnd.oci.image.manifest.v1+json";
+    let mut manifest: serde_json::Value = serde_json::from_slice(&curl(&[
+        "-H",
+        &format!("Accept: {oci}"),
+        &format!("{base}/manifests/v1"),
+    ]))
+    .unwrap();
+    let config_digest = manifest["config"]["digest"].as_str().unwrap().to_owned();
+    let mut config: serde_json::Value =
+        serde_json::from_slice(&curl(&[&format!("{base}/blobs/{config_digest}")])).unwrap();
+    config["rootfs"]["diff_ids"]
+        .as_array_mut()
+        .unwrap()
+        .push(diff_id.into());
+    let config = serde_json::to_vec(&config).unwrap();
+    let config_path = p.path("config.json");
+    fs_err::write(&config_path, &config).unwrap();
+    let new_config = sha256(&config);
+    upload_blob(&host, "bomb", &config_path, &new_config);
+    manifest["config"]["digest"] = new_config.into();
+    manifest["config"]["size"] = config.len().into();
+    manifest["layers"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({
+            "mediaType": "application/vnd.oci.image.layer.v1.tar+zstd",
+            "digest": bomb_digest,
+            "size": bomb_bytes.len(),
+        }));
+    let manifest_path = p.path("manifest.json");
+    fs_err::write(&manifest_path, serde_json::to_vec(&manifest).unwrap()).unwrap();
+    curl(&[
+        "-X",
+        "PUT",
+        "-H",
+        &format!("Content-Type: {oci}"),
+        "--data-binary",
+        &format!("@{}", manifest_path.display()),
+        &format!("{base}/manifests/v2"),
+    ]);
+    let fresh = p.path("fresh");
+    let out = p.rbuild_in(&fresh, &["pull", &format!("{host}/bomb:v2")]);
+    let err = text(&out.stderr);
+    assert!(!out.status.success(), "the bomb was pulled: {err}");
+    assert!(err.contains("decompresses to more than"), "{err}");
+    let du = std::process::Command::new("du")
+        .args(["-sb"])
+        .arg(&fresh)
+        .output()
+        .unwrap();
+    let bytes: u64 = text(&du.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(bytes < 50 << 20, "the store kept {bytes} bytes of it");
+}

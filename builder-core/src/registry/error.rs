@@ -34,6 +34,23 @@ pub enum Error {
         #[source]
         source: reqwest::Error,
     },
+    /// A layer that decompresses to more than any real layer of its size could: a
+    /// decompression bomb.
+    #[error(
+        "`{reference}`: layer `{layer}` from `{registry}` decompresses to more than {limit} bytes ({compressed} compressed); refused"
+    )]
+    Bomb {
+        /// The registry host.
+        registry: String,
+        /// The reference being worked on.
+        reference: String,
+        /// The layer's digest.
+        layer: String,
+        /// Its size in the manifest.
+        compressed: u64,
+        /// The bound its decompressed bytes went past.
+        limit: u64,
+    },
     /// The connection broke while a body was being read.
     #[error("`{reference}`: the download of {what} from `{registry}` broke off")]
     Interrupted {

@@ -425,6 +425,38 @@ pub(crate) fn fetch_layer(
     }
 }
 
+/// The most a layer of `compressed` bytes may decompress to: gzip cannot do better than about
+/// 1032:1, so 1100 times its size (and 64 MiB for small layers) never refuses a real gzip
+/// layer, and stops a zstd or gzip bomb from filling the disk.
+fn decompressed_limit(compressed: u64) -> u64 {
+    compressed.saturating_mul(1100).saturating_add(64 << 20)
+}
+
+/// A writer that refuses (`FileTooLarge`) to take more than `left` bytes.
+struct Bounded<W> {
+    inner: W,
+    left: u64,
+}
+
+impl<W: io::Write> io::Write for Bounded<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = buf.len() as u64;
+        if n > self.left {
+            return Err(io::Error::new(
+                io::ErrorKind::FileTooLarge,
+                "more than the layer's bound",
+            ));
+        }
+        let written = self.inner.write(buf)?;
+        self.left -= written as u64;
+        Ok(written)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
 fn fetch_layer_once(
     store: &Store,
     client: &Client,
@@ -449,7 +481,25 @@ fn fetch_layer_once(
     };
     let mut src = BufReader::with_capacity(1 << 16, HashingReader::new(resp.take(size + 1)));
     let head = src.fill_buf().map_err(interrupted)?.to_vec();
-    let mut out = store.blob_writer()?;
+    let limit = decompressed_limit(size);
+    let mut out = Bounded {
+        inner: store.blob_writer()?,
+        left: limit,
+    };
+    let bomb = || Error::Bomb {
+        registry: client.registry.clone(),
+        reference: client.reference.clone(),
+        layer: expected.to_string(),
+        compressed: size,
+        limit,
+    };
+    let interrupted = |source: io::Error| {
+        if source.kind() == io::ErrorKind::FileTooLarge {
+            bomb()
+        } else {
+            interrupted(source)
+        }
+    };
     let src = if head.starts_with(&[0x1f, 0x8b]) {
         let mut d = flate2::bufread::GzDecoder::new(src);
         io::copy(&mut d, &mut out).map_err(interrupted)?;
@@ -474,7 +524,7 @@ fn fetch_layer_once(
             actual,
         });
     }
-    let (stored, _) = out.commit(diff_id)?;
+    let (stored, _) = out.inner.commit(diff_id)?;
     // Where the layer came from, so a push to the same registry can mount it instead of
     // uploading it.
     let source = Source {
@@ -493,6 +543,21 @@ fn fetch_layer_once(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_layer_is_bounded_by_what_its_size_can_hold() {
+        use std::io::Write as _;
+        // gzip's best is about 1032:1: a real layer always fits.
+        assert!(decompressed_limit(1 << 20) > 1032 << 20);
+        let mut w = Bounded {
+            inner: Vec::new(),
+            left: 10,
+        };
+        w.write_all(b"0123456789").unwrap();
+        let err = w.write_all(b"x").unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::FileTooLarge);
+        assert_eq!(w.inner.len(), 10);
+    }
 
     #[test]
     fn platforms_parse_and_match() {
