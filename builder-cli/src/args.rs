@@ -318,6 +318,9 @@ pub(crate) struct BuildOptions {
     /// Ask the registry for every base image, even those in the store.
     #[arg(long)]
     pub(crate) pull: bool,
+    /// The most one `ADD <url>` downloads, in bytes (default 8 GiB); past it the build fails.
+    #[arg(long, value_name = "BYTES")]
+    pub(crate) max_download: Option<u64>,
     /// Which image of a multi-platform base to use (default: the host's).
     #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
     pub(crate) platform: Option<String>,

@@ -138,6 +138,7 @@ pub(crate) fn run(
             })
             .transpose()?,
         pull: args.pull,
+        max_download: args.max_download,
         platform: super::registry::platform(args.platform.as_deref())?,
         registry: registry.clone(),
         cache_from: cache_specs("--cache-from", &args.cache_from)?,

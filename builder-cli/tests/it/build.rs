@@ -567,6 +567,32 @@ fn serve(body: &'static [u8]) -> (String, std::sync::Arc<std::sync::atomic::Atom
     (url, hits)
 }
 
+/// Issue 12: an `ADD <url>` body is bounded (`--max-download`); past the bound the download
+/// stops and the step fails naming the URL and the bound.
+#[test]
+fn add_downloads_are_bounded() {
+    static BIG: [u8; 100_000] = [b'x'; 100_000];
+    let (url, _) = serve(&BIG);
+    let p = Project::new();
+    p.file("Dockerfile", &format!("FROM scratch\nADD {url} /big\n"));
+    let out = p.rbuild(&["build", "--max-download", "50000", "."]);
+    let err = text(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains(&url) && err.contains("larger than 50000 bytes"),
+        "{err}"
+    );
+    p.ok(&[
+        "build",
+        "--max-download",
+        "100000",
+        "-o",
+        "type=local,dest=../out",
+        ".",
+    ]);
+    assert_eq!(fs_err::metadata(p.path("out/big")).unwrap().len(), 100_000);
+}
+
 #[test]
 fn add_fetches_urls_checks_checksums_and_never_extracts() {
     // A gzip header: a local file like this would be extracted; a remote one never is.

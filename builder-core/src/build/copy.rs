@@ -447,7 +447,7 @@ fn download(
     {
         return Ok(d.clone());
     }
-    let d = super::download::fetch(url, &env.work.join("downloads"), checksum)?;
+    let d = super::download::fetch(url, &env.work.join("downloads"), checksum, env.max_download)?;
     env.downloads
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)

@@ -1,7 +1,7 @@
 //! `ADD <url>`: a remote file fetched over HTTP(S), streamed to disk and hashed as it comes,
 //! checked against `--checksum` when one is given. Never extracted, as BuildKit does.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use crate::digest::{Digest, HashingWriter};
@@ -31,8 +31,13 @@ pub(crate) fn file_name(url: &str) -> String {
     }
 }
 
-/// Fetches `url` into `dir`, refusing bytes that do not match `checksum` (`sha256:<hex>`).
-pub(crate) fn fetch(url: &str, dir: &Path, checksum: Option<&str>) -> Result<Download> {
+/// The most an `ADD <url>` downloads unless the build says otherwise
+/// ([`super::BuildRequest::max_download`]).
+pub const DEFAULT_MAX_DOWNLOAD: u64 = 8 << 30;
+
+/// Fetches `url` into `dir`, refusing bytes that do not match `checksum` (`sha256:<hex>`) and a
+/// body of more than `limit` bytes (the download stops there, so the disk never fills).
+pub(crate) fn fetch(url: &str, dir: &Path, checksum: Option<&str>, limit: u64) -> Result<Download> {
     let expected = match checksum {
         None => None,
         Some(c) => Some(c.parse::<Digest>().map_err(|_| Error::InvalidFlag {
@@ -62,10 +67,19 @@ pub(crate) fn fetch(url: &str, dir: &Path, checksum: Option<&str>) -> Result<Dow
     fs_err::create_dir_all(dir).map_err(io_at(dir))?;
     let tmp = tempfile::NamedTempFile::new_in(dir).map_err(io_at(dir))?;
     let mut w = HashingWriter::new(std::io::BufWriter::new(tmp));
-    response.copy_to(&mut w).map_err(|e| Error::Download {
-        url: url.to_owned(),
-        reason: e.to_string(),
-    })?;
+    let copied = std::io::copy(&mut (&mut response).take(limit.saturating_add(1)), &mut w)
+        .map_err(|e| Error::Download {
+            url: url.to_owned(),
+            reason: e.to_string(),
+        })?;
+    if copied > limit {
+        return Err(Error::Download {
+            url: url.to_owned(),
+            reason: format!(
+                "it is larger than {limit} bytes, the most this build downloads (--max-download)"
+            ),
+        });
+    }
     w.flush().map_err(io_at(dir))?;
     let (buf, digest, size) = w.finish();
     if let Some(expected) = expected {

@@ -31,6 +31,7 @@ use crate::plan;
 pub use crate::oci::{Compression, Image};
 pub use crate::store::{Store, tag_name};
 pub use container::{RunOptions, run_image};
+pub use download::DEFAULT_MAX_DOWNLOAD;
 pub use error::Error;
 pub use export::{Output, export};
 pub use import::import_rootfs;
@@ -132,6 +133,9 @@ pub struct BuildRequest {
     pub run_timeout: Option<std::time::Duration>,
     /// `--pull`: ask the registry for every base image, even one in the local store.
     pub pull: bool,
+    /// `--max-download`: the most one `ADD <url>` downloads (default
+    /// [`DEFAULT_MAX_DOWNLOAD`], 8 GiB); past it the step fails.
+    pub max_download: Option<u64>,
     /// `--platform`: which image of a multi-platform base to use (default: the host's).
     pub platform: Option<crate::registry::Platform>,
     /// How registries are reached (plain-HTTP hosts, docker config, retries).
@@ -418,6 +422,7 @@ impl Builder {
                 dockerfile: &dockerfile_path,
                 downloads: &downloads,
                 pull: req.pull,
+                max_download: req.max_download.unwrap_or(download::DEFAULT_MAX_DOWNLOAD),
                 pulled: &pulled,
                 platform: &platform,
                 registry: &req.registry,

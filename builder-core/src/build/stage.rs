@@ -37,6 +37,8 @@ pub(crate) struct BuildEnv<'a> {
         &'a std::sync::Mutex<std::collections::HashMap<String, super::download::Download>>,
     /// `--pull`: base images always come from the registry.
     pub(crate) pull: bool,
+    /// The most one `ADD <url>` downloads.
+    pub(crate) max_download: u64,
     /// Images pulled in this build, by name as written (each is pulled once).
     pub(crate) pulled: &'a std::sync::Mutex<std::collections::HashMap<String, Image>>,
     /// The platform pulled for.
