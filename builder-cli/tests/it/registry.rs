@@ -149,6 +149,33 @@ pub(crate) fn curl(args: &[&str]) -> Vec<u8> {
     out.stdout
 }
 
+/// Uploads the file at `path` as blob `digest` of `repo` on `host` (the distribution API by
+/// hand: POST, then PUT with the digest).
+pub(crate) fn upload_blob(host: &str, repo: &str, path: &Path, digest: &str) {
+    let started = text(&curl(&[
+        "-X",
+        "POST",
+        "-i",
+        &format!("http://{host}/v2/{repo}/blobs/uploads/"),
+    ]));
+    let location = started
+        .lines()
+        .find_map(|l| l.strip_prefix("Location: "))
+        .expect("an upload location")
+        .trim()
+        .to_owned();
+    let sep = if location.contains('?') { '&' } else { '?' };
+    curl(&[
+        "-X",
+        "PUT",
+        "-H",
+        "Content-Type: application/octet-stream",
+        "--data-binary",
+        &format!("@{}", path.display()),
+        &format!("{location}{sep}digest={digest}"),
+    ]);
+}
+
 pub(crate) fn sha256(bytes: &[u8]) -> String {
     use sha2::Digest as _;
     format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes)))
@@ -310,28 +337,7 @@ fn an_index_gives_each_platform_its_own_image() {
     let c2_digest = sha256(&c2);
     let c2_path = p.path("c2.json");
     fs_err::write(&c2_path, &c2).unwrap();
-    let started = text(&curl(&[
-        "-X",
-        "POST",
-        "-i",
-        &format!("{base}/blobs/uploads/"),
-    ]));
-    let location = started
-        .lines()
-        .find_map(|l| l.strip_prefix("Location: "))
-        .expect("an upload location")
-        .trim()
-        .to_owned();
-    let sep = if location.contains('?') { '&' } else { '?' };
-    curl(&[
-        "-X",
-        "PUT",
-        "-H",
-        "Content-Type: application/octet-stream",
-        "--data-binary",
-        &format!("@{}", c2_path.display()),
-        &format!("{location}{sep}digest={c2_digest}"),
-    ]);
+    upload_blob(&host, "multi", &c2_path, &c2_digest);
     let mut m2 = manifest.clone();
     m2["config"]["digest"] = c2_digest.clone().into();
     m2["config"]["size"] = c2.len().into();

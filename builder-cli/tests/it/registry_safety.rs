@@ -216,38 +216,11 @@ update-ca-certificates > /dev/null 2>&1
     );
 }
 
-/// Uploads `bytes` as a blob of `repo` on `host` (the distribution API by hand).
-fn upload_blob(host: &str, repo: &str, path: &Path, digest: &str) {
-    use crate::registry::curl;
-    let started = text(&curl(&[
-        "-X",
-        "POST",
-        "-i",
-        &format!("http://{host}/v2/{repo}/blobs/uploads/"),
-    ]));
-    let location = started
-        .lines()
-        .find_map(|l| l.strip_prefix("Location: "))
-        .expect("an upload location")
-        .trim()
-        .to_owned();
-    let sep = if location.contains('?') { '&' } else { '?' };
-    curl(&[
-        "-X",
-        "PUT",
-        "-H",
-        "Content-Type: application/octet-stream",
-        "--data-binary",
-        &format!("@{}", path.display()),
-        &format!("{location}{sep}digest={digest}"),
-    ]);
-}
-
 /// A layer that decompresses to far more than any real layer of its size (200 MiB of zeros in
 /// a few kilobytes of zstd) is refused while it is unpacked, and nothing of it stays in the store.
 #[test]
 fn issue_12_a_decompression_bomb_is_refused() {
-    use crate::registry::{curl, sha256};
+    use crate::registry::{curl, sha256, upload_blob};
     tool("zstd", "zstd");
     let reg = crate::registry_server::Registry::start(&crate::registry_server::Auth::None);
     let host = reg.host();

@@ -459,34 +459,42 @@ fn parent_of(path: &str) -> &str {
     path.rsplit_once('/').map_or("", |(p, _)| p)
 }
 
+/// What of `all` the wildcard `pattern` matches, each then read as a named source would be: a
+/// symlink is followed (by `resolve`, inside its root) and keeps its own name (BuildKit
+/// resolves the wildcard, then follows each match). A match that leads nowhere is left out.
+fn wildcard_matches(
+    all: Vec<Found>,
+    pattern: &str,
+    mut resolve: impl FnMut(&str) -> Result<PathBuf>,
+) -> Result<Vec<Found>> {
+    let mut out = Vec::new();
+    for found in all {
+        if found.rel.is_empty() || !glob_match(pattern, &found.rel) {
+            continue;
+        }
+        if found.info.kind != Kind::Symlink {
+            out.push(found);
+            continue;
+        }
+        let path = resolve(&found.rel)?;
+        if let Ok(info) = FileInfo::read(&path) {
+            out.push(Found {
+                rel: found.rel,
+                path,
+                info,
+            });
+        }
+    }
+    Ok(out)
+}
+
 fn match_source(env: &mut BuildEnv<'_>, root: &Root, path: &str) -> Result<Vec<Found>> {
     let wildcard = has_wildcard(path);
     match root {
         Root::Context => {
             if wildcard {
                 let all = env.context.walk(".")?;
-                // Each match is then read as a named source: a symlink is followed (inside
-                // the context) and keeps its own name (BuildKit resolves the wildcard, then
-                // follows each match).
-                let mut out = Vec::new();
-                for e in all {
-                    if e.rel.is_empty() || !glob_match(path, &e.rel) {
-                        continue;
-                    }
-                    if e.info.kind != Kind::Symlink {
-                        out.push(e);
-                        continue;
-                    }
-                    let (_, resolved) = env.context.resolve(&e.rel)?;
-                    if let Ok(info) = FileInfo::read(&resolved) {
-                        out.push(Found {
-                            rel: e.rel,
-                            path: resolved,
-                            info,
-                        });
-                    }
-                }
-                return Ok(out);
+                return wildcard_matches(all, path, |rel| Ok(env.context.resolve(rel)?.1));
             }
             let (rel, resolved) = env.context.resolve(path)?;
             if !rel.is_empty() && env.context.ignore().is_ignored(&rel) {
@@ -511,25 +519,9 @@ fn match_source(env: &mut BuildEnv<'_>, root: &Root, path: &str) -> Result<Vec<F
         }
         Root::Dir { path: dir, label } => {
             if wildcard {
-                let mut out = Vec::new();
-                for m in walk_tree(dir)? {
-                    if m.rel.is_empty() || !glob_match(path, &m.rel) {
-                        continue;
-                    }
-                    if m.info.kind != Kind::Symlink {
-                        out.push(m);
-                        continue;
-                    }
-                    let full = dir.join(resolve_scoped(dir, &format!("/{}", m.rel))?);
-                    if let Ok(info) = FileInfo::read(&full) {
-                        out.push(Found {
-                            rel: m.rel,
-                            path: full,
-                            info,
-                        });
-                    }
-                }
-                return Ok(out);
+                return wildcard_matches(walk_tree(dir)?, path, |rel| {
+                    Ok(dir.join(resolve_scoped(dir, &format!("/{rel}"))?))
+                });
             }
             let rel = resolve_scoped(dir, &format!("/{path}"))?;
             let full = dir.join(&rel);

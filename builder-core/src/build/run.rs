@@ -361,24 +361,14 @@ fn mount_numbers(
     escape: char,
     m: &crate::dockerfile::Mount,
 ) -> Result<crate::dockerfile::Mount> {
-    let mut failed = None;
-    let out = m.with_numbers(|raw| match state.expand(raw, escape) {
-        Ok(v) => Ok(v),
-        Err(e) => {
-            let why = e.to_string();
-            failed = Some(e);
-            Err(why)
-        }
-    });
-    match (out, failed) {
-        (Ok(m), _) => Ok(m),
-        (Err(_), Some(e)) => Err(e),
-        (Err((key, value, reason)), None) => Err(Error::InvalidFlag {
+    m.with_numbers(
+        |raw| state.expand(raw, escape),
+        |key, value, reason| Error::InvalidFlag {
             flag: "--mount",
             value: format!("{key}={value}"),
             reason,
-        }),
-    }
+        },
+    )
 }
 
 /// Gives `path` the mount's `mode` (else `default_mode`) and its `uid`/`gid` (else root).

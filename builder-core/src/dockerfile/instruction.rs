@@ -157,15 +157,16 @@ pub struct Mount {
 
 impl Mount {
     /// The mount with its [`Mount::deferred`] options expanded by `expand` and read into their
-    /// fields; the error names the option and the value it expanded to.
-    pub fn with_numbers(
+    /// fields; a value that is no number then is `bad(option, value, why)`.
+    pub fn with_numbers<E>(
         &self,
-        mut expand: impl FnMut(&str) -> Result<String, String>,
-    ) -> Result<Mount, (String, String, String)> {
+        mut expand: impl FnMut(&str) -> Result<String, E>,
+        bad: impl Fn(&str, &str, String) -> E,
+    ) -> Result<Mount, E> {
         let mut m = self.clone();
         for (key, raw) in std::mem::take(&mut m.deferred) {
-            let value = expand(&raw).map_err(|e| (key.clone(), raw.clone(), e))?;
-            let bad = |why: String| (key.clone(), value.clone(), why);
+            let value = expand(&raw)?;
+            let bad = |why: String| bad(&key, &value, why);
             match key.as_str() {
                 "mode" => m.mode = Some(mount_number(&key, &value, 8).map_err(bad)?),
                 "uid" => m.uid = Some(mount_number(&key, &value, 10).map_err(bad)?),
@@ -1172,14 +1173,15 @@ mod tests {
     fn numbers_with_variables_wait_for_the_build() {
         let m = parse_mount("type=cache,target=/x,uid=$U,mode=0700,gid=${G:-5}").unwrap();
         assert_eq!((m.uid, m.gid, m.mode), (None, None, Some(0o700)));
+        let bad = |k: &str, v: &str, _: String| (k.to_owned(), v.to_owned());
         let vars = |v: &str| Ok(v.replace("$U", "7").replace("${G:-5}", "5"));
-        let done = m.with_numbers(vars).unwrap();
+        let done = m.with_numbers(vars, bad).unwrap();
         assert_eq!(
             (done.uid, done.gid, done.mode),
             (Some(7), Some(5), Some(0o700))
         );
         assert!(done.deferred.is_empty());
-        let err = m.with_numbers(|_| Ok("x".into())).unwrap_err();
+        let err = m.with_numbers(|_| Ok("x".into()), bad).unwrap_err();
         assert_eq!((err.0.as_str(), err.1.as_str()), ("gid", "x"));
     }
 

@@ -77,17 +77,27 @@ impl Default for Options {
 impl Options {
     /// Whether `registry` is spoken to over plain HTTP: loopback hosts and `--insecure-registry`.
     pub fn is_insecure(&self, registry: &str) -> bool {
-        let host = registry
-            .rsplit_once(':')
-            .filter(|(_, port)| port.chars().all(|c| c.is_ascii_digit()))
-            .map_or(registry, |(h, _)| h);
-        let host = host.trim_start_matches('[').trim_end_matches(']');
-        host == "localhost"
-            || host
-                .parse::<std::net::IpAddr>()
-                .is_ok_and(|ip| ip.is_loopback())
-            || self.insecure.iter().any(|i| i == registry || i == host)
+        let host = host_of(registry);
+        is_loopback(host) || self.insecure.iter().any(|i| i == registry || i == host)
     }
+}
+
+/// The host of `registry` (`host[:port]`, `[v6]:port`), without port or brackets.
+fn host_of(registry: &str) -> &str {
+    registry
+        .rsplit_once(':')
+        .filter(|(_, port)| port.chars().all(|c| c.is_ascii_digit()))
+        .map_or(registry, |(h, _)| h)
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+}
+
+/// Whether `host` (no port, no brackets) is this machine's loopback.
+fn is_loopback(host: &str) -> bool {
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// A body that can be sent again on a retry.
@@ -373,19 +383,10 @@ impl Client {
         let Ok(url) = reqwest::Url::parse(realm) else {
             return false;
         };
-        let host = url.host_str().unwrap_or_default();
-        let host = host.trim_start_matches('[').trim_end_matches(']');
-        let own = self
-            .registry
-            .rsplit_once(':')
-            .filter(|(_, port)| port.chars().all(|c| c.is_ascii_digit()))
-            .map_or(self.registry.as_str(), |(h, _)| h);
+        let host = host_of(url.host_str().unwrap_or_default());
         url.scheme() == "https"
-            || host.eq_ignore_ascii_case(own.trim_start_matches('[').trim_end_matches(']'))
-            || host == "localhost"
-            || host
-                .parse::<std::net::IpAddr>()
-                .is_ok_and(|ip| ip.is_loopback())
+            || host.eq_ignore_ascii_case(host_of(&self.registry))
+            || is_loopback(host)
     }
 
     /// The `Authorization` header that answers `challenge`.
