@@ -43,6 +43,8 @@ if [ -z "${RBUILD:-}" ]; then
   (cd "$repo" && cargo build -q -p builder-cli)
   RBUILD=$repo/target/debug/rbuild
 fi
+# Builds run inside each case's context: a relative path would name nothing there.
+RBUILD=$(realpath "$RBUILD")
 
 work=$(mktemp -d /tmp/rbuild-differential.XXXXXX)
 # The descriptions, diffs and logs outlive the work directory: they are what to read after a failure.
