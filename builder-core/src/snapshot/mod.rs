@@ -9,10 +9,12 @@
 
 mod apply;
 mod layer;
+mod listing;
 mod overlay;
 mod treediff;
 
 pub use apply::{ApplyError, apply_layer, apply_tar};
 pub use layer::{Entry, EntryKind, FileSource, Layer, TarOptions, write_layer, write_tar};
+pub use listing::listing_digest;
 pub use overlay::upper_entries;
 pub use treediff::tree_diff;

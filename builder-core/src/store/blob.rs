@@ -40,7 +40,7 @@ impl Store {
 
     /// Starts writing a blob.
     pub fn blob_writer(&self) -> Result<BlobWriter> {
-        let dir = self.tmp_dir();
+        let dir = self.scratch()?;
         let tmp = tempfile::Builder::new()
             .prefix("blob-")
             .tempfile_in(&dir)
@@ -58,7 +58,7 @@ impl Store {
             return Ok((digest, bytes.len() as u64));
         }
         let mut w = self.blob_writer()?;
-        w.write_all(bytes).at(self.tmp_dir())?;
+        w.write_all(bytes).at(self.blob_path(&digest))?;
         w.commit(Some(digest))
     }
 
@@ -120,7 +120,7 @@ impl BlobWriter {
     pub fn commit(self, expected: Option<Digest>) -> Result<(Digest, u64)> {
         let (buf, digest, size) = self.inner.finish();
         let tmp = buf.into_inner().map_err(|e| Error::Io {
-            path: self.store.tmp_dir(),
+            path: self.store.blob_path(&digest),
             source: e.into_error(),
         })?;
         if let Some(expected) = expected {
@@ -137,10 +137,8 @@ impl BlobWriter {
             return Ok((digest, size));
         }
         tmp.as_file().sync_all().at(tmp.path())?;
-        tmp.persist(&path).map_err(|e| e.error).at(&path)?;
-        if let Some(dir) = path.parent() {
-            fs_err::File::open(dir).and_then(|d| d.sync_all()).at(dir)?;
-        }
+        let tmp = tmp.into_temp_path().keep().map_err(|e| e.error).at(&path)?;
+        super::rename_durably(&tmp, &path).at(&path)?;
         Ok((digest, size))
     }
 }
@@ -217,7 +215,7 @@ mod tests {
         assert_eq!(s.blob_size(&digest).unwrap(), 5);
         assert!(s.verify_blobs().unwrap().is_empty());
         assert_eq!(
-            fs_err::read_dir(s.tmp_dir()).unwrap().count(),
+            fs_err::read_dir(s.scratch().unwrap()).unwrap().count(),
             0,
             "temp file left behind"
         );
@@ -250,7 +248,7 @@ mod tests {
         assert!(matches!(w.commit(Some(want)), Err(Error::Mismatch { .. })));
         assert!(!s.has_blob(&want));
         assert!(!s.has_blob(&Digest::of(b"not what you asked for")));
-        assert_eq!(fs_err::read_dir(s.tmp_dir()).unwrap().count(), 0);
+        assert_eq!(fs_err::read_dir(s.scratch().unwrap()).unwrap().count(), 0);
     }
 
     #[test]

@@ -44,6 +44,22 @@ pub enum Error {
         /// The name given.
         name: String,
     },
+    /// The store's lock could not be had in time.
+    #[error(
+        "the store `{}` is busy: waited {waited_secs} s for its {mode} lock; in use by: {}; try again, or wait longer with --lock-timeout",
+        .root.display(),
+        if .users.is_empty() { "no live process found (the holder may be starting or ending)".to_owned() } else { .users.join("; ") }
+    )]
+    Busy {
+        /// The store.
+        root: PathBuf,
+        /// `shared` or `exclusive`.
+        mode: &'static str,
+        /// How long it waited.
+        waited_secs: u64,
+        /// What each live user's owner file says (pid, command, start).
+        users: Vec<String>,
+    },
     /// A tag file that does not hold a digest.
     #[error("tag file `{path}` does not hold a digest")]
     BadTag {

@@ -1,8 +1,6 @@
 //! Small named records beside the blobs (`ROOT/meta/<kind>/<key>`): which compressed blob a
 //! layer has, what a cache key resolved to. Replaced atomically; a missing one is `None`.
 
-use std::io::Write;
-
 use super::error::{Error, IoContext};
 use super::{Result, Store};
 
@@ -40,13 +38,44 @@ impl Store {
         }
         let dir = self.root.join("meta").join(kind);
         fs_err::create_dir_all(&dir).at(&dir)?;
-        let tmp_dir = self.tmp_dir();
-        let mut tmp = tempfile::NamedTempFile::new_in(&tmp_dir).at(&tmp_dir)?;
-        tmp.write_all(value.as_bytes()).at(tmp.path())?;
-        tmp.as_file().sync_all().at(tmp.path())?;
-        let path = dir.join(key);
-        tmp.persist(&path).map_err(|e| e.error).at(&path)?;
-        Ok(())
+        super::write_durably(self, &dir.join(key), value.as_bytes())
+    }
+
+    /// Removes record `key` of `kind`; `false` if there was none.
+    pub fn remove_meta(&self, kind: &str, key: &str) -> Result<bool> {
+        if !valid(kind) || !valid(key) {
+            return Err(Error::InvalidName {
+                name: format!("{kind}/{key}"),
+            });
+        }
+        let path = self.root.join("meta").join(kind).join(key);
+        match fs_err::remove_file(&path) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(source) => Err(Error::Io { path, source }),
+        }
+    }
+
+    /// The keys of every record of `kind`, with when each was last written, oldest first.
+    pub fn meta_keys(&self, kind: &str) -> Result<Vec<(std::time::SystemTime, String)>> {
+        let dir = self.root.join("meta").join(kind);
+        let mut out = Vec::new();
+        let entries = match fs_err::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+            Err(source) => return Err(Error::Io { path: dir, source }),
+        };
+        for e in entries {
+            let e = e.at(&dir)?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            if !valid(&name) {
+                continue;
+            }
+            let modified = e.metadata().and_then(|m| m.modified()).at(e.path())?;
+            out.push((modified, name));
+        }
+        out.sort();
+        Ok(out)
     }
 }
 

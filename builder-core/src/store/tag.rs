@@ -1,7 +1,6 @@
 //! Image tags: `name:tag` → manifest digest, one small file per tag, replaced atomically.
 
 use std::fmt::Write as _;
-use std::io::Write;
 
 use crate::digest::Digest;
 
@@ -58,12 +57,7 @@ impl Store {
             });
         }
         let path = self.root.join("tags").join(encode(name));
-        let tmp_dir = self.tmp_dir();
-        let mut tmp = tempfile::NamedTempFile::new_in(&tmp_dir).at(&tmp_dir)?;
-        writeln!(tmp, "{digest}").at(tmp.path())?;
-        tmp.as_file().sync_all().at(tmp.path())?;
-        tmp.persist(&path).map_err(|e| e.error).at(&path)?;
-        Ok(())
+        super::write_durably(self, &path, format!("{digest}\n").as_bytes())
     }
 
     /// What `name` points at.
@@ -84,10 +78,34 @@ impl Store {
     pub fn remove_tag(&self, name: &str) -> Result<bool> {
         let path = self.root.join("tags").join(encode(name));
         match fs_err::remove_file(&path) {
-            Ok(()) => Ok(true),
+            Ok(()) => {
+                let dir = self.root.join("tags");
+                super::sync_dir(&dir).at(dir)?;
+                Ok(true)
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
             Err(source) => Err(Error::Io { path, source }),
         }
+    }
+
+    /// Every tag file, sorted by name, with what it holds or why it cannot be read (for fsck:
+    /// [`Store::tags`] fails on the first bad one).
+    pub fn tag_entries(&self) -> Result<Vec<(String, Result<Digest>)>> {
+        let dir = self.root.join("tags");
+        let mut out = Vec::new();
+        for entry in fs_err::read_dir(&dir).at(&dir)? {
+            let entry = entry.at(&dir)?;
+            let file = entry.file_name();
+            let Some(name) = file.to_str().and_then(decode) else {
+                continue;
+            };
+            let d = self
+                .tag(&name)
+                .and_then(|d| d.ok_or_else(|| Error::BadTag { path: entry.path() }));
+            out.push((name, d));
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
     }
 
     /// Every tag, sorted by name.
