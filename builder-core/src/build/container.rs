@@ -32,14 +32,15 @@ pub struct RunOptions {
 /// Runs image `name` and gives the command's exit status.
 pub fn run_image(store: &Store, name: &str, opts: &RunOptions) -> Result<i32> {
     let image = load_local(store, name)?;
-    let scratch = tempfile::Builder::new()
-        .prefix("run-")
-        .tempdir_in(store.root().join("tmp"))
-        .map_err(io_at(store.root()))?;
+    let scratch = store.work_dir("run-")?;
     let rootfs = scratch.path().join("rootfs");
     fs_err::create_dir_all(&rootfs).map_err(io_at(&rootfs))?;
-    for d in image.diff_ids() {
-        crate::snapshot::apply_layer(store, d, &rootfs)?;
+    {
+        // Only while its layers are read: the run itself may last, and must not hold off prune.
+        let _lock = store.lock_shared()?;
+        for d in image.diff_ids() {
+            crate::snapshot::apply_layer(store, d, &rootfs)?;
+        }
     }
     let cfg = &image.config.config;
     let mut args: Vec<String> = cfg.entrypoint.clone().unwrap_or_default();

@@ -115,7 +115,17 @@ pub(crate) fn previous(store: &Store, place: &str) -> Option<StepInputs> {
     serde_json::from_str(&json).ok()
 }
 
-pub(crate) fn remember(store: &Store, place: &str, inputs: &StepInputs) {
+pub(crate) fn remember(
+    store: &Store,
+    dockerfile: &std::path::Path,
+    place: &str,
+    inputs: &StepInputs,
+) {
+    // A Dockerfile in the store's work directories (the service's contexts) is never at the
+    // same place again: nothing would read the record.
+    if dockerfile.starts_with(store.root()) {
+        return;
+    }
     // Explanations are advice: failing to keep one must not fail the build.
     if let Ok(json) = serde_json::to_string(inputs) {
         let _ = store.set_meta("explain", place, &json);

@@ -119,10 +119,7 @@ pub fn export(
             Ok(())
         }
         Output::Tar { dest } => {
-            let scratch = tempfile::Builder::new()
-                .prefix("export-")
-                .tempdir_in(store.root().join("tmp"))
-                .map_err(io_at(store.root()))?;
+            let scratch = store.work_dir("export-")?;
             for d in image.diff_ids() {
                 snapshot::apply_layer(store, d, scratch.path())?;
             }

@@ -85,10 +85,7 @@ fn finish(store: &Store, config: &ImageConfig, diff_ids: &[Digest]) -> Result<Im
 
 /// Loads every image of the tarball, giving each with the names it carries.
 pub fn load_archive(store: &Store, input: impl Read) -> Result<Vec<(Image, Vec<String>)>> {
-    let scratch = tempfile::Builder::new()
-        .prefix("load-")
-        .tempdir_in(store.root().join("tmp"))
-        .map_err(io_at(store.root()))?;
+    let scratch = store.work_dir("load-")?;
     let dir = scratch.path();
     crate::snapshot::apply_tar(input, dir)?;
     let mut out = Vec::new();

@@ -11,6 +11,7 @@ mod download;
 mod error;
 mod explain;
 mod export;
+mod fsck;
 mod import;
 mod load;
 mod prune;
@@ -34,6 +35,7 @@ pub use container::{RunOptions, run_image};
 pub use download::DEFAULT_MAX_DOWNLOAD;
 pub use error::Error;
 pub use export::{Output, export};
+pub use fsck::{FsckOptions, FsckReport, Problem, fsck};
 pub use import::import_rootfs;
 pub use load::load_archive;
 pub use prune::{DiskUsage, PruneOptions, PruneReport, disk_usage, prune};
@@ -180,6 +182,10 @@ pub struct BuildOutput {
     /// How many context files had their content read (the others' digests came from the stat
     /// cache).
     pub files_read: u64,
+    /// The store's shared lock, still held: nothing the build made can be pruned before the
+    /// caller has exported or pushed it. Drop it (or the output) when done; do not take the
+    /// lock again while holding it.
+    pub lock: crate::store::Lock,
 }
 
 /// Something a build reports as it goes.
@@ -350,17 +356,17 @@ impl Builder {
             });
         }
 
-        let _lock = self.store.lock_shared()?;
+        let lock = self.store.lock_shared()?;
         let context = Context::open(&req.context, Some(&dockerfile_path))?;
-        let stat_cache_path = stat_cache_path(&self.store, context.root());
-        let stat_cache = StatCache::load(&stat_cache_path);
-        let work = tempfile::Builder::new()
-            .prefix("build-")
-            .tempdir_in(self.store.root().join("tmp"))
-            .map_err(|source| Error::Io {
-                path: self.store.root().join("tmp"),
-                source,
-            })?;
+        // A context in the store's own work directories (the service's, `build -`) is built
+        // once: its stat cache would never be read again.
+        let stat_cache_path = (!context.root().starts_with(self.store.root()))
+            .then(|| stat_cache_path(&self.store, context.root()));
+        let stat_cache = stat_cache_path
+            .as_deref()
+            .map(StatCache::load)
+            .unwrap_or_default();
+        let work = self.store.work_dir("build-")?;
 
         let total: usize = plan
             .order
@@ -503,7 +509,9 @@ impl Builder {
         let stat_cache = stat_cache_shared
             .into_inner()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        stat_cache.save(&stat_cache_path)?;
+        if let Some(path) = &stat_cache_path {
+            stat_cache.save(path, context.root())?;
+        }
         let (_, files_read) = stat_cache.stats();
         let mut final_state = states
             .remove(&plan.target)
@@ -555,6 +563,7 @@ impl Builder {
             cached,
             misses,
             files_read,
+            lock,
         })
     }
 }
@@ -574,25 +583,7 @@ fn stat_cache_path(store: &Store, context: &Path) -> PathBuf {
         .join(format!("{}.json", key.hex()))
 }
 
-/// Seconds since the epoch as RFC 3339 UTC (`1970-01-01T00:00:00Z`).
-#[allow(clippy::many_single_char_names)] // the algorithm's own names
-pub(crate) fn rfc3339(secs: i64) -> String {
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let (h, m, s) = (rem / 3600, (rem % 3600) / 60, rem % 60);
-    // Civil-from-days (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = if month <= 2 { y + 1 } else { y };
-    format!("{year:04}-{month:02}-{d:02}T{h:02}:{m:02}:{s:02}Z")
-}
+pub(crate) use crate::store::rfc3339;
 
 #[cfg(test)]
 mod tests {

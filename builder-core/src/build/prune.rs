@@ -32,6 +32,65 @@ pub struct PruneReport {
     pub blobs: usize,
     /// Bytes freed.
     pub bytes: u64,
+    /// Snapshots removed.
+    pub snapshots: usize,
+    /// Work directories of processes that are gone, removed.
+    pub work_dirs: usize,
+    /// Stale records removed: stat caches of contexts that are gone, old explanations,
+    /// compressed-form and source records of blobs that are gone.
+    pub records: usize,
+}
+
+/// How long an explanation record is kept without being rewritten (by default; `--until` and
+/// `--all` shorten it).
+pub(crate) const EXPLAIN_MAX_AGE: Duration = Duration::from_secs(30 * 86_400);
+
+/// Removes stale records (see [`PruneReport::records`]).
+fn prune_records(store: &Store, opts: &PruneOptions, now: SystemTime) -> Result<usize> {
+    let mut removed = 0;
+    // Stat caches: of contexts that no longer exist, unreadable ones, and temp files of a
+    // killed save.
+    let dir = store.root().join("statcache");
+    if let Ok(entries) = fs_err::read_dir(&dir) {
+        for e in entries {
+            let path = e.map_err(io_at(&dir))?.path();
+            let stale = opts.all
+                || path.extension().is_none_or(|x| x != "json")
+                || crate::context::stat_cache_context(&path).is_none_or(|c| !c.is_dir());
+            if stale {
+                fs_err::remove_file(&path).map_err(io_at(&path))?;
+                removed += 1;
+            }
+        }
+    }
+    let max_age = match opts.until {
+        Some(u) => u.min(EXPLAIN_MAX_AGE),
+        None => EXPLAIN_MAX_AGE,
+    };
+    for (modified, key) in store.meta_keys("explain")? {
+        if opts.all || now.duration_since(modified).unwrap_or_default() > max_age {
+            removed += usize::from(store.remove_meta("explain", &key)?);
+        }
+    }
+    // Compressed forms (diff ID → compressed blob) and sources (blob → where it came from)
+    // whose blobs are gone.
+    for kind in ["gzip", "zstd", "source"] {
+        for (_, key) in store.meta_keys(kind)? {
+            let Ok(blob) = format!("sha256:{key}").parse::<Digest>() else {
+                removed += usize::from(store.remove_meta(kind, &key)?);
+                continue;
+            };
+            let target_gone = kind != "source"
+                && store
+                    .meta(kind, &key)?
+                    .and_then(|v| v.trim().parse::<Digest>().ok())
+                    .is_none_or(|c| !store.has_blob(&c));
+            if !store.has_blob(&blob) || target_gone {
+                removed += usize::from(store.remove_meta(kind, &key)?);
+            }
+        }
+    }
+    Ok(removed)
 }
 
 fn cache_records(store: &Store) -> Result<Vec<(SystemTime, String)>> {
@@ -176,26 +235,23 @@ pub fn prune(store: &Store, opts: &PruneOptions) -> Result<PruneReport> {
         .flat_map(|ids| super::snapshots::chain_ids(ids))
         .map(|c| c.hex())
         .collect();
-    let snaps = store.root().join("snapshots");
+    let snaps = super::snapshots::snapshots_dir(store);
     if let Ok(entries) = fs_err::read_dir(&snaps) {
         for e in entries {
             let e = e.map_err(io_at(&snaps))?;
             let name = e.file_name().to_string_lossy().into_owned();
             if name != "empty" && !live_chains.contains(&name) {
-                fs_err::remove_dir_all(e.path()).map_err(io_at(e.path()))?;
+                super::snapshots::discard(store, &e.path())?;
+                report.snapshots += 1;
             }
         }
     }
-    // Leftovers of killed processes: nothing writes while we hold the exclusive lock.
-    let tmp = store.root().join("tmp");
-    for e in fs_err::read_dir(&tmp).map_err(io_at(&tmp))? {
-        let path = e.map_err(io_at(&tmp))?.path();
-        let _ = if path.is_dir() {
-            fs_err::remove_dir_all(&path)
-        } else {
-            fs_err::remove_file(&path)
-        };
-    }
+    report.records += prune_records(store, opts, now)?;
+    // Leftovers of killed processes (nothing else runs while we hold the exclusive lock, but
+    // the owner files are the rule anyway).
+    let cleaned = store.clean_tmp()?;
+    report.work_dirs += cleaned.entries;
+    report.bytes += cleaned.bytes;
     Ok(report)
 }
 
@@ -216,30 +272,37 @@ pub struct DiskUsage {
     pub snapshot_bytes: u64,
     /// Bytes of `RUN --mount=type=cache` directories.
     pub cache_mount_bytes: u64,
+    /// Bytes of work directories (`tmp/`: live builds' and, until cleaned, dead ones').
+    pub work_bytes: u64,
+    /// Records besides the step cache: stat caches, explanations, compressed-form and source
+    /// records.
+    pub records: usize,
+    /// Their bytes.
+    pub record_bytes: u64,
 }
 
-/// Bytes under `dir`, each inode counted once.
-fn tree_bytes(dir: &std::path::Path) -> u64 {
-    use std::os::unix::fs::MetadataExt;
-    let mut seen = BTreeSet::new();
-    let mut total = 0;
-    let mut stack = vec![dir.to_owned()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = fs_err::read_dir(&d) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let Ok(m) = e.path().symlink_metadata() else {
-                continue;
-            };
-            if m.is_dir() {
-                stack.push(e.path());
-            } else if seen.insert((m.dev(), m.ino())) {
-                total += m.len();
+use crate::store::tree_bytes;
+
+/// Files and bytes of the records under `dirs`.
+fn record_usage(store: &Store) -> (usize, u64) {
+    let mut files = 0;
+    let mut bytes = 0;
+    let dirs = [
+        "statcache",
+        "meta/explain",
+        "meta/gzip",
+        "meta/zstd",
+        "meta/source",
+    ];
+    for d in dirs {
+        if let Ok(entries) = fs_err::read_dir(store.root().join(d)) {
+            for e in entries.flatten() {
+                files += 1;
+                bytes += e.metadata().map_or(0, |m| m.len());
             }
         }
     }
-    total
+    (files, bytes)
 }
 
 /// Measures the store (under its shared lock).
@@ -254,8 +317,10 @@ pub fn disk_usage(store: &Store) -> Result<DiskUsage> {
         cache_records: cache_records(store)?.len(),
         snapshot_bytes: tree_bytes(&store.root().join("snapshots")),
         cache_mount_bytes: tree_bytes(&store.root().join("cache-mounts")),
+        work_bytes: tree_bytes(&store.root().join("tmp")),
         ..DiskUsage::default()
     };
+    (usage.records, usage.record_bytes) = record_usage(store);
     for (d, size) in blobs(store)? {
         if images_live.contains(&d) {
             usage.image_bytes += size;

@@ -410,7 +410,7 @@ pub(crate) fn run_stage(
         );
     }
     if before.as_ref() != Some(&from) {
-        super::explain::remember(env.store, &place, &from);
+        super::explain::remember(env.store, env.dockerfile, &place, &from);
     }
     env.emit(&Event::StepDone {
         number: env.step,
@@ -590,7 +590,7 @@ fn run_cached(
             // The next miss here is explained against this build, not an older one.
             let place = super::explain::place(env.dockerfile, index, position);
             if super::explain::previous(env.store, &place).as_ref() != Some(&now) {
-                super::explain::remember(env.store, &place, &now);
+                super::explain::remember(env.store, env.dockerfile, &place, &now);
             }
             state.config = cached.config;
             state.cmd_set = cached.cmd_set;
@@ -633,7 +633,7 @@ fn run_cached(
         reason,
         first: before.is_none(),
     });
-    super::explain::remember(env.store, &place, &now);
+    super::explain::remember(env.store, env.dockerfile, &place, &now);
     run_instruction(env, index, state, inst, built)?;
     state.key = key;
     state.parent_reason = Some(format!("an earlier step changed (line {})", inst.span.line));

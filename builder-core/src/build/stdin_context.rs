@@ -8,12 +8,10 @@ use crate::store::Store;
 use super::Result;
 use super::error::io_at;
 
-/// Unpacks a context tar stream; the directory lives as long as the returned guard.
-pub fn unpack_context(store: &Store, input: impl Read) -> Result<tempfile::TempDir> {
-    let dir = tempfile::Builder::new()
-        .prefix("context-")
-        .tempdir_in(store.root().join("tmp"))
-        .map_err(io_at(store.root()))?;
+/// Unpacks a context tar stream into a work directory of the store, which lives (and is safe
+/// from prune and clean-up) as long as the returned guard.
+pub fn unpack_context(store: &Store, input: impl Read) -> Result<crate::store::WorkDir> {
+    let dir = store.work_dir("context-")?;
     let mut input = BufReader::with_capacity(1 << 20, input);
     let head = input.fill_buf().map_err(io_at("<stdin>"))?.to_vec();
     let reader: Box<dyn Read> = if head.starts_with(&[0x1f, 0x8b]) {

@@ -133,7 +133,21 @@ pub struct StatCache {
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Saved {
     version: u32,
+    /// The context it was saved for: prune drops the file once that directory is gone.
+    #[serde(default)]
+    context: Option<PathBuf>,
     entries: Vec<(PathBuf, StatKey, Digest)>,
+}
+
+/// The context directory a saved stat cache is for (`None` if unreadable or from before it was
+/// recorded).
+pub fn stat_cache_context(path: &Path) -> Option<PathBuf> {
+    #[derive(serde::Deserialize)]
+    struct Head {
+        context: Option<PathBuf>,
+    }
+    let bytes = fs_err::read(path).ok()?;
+    serde_json::from_slice::<Head>(&bytes).ok()?.context
 }
 
 impl StatCache {
@@ -155,8 +169,8 @@ impl StatCache {
         }
     }
 
-    /// Saves the cache (temp file + rename), if anything changed.
-    pub fn save(&self, path: &Path) -> Result<()> {
+    /// Saves the cache for `context` (temp file + rename), if anything changed.
+    pub fn save(&self, path: &Path, context: &Path) -> Result<()> {
         if !self.dirty {
             return Ok(());
         }
@@ -168,6 +182,7 @@ impl StatCache {
         entries.sort_by(|a, b| a.0.cmp(&b.0));
         let bytes = serde_json::to_vec(&Saved {
             version: 1,
+            context: Some(context.to_owned()),
             entries,
         })
         .unwrap_or_default();
@@ -292,7 +307,8 @@ mod tests {
             "a content change with a reset mtime was missed"
         );
         let saved = dir.path().join("cache.json");
-        cache.save(&saved).unwrap();
+        cache.save(&saved, dir.path()).unwrap();
+        assert_eq!(stat_cache_context(&saved).as_deref(), Some(dir.path()));
         let mut loaded = StatCache::load(&saved);
         assert_eq!(digest(&f, &mut loaded), second);
         assert_eq!(loaded.stats(), (1, 0));

@@ -16,7 +16,7 @@ mod walk;
 
 pub use dockerignore::{Ignore, PatternError, clean as clean_path, ignore_file_for};
 pub use error::Error;
-pub use hash::{FileInfo, Kind, StatCache, hash_file};
+pub use hash::{FileInfo, Kind, StatCache, hash_file, stat_cache_context};
 pub use walk::{Context, Entry, MAX_CONTROL_FILE, read_control_file, resolve_scoped, walk_tree};
 
 /// The context's result type.

@@ -251,7 +251,7 @@ fn truncate_name(path: &str) -> String {
 pub fn write_layer(store: &Store, entries: &mut [Entry], opts: TarOptions) -> store::Result<Layer> {
     let writer = store.blob_writer()?;
     let writer = write_tar(entries, writer, opts).map_err(|source| store::Error::Io {
-        path: store.root().join("tmp"),
+        path: store.root().join("blobs"),
         source,
     })?;
     let (diff_id, size) = writer.commit(None)?;
