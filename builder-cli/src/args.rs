@@ -31,6 +31,10 @@ pub(crate) struct Cli {
     /// request fails; uploads get an hour in all.
     #[arg(long, global = true, value_name = "SECONDS", default_value_t = 60)]
     pub(crate) registry_timeout: u64,
+    /// Seconds to wait for the store's lock (a prune waits for running builds, builds wait
+    /// behind a prune) before failing with who holds it.
+    #[arg(long, global = true, value_name = "SECONDS", default_value_t = 600)]
+    pub(crate) lock_timeout: u64,
     #[command(subcommand)]
     pub(crate) command: Command,
 }
@@ -210,6 +214,17 @@ pub(crate) enum Command {
     /// Show the disk space the store uses: images, step cache, snapshots, cache mounts.
     #[command(after_help = "Example:\n  rbuild df && rbuild prune --keep-storage 10GB")]
     Df,
+    /// Check the store: every blob's digest, every tag's manifest, config and layers, every
+    /// step-cache record, every snapshot; exits 1 if anything is wrong and not repaired.
+    #[command(after_help = "Examples:\n  rbuild fsck\n  rbuild fsck --repair")]
+    Fsck {
+        /// Remove what is broken (the next build recreates it); takes the exclusive lock.
+        #[arg(long)]
+        repair: bool,
+        /// Only the cheap checks: no blob hashed, no snapshot walked.
+        #[arg(long)]
+        quick: bool,
+    },
     /// Print a shell completion script.
     #[command(
         after_help = "Examples:\n  rbuild completion bash > /etc/bash_completion.d/rbuild\n  rbuild completion zsh > \"${fpath[1]}/_rbuild\"\n  rbuild completion fish > ~/.config/fish/completions/rbuild.fish"
@@ -396,19 +411,23 @@ pub(crate) fn implicit_build(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi:
     args
 }
 
-/// The index of the first argument after the global options.
+/// The index of the first argument after the global options (those taking a value are read
+/// from the command's definition, so a new one cannot be forgotten here).
 fn after_globals(args: &[std::ffi::OsString]) -> usize {
+    let cmd = <Cli as clap::CommandFactory>::command();
+    let valued: Vec<String> = cmd
+        .get_arguments()
+        .filter(|a| a.is_global_set() && a.get_action().takes_values())
+        .filter_map(|a| a.get_long().map(|l| format!("--{l}")))
+        .collect();
     let mut i = 1;
     while let Some(a) = args.get(i).and_then(|a| a.to_str()) {
-        match a {
-            "--root" | "--insecure-registry" | "--registry-timeout" => i += 2,
-            _ if a.starts_with("--root=")
-                || a.starts_with("--insecure-registry=")
-                || a.starts_with("--registry-timeout=") =>
-            {
-                i += 1;
-            }
-            _ => break,
+        if valued.iter().any(|v| v == a) {
+            i += 2;
+        } else if valued.iter().any(|v| a.starts_with(&format!("{v}="))) {
+            i += 1;
+        } else {
+            break;
         }
     }
     i

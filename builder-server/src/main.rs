@@ -38,6 +38,53 @@ struct Args {
     allow_network_host: bool,
 }
 
+/// The cheap part of `rbuild fsck` (no blob hashed, no snapshot walked), repairing what it
+/// finds, so a store a crash left broken is whole before the first build: a killed build's work
+/// directories went when the store was opened. A store other processes keep busy is checked
+/// without repair.
+fn check_store(store: &builder_core::build::Store) {
+    use builder_core::build::{FsckOptions, fsck};
+    let quick = store
+        .clone()
+        .with_lock_timeout(std::time::Duration::from_secs(10));
+    let report = fsck(
+        &quick,
+        FsckOptions {
+            repair: true,
+            quick: true,
+        },
+    )
+    .or_else(|_| {
+        fsck(
+            store,
+            FsckOptions {
+                repair: false,
+                quick: true,
+            },
+        )
+    });
+    match report {
+        Ok(r) => {
+            for p in &r.problems {
+                let done = if p.repaired {
+                    "removed"
+                } else {
+                    "run `rbuild fsck --repair`"
+                };
+                eprintln!("store check: {} ({done})", p.what);
+            }
+            eprintln!(
+                "store check: {} tags, {} step-cache records, {} snapshots, {} problems",
+                r.tags,
+                r.cache_records,
+                r.snapshots,
+                r.problems.len()
+            );
+        }
+        Err(e) => eprintln!("store check failed: {e}"),
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     // RUN's sandbox helper is this binary re-executed; it must start before any thread.
     builder_core::exec::helper_main();
@@ -48,6 +95,7 @@ fn main() -> anyhow::Result<()> {
         .unwrap_or_else(|| PathBuf::from("/var/lib/rbuild"));
     let store = builder_core::build::Store::open(&root)
         .with_context(|| format!("cannot open the store at `{}`", root.display()))?;
+    check_store(&store);
     let state = state::AppState {
         store,
         registry: builder_core::registry::Options {

@@ -202,3 +202,49 @@ fn issue_10_a_posted_build_reads_and_reaches_nothing_of_the_host() {
     assert!(response.starts_with("HTTP/1.1 400"), "{response}");
     assert!(response.contains("--allow-network-host"), "{response}");
 }
+
+#[test]
+fn at_start_the_server_repairs_what_a_crash_left_in_its_store() {
+    let root = tempfile::tempdir().unwrap();
+    let r = root.path();
+    // A tag naming a manifest that never landed, a snapshot without its completion record, and
+    // a killed build's work directory (no owner holds it).
+    for d in ["tags", "blobs/sha256", "tmp/build-dead", "snapshots"] {
+        fs_err::create_dir_all(r.join(d)).unwrap();
+    }
+    let missing = format!("sha256:{}", "ab".repeat(32));
+    fs_err::write(r.join("tags/broken%3A1"), format!("{missing}\n")).unwrap();
+    let half = r.join("snapshots").join("cd".repeat(32));
+    fs_err::create_dir_all(half.join("rootfs/etc")).unwrap();
+    fs_err::write(r.join("tmp/build-dead/junk"), b"junk").unwrap();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rbuild-server"))
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--root"])
+        .arg(r)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut log = String::new();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    while !log.contains("listening") {
+        let mut line = String::new();
+        if std::io::BufRead::read_line(&mut stderr, &mut line).unwrap() == 0 {
+            break;
+        }
+        log.push_str(&line);
+    }
+    let _server = Server(child);
+    assert!(
+        log.contains(&format!("store check: tag `broken:1` → manifest {missing}"))
+            && log.contains("(removed)"),
+        "{log}"
+    );
+    assert!(log.contains("has no completion record"), "{log}");
+    assert!(!r.join("tags/broken%3A1").exists());
+    assert!(!half.exists());
+    assert!(!r.join("tmp/build-dead").exists());
+}

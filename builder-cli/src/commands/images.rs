@@ -69,12 +69,14 @@ pub(crate) fn inspect(store: &Store, name: &str) -> anyhow::Result<ExitCode> {
 }
 
 pub(crate) fn tag(store: &Store, source: &str, target: &str) -> anyhow::Result<ExitCode> {
+    let _lock = store.lock_shared()?;
     let image = resolve(store, source)?;
     store.set_tag(&tag_name(target), image.manifest_digest)?;
     Ok(ExitCode::SUCCESS)
 }
 
 pub(crate) fn rmi(store: &Store, names: &[String]) -> anyhow::Result<ExitCode> {
+    let _lock = store.lock_shared()?;
     for name in names {
         let n = tag_name(name);
         if !store.remove_tag(&n)? {
@@ -94,6 +96,7 @@ pub(crate) fn import(
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(builder_core::build::DEFAULT_EPOCH);
+    let _lock = store.lock_shared()?;
     let image = if tarball.as_os_str() == "-" {
         builder_core::build::import_rootfs(store, std::io::stdin().lock(), created)
     } else {
@@ -115,6 +118,7 @@ pub(crate) fn save(
     name: &str,
 ) -> anyhow::Result<ExitCode> {
     use builder_core::build::{Compression, Output};
+    let _lock = store.lock_shared()?;
     let image = resolve(store, name)?;
     let out = if format == "docker" {
         Output::Docker {
@@ -132,6 +136,8 @@ pub(crate) fn save(
 }
 
 pub(crate) fn load(store: &Store, input: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
+    // Held from the first blob to the last tag: a prune in between would take the blobs.
+    let _lock = store.lock_shared()?;
     let loaded = match input.filter(|p| p.as_os_str() != "-") {
         Some(path) => builder_core::build::load_archive(store, fs_err::File::open(path)?)
             .with_context(|| format!("cannot load `{}`", path.display()))?,
@@ -237,12 +243,59 @@ pub(crate) fn prune(
     };
     let report = builder_core::build::prune(store, &opts)?;
     render::stdout(&format!(
-        "Deleted {} cache records and {} blobs\nTotal reclaimed space: {}\n",
+        "Deleted {} cache records, {} blobs, {} snapshots, {} stale records and {} work directories of builds that are gone\nTotal reclaimed space: {}\n",
         report.cache_records,
         report.blobs,
+        report.snapshots,
+        report.records,
+        report.work_dirs,
         human(report.bytes)
     ));
     Ok(ExitCode::SUCCESS)
+}
+
+/// `rbuild fsck [--repair] [--quick]`.
+pub(crate) fn fsck(store: &Store, repair: bool, quick: bool) -> anyhow::Result<ExitCode> {
+    let opts = builder_core::build::FsckOptions { repair, quick };
+    let report = builder_core::build::fsck(store, opts)?;
+    let mut out = String::new();
+    for p in &report.problems {
+        let _ = writeln!(
+            out,
+            "{}{}",
+            p.what,
+            if p.repaired { " (removed)" } else { "" }
+        );
+    }
+    let checked = format!(
+        "checked {} blobs{}, {} tags, {} step-cache records, {} snapshots",
+        report.blobs,
+        if quick { " (not hashed: --quick)" } else { "" },
+        report.tags,
+        report.cache_records,
+        report.snapshots
+    );
+    let unrepaired = report.problems.iter().filter(|p| !p.repaired).count();
+    let _ = if report.problems.is_empty() {
+        writeln!(out, "{checked}: no problems")
+    } else if unrepaired == 0 {
+        writeln!(
+            out,
+            "{checked}: {} problems, all removed; the next build recreates what it needs",
+            report.problems.len()
+        )
+    } else {
+        writeln!(
+            out,
+            "{checked}: {unrepaired} problems; `rbuild fsck --repair` removes them"
+        )
+    };
+    render::stdout(&out);
+    Ok(if unrepaired == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 /// `rbuild df`: what the store holds, as `docker system df` shows it.
@@ -254,6 +307,8 @@ pub(crate) fn df(store: &Store) -> anyhow::Result<ExitCode> {
         ("Build cache", u.cache_records.to_string(), u.cache_bytes),
         ("Snapshots", "-".to_owned(), u.snapshot_bytes),
         ("Cache mounts", "-".to_owned(), u.cache_mount_bytes),
+        ("Records", u.records.to_string(), u.record_bytes),
+        ("Work directories", "-".to_owned(), u.work_bytes),
         ("Unused (prune frees)", "-".to_owned(), u.unused_bytes),
     ];
     for (name, count, bytes) in rows {

@@ -11,6 +11,8 @@ use crate::args::{Cli, Command};
 
 pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let root = cli.root.clone();
+    let lock_timeout = std::time::Duration::from_secs(cli.lock_timeout);
+    let store = |root| store(root, lock_timeout);
     let reg = registry::options(&cli.insecure_registries, cli.registry_timeout);
     match cli.command {
         Command::Parse(args) => parse::run(&args),
@@ -101,6 +103,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             keep_storage.as_deref(),
         ),
         Command::Df => images::df(&store(root)?),
+        Command::Fsck { repair, quick } => images::fsck(&store(root)?, repair, quick),
         Command::Completion { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             let mut out = Vec::new();
@@ -117,13 +120,17 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 /// The store: `--root`, else `RBUILD_ROOT`, else `$XDG_DATA_HOME/rbuild` (or `~/.local/share`),
 /// or `/var/lib/rbuild` as root.
-fn store(root: Option<std::path::PathBuf>) -> anyhow::Result<builder_core::build::Store> {
+fn store(
+    root: Option<std::path::PathBuf>,
+    lock_timeout: std::time::Duration,
+) -> anyhow::Result<builder_core::build::Store> {
     use anyhow::Context;
     let root = match root.or_else(|| std::env::var_os("RBUILD_ROOT").map(Into::into)) {
         Some(r) => r,
         None => default_root(),
     };
     builder_core::build::Store::open(&root)
+        .map(|s| s.with_lock_timeout(lock_timeout))
         .with_context(|| format!("cannot open the store at `{}`", root.display()))
 }
 

@@ -4,6 +4,7 @@ mod build;
 mod cache;
 mod cli;
 mod correctness;
+mod crash;
 mod interop;
 mod isolation;
 mod parse;

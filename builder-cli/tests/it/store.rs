@@ -17,7 +17,7 @@ fn prune_keeps_what_tags_and_cache_need() {
     let before = blob_count(&p);
     let out = p.ok(&["prune"]);
     assert!(
-        text(&out.stdout).contains("Deleted 0 cache records and 0 blobs"),
+        text(&out.stdout).contains("Deleted 0 cache records, 0 blobs,"),
         "{}",
         text(&out.stdout)
     );

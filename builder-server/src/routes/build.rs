@@ -170,7 +170,7 @@ fn run(
     events: &mpsc::Sender<Bytes>,
 ) {
     let start = Instant::now();
-    let setup = (|| -> Result<(tempfile::TempDir, std::path::PathBuf), ApiError> {
+    let setup = (|| -> Result<(builder_core::store::WorkDir, std::path::PathBuf), ApiError> {
         if params.network == Network::Host && !state.allow_network_host {
             return Err(ApiError::bad_request(
                 "network `host` is not allowed: start rbuild-server with --allow-network-host"
