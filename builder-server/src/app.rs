@@ -36,6 +36,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = builder_core::build::Store::open(dir.path()).unwrap();
         let state = AppState {
+            builder: builder_core::build::Builder::new(store.clone()),
             store,
             registry: builder_core::registry::Options::default(),
             allow_network_host: false,

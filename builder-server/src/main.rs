@@ -97,6 +97,7 @@ fn main() -> anyhow::Result<()> {
         .with_context(|| format!("cannot open the store at `{}`", root.display()))?;
     check_store(&store);
     let state = state::AppState {
+        builder: builder_core::build::Builder::new(store.clone()),
         store,
         registry: builder_core::registry::Options {
             insecure: args.insecure_registries,

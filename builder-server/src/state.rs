@@ -1,12 +1,14 @@
 //! What every request shares: the store builds write to and how registries are reached.
 
-use builder_core::build::Store;
+use builder_core::build::{Builder, Store};
 use builder_core::registry;
 
 /// The service's state.
 #[derive(Debug, Clone)]
 pub(crate) struct AppState {
     pub(crate) store: Store,
+    /// One builder for every build, so builds posted at once run a step they share once.
+    pub(crate) builder: Builder,
     pub(crate) registry: registry::Options,
     /// `--allow-network-host`: builds may use the host's network (`network=host`,
     /// `RUN --network=host`); without it they get a private one or none.

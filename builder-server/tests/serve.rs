@@ -248,3 +248,44 @@ fn at_start_the_server_repairs_what_a_crash_left_in_its_store() {
     assert!(!half.exists());
     assert!(!r.join("tmp/build-dead").exists());
 }
+
+/// The last JSON line of a build response.
+fn result_line(response: &str) -> serde_json::Value {
+    let last = response
+        .lines()
+        .rev()
+        .find(|l| l.starts_with('{'))
+        .unwrap_or_default();
+    serde_json::from_str(last).unwrap_or_else(|e| panic!("{e}: {response}"))
+}
+
+#[test]
+fn two_builds_posted_at_once_run_a_shared_step_once() {
+    let (root, _server, port) = start();
+    // A slow RUN that counts its runs in a cache mount (outside the image, kept between runs).
+    let ctx = context_tar(
+        b"FROM scratch\nCOPY busybox /bin/busybox\n\
+          RUN --mount=type=cache,target=/count [\"/bin/busybox\", \"sh\", \"-c\", \"/bin/busybox echo run >> /count/runs && /bin/busybox sleep 2 && /bin/busybox echo made > /made\"]\n",
+    );
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(|| post(port, "t=twice:a&network=none", &ctx));
+        let b = s.spawn(|| post(port, "t=twice:b&network=none", &ctx));
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    let (ra, rb) = (result_line(&a), result_line(&b));
+    assert_eq!(ra["type"], "result", "{a}");
+    assert_eq!(rb["type"], "result", "{b}");
+    assert_eq!(ra["manifest_digest"], rb["manifest_digest"]);
+    let mut runs = Vec::new();
+    let mut stack = vec![root.path().join("cache-mounts")];
+    while let Some(d) = stack.pop() {
+        for e in fs_err::read_dir(&d).into_iter().flatten().flatten() {
+            if e.path().is_dir() {
+                stack.push(e.path());
+            } else if e.file_name() == "runs" {
+                runs.push(fs_err::read_to_string(e.path()).unwrap());
+            }
+        }
+    }
+    assert_eq!(runs, ["run\n"], "the RUN ran {runs:?}:\n{a}\n{b}");
+}

@@ -12,5 +12,6 @@ mod registry;
 mod registry_safety;
 mod registry_server;
 mod run;
+mod solve;
 mod store;
 mod support;

@@ -13,10 +13,12 @@ mod explain;
 mod export;
 mod fsck;
 mod import;
+mod inflight;
 mod load;
 mod prune;
 mod remote_cache;
 mod run;
+mod schedule;
 mod snapshots;
 mod squash;
 mod stage;
@@ -274,15 +276,22 @@ pub enum Event {
 }
 
 /// Builds images into a store.
+///
+/// Clones share one table of the steps being run, so builds started at once on clones of one
+/// builder run a step they share once (the service keeps one builder for all its builds).
 #[derive(Debug, Clone)]
 pub struct Builder {
     store: Store,
+    inflight: std::sync::Arc<inflight::Inflight>,
 }
 
 impl Builder {
     /// A builder over `store`.
     pub fn new(store: Store) -> Self {
-        Self { store }
+        Self {
+            store,
+            inflight: std::sync::Arc::default(),
+        }
     }
 
     /// The store.
@@ -409,7 +418,7 @@ impl Builder {
         let next_step = std::sync::atomic::AtomicUsize::new(0);
         let events: std::sync::Mutex<&mut (dyn FnMut(&Event) + Send)> =
             std::sync::Mutex::new(&mut count);
-        let mut states: BTreeMap<usize, StageState> = BTreeMap::new();
+        let mut states: BTreeMap<usize, StageState>;
         {
             let env = stage::BuildEnv {
                 store: &self.store,
@@ -439,6 +448,7 @@ impl Builder {
                 limits: &req.limits,
                 ulimits: &req.ulimits,
                 cancel: req.cancel.as_deref().unwrap_or(&never_cancelled),
+                inflight: &self.inflight,
                 step_keys: &step_keys,
                 work: work.path(),
                 step: 0,
@@ -446,64 +456,13 @@ impl Builder {
                 total,
                 events: &events,
             };
-            // Stages run in waves: every stage whose dependencies are built runs, at most `jobs` at
-            // once. Keys depend only on content, so the result is the same whatever the schedule.
             let jobs = req
                 .jobs
                 .unwrap_or_else(|| {
                     std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
                 })
                 .max(1);
-            let mut pending: Vec<usize> = plan.order.clone();
-            while !pending.is_empty() {
-                let ready: Vec<usize> = pending
-                    .iter()
-                    .copied()
-                    .filter(|&i| {
-                        checked.stages[i]
-                            .dependencies
-                            .iter()
-                            .all(|d| match d.source {
-                                crate::dockerfile::Source::Stage(j) => states.contains_key(&j),
-                                _ => true,
-                            })
-                    })
-                    .take(jobs)
-                    .collect();
-                if ready.is_empty() {
-                    return Err(Error::Internal(
-                        "no stage can run: a dependency cycle".into(),
-                    ));
-                }
-                let results: Vec<(usize, Result<StageState>)> = std::thread::scope(|scope| {
-                    let handles: Vec<_> = ready
-                        .iter()
-                        .map(|&i| {
-                            let mut stage_env = env.for_stage();
-                            let built = &states;
-                            (
-                                i,
-                                scope.spawn(move || stage::run_stage(&mut stage_env, i, built)),
-                            )
-                        })
-                        .collect();
-                    handles
-                        .into_iter()
-                        .map(|(i, h)| {
-                            (
-                                i,
-                                h.join().unwrap_or_else(|_| {
-                                    Err(Error::Internal(format!("stage {i} panicked")))
-                                }),
-                            )
-                        })
-                        .collect()
-                });
-                for (i, result) in results {
-                    states.insert(i, result?);
-                    pending.retain(|&p| p != i);
-                }
-            }
+            states = schedule::run_stages(&env, &plan.order, jobs)?;
         }
         let steps = next_step.load(std::sync::atomic::Ordering::SeqCst);
         let stat_cache = stat_cache_shared

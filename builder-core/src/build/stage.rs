@@ -57,6 +57,8 @@ pub(crate) struct BuildEnv<'a> {
     pub(crate) ulimits: &'a [crate::exec::Ulimit],
     /// Set to stop the build: no further step starts and a running RUN is killed.
     pub(crate) cancel: &'a std::sync::atomic::AtomicBool,
+    /// Steps being run by any build of this builder.
+    pub(crate) inflight: &'a super::inflight::Inflight,
     /// Layers an imported cache can provide, fetched when first read.
     pub(crate) lazy_layers: &'a super::remote_cache::LazyLayers,
     /// (stage, key) of every step this build went through, for `--cache-to`.
@@ -585,20 +587,23 @@ fn run_cached(
     }
     let key = now.key();
     let no_cache = env.no_cache || env.no_cache_stages.contains(&index);
+    // Held until the result is in the step cache: another build of this builder reaching the
+    // same step waits, then hits.
+    let mut _running = None;
     if !no_cache {
-        if let Some(cached) = lookup(env, &key) {
-            // The next miss here is explained against this build, not an older one.
-            let place = super::explain::place(env.dockerfile, index, position);
-            if super::explain::previous(env.store, &place).as_ref() != Some(&now) {
-                super::explain::remember(env.store, env.dockerfile, &place, &now);
+        loop {
+            if let Some(cached) = lookup(env, &key) {
+                take_hit(env, index, position, state, inst, &now, cached)?;
+                return Ok(true);
             }
-            state.config = cached.config;
-            state.cmd_set = cached.cmd_set;
-            apply_vars(env, index, state, inst)?;
-            state.key = key;
-            env.record_key(index, key);
-            state.parent_reason = None;
-            return Ok(true);
+            match env.inflight.claim(key, env.cancel)? {
+                super::inflight::Claim::Mine(r) => {
+                    _running = Some(r);
+                    break;
+                }
+                // It failed there, or its layers went: look again, then run it here.
+                super::inflight::Claim::Waited => {}
+            }
         }
     }
     let place = super::explain::place(env.dockerfile, index, position);
@@ -646,6 +651,30 @@ fn run_cached(
     }
     env.record_key(index, key);
     Ok(false)
+}
+
+/// A step the cache answered: its result becomes the state.
+fn take_hit(
+    env: &BuildEnv<'_>,
+    index: usize,
+    position: usize,
+    state: &mut StageState,
+    inst: &Instruction,
+    now: &super::explain::StepInputs,
+    cached: Cached,
+) -> Result<()> {
+    // The next miss here is explained against this build, not an older one.
+    let place = super::explain::place(env.dockerfile, index, position);
+    if super::explain::previous(env.store, &place).as_ref() != Some(now) {
+        super::explain::remember(env.store, env.dockerfile, &place, now);
+    }
+    state.config = cached.config;
+    state.cmd_set = cached.cmd_set;
+    apply_vars(env, index, state, inst)?;
+    state.key = now.key();
+    env.record_key(index, state.key);
+    state.parent_reason = None;
+    Ok(())
 }
 
 fn lookup(env: &BuildEnv<'_>, key: &Digest) -> Option<Cached> {

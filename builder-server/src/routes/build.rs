@@ -14,7 +14,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::{RawQuery, State};
 use axum::http::header;
 use axum::response::Response;
-use builder_core::build::{self, BuildRequest, Builder, CacheSpec, Event};
+use builder_core::build::{self, BuildRequest, CacheSpec, Event};
 use builder_core::dockerfile::{self, CheckOptions};
 use builder_core::exec::Network;
 use futures_util::StreamExt;
@@ -276,7 +276,7 @@ fn run(
                 std::thread::sleep(std::time::Duration::from_millis(100));
             }
         });
-        let result = Builder::new(state.store.clone()).build(&req, &mut on_event);
+        let result = state.builder.build(&req, &mut on_event);
         finished.store(true, std::sync::atomic::Ordering::SeqCst);
         result
     });
