@@ -16,6 +16,13 @@
 # A case passes when the two descriptions are equal, or differ by exactly known.diff; a known
 # difference that changed, or went away, fails too (so the README's list stays true).
 #
+# digests.txt pins rbuild's image (manifest digest) of every case whose image is reproducible,
+# and of the busybox base they start from: a case whose image changes fails, so a change meant
+# to keep images the same (a refactoring of the build core) is shown to. `NAME unstable` marks a
+# case whose RUN writes what differs run to run. RECORD_DIGESTS=1 rewrites the file from this
+# run (keeping `unstable` marks); RECORD_DIGESTS=stable marks as unstable every case whose digest
+# differs from the file's (run it after a recording, on a fresh store).
+#
 # It starts a dockerd of its own (data root under a temp dir, no bridge, no iptables; RUN gets
 # --network none in both builders) unless DOCKER_HOST is set, and stops it at the end. busybox is
 # made with fixtures/base/busybox.sh in rbuild's store and loaded into docker from there, so both
@@ -85,6 +92,19 @@ store=$work/store
 "$RBUILD" --root "$store" save --format docker -o "$work/busybox.tar" busybox:latest
 "$DOCKER" load -q -i "$work/busybox.tar" > /dev/null
 
+# The pinned digests (see the top): NAME → digest or `unstable`.
+pins=$here/digests.txt
+declare -A pinned=()
+if [ -f "$pins" ]; then
+  while read -r k v; do [ -n "$k" ] && pinned[$k]=$v; done < "$pins"
+fi
+base_digest=$("$RBUILD" --root "$store" inspect busybox:latest | python3 -c 'import json,sys; print(json.load(sys.stdin)["Digest"])')
+base_changed=""
+if [ -n "${pinned[busybox]:-}" ] && [ "${pinned[busybox]}" != "$base_digest" ] && [ -z "${RECORD_DIGESTS:-}" ]; then
+  base_changed="the busybox base is not the one the digests were pinned with (${pinned[busybox]} → $base_digest: Debian's busybox-static changed?); re-record with RECORD_DIGESTS=1"
+  echo "error: $base_changed" >&2
+fi
+
 if [ $# -gt 0 ]; then cases=("$@"); else
   cases=()
   for c in "$here"/cases/*/; do cases+=("$(basename "$c")"); done
@@ -109,8 +129,13 @@ build_one() {
       "$DOCKER" save -o "$work/img.tar" "$tag" && "$DOCKER" rmi -f "$tag" > /dev/null
     fi
   else
+    rm -f "$work/meta.json"
     (cd "$ctx" && "$RBUILD" --root "$store" build --progress plain --network none -t "$tag" "${ARGS[@]}" \
-      -o "type=docker,dest=$work/img.tar" .) > "$out/$name.$who.log" 2>&1 || status=$?
+      --metadata-file "$work/meta.json" -o "type=docker,dest=$work/img.tar" .) > "$out/$name.$who.log" 2>&1 || status=$?
+    if [ $status = 0 ]; then
+      python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["containerimage.digest"])' \
+        "$work/meta.json" > "$out/$name.digest"
+    fi
   fi
   if [ $status = 0 ]; then
     python3 "$here/normalise.py" "$work/img.tar" > "$out/$name.$who.txt"
@@ -150,6 +175,17 @@ for name in "${cases[@]}"; do
       verdict="match"
     fi
   fi
+  # The image must be the one pinned (only for builds that succeeded and matched).
+  case $verdict in match*|known*)
+    got=$(cat "$out/$name.digest" 2>/dev/null || true)
+    want=${pinned[$name]:-}
+    if [ -n "$base_changed" ] && [ -n "$want" ] && [ "$want" != unstable ]; then
+      verdict="FAIL: $base_changed"
+    elif [ -n "$got" ] && [ -n "$want" ] && [ "$want" != unstable ] && [ "$want" != "$got" ] && [ -z "${RECORD_DIGESTS:-}" ]; then
+      verdict="FAIL: rbuild's image changed: $want → $got (tests/differential/digests.txt)"
+    fi
+    if [ -n "$got" ]; then echo "$name $got" >> "$out/digests.new"; fi ;;
+  esac
   case $verdict in
     match*) pass=$((pass + 1)) ;;
     known*) known=$((known + 1)) ;;
@@ -157,5 +193,21 @@ for name in "${cases[@]}"; do
   esac
   printf '%-40s %s\n' "$name" "$verdict" | tee -a "$summary"
 done
+if [ -n "${RECORD_DIGESTS:-}" ]; then
+  declare -A fresh=()
+  touch "$out/digests.new"
+  while read -r k v; do fresh[$k]=$v; done < "$out/digests.new"
+  for k in "${!fresh[@]}"; do
+    if [ "${pinned[$k]:-}" = unstable ]; then continue; fi
+    if [ "$RECORD_DIGESTS" = stable ]; then
+      if [ -n "${pinned[$k]:-}" ] && [ "${pinned[$k]}" != "${fresh[$k]}" ]; then pinned[$k]=unstable; fi
+    else
+      pinned[$k]=${fresh[$k]}
+    fi
+  done
+  pinned[busybox]=$base_digest
+  for k in "${!pinned[@]}"; do echo "$k ${pinned[$k]}"; done | sort > "$pins"
+  echo "wrote $pins ($(grep -vc unstable "$pins") pinned, $(grep -c unstable "$pins" || true) unstable)"
+fi
 echo "differential: ${#cases[@]} cases, $pass match, $known known differences, $fail failed (details in $out)" | tee -a "$summary"
 [ "$fail" = 0 ]

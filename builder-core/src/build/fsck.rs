@@ -114,19 +114,22 @@ impl Checker<'_> {
     }
 
     fn cache_records(&mut self) -> Result<()> {
-        for (_, key) in self.store.meta_keys("cache")? {
+        for (_, key) in self.store.step_record_keys()? {
             self.report.cache_records += 1;
-            let json = self.store.meta("cache", &key)?.unwrap_or_default();
-            let broken = match super::stage::cached_diff_ids(&json) {
-                None => Some(format!("step-cache record {key} is unreadable")),
-                Some(ids) => self.missing_layers(&ids).map(|l| {
-                    format!("step-cache record {key} names layer {l}, which is not in the store")
+            let broken = match self.store.step_record(&key) {
+                Err(e) => Some(e.to_string()),
+                Ok(None) => None, // removed meanwhile
+                Ok(Some(record)) => self.missing_layers(&record.layers).map(|l| {
+                    format!(
+                        "step-cache record {} names layer {l}, which is not in the store",
+                        key.hex()
+                    )
                 }),
             };
             if let Some(what) = broken {
                 let store = self.store;
                 self.found(what, || {
-                    store.remove_meta("cache", &key)?;
+                    store.remove_step_record(&key)?;
                     Ok(())
                 })?;
             }

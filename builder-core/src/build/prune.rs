@@ -93,22 +93,8 @@ fn prune_records(store: &Store, opts: &PruneOptions, now: SystemTime) -> Result<
     Ok(removed)
 }
 
-fn cache_records(store: &Store) -> Result<Vec<(SystemTime, String)>> {
-    let dir = store.root().join("meta/cache");
-    let mut out = Vec::new();
-    let Ok(entries) = fs_err::read_dir(&dir) else {
-        return Ok(out);
-    };
-    for e in entries {
-        let e = e.map_err(io_at(&dir))?;
-        let modified = e
-            .metadata()
-            .and_then(|m| m.modified())
-            .map_err(io_at(e.path()))?;
-        out.push((modified, e.file_name().to_string_lossy().into_owned()));
-    }
-    out.sort();
-    Ok(out)
+fn cache_records(store: &Store) -> Result<Vec<(SystemTime, Digest)>> {
+    Ok(store.step_record_keys()?)
 }
 
 /// What keeps blobs alive: the tagged images, and the layer list of each step-cache record.
@@ -124,11 +110,9 @@ fn live(store: &Store) -> Result<Live> {
     }
     let mut cache = Vec::new();
     for (_, key) in cache_records(store)? {
-        if let Some(ids) = store
-            .meta("cache", &key)?
-            .and_then(|json| super::stage::cached_diff_ids(&json))
-        {
-            cache.push(ids);
+        // An unreadable record keeps nothing alive (and is a miss for every build).
+        if let Ok(Some(record)) = store.step_record(&key) {
+            cache.push(record.layers);
         }
     }
     Ok(Live { images, cache })
@@ -192,13 +176,14 @@ pub fn prune(store: &Store, opts: &PruneOptions) -> Result<PruneReport> {
     let _lock = store.lock_exclusive()?;
     let mut report = PruneReport::default();
     let now = SystemTime::now();
-    let cache_dir = store.root().join("meta/cache");
     for (modified, key) in cache_records(store)? {
         let old = opts
             .until
             .is_some_and(|age| now.duration_since(modified).unwrap_or_default() > age);
-        if opts.all || old {
-            fs_err::remove_file(cache_dir.join(&key)).map_err(io_at(cache_dir.join(&key)))?;
+        // A record this rbuild cannot read (an older format, damage) can never be hit.
+        let unreadable = store.step_record(&key).is_err();
+        if opts.all || old || unreadable {
+            store.remove_step_record(&key)?;
             report.cache_records += 1;
         }
     }
@@ -224,7 +209,7 @@ pub fn prune(store: &Store, opts: &PruneOptions) -> Result<PruneReport> {
             if total <= limit {
                 break;
             }
-            fs_err::remove_file(cache_dir.join(&key)).map_err(io_at(cache_dir.join(&key)))?;
+            store.remove_step_record(&key)?;
             report.cache_records += 1;
             total = sweep(&mut report)?;
         }

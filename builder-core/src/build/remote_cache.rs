@@ -146,12 +146,12 @@ pub(crate) fn export(
     let mut records = Vec::new();
     let mut layers: Vec<Layer> = Vec::new();
     for key in keys {
-        let Some(json) = store.meta("cache", &key.hex())? else {
+        let Some(record) = store.step_record(key)? else {
             continue;
         };
-        let value: serde_json::Value = serde_json::from_str(&json)
-            .map_err(|e| cache_error(format!("cache record `{key}` is unreadable: {e}")))?;
-        let diff_ids = super::stage::cached_diff_ids(&json).unwrap_or_default();
+        let diff_ids = record.layers.clone();
+        let value = serde_json::to_value(&record)
+            .map_err(|e| cache_error(format!("cache record `{key}`: {e}")))?;
         // Only records whose layers are all here can be shared.
         if !diff_ids.iter().all(|d| store.has_blob(d)) {
             continue;
@@ -362,12 +362,18 @@ pub(crate) fn import(
             lazy.insert(l.diff_id, src.clone());
         }
     }
+    // Records are untrusted: each must be one this rbuild reads, or it is left out.
+    let mut read = 0;
     for r in &config.records {
-        if store.meta("cache", &r.key.hex())?.is_none() {
-            store.set_meta("cache", &r.key.hex(), &r.value.to_string())?;
+        let Ok(record) = crate::store::StepRecord::parse(&r.key, &r.value.to_string()) else {
+            continue;
+        };
+        read += 1;
+        if !matches!(store.step_record(&r.key), Ok(Some(_))) {
+            store.set_step_record(&r.key, &record)?;
         }
     }
-    Ok(config.records.len())
+    Ok(read)
 }
 
 /// Makes sure every layer of `diff_ids` is in the store, fetching those an imported cache has.

@@ -150,17 +150,6 @@ struct Cached {
     cmd_set: bool,
 }
 
-/// The layers a step-cache record (as `meta/cache` stores it) names; `None` if unreadable.
-pub(crate) fn cached_diff_ids(json: &str) -> Option<Vec<Digest>> {
-    #[derive(serde::Deserialize)]
-    struct Layers {
-        config: ImageConfig,
-    }
-    serde_json::from_str::<Layers>(json)
-        .ok()
-        .map(|l| l.config.rootfs.diff_ids)
-}
-
 impl Clone for StageState {
     fn clone(&self) -> Self {
         Self {
@@ -642,12 +631,13 @@ fn run_cached(
     run_instruction(env, index, state, inst, built)?;
     state.key = key;
     state.parent_reason = Some(format!("an earlier step changed (line {})", inst.span.line));
-    let record = Cached {
+    let result = Cached {
         config: state.config.clone(),
         cmd_set: state.cmd_set,
     };
-    if let Ok(json) = serde_json::to_string(&record) {
-        env.store.set_meta("cache", &key.hex(), &json)?;
+    if let Ok(result) = serde_json::to_value(&result) {
+        let record = crate::store::StepRecord::new(state.config.rootfs.diff_ids.clone(), result);
+        env.store.set_step_record(&key, &record)?;
     }
     env.record_key(index, key);
     Ok(false)
@@ -678,8 +668,9 @@ fn take_hit(
 }
 
 fn lookup(env: &BuildEnv<'_>, key: &Digest) -> Option<Cached> {
-    let json = env.store.meta("cache", &key.hex()).ok()??;
-    let cached: Cached = serde_json::from_str(&json).ok()?;
+    // A record this rbuild cannot read (damaged, another version's) is a miss, rewritten after.
+    let record = env.store.step_record(key).ok()??;
+    let cached: Cached = serde_json::from_value(record.result).ok()?;
     // Only a result whose layers are all still there, or can be fetched from an imported cache.
     super::remote_cache::available(env.store, &cached.config.rootfs.diff_ids, env.lazy_layers)
         .then_some(cached)

@@ -60,6 +60,14 @@ pub enum Error {
         /// What each live user's owner file says (pid, command, start).
         users: Vec<String>,
     },
+    /// A step-cache record that cannot be read (damaged, or of another rbuild's format).
+    #[error("step-cache record {key} is unreadable: {why}")]
+    BadStepRecord {
+        /// The step key.
+        key: Digest,
+        /// Why.
+        why: String,
+    },
     /// A tag file that does not hold a digest.
     #[error("tag file `{path}` does not hold a digest")]
     BadTag {

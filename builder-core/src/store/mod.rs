@@ -20,6 +20,7 @@ mod blob;
 mod error;
 mod lock;
 mod meta;
+mod step;
 mod tag;
 mod work;
 
@@ -28,6 +29,7 @@ use std::path::{Path, PathBuf};
 pub use blob::{BlobWriter, VerifyingReader};
 pub use error::Error;
 pub use lock::{DEFAULT_LOCK_TIMEOUT, Lock};
+pub use step::{STEP_RECORD_VERSION, StepRecord};
 pub use tag::tag_name;
 pub use work::{Cleaned, WorkDir};
 pub(crate) use work::{entry_count, tree_bytes};
