@@ -93,10 +93,6 @@ fn prune_records(store: &Store, opts: &PruneOptions, now: SystemTime) -> Result<
     Ok(removed)
 }
 
-fn cache_records(store: &Store) -> Result<Vec<(SystemTime, Digest)>> {
-    Ok(store.step_record_keys()?)
-}
-
 /// What keeps blobs alive: the tagged images, and the layer list of each step-cache record.
 struct Live {
     images: Vec<Image>,
@@ -109,7 +105,7 @@ fn live(store: &Store) -> Result<Live> {
         images.push(Image::load(store, manifest)?);
     }
     let mut cache = Vec::new();
-    for (_, key) in cache_records(store)? {
+    for (_, key) in store.step_record_keys()? {
         // An unreadable record keeps nothing alive (and is a miss for every build).
         if let Ok(Some(record)) = store.step_record(&key) {
             cache.push(record.layers);
@@ -176,7 +172,7 @@ pub fn prune(store: &Store, opts: &PruneOptions) -> Result<PruneReport> {
     let _lock = store.lock_exclusive()?;
     let mut report = PruneReport::default();
     let now = SystemTime::now();
-    for (modified, key) in cache_records(store)? {
+    for (modified, key) in store.step_record_keys()? {
         let old = opts
             .until
             .is_some_and(|age| now.duration_since(modified).unwrap_or_default() > age);
@@ -205,7 +201,7 @@ pub fn prune(store: &Store, opts: &PruneOptions) -> Result<PruneReport> {
     let mut total = sweep(&mut report)?;
     if let Some(limit) = opts.keep_storage {
         // Oldest cache records first, until what remains fits.
-        for (_, key) in cache_records(store)? {
+        for (_, key) in store.step_record_keys()? {
             if total <= limit {
                 break;
             }
@@ -299,7 +295,7 @@ pub fn disk_usage(store: &Store) -> Result<DiskUsage> {
     let all_live = reachable(store, &live)?;
     let mut usage = DiskUsage {
         images: live.images.len(),
-        cache_records: cache_records(store)?.len(),
+        cache_records: store.step_record_keys()?.len(),
         snapshot_bytes: tree_bytes(&store.root().join("snapshots")),
         cache_mount_bytes: tree_bytes(&store.root().join("cache-mounts")),
         work_bytes: tree_bytes(&store.root().join("tmp")),

@@ -99,10 +99,11 @@ impl Store {
             let Some(name) = file.to_str().and_then(decode) else {
                 continue;
             };
-            let d = self
-                .tag(&name)
-                .and_then(|d| d.ok_or_else(|| Error::BadTag { path: entry.path() }));
-            out.push((name, d));
+            match self.tag(&name) {
+                Ok(None) => {} // removed meanwhile
+                Ok(Some(d)) => out.push((name, Ok(d))),
+                Err(e) => out.push((name, Err(e))),
+            }
         }
         out.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(out)
@@ -110,20 +111,10 @@ impl Store {
 
     /// Every tag, sorted by name.
     pub fn tags(&self) -> Result<Vec<(String, Digest)>> {
-        let dir = self.root.join("tags");
-        let mut out = Vec::new();
-        for entry in fs_err::read_dir(&dir).at(&dir)? {
-            let entry = entry.at(&dir)?;
-            let file = entry.file_name();
-            let Some(name) = file.to_str().and_then(decode) else {
-                continue;
-            };
-            if let Some(d) = self.tag(&name)? {
-                out.push((name, d));
-            }
-        }
-        out.sort();
-        Ok(out)
+        self.tag_entries()?
+            .into_iter()
+            .map(|(name, d)| d.map(|d| (name, d)))
+            .collect()
     }
 }
 

@@ -68,23 +68,22 @@ impl Store {
     pub fn work_dir(&self, prefix: &str) -> Result<WorkDir> {
         let tmp = self.tmp_dir();
         loop {
-            let name = format!("{prefix}{:016x}", rand_u64());
-            let path = tmp.join(&name);
-            let owner_path = tmp.join(format!("{name}{OWNER}"));
-            let mut owner = match fs_err::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&owner_path)
-            {
-                Ok(f) => f,
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-                Err(source) => {
-                    return Err(super::Error::Io {
-                        path: owner_path,
-                        source,
-                    });
-                }
-            };
+            // A new owner file with a random name (made with O_EXCL); the directory is its name
+            // without the suffix.
+            let (file, owner_path) = tempfile::Builder::new()
+                .prefix(prefix)
+                .suffix(OWNER)
+                .tempfile_in(&tmp)
+                .at(&tmp)?
+                .keep()
+                .map_err(|e| e.error)
+                .at(&tmp)?;
+            let mut owner = fs_err::File::from_parts(file, &owner_path);
+            let name = owner_path
+                .file_name()
+                .map(|n| n.to_string_lossy().trim_end_matches(OWNER).to_owned())
+                .unwrap_or_default();
+            let path = tmp.join(name);
             FileExt::lock_exclusive(owner.file()).at(&owner_path)?;
             // A clean-up may have taken the file between its creation and our lock: then the
             // name is no longer ours.
@@ -197,18 +196,6 @@ impl Store {
         }
         Ok(cleaned)
     }
-}
-
-fn rand_u64() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u32(std::process::id());
-    h.write_u128(
-        SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos()),
-    );
-    h.finish()
 }
 
 /// Bytes under `path`, each inode once.
