@@ -16,5 +16,5 @@ pub enum Error {
     },
     /// A build failed.
     #[error(transparent)]
-    Build(#[from] crate::build::Error),
+    Build(#[from] crate::solve::Error),
 }

@@ -13,7 +13,7 @@
 //! ```
 #![warn(missing_docs)]
 
-pub mod build;
+pub mod solve;
 pub mod context;
 pub mod digest;
 pub mod dockerfile;

@@ -18,8 +18,8 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
         ("oci", &["digest", "store", "fs"][..]),
         ("registry", &["digest", "store", "oci", "fs"][..]),
         ("plan", &["dockerfile", "digest"][..]),
-        // `build` uses everything: the only such module.
-        ("build", &["*"][..]),
+        // `solve` uses everything: the only such module.
+        ("solve", &["*"][..]),
     ])
 }
 

@@ -34,9 +34,9 @@ mod tests {
 
     fn state() -> (tempfile::TempDir, AppState) {
         let dir = tempfile::tempdir().unwrap();
-        let store = builder_core::build::Store::open(dir.path()).unwrap();
+        let store = builder_core::solve::Store::open(dir.path()).unwrap();
         let state = AppState {
-            builder: builder_core::build::Builder::new(store.clone()),
+            builder: builder_core::solve::Builder::new(store.clone()),
             store,
             registry: builder_core::registry::Options::default(),
             allow_network_host: false,

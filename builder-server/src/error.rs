@@ -5,7 +5,7 @@
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use builder_core::build;
+use builder_core::solve;
 
 /// An error answered to a client.
 #[derive(Debug)]
@@ -68,31 +68,31 @@ pub(crate) fn causes(err: &(dyn std::error::Error + 'static)) -> Vec<String> {
     out
 }
 
-impl From<build::Error> for ApiError {
-    fn from(err: build::Error) -> Self {
+impl From<solve::Error> for ApiError {
+    fn from(err: solve::Error) -> Self {
         let (status, line) = match &err {
-            build::Error::Dockerfile(inner) => {
+            solve::Error::Dockerfile(inner) => {
                 let line = match inner.as_ref() {
                     builder_core::Error::Dockerfile { source, .. } => Some(source.span.line),
                     builder_core::Error::Build(_) => None,
                 };
                 (StatusCode::BAD_REQUEST, line)
             }
-            build::Error::Step { line, source, .. } => {
+            solve::Error::Step { line, source, .. } => {
                 let status = match source.as_ref() {
-                    build::Error::ImageNotFound { .. } => StatusCode::NOT_FOUND,
-                    build::Error::SourceNotFound { .. }
-                    | build::Error::Expand { .. }
-                    | build::Error::InvalidFlag { .. }
-                    | build::Error::Context(_) => StatusCode::BAD_REQUEST,
+                    solve::Error::ImageNotFound { .. } => StatusCode::NOT_FOUND,
+                    solve::Error::SourceNotFound { .. }
+                    | solve::Error::Expand { .. }
+                    | solve::Error::InvalidFlag { .. }
+                    | solve::Error::Context(_) => StatusCode::BAD_REQUEST,
                     _ => StatusCode::INTERNAL_SERVER_ERROR,
                 };
                 (status, Some(*line))
             }
-            build::Error::Context(_) | build::Error::Plan(_) | build::Error::Apply(_) => {
+            solve::Error::Context(_) | solve::Error::Plan(_) | solve::Error::Apply(_) => {
                 (StatusCode::BAD_REQUEST, None)
             }
-            build::Error::ImageNotFound { .. } => (StatusCode::NOT_FOUND, None),
+            solve::Error::ImageNotFound { .. } => (StatusCode::NOT_FOUND, None),
             _ => (StatusCode::INTERNAL_SERVER_ERROR, None),
         };
         Self {

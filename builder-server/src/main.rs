@@ -42,8 +42,8 @@ struct Args {
 /// finds, so a store a crash left broken is whole before the first build: a killed build's work
 /// directories went when the store was opened. A store other processes keep busy is checked
 /// without repair.
-fn check_store(store: &builder_core::build::Store) {
-    use builder_core::build::{FsckOptions, fsck};
+fn check_store(store: &builder_core::solve::Store) {
+    use builder_core::solve::{FsckOptions, fsck};
     let quick = store
         .clone()
         .with_lock_timeout(std::time::Duration::from_secs(10));
@@ -93,11 +93,11 @@ fn main() -> anyhow::Result<()> {
         .root
         .or_else(|| std::env::var_os("RBUILD_ROOT").map(PathBuf::from))
         .unwrap_or_else(|| PathBuf::from("/var/lib/rbuild"));
-    let store = builder_core::build::Store::open(&root)
+    let store = builder_core::solve::Store::open(&root)
         .with_context(|| format!("cannot open the store at `{}`", root.display()))?;
     check_store(&store);
     let state = state::AppState {
-        builder: builder_core::build::Builder::new(store.clone()),
+        builder: builder_core::solve::Builder::new(store.clone()),
         store,
         registry: builder_core::registry::Options {
             insecure: args.insecure_registries,

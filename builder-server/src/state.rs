@@ -1,6 +1,6 @@
 //! What every request shares: the store builds write to and how registries are reached.
 
-use builder_core::build::{Builder, Store};
+use builder_core::solve::{Builder, Store};
 use builder_core::registry;
 
 /// The service's state.

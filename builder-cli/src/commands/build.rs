@@ -6,26 +6,26 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{Context, anyhow};
-use builder_core::build::{self, BuildRequest, Builder, Compression, Event, Output, Store};
+use builder_core::solve::{self, BuildRequest, Builder, Compression, Event, Output, Store};
 
 use crate::args::BuildOptions;
 use crate::progress::{Mode, Progress};
 use crate::render;
-use builder_core::build::tag_name;
+use builder_core::solve::tag_name;
 use builder_core::exec::Network;
 
 /// A build error that points at a Dockerfile line gets a code frame.
-fn framed(err: build::Error, dockerfile: &std::path::Path) -> anyhow::Error {
+fn framed(err: solve::Error, dockerfile: &std::path::Path) -> anyhow::Error {
     let shown = dockerfile.display().to_string();
     match err {
-        build::Error::Dockerfile(boxed) => match *boxed {
+        solve::Error::Dockerfile(boxed) => match *boxed {
             builder_core::Error::Dockerfile { path, source } => {
                 let src = fs_err::read_to_string(&path).unwrap_or_default();
                 anyhow!(render::DockerfileError::parse(&path, src, source))
             }
             other @ builder_core::Error::Build(_) => anyhow!(other),
         },
-        build::Error::Step { line, .. } => {
+        solve::Error::Step { line, .. } => {
             let src = fs_err::read_to_string(dockerfile).unwrap_or_default();
             let text = src.lines().nth(line.saturating_sub(1)).unwrap_or_default();
             let span = builder_core::dockerfile::parse(&src)
@@ -63,7 +63,7 @@ pub(crate) fn run(
     // `-`: the context is a tar stream on standard input; `-f` then names a file inside it.
     let stdin_context = if args.context.as_os_str() == "-" {
         Some(
-            build::unpack_context(store, std::io::stdin().lock())
+            solve::unpack_context(store, std::io::stdin().lock())
                 .context("cannot read the build context from standard input")?,
         )
     } else {
@@ -174,9 +174,9 @@ pub(crate) fn run(
     let out = result.map_err(|e| framed(e, &dockerfile))?;
     let names = req.tags.clone();
     let mtime =
-        u64::try_from(source_date_epoch.unwrap_or(builder_core::build::DEFAULT_EPOCH)).unwrap_or(0);
+        u64::try_from(source_date_epoch.unwrap_or(builder_core::solve::DEFAULT_EPOCH)).unwrap_or(0);
     for o in &outputs {
-        build::export(store, &out.image, o, &names, compression, mtime)
+        solve::export(store, &out.image, o, &names, compression, mtime)
             .with_context(|| format!("cannot write output {o:?}"))?;
     }
     if args.push {
@@ -242,9 +242,9 @@ pub(crate) fn run(
     Ok(ExitCode::SUCCESS)
 }
 
-fn cache_specs(flag: &str, raw: &[String]) -> anyhow::Result<Vec<build::CacheSpec>> {
+fn cache_specs(flag: &str, raw: &[String]) -> anyhow::Result<Vec<solve::CacheSpec>> {
     raw.iter()
-        .map(|s| build::CacheSpec::parse(s).map_err(|e| anyhow!("invalid {flag} `{s}`: {e}")))
+        .map(|s| solve::CacheSpec::parse(s).map_err(|e| anyhow!("invalid {flag} `{s}`: {e}")))
         .collect()
 }
 

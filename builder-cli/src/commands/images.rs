@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use builder_core::build::{Image, Store, tag_name};
+use builder_core::solve::{Image, Store, tag_name};
 
 use crate::render;
 
@@ -95,13 +95,13 @@ pub(crate) fn import(
     let created = std::env::var("SOURCE_DATE_EPOCH")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(builder_core::build::DEFAULT_EPOCH);
+        .unwrap_or(builder_core::solve::DEFAULT_EPOCH);
     let _lock = store.lock_shared()?;
     let image = if tarball.as_os_str() == "-" {
-        builder_core::build::import_rootfs(store, std::io::stdin().lock(), created)
+        builder_core::solve::import_rootfs(store, std::io::stdin().lock(), created)
     } else {
         let f = fs_err::File::open(tarball)?;
-        builder_core::build::import_rootfs(store, f, created)
+        builder_core::solve::import_rootfs(store, f, created)
     }
     .with_context(|| format!("cannot import `{}`", tarball.display()))?;
     let n = tag_name(name);
@@ -117,7 +117,7 @@ pub(crate) fn save(
     compression: &str,
     name: &str,
 ) -> anyhow::Result<ExitCode> {
-    use builder_core::build::{Compression, Output};
+    use builder_core::solve::{Compression, Output};
     let _lock = store.lock_shared()?;
     let image = resolve(store, name)?;
     let out = if format == "docker" {
@@ -130,7 +130,7 @@ pub(crate) fn save(
         }
     };
     let compression = Compression::parse(compression).context("invalid --compression")?;
-    builder_core::build::export(store, &image, &out, &[tag_name(name)], compression, 0)
+    builder_core::solve::export(store, &image, &out, &[tag_name(name)], compression, 0)
         .with_context(|| format!("cannot write `{}`", output.display()))?;
     Ok(ExitCode::SUCCESS)
 }
@@ -139,9 +139,9 @@ pub(crate) fn load(store: &Store, input: Option<&std::path::Path>) -> anyhow::Re
     // Held from the first blob to the last tag: a prune in between would take the blobs.
     let _lock = store.lock_shared()?;
     let loaded = match input.filter(|p| p.as_os_str() != "-") {
-        Some(path) => builder_core::build::load_archive(store, fs_err::File::open(path)?)
+        Some(path) => builder_core::solve::load_archive(store, fs_err::File::open(path)?)
             .with_context(|| format!("cannot load `{}`", path.display()))?,
-        None => builder_core::build::load_archive(store, std::io::stdin().lock())
+        None => builder_core::solve::load_archive(store, std::io::stdin().lock())
             .context("cannot load the archive on standard input")?,
     };
     for (image, names) in loaded {
@@ -236,12 +236,12 @@ pub(crate) fn prune(
             _ => bail!("unknown filter `{f}` (known: until=DURATION)"),
         },
     };
-    let opts = builder_core::build::PruneOptions {
+    let opts = builder_core::solve::PruneOptions {
         all,
         until,
         keep_storage: keep.map(parse_size).transpose()?,
     };
-    let report = builder_core::build::prune(store, &opts)?;
+    let report = builder_core::solve::prune(store, &opts)?;
     render::stdout(&format!(
         "Deleted {} cache records, {} blobs, {} snapshots, {} stale records and {} work directories of builds that are gone\nTotal reclaimed space: {}\n",
         report.cache_records,
@@ -256,8 +256,8 @@ pub(crate) fn prune(
 
 /// `rbuild fsck [--repair] [--quick]`.
 pub(crate) fn fsck(store: &Store, repair: bool, quick: bool) -> anyhow::Result<ExitCode> {
-    let opts = builder_core::build::FsckOptions { repair, quick };
-    let report = builder_core::build::fsck(store, opts)?;
+    let opts = builder_core::solve::FsckOptions { repair, quick };
+    let report = builder_core::solve::fsck(store, opts)?;
     let mut out = String::new();
     for p in &report.problems {
         let _ = writeln!(
@@ -300,7 +300,7 @@ pub(crate) fn fsck(store: &Store, repair: bool, quick: bool) -> anyhow::Result<E
 
 /// `rbuild df`: what the store holds, as `docker system df` shows it.
 pub(crate) fn df(store: &Store) -> anyhow::Result<ExitCode> {
-    let u = builder_core::build::disk_usage(store)?;
+    let u = builder_core::solve::disk_usage(store)?;
     let mut out = format!("{:<22}{:>8}{:>12}\n", "TYPE", "COUNT", "SIZE");
     let rows = [
         ("Images", u.images.to_string(), u.image_bytes),

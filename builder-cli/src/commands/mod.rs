@@ -77,7 +77,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
                 binds.push((host, target.to_owned(), readonly));
             }
-            let opts = builder_core::build::RunOptions {
+            let opts = builder_core::solve::RunOptions {
                 command,
                 env,
                 volumes: binds,
@@ -85,9 +85,9 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 user,
                 workdir,
             };
-            let code = builder_core::build::run_image(
+            let code = builder_core::solve::run_image(
                 &store(root)?,
-                &builder_core::build::tag_name(&image),
+                &builder_core::solve::tag_name(&image),
                 &opts,
             )?;
             Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
@@ -123,13 +123,13 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 fn store(
     root: Option<std::path::PathBuf>,
     lock_timeout: std::time::Duration,
-) -> anyhow::Result<builder_core::build::Store> {
+) -> anyhow::Result<builder_core::solve::Store> {
     use anyhow::Context;
     let root = match root.or_else(|| std::env::var_os("RBUILD_ROOT").map(Into::into)) {
         Some(r) => r,
         None => default_root(),
     };
-    builder_core::build::Store::open(&root)
+    builder_core::solve::Store::open(&root)
         .map(|s| s.with_lock_timeout(lock_timeout))
         .with_context(|| format!("cannot open the store at `{}`", root.display()))
 }

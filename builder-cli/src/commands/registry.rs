@@ -4,7 +4,7 @@ use std::io::Read as _;
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use builder_core::build::Store;
+use builder_core::solve::Store;
 use builder_core::oci::Compression;
 use builder_core::registry::{self, ManifestFormat, Options, Platform, PushOptions, Reference};
 
@@ -66,7 +66,7 @@ pub(crate) fn push_options(
 /// Pushes the stored `image` to each destination, reporting each.
 pub(crate) fn push_image(
     store: &Store,
-    image: &builder_core::build::Image,
+    image: &builder_core::solve::Image,
     destinations: &[String],
     opts: &Options,
     push_opts: &PushOptions,

@@ -14,7 +14,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::{RawQuery, State};
 use axum::http::header;
 use axum::response::Response;
-use builder_core::build::{self, BuildRequest, CacheSpec, Event};
+use builder_core::solve::{self, BuildRequest, CacheSpec, Event};
 use builder_core::dockerfile::{self, CheckOptions};
 use builder_core::exec::Network;
 use futures_util::StreamExt;
@@ -66,7 +66,7 @@ fn params(query: Option<&str>) -> Result<Params, ApiError> {
             CacheSpec::parse(&v).map_err(|e| ApiError::bad_request(format!("`{what}={v}`: {e}")))
         };
         match k.as_ref() {
-            "t" | "tag" => p.tags.push(build::tag_name(&v)),
+            "t" | "tag" => p.tags.push(solve::tag_name(&v)),
             "f" | "dockerfile" => p.dockerfile = Some(v.into_owned()),
             "buildarg" | "build-arg" => {
                 let (a, b) = pair("buildarg")?;
@@ -177,7 +177,7 @@ fn run(
                     .to_owned(),
             ));
         }
-        let context = build::unpack_context(&state.store, body).map_err(|e| {
+        let context = solve::unpack_context(&state.store, body).map_err(|e| {
             let mut err = ApiError::from(e);
             err.status = axum::http::StatusCode::BAD_REQUEST;
             err.error = format!("the build context is not a readable tar: {}", err.error);
@@ -311,7 +311,7 @@ fn run(
 }
 
 /// Pushes the built image under each tag; gives the manifest digests.
-fn push(state: &AppState, image: &build::Image, tags: &[String]) -> Result<Vec<String>, String> {
+fn push(state: &AppState, image: &solve::Image, tags: &[String]) -> Result<Vec<String>, String> {
     let mut refs = Vec::new();
     for t in tags {
         refs.push(

@@ -2,7 +2,7 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
-use builder_core::build::Image;
+use builder_core::solve::Image;
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -38,7 +38,7 @@ pub(crate) async fn inspect(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let store = state.store.clone();
     tokio::task::spawn_blocking(move || {
-        let tagged = builder_core::build::tag_name(&name);
+        let tagged = builder_core::solve::tag_name(&name);
         let Some(digest) = store.tag(&tagged)? else {
             return Err(ApiError::not_found(format!("no image `{tagged}`")));
         };
