@@ -7,10 +7,10 @@
 
 use std::path::Path;
 
-use builder_core::solve::{BuildRequest, Builder, Compression, Store};
 use builder_core::context::{Context, StatCache, hash_file};
 use builder_core::oci::compressed_layer;
 use builder_core::snapshot::{Entry, EntryKind, FileSource, TarOptions, write_layer};
+use builder_core::solve::{BuildRequest, Builder, Compression, Store};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 fn env_usize(name: &str, default: usize) -> usize {

@@ -309,7 +309,7 @@ pub(crate) struct BuildOptions {
     #[arg(long = "no-cache-filter", value_name = "STAGE")]
     pub(crate) no_cache_filter: Vec<String>,
     /// Memory each RUN may use, swap included (`512m`, `2g`); past it the step is killed.
-    #[arg(short = 'm', long, value_name = "BYTES", value_parser = builder_core::exec::cgroup::parse_bytes)]
+    #[arg(short = 'm', long, value_name = "BYTES", value_parser = builder_core::exec::parse_bytes)]
     pub(crate) memory: Option<u64>,
     /// Processes and threads each RUN may have (default 4096).
     #[arg(long, value_name = "N")]

@@ -13,7 +13,6 @@
 //! ```
 #![warn(missing_docs)]
 
-pub mod solve;
 pub mod context;
 pub mod digest;
 pub mod dockerfile;
@@ -24,6 +23,7 @@ pub mod oci;
 pub mod plan;
 pub mod registry;
 pub mod snapshot;
+pub mod solve;
 pub mod store;
 
 pub use error::Error;

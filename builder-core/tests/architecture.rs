@@ -1,8 +1,9 @@
 //! The module dependency table of `../shared/DESIGN.md` §2, enforced: each module of
-//! `builder-core/src/<module>/` may import (`crate::x`) only what its row allows, and `unsafe`
-//! appears only in `exec/sys.rs`.
+//! `builder-core/src/<module>/` may import (`crate::x`) only what its row allows; no two files of
+//! one module and no two modules import each other, even through others; the binaries use only
+//! the fronts of the library's modules; and `unsafe` appears only in `exec/sys.rs`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// module → the crate modules it may import.
@@ -116,4 +117,310 @@ fn the_checker_sees_a_forbidden_import() {
         imports("use crate::store::Blob;\nfn f() { crate::digest::x(); }"),
         ["store", "digest"]
     );
+}
+
+/// Who imports whom: node → the nodes it names.
+type Graph = BTreeMap<String, BTreeSet<String>>;
+
+/// The strongly connected parts of `graph` with more than one node (or a node naming itself):
+/// every import cycle, each as its members in order (Tarjan's algorithm).
+fn cycles(graph: &Graph) -> Vec<Vec<String>> {
+    struct Walk<'g> {
+        graph: &'g Graph,
+        index: BTreeMap<&'g str, usize>,
+        low: BTreeMap<&'g str, usize>,
+        stack: Vec<&'g str>,
+        on_stack: BTreeSet<&'g str>,
+        found: Vec<Vec<String>>,
+    }
+    impl<'g> Walk<'g> {
+        fn visit(&mut self, node: &'g str) {
+            let n = self.index.len();
+            self.index.insert(node, n);
+            self.low.insert(node, n);
+            self.stack.push(node);
+            self.on_stack.insert(node);
+            for next in self.graph.get(node).into_iter().flatten() {
+                let next = next.as_str();
+                if !self.index.contains_key(next) {
+                    self.visit(next);
+                    let l = self.low[next].min(self.low[node]);
+                    self.low.insert(node, l);
+                } else if self.on_stack.contains(next) {
+                    let l = self.index[next].min(self.low[node]);
+                    self.low.insert(node, l);
+                }
+            }
+            if self.low[node] == self.index[node] {
+                let mut part = Vec::new();
+                while let Some(top) = self.stack.pop() {
+                    self.on_stack.remove(top);
+                    part.push(top.to_owned());
+                    if top == node {
+                        break;
+                    }
+                }
+                let selfish = self.graph.get(node).is_some_and(|n| n.contains(node));
+                if part.len() > 1 || selfish {
+                    part.reverse();
+                    self.found.push(part);
+                }
+            }
+        }
+    }
+    let mut walk = Walk {
+        graph,
+        index: BTreeMap::new(),
+        low: BTreeMap::new(),
+        stack: Vec::new(),
+        on_stack: BTreeSet::new(),
+        found: Vec::new(),
+    };
+    for node in graph.keys() {
+        if !walk.index.contains_key(node.as_str()) {
+            walk.visit(node);
+        }
+    }
+    walk.found
+}
+
+/// The code of a file without its comments and its test module: doc links are not imports,
+/// and tests may reach anywhere.
+fn code(text: &str) -> String {
+    let body = text.split("#[cfg(test)]").next().unwrap_or(text);
+    body.lines()
+        .map(|l| match l.find("//") {
+            Some(i) if !l[..i].contains('"') => &l[..i],
+            _ => l,
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The first name of each path in `use x::{a, b::c, d as e}` or `x::a`.
+fn heads(group: &str) -> Vec<String> {
+    let inner = group.trim_start_matches('{').trim_end_matches('}');
+    inner
+        .split(',')
+        .filter_map(|item| {
+            let name: String = item
+                .trim()
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect();
+            (!name.is_empty()).then_some(name)
+        })
+        .collect()
+}
+
+/// The import graph between the files of one module folder: `super::x` and `crate::<module>::x`
+/// name file `x`, or the file `mod.rs` re-exports `x` from, or else `mod.rs` itself; `mod.rs`
+/// names a file by using it (its `pub use` re-exports are its front, not a dependency).
+fn file_graph(dir: &Path, module: &str) -> Graph {
+    let mut texts = BTreeMap::new();
+    for entry in fs_err::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "rs") {
+            let stem = path.file_stem().unwrap().to_string_lossy().into_owned();
+            texts.insert(stem, code(&fs_err::read_to_string(&path).unwrap()));
+        }
+    }
+    let front = texts.get("mod").cloned().unwrap_or_default();
+    let reexport =
+        regex::Regex::new(r"\bpub(?:\([^)]*\))?\s+use\s+(?:self::)?(\w+)::(\{[^}]*\}|\w+)")
+            .unwrap();
+    let mut exported_from: BTreeMap<String, String> = BTreeMap::new();
+    for c in reexport.captures_iter(&front) {
+        for name in c[2].trim_matches(|ch| ch == '{' || ch == '}').split(',') {
+            let name = name.split(" as ").last().unwrap_or("").trim();
+            if !name.is_empty() {
+                exported_from.insert(name.to_owned(), c[1].to_owned());
+            }
+        }
+    }
+    let up =
+        regex::Regex::new(&format!(r"\b(?:super|crate::{module})::(\{{[^}}]*\}}|\w+)")).unwrap();
+    let down = regex::Regex::new(r"\b(?:self::)?(\w+)::").unwrap();
+    let mut graph = Graph::new();
+    for (file, text) in &texts {
+        let edges = graph.entry(file.clone()).or_default();
+        if file == "mod" {
+            let used: String = text
+                .lines()
+                .filter(|l| !reexport.is_match(l) && !l.trim_start().starts_with("mod "))
+                .collect::<Vec<_>>()
+                .join("\n");
+            for c in down.captures_iter(&used) {
+                if c[1] != *"mod" && texts.contains_key(&c[1]) {
+                    edges.insert(c[1].to_owned());
+                }
+            }
+            continue;
+        }
+        for c in up.captures_iter(text) {
+            for name in heads(&c[1]) {
+                let target = if name == "super" || name == "self" {
+                    continue;
+                } else if texts.contains_key(&name) {
+                    name
+                } else if let Some(from) = exported_from.get(&name) {
+                    from.clone()
+                } else {
+                    "mod".to_owned()
+                };
+                if target != *file {
+                    edges.insert(target);
+                }
+            }
+        }
+    }
+    graph
+}
+
+fn module_dirs() -> Vec<(String, PathBuf)> {
+    let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut out = Vec::new();
+    for entry in fs_err::read_dir(&src).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.push((
+                path.file_name().unwrap().to_string_lossy().into_owned(),
+                path,
+            ));
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn no_two_files_of_a_module_import_each_other() {
+    let mut found = Vec::new();
+    for (module, dir) in module_dirs() {
+        let graph = file_graph(&dir, &module);
+        for part in cycles(&graph) {
+            let edges: Vec<String> = part
+                .iter()
+                .flat_map(|from| {
+                    graph[from]
+                        .iter()
+                        .filter(|to| part.contains(to))
+                        .map(move |to| format!("{from} → {to}"))
+                })
+                .collect();
+            found.push(format!("{module}: {}", edges.join(", ")));
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "import cycles between files:\n{}",
+        found.join("\n")
+    );
+}
+
+#[test]
+fn no_two_modules_import_each_other() {
+    // The crate's modules, and the files at its root (`error.rs`, `digest.rs`) as `crate::Error`
+    // and `crate::digest` name them.
+    let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src");
+    let node = |name: &str| match name {
+        "Error" | "Result" => "error".to_owned(),
+        other => other.to_owned(),
+    };
+    let mut graph = Graph::new();
+    for (module, dir) in module_dirs() {
+        let mut files = Vec::new();
+        rust_files(&dir, &mut files);
+        let edges = graph.entry(module.clone()).or_default();
+        for file in files {
+            for name in imports(&code(&fs_err::read_to_string(&file).unwrap())) {
+                if node(&name) != module {
+                    edges.insert(node(&name));
+                }
+            }
+        }
+    }
+    for entry in fs_err::read_dir(&src).unwrap() {
+        let path = entry.unwrap().path();
+        let stem = path.file_stem().unwrap().to_string_lossy().into_owned();
+        if path.is_file() && stem != "lib" {
+            let text = code(&fs_err::read_to_string(&path).unwrap());
+            let edges = graph.entry(stem.clone()).or_default();
+            edges.extend(
+                imports(&text)
+                    .iter()
+                    .map(|n| node(n))
+                    .filter(|n| *n != stem),
+            );
+        }
+    }
+    let found = cycles(&graph);
+    assert!(found.is_empty(), "import cycles between modules: {found:?}");
+}
+
+#[test]
+fn the_cycle_checker_fails_on_a_cycle_it_is_fed() {
+    let dir = std::env::temp_dir().join(format!("rbuild-arch-{}", std::process::id()));
+    let _ = fs_err::remove_dir_all(&dir);
+    fs_err::create_dir_all(&dir).unwrap();
+    let write = |name: &str, text: &str| fs_err::write(dir.join(name), text).unwrap();
+    write(
+        "mod.rs",
+        "mod a;\nmod b;\nmod c;\npub use c::Thing;\npub struct Event;\n",
+    );
+    write("a.rs", "use super::b::run;\n");
+    write(
+        "b.rs",
+        "use super::{c::helper, Thing};\nfn f() { crate::m::a::g(); }\n",
+    );
+    write("c.rs", "use super::Event;\n// super::a is only a comment\n");
+    let graph = file_graph(&dir, "m");
+    fs_err::remove_dir_all(&dir).unwrap();
+    assert_eq!(graph["b"], BTreeSet::from(["a".to_owned(), "c".to_owned()]));
+    assert_eq!(graph["c"], BTreeSet::from(["mod".to_owned()]));
+    assert!(graph["mod"].is_empty(), "a re-export is not a dependency");
+    assert_eq!(cycles(&graph), [["a", "b"]]);
+    // Through three files, and a file naming itself.
+    let graph: Graph = [("x", "y"), ("y", "z"), ("z", "x"), ("z", "w"), ("v", "v")]
+        .into_iter()
+        .fold(Graph::new(), |mut g, (from, to)| {
+            g.entry(from.into()).or_default().insert(to.into());
+            g
+        });
+    assert_eq!(cycles(&graph), [vec!["v"], vec!["x", "y", "z"]]);
+}
+
+#[test]
+fn the_binaries_use_only_the_fronts_of_the_librarys_modules() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let src = root.join("src");
+    let mut violations = Vec::new();
+    // A module's files are private: what it offers is what its `mod.rs` (or `lib.rs`) exports.
+    for (module, dir) in module_dirs() {
+        let front = code(&fs_err::read_to_string(dir.join("mod.rs")).unwrap());
+        for line in front.lines() {
+            let l = line.trim_start();
+            if l.starts_with("pub mod ") || l.starts_with("#[doc(hidden)]") {
+                violations.push(format!("src/{module}/mod.rs: `{}`", l.trim()));
+            }
+        }
+    }
+    let inner = regex::Regex::new(r"\bbuilder_core::(\w+)::([a-z_][a-z0-9_]*)::").unwrap();
+    for binary in ["builder-cli/src", "builder-server/src"] {
+        let mut files = Vec::new();
+        rust_files(&root.join("..").join(binary), &mut files);
+        for file in files {
+            let text = code(&fs_err::read_to_string(&file).unwrap());
+            for c in inner.captures_iter(&text) {
+                violations.push(format!(
+                    "{}: reaches into `builder_core::{}::{}`",
+                    file.display(),
+                    &c[1],
+                    &c[2]
+                ));
+            }
+        }
+    }
+    let _ = src;
+    assert!(violations.is_empty(), "{}", violations.join("\n"));
 }

@@ -71,12 +71,8 @@ pub(crate) fn causes(err: &(dyn std::error::Error + 'static)) -> Vec<String> {
 impl From<solve::Error> for ApiError {
     fn from(err: solve::Error) -> Self {
         let (status, line) = match &err {
-            solve::Error::Dockerfile(inner) => {
-                let line = match inner.as_ref() {
-                    builder_core::Error::Dockerfile { source, .. } => Some(source.span.line),
-                    builder_core::Error::Build(_) => None,
-                };
-                (StatusCode::BAD_REQUEST, line)
+            solve::Error::Dockerfile { source, .. } => {
+                (StatusCode::BAD_REQUEST, Some(source.span.line))
             }
             solve::Error::Step { line, source, .. } => {
                 let status = match source.as_ref() {

@@ -1,7 +1,7 @@
 //! What every request shares: the store builds write to and how registries are reached.
 
-use builder_core::solve::{Builder, Store};
 use builder_core::registry;
+use builder_core::solve::{Builder, Store};
 
 /// The service's state.
 #[derive(Debug, Clone)]

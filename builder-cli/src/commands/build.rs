@@ -11,20 +11,17 @@ use builder_core::solve::{self, BuildRequest, Builder, Compression, Event, Outpu
 use crate::args::BuildOptions;
 use crate::progress::{Mode, Progress};
 use crate::render;
-use builder_core::solve::tag_name;
 use builder_core::exec::Network;
+use builder_core::solve::tag_name;
 
 /// A build error that points at a Dockerfile line gets a code frame.
 fn framed(err: solve::Error, dockerfile: &std::path::Path) -> anyhow::Error {
     let shown = dockerfile.display().to_string();
     match err {
-        solve::Error::Dockerfile(boxed) => match *boxed {
-            builder_core::Error::Dockerfile { path, source } => {
-                let src = fs_err::read_to_string(&path).unwrap_or_default();
-                anyhow!(render::DockerfileError::parse(&path, src, source))
-            }
-            other @ builder_core::Error::Build(_) => anyhow!(other),
-        },
+        solve::Error::Dockerfile { path, source } => {
+            let src = fs_err::read_to_string(&path).unwrap_or_default();
+            anyhow!(render::DockerfileError::parse(&path, src, *source))
+        }
         solve::Error::Step { line, .. } => {
             let src = fs_err::read_to_string(dockerfile).unwrap_or_default();
             let text = src.lines().nth(line.saturating_sub(1)).unwrap_or_default();
@@ -150,7 +147,7 @@ pub(crate) fn run(
         },
         // `RUN --network=host` is the user's own choice on the command line.
         allow_network_host: true,
-        limits: builder_core::exec::cgroup::Limits {
+        limits: builder_core::exec::Limits {
             memory: args.memory,
             pids: args.pids_limit,
             cpus: args.cpus,

@@ -4,9 +4,9 @@ use std::io::Read as _;
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use builder_core::solve::Store;
 use builder_core::oci::Compression;
 use builder_core::registry::{self, ManifestFormat, Options, Platform, PushOptions, Reference};
+use builder_core::solve::Store;
 
 use crate::args::PushArgs;
 use crate::render;

@@ -591,7 +591,7 @@ fn issue_10_a_fork_bomb_is_held_by_the_default_pids_limit() {
         .and_then(|n| n.trim().parse().ok())
         .unwrap_or_else(|| panic!("fork was never refused:\n{err}"));
     assert!(
-        made < builder_core::exec::cgroup::DEFAULT_PIDS,
+        made < builder_core::exec::DEFAULT_PIDS,
         "{made} processes: the pids limit did not hold"
     );
     // The pid namespace went with its init: no bomb is left (reaping thousands takes a moment).

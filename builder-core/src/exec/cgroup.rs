@@ -177,7 +177,7 @@ fn write(path: &Path, value: &str) -> Result<(), String> {
 
 /// Makes the cgroup of one RUN with `limits`; `Err` says why cgroups cannot be used here
 /// (rootless without delegation, a read-only cgroupfs), and the RUN goes on without.
-pub fn create(limits: &Limits, id: &str) -> Result<Cgroup, String> {
+pub(super) fn create(limits: &Limits, id: &str) -> Result<Cgroup, String> {
     let hierarchies = hierarchies();
     let v1_has = |c: &str| {
         hierarchies
@@ -296,7 +296,7 @@ pub(super) fn join(cg: &Cgroup) -> Result<(), String> {
 }
 
 /// Whether the OOM killer ended a process of the step.
-pub fn oom_killed(cg: &Cgroup) -> bool {
+pub(super) fn oom_killed(cg: &Cgroup) -> bool {
     let Some((dir, v2)) = &cg.memory else {
         return false;
     };
@@ -317,7 +317,7 @@ pub fn oom_killed(cg: &Cgroup) -> bool {
 }
 
 /// Removes the step's cgroups (once every process in them is gone).
-pub fn remove(cg: &Cgroup) {
+pub(super) fn remove(cg: &Cgroup) {
     for dir in &cg.dirs {
         for d in [dir.join("step"), dir.clone()] {
             // Emptied asynchronously after the last process exits: tries for half a second.

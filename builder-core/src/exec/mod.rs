@@ -35,24 +35,25 @@
 //!
 //! Imports: `fs` (paths inside the root); it takes a plain [`SandboxSpec`].
 
-pub mod cgroup;
+mod cgroup;
 mod rootfs;
 mod rootless;
+mod sandbox;
 mod seccomp;
 mod spec;
 mod sys;
+mod userns;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+pub use cgroup::{Cgroup, DEFAULT_PIDS, Limits, parse_bytes};
 pub use rootless::{IDS_ENV, IN_USERNS_ENV, rootless_reexec};
-pub use spec::{Bind, IdMap, Network, PrivateUnavailable, SandboxSpec, Ulimit, Userns};
-
-/// Resource limits a RUN gets unless `--ulimit` says otherwise: BuildKit's (containerd's
-/// default spec: 1024 open files).
-pub const DEFAULT_ULIMITS: [(&str, u64, u64); 1] = [("nofile", 1024, 1024)];
-pub use sys::PRIVATE_DNS;
+pub use spec::{
+    Bind, DEFAULT_ULIMITS, IdMap, Network, PRIVATE_DNS, PrivateUnavailable, SandboxSpec, Ulimit,
+    Userns,
+};
 
 /// The argument that makes the binary the sandbox helper.
 pub const HELPER_ARG: &str = "__rbuild-sandbox";
@@ -296,5 +297,5 @@ pub fn helper_main() {
                 std::process::exit(125);
             }
         };
-    std::process::exit(sys::enter(&spec));
+    std::process::exit(sandbox::enter(&spec));
 }

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use nix::mount::{MsFlags, mount};
 
 use super::spec::SandboxSpec;
-use super::sys::Userns;
+use super::userns::Userns;
 use crate::fs::{Last, Root};
 
 /// Paths runc hides under `/proc` and `/sys` (`oci.DefaultSpec`, plus Docker's

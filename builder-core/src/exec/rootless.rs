@@ -5,7 +5,12 @@
 //! files (owned outside by the user or by subordinate ids) can all be read and removed. Without
 //! ranges or tools, RUN falls back to a namespace mapping only the user (see `sys::enter`).
 
-use std::path::PathBuf;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use nix::sched::{CloneFlags, unshare};
+use nix::sys::wait::{WaitStatus, waitpid};
+use nix::unistd::ForkResult;
 
 /// Set in the re-run builder: it is already in its user namespace.
 pub const IN_USERNS_ENV: &str = "RBUILD_IN_USERNS";
@@ -105,7 +110,83 @@ fn plan() -> Option<MapPlan> {
 /// Programs that embed `builder-core` call it at the start of `main`, before any thread.
 pub fn rootless_reexec() {
     if let Some(plan) = plan() {
-        super::sys::reexec_in_userns(&plan);
+        reexec_in_userns(&plan);
+    }
+}
+
+/// Whether this process is in a user namespace other than the initial one (whose `uid_map`
+/// maps every id to itself): a rootless build's.
+pub(super) fn in_user_namespace() -> bool {
+    fs_err::read_to_string("/proc/self/uid_map")
+        .is_ok_and(|m| m.split_whitespace().collect::<Vec<_>>() != ["0", "0", "4294967295"])
+}
+
+/// Re-runs this program in a new user namespace whose ids `newuidmap`/`newgidmap` map from the
+/// plan, and exits with its status; returns if the mapping could not be made.
+fn reexec_in_userns(plan: &MapPlan) {
+    use std::io::Read;
+    use std::os::unix::process::CommandExt;
+    let (Ok((mut ready_r, mut ready_w)), Ok((mut go_r, mut go_w))) =
+        (std::io::pipe(), std::io::pipe())
+    else {
+        return;
+    };
+    match super::sys::fork_single() {
+        Err(_) => {}
+        Ok(ForkResult::Child) => {
+            drop((ready_r, go_w));
+            let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
+            if unshare(CloneFlags::CLONE_NEWUSER).is_err() {
+                std::process::exit(super::sys::SETUP_FAILED);
+            }
+            let _ = ready_w.write_all(b"u");
+            drop(ready_w);
+            let mut answer = [0u8; 1];
+            let mapped = go_r.read_exact(&mut answer).is_ok() && answer[0] == b'1';
+            if !mapped {
+                std::process::exit(super::sys::SETUP_FAILED);
+            }
+            let args: Vec<_> = std::env::args_os().skip(1).collect();
+            let err = std::process::Command::new("/proc/self/exe")
+                .args(args)
+                .env(IN_USERNS_ENV, "1")
+                .exec();
+            let _ = writeln!(
+                std::io::stderr(),
+                "rbuild: re-exec in the user namespace: {err}"
+            );
+            std::process::exit(super::sys::SETUP_FAILED);
+        }
+        Ok(ForkResult::Parent { child }) => {
+            drop((ready_w, go_r));
+            let mut byte = [0u8; 1];
+            let unshared = ready_r.read_exact(&mut byte).is_ok();
+            let pid = child.as_raw().to_string();
+            let map = |tool: &Path, args: &[String]| {
+                std::process::Command::new(tool)
+                    .arg(&pid)
+                    .args(args)
+                    .stdout(std::process::Stdio::null())
+                    .status()
+                    .is_ok_and(|s| s.success())
+            };
+            let mapped = unshared
+                && map(&plan.newuidmap, &plan.uid_args())
+                && map(&plan.newgidmap, &plan.gid_args());
+            let _ = go_w.write_all(if mapped { b"1" } else { b"0" });
+            drop(go_w);
+            let code = loop {
+                match waitpid(child, None) {
+                    Ok(WaitStatus::Exited(_, code)) => break code,
+                    Ok(WaitStatus::Signaled(_, sig, _)) => break 128 + sig as i32,
+                    Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+                    Err(_) => break super::sys::SETUP_FAILED,
+                }
+            };
+            if mapped {
+                std::process::exit(code);
+            }
+        }
     }
 }
 

@@ -21,7 +21,8 @@ impl Network {
     /// rootless build (in a user namespace) `/dev/net/tun` open to the user, as Debian's udev
     /// leaves it (pasta makes its tap device there).
     pub fn private_available() -> Result<(), PrivateUnavailable> {
-        let rootless = !nix::unistd::Uid::effective().is_root() || super::sys::in_user_namespace();
+        let rootless =
+            !nix::unistd::Uid::effective().is_root() || super::rootless::in_user_namespace();
         if rootless
             && fs_err::OpenOptions::new()
                 .read(true)
@@ -31,9 +32,8 @@ impl Network {
         {
             return Err(PrivateUnavailable::Rootless);
         }
-        let found = std::env::var_os("PATH").is_some_and(|p| {
-            std::env::split_paths(&p).any(|d| d.join(super::sys::PASTA).is_file())
-        });
+        let found = std::env::var_os("PATH")
+            .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(PASTA).is_file()));
         if found {
             Ok(())
         } else {
@@ -122,7 +122,7 @@ impl IdMap {
         static AUTO: std::sync::OnceLock<IdMap> = std::sync::OnceLock::new();
         (userns == Userns::Auto
             && nix::unistd::Uid::effective().is_root()
-            && !super::sys::in_user_namespace())
+            && !super::rootless::in_user_namespace())
         .then(|| *AUTO.get_or_init(Self::auto))
     }
 
@@ -231,7 +231,7 @@ impl std::str::FromStr for Ulimit {
         let (name, values) = s
             .split_once('=')
             .ok_or_else(|| format!("`{s}`: expected NAME=SOFT[:HARD]"))?;
-        if super::sys::rlimit_resource(name).is_none() {
+        if rlimit_resource(name).is_none() {
             return Err(format!("`{name}` is not a ulimit name"));
         }
         let num = |v: &str| -> Result<u64, String> {
@@ -266,6 +266,38 @@ pub struct Bind {
     /// Mounted read-only.
     pub readonly: bool,
 }
+
+/// The program that gives a private network namespace its outside connection.
+pub(super) const PASTA: &str = "pasta";
+
+/// The DNS address inside a private network (pasta forwards it to the host's resolver).
+pub const PRIVATE_DNS: &str = "10.0.2.3";
+
+/// The `setrlimit` resource of a `--ulimit` name.
+pub(super) fn rlimit_resource(name: &str) -> Option<nix::sys::resource::Resource> {
+    use nix::sys::resource::Resource;
+    Some(match name {
+        "core" => Resource::RLIMIT_CORE,
+        "cpu" => Resource::RLIMIT_CPU,
+        "data" => Resource::RLIMIT_DATA,
+        "fsize" => Resource::RLIMIT_FSIZE,
+        "locks" => Resource::RLIMIT_LOCKS,
+        "memlock" => Resource::RLIMIT_MEMLOCK,
+        "msgqueue" => Resource::RLIMIT_MSGQUEUE,
+        "nice" => Resource::RLIMIT_NICE,
+        "nofile" => Resource::RLIMIT_NOFILE,
+        "nproc" => Resource::RLIMIT_NPROC,
+        "rss" => Resource::RLIMIT_RSS,
+        "rtprio" => Resource::RLIMIT_RTPRIO,
+        "rttime" => Resource::RLIMIT_RTTIME,
+        "sigpending" => Resource::RLIMIT_SIGPENDING,
+        "stack" => Resource::RLIMIT_STACK,
+        _ => return None,
+    })
+}
+
+/// BuildKit's default resource limits for RUN: name, soft, hard.
+pub const DEFAULT_ULIMITS: [(&str, u64, u64); 1] = [("nofile", 1024, 1024)];
 
 #[cfg(test)]
 mod tests {

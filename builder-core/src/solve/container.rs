@@ -8,8 +8,8 @@ use crate::exec::{self, Bind, Network, SandboxSpec};
 use crate::store::Store;
 
 use super::chown::resolve_user;
+use super::env::load_local;
 use super::error::io_at;
-use super::stage::load_local;
 use super::{Error, Result};
 
 /// How to run an image.
@@ -113,7 +113,7 @@ pub fn run_image(store: &Store, name: &str, opts: &RunOptions) -> Result<i32> {
         hostname: "rbuild".into(),
         network,
         resolv_conf: (network == Network::Host && resolv.is_file()).then(|| resolv.to_owned()),
-        limits: crate::exec::cgroup::Limits::default(),
+        limits: crate::exec::Limits::default(),
         ulimits: Vec::new(),
         cgroup: None,
         hosts: Some(hosts),

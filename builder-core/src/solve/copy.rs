@@ -18,8 +18,8 @@ use crate::dockerfile::{Command, CopySource, Instruction, Lexer};
 use crate::snapshot::{Entry, EntryKind, FileSource};
 
 use super::chown::{Chmod, resolve_chown};
+use super::env::{BuildEnv, StageState, abs_path, missing_dirs, resolve_image};
 use super::error::io_at;
-use super::stage::{BuildEnv, StageState, abs_path, missing_dirs, resolve_image};
 use super::{Error, Result};
 
 /// Where sources are read from.
@@ -157,7 +157,7 @@ pub(crate) fn entries(
     let root = match s.from {
         None => Root::Context,
         Some(from) => {
-            let from = super::stage::expand_copy_from(env, from)?;
+            let from = super::env::expand_copy_from(env, from)?;
             match env.checked.stage(&from) {
                 Some(stage) => {
                     let source = built
@@ -772,7 +772,7 @@ pub(crate) fn sources_digest(
     let mut h = crate::digest::Hasher::default();
     let mut inputs = Vec::new();
     if let Some(from) = s.from {
-        let from = super::stage::expand_copy_from(env, from)?;
+        let from = super::env::expand_copy_from(env, from)?;
         match env.checked.stage(&from) {
             Some(stage) => {
                 let key = built

@@ -5,9 +5,15 @@ use std::path::PathBuf;
 /// What can go wrong in a build.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The Dockerfile is wrong.
-    #[error(transparent)]
-    Dockerfile(Box<crate::Error>),
+    /// The Dockerfile (or an ONBUILD trigger read back from an image) is wrong.
+    #[error("invalid Dockerfile `{path}`")]
+    Dockerfile {
+        /// The file, or `<ONBUILD trigger>`.
+        path: PathBuf,
+        /// What is wrong, and where.
+        #[source]
+        source: Box<crate::dockerfile::ParseError>,
+    },
     /// Planning failed (an unknown `--target`).
     #[error(transparent)]
     Plan(#[from] crate::plan::Error),
@@ -208,3 +214,6 @@ pub(crate) fn io_at(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> 
     let path = path.into();
     move |source| Error::Io { path, source }
 }
+
+/// The build's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

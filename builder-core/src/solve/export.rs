@@ -125,7 +125,7 @@ pub fn export(
             }
             let mut entries = tree_entries(scratch.path(), i64::try_from(mtime).unwrap_or(0))?;
             // Rootless, the unpacked files are all ours: they are written as root's.
-            super::stage::rootless_owners(&mut entries);
+            super::env::rootless_owners(&mut entries);
             atomic_file(dest, |w| {
                 snapshot::write_tar(&mut entries, w, snapshot::TarOptions::default())
                     .map_err(io_at(dest))?;

@@ -30,7 +30,7 @@ pub fn import_rootfs(store: &Store, input: impl Read, created: i64) -> Result<Im
     let mut config = ImageConfig {
         architecture: arch.to_owned(),
         os: os.to_owned(),
-        created: Some(super::rfc3339(created)),
+        created: Some(crate::store::rfc3339(created)),
         ..ImageConfig::default()
     };
     config.config.env = Some(vec![

@@ -9,8 +9,8 @@ use crate::exec::{self, Network, SandboxSpec};
 use crate::snapshot;
 
 use super::chown::resolve_user;
+use super::env::{BuildEnv, StageState, add_layer, in_image};
 use super::error::io_at;
-use super::stage::{BuildEnv, StageState, add_layer};
 use super::{Error, Event, Result};
 
 /// Lines of output kept to show with a failure.
@@ -141,12 +141,6 @@ fn sandbox_file(file: &std::path::Path, text: &str, epoch: i64) -> Result<()> {
         .map_err(io_at(file))
 }
 
-/// Whether the image at `rootfs` has `path` (its last component not followed), resolved inside
-/// the image: a link in the image never makes the answer depend on the host.
-pub(crate) fn in_image(rootfs: &std::path::Path, path: &str) -> bool {
-    crate::fs::entry(rootfs, path, crate::fs::Last::NoFollow).is_ok_and(|e| e.is_some())
-}
-
 /// Supplementary groups of `user` from the image's `/etc/group`.
 fn groups(rootfs: &std::path::Path, user: &str, gid: u32) -> Vec<u32> {
     let mut out = vec![gid];
@@ -195,7 +189,7 @@ fn plan_mounts(
     for (i, m) in run.mounts.iter().enumerate() {
         let m = &mount_numbers(state, escape, m)?;
         let expand = |s: &Option<String>| s.as_deref().map(|v| state.expand(v, escape)).transpose();
-        let target = expand(&m.target)?.map(|t| super::stage::abs_path(state.workdir(), &t));
+        let target = expand(&m.target)?.map(|t| super::env::abs_path(state.workdir(), &t));
         match m.kind {
             MountType::Bind => {
                 let target =
@@ -432,7 +426,7 @@ pub(crate) fn mount_inputs(
                     }
                 }
                 None => {
-                    let image = super::stage::resolve_image(env, &from)?;
+                    let image = super::env::resolve_image(env, &from)?;
                     inputs.push((format!("image `{from}`"), image.manifest_digest));
                 }
             },

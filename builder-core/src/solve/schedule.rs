@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 
 use crate::dockerfile::Source;
 
-use super::stage::{BuildEnv, StageState, run_stage};
+use super::env::{BuildEnv, StageState};
+use super::stage::run_stage;
 use super::{Error, Result};
 
 /// The stages `stage` uses (`FROM`, `COPY --from`, `RUN --mount=from=`).

@@ -8,8 +8,8 @@ use crate::snapshot::{self, TarOptions};
 use crate::store::Store;
 
 use super::Result;
+use super::env::{StageState, rootless_owners};
 use super::snapshots::snapshot_for;
-use super::stage::{StageState, rootless_owners};
 
 pub(crate) fn squash(
     store: &Store,

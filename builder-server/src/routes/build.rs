@@ -14,9 +14,9 @@ use axum::body::{Body, Bytes};
 use axum::extract::{RawQuery, State};
 use axum::http::header;
 use axum::response::Response;
-use builder_core::solve::{self, BuildRequest, CacheSpec, Event};
 use builder_core::dockerfile::{self, CheckOptions};
 use builder_core::exec::Network;
+use builder_core::solve::{self, BuildRequest, CacheSpec, Event};
 use futures_util::StreamExt;
 use tokio::sync::{mpsc, oneshot};
 
@@ -38,7 +38,7 @@ struct Params {
     cache_from: Vec<CacheSpec>,
     cache_to: Vec<CacheSpec>,
     network: Network,
-    limits: builder_core::exec::cgroup::Limits,
+    limits: builder_core::exec::Limits,
     ulimits: Vec<builder_core::exec::Ulimit>,
 }
 
@@ -79,7 +79,7 @@ fn params(query: Option<&str>) -> Result<Params, ApiError> {
             "target" => p.target = Some(v.into_owned()),
             "memory" => {
                 p.limits.memory = Some(
-                    builder_core::exec::cgroup::parse_bytes(&v)
+                    builder_core::exec::parse_bytes(&v)
                         .map_err(|e| ApiError::bad_request(format!("memory: {e}")))?,
                 );
             }

@@ -1,0 +1,455 @@
+//! The sandbox helper's sequence, from its namespaces to `execve`: user namespace (rootless),
+//! network (pasta or loopback only), cgroup, mount/pid/cgroup/UTS/IPC namespaces, the root
+//! filesystem (`rootfs.rs`), `pivot_root`, capabilities, ids, limits, seccomp, exec.
+
+use std::ffi::CString;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use nix::mount::{MntFlags, umount2};
+use nix::sched::{CloneFlags, unshare};
+use nix::sys::wait::{WaitStatus, waitpid};
+use nix::unistd::{
+    ForkResult, Gid, Uid, chdir, execve, pivot_root, setgid, setgroups, sethostname, setuid,
+};
+
+use super::rootless::in_user_namespace;
+use super::spec::{Network, PRIVATE_DNS, SandboxSpec, rlimit_resource};
+use super::sys::{SETUP_FAILED, close_from_3, idmapped_tree, loopback_up};
+use super::userns::{Userns, make_userns};
+
+/// Docker's default capability set.
+const DEFAULT_CAPS: [caps::Capability; 14] = [
+    caps::Capability::CAP_CHOWN,
+    caps::Capability::CAP_DAC_OVERRIDE,
+    caps::Capability::CAP_FSETID,
+    caps::Capability::CAP_FOWNER,
+    caps::Capability::CAP_MKNOD,
+    caps::Capability::CAP_NET_RAW,
+    caps::Capability::CAP_SETGID,
+    caps::Capability::CAP_SETUID,
+    caps::Capability::CAP_SETFCAP,
+    caps::Capability::CAP_SETPCAP,
+    caps::Capability::CAP_NET_BIND_SERVICE,
+    caps::Capability::CAP_SYS_CHROOT,
+    caps::Capability::CAP_KILL,
+    caps::Capability::CAP_AUDIT_WRITE,
+];
+
+/// Ends the helper: a setup step failed.
+pub(super) fn fail(what: &str, err: impl std::fmt::Display) -> ! {
+    let _ = writeln!(std::io::stderr(), "rbuild sandbox: {what}: {err}");
+    std::process::exit(SETUP_FAILED);
+}
+
+/// Sets up the namespaces and runs the command; gives its exit code.
+pub(super) fn enter(spec: &SandboxSpec) -> i32 {
+    // If the builder goes (killed, cancelled), the helper goes too.
+    if let Err(e) = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL) {
+        fail("pdeathsig", e);
+    }
+    // Rootless: a user namespace first, mapping our own uid and gid to root inside (a single
+    // mapping, as an unprivileged process may write for itself).
+    let rootless = !Uid::effective().is_root();
+    if rootless {
+        let (uid, gid) = (Uid::effective(), Gid::effective());
+        if let Err(e) = unshare(CloneFlags::CLONE_NEWUSER) {
+            fail("unshare a user namespace (rootless)", e);
+        }
+        for (file, content) in [
+            ("/proc/self/setgroups", "deny".to_owned()),
+            ("/proc/self/uid_map", format!("0 {uid} 1")),
+            ("/proc/self/gid_map", format!("0 {gid} 1")),
+        ] {
+            if let Err(e) = fs_err::write(file, content) {
+                fail("map ids (rootless)", e);
+            }
+        }
+    }
+    // As root: RUN's ids as an unprivileged range of the host's, where the kernel can id-map
+    // the mounts (`--userns auto`).
+    let userns = match userns_for(spec) {
+        None => None,
+        Some(Ok(ns)) => Some(ns),
+        Some(Err(why)) => {
+            let _ = writeln!(
+                std::io::stderr(),
+                "rbuild: warning: RUN runs as the host's root, without a user namespace: {why}"
+            );
+            None
+        }
+    };
+    // The network namespace first, on its own: user-mode networking is started from the
+    // host's namespace into it before the pid namespace exists (pasta must not be its PID 1).
+    let pasta = match spec.network {
+        Network::Host => None,
+        Network::None => {
+            enter_new_netns(userns.as_ref());
+            None
+        }
+        Network::Private => Some(start_pasta(spec, userns.as_ref())),
+    };
+    // Into the step's cgroup (pasta stays out of it), which becomes the root of the step's
+    // cgroup namespace.
+    if let Some(cg) = &spec.cgroup {
+        if let Err(e) = super::cgroup::join(cg) {
+            fail("cgroup", e);
+        }
+    }
+    let mut flags =
+        CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWPID | CloneFlags::CLONE_NEWCGROUP;
+    if let Some(ns) = &userns {
+        // The user namespace's own UTS and IPC namespaces.
+        for (fd, kind) in [
+            (&ns.uts, CloneFlags::CLONE_NEWUTS),
+            (&ns.ipc, CloneFlags::CLONE_NEWIPC),
+        ] {
+            if let Err(e) = nix::sched::setns(fd, kind) {
+                fail("join the user namespace's UTS and IPC namespaces", e);
+            }
+        }
+    } else {
+        flags |= CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC;
+    }
+    if let Err(e) = unshare(flags) {
+        fail("unshare", e);
+    }
+    // Open while the helper lives: the child sees it hang up if the helper is gone.
+    let (alive_r, alive_w) = std::io::pipe().unwrap_or_else(|e| fail("pipe", e));
+    match super::sys::fork_single() {
+        Err(e) => fail("fork", e),
+        Ok(ForkResult::Parent { child }) => {
+            drop(alive_r);
+            let code = loop {
+                match waitpid(child, None) {
+                    Ok(WaitStatus::Exited(_, code)) => break code,
+                    Ok(WaitStatus::Signaled(_, sig, _)) => break 128 + sig as i32,
+                    Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+                    Err(e) => fail("wait", e),
+                }
+            };
+            if let Some(pid) = pasta {
+                // Nothing of pasta's needs saving, and SIGTERM costs it ~70 ms to wind down.
+                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+                let _ = waitpid(pid, None);
+            }
+            code
+        }
+        Ok(ForkResult::Child) => {
+            // PID 1 of the new pid namespace: when it exits, everything in it is killed; and it
+            // is killed when the helper goes, so a cancelled build leaves nothing running.
+            if let Err(e) = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL) {
+                fail("pdeathsig", e);
+            }
+            drop(alive_w);
+            child(spec, userns.as_ref(), &alive_r)
+        }
+    }
+}
+
+/// Arms the parent-death signal again (a change of effective or filesystem ids clears it)
+/// and ends this process if the helper has gone already: `alive` is the read end of a pipe
+/// only the helper writes to, which hangs up when it exits.
+fn still_die_with_helper(alive: &std::io::PipeReader) {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    use std::os::fd::AsFd;
+    if let Err(e) = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL) {
+        fail("pdeathsig", e);
+    }
+    let mut fds = [PollFd::new(alive.as_fd(), PollFlags::POLLIN)];
+    if poll(&mut fds, PollTimeout::ZERO).is_ok_and(|n| n > 0) {
+        std::process::exit(SETUP_FAILED);
+    }
+}
+
+/// Into a network namespace of its own: the user namespace's, or a new one.
+fn enter_new_netns(userns: Option<&Userns>) {
+    let r = match userns {
+        Some(ns) => nix::sched::setns(&ns.net, CloneFlags::CLONE_NEWNET),
+        None => unshare(CloneFlags::CLONE_NEWNET),
+    };
+    if let Err(e) = r {
+        fail("enter a network namespace of its own", e);
+    }
+}
+
+/// The user namespace for `spec` if it asks for one and this kernel can id-map the root
+/// filesystem's mount (probed with a detached, discarded copy); else why not.
+fn userns_for(spec: &SandboxSpec) -> Option<Result<Userns, String>> {
+    use std::os::fd::AsFd;
+    let map = spec.userns?;
+    if !Uid::effective().is_root() || in_user_namespace() {
+        return None;
+    }
+    Some(make_userns(map).and_then(|ns| {
+        let root = if spec.copied_rootfs {
+            &spec.merged
+        } else {
+            &spec.lower
+        };
+        idmapped_tree(root, ns.user.as_fd(), false, false)
+            .map_err(|e| format!("cannot id-map a mount of {}: {e}", root.display()))?;
+        Ok(ns)
+    }))
+}
+
+/// Moves the helper into a new network namespace and starts `pasta` (passt's user-mode
+/// networking) for it from the host's namespace: outbound TCP/UDP and DNS work, no port is
+/// forwarded either way (`-t/-u/-T/-U none`), and the gateway is not mapped to the host's
+/// loopback (`--no-map-gw`), so the host's `127.0.0.1` services are out of reach. No bridge,
+/// NAT or firewall rule is made. Returns pasta's pid once the namespace is configured.
+fn start_pasta(spec: &SandboxSpec, userns: Option<&Userns>) -> nix::unistd::Pid {
+    use nix::fcntl::{OFlag, open};
+    use nix::sys::stat::Mode;
+    use std::io::Read;
+    use std::os::fd::AsRawFd;
+    let dir = spec.merged.parent().unwrap_or(Path::new("/tmp")).to_owned();
+    let pid_file = dir.join("pasta.pid");
+    let log_file = dir.join("pasta.log");
+    let _ = fs_err::remove_file(&pid_file);
+    let helper = nix::unistd::getpid();
+    let (mut unshared_r, mut unshared_w) =
+        std::io::pipe().unwrap_or_else(|e| fail("pipe for pasta", e));
+    // pasta is forked while the helper is still in the host's namespace, so it stays there
+    // (no setns, which a rootless build's user namespace would not allow); it joins the new
+    // namespace through a descriptor it opens once the helper has made it.
+    match super::sys::fork_single() {
+        Err(e) => fail("fork for pasta", e),
+        Ok(ForkResult::Child) => {
+            use std::os::unix::process::CommandExt;
+            drop(unshared_w);
+            let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
+            let mut byte = [0u8; 1];
+            if unshared_r.read_exact(&mut byte).is_err() {
+                std::process::exit(SETUP_FAILED);
+            }
+            // Inherited by pasta (no CLOEXEC): it joins the namespace through it.
+            let netns = open(
+                format!("/proc/{helper}/ns/net").as_str(),
+                OFlag::O_RDONLY,
+                Mode::empty(),
+            )
+            .unwrap_or_else(|e| fail("open the new network namespace", e));
+            let err = std::process::Command::new(super::spec::PASTA)
+                .args(["--foreground", "--quiet", "--runas", "0", "--config-net"])
+                .args(["-t", "none", "-u", "none", "-T", "none", "-U", "none"])
+                .args(["--no-map-gw", "--dns-forward", PRIVATE_DNS])
+                .arg("--pid")
+                .arg(&pid_file)
+                .arg("-l")
+                .arg(&log_file)
+                .arg("--netns")
+                .arg(format!("/proc/self/fd/{}", netns.as_raw_fd()))
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .exec();
+            fail(
+                "start pasta (Debian's `passt`: apt-get install passt; or --network host)",
+                err,
+            );
+        }
+        Ok(ForkResult::Parent { child }) => {
+            drop(unshared_r);
+            enter_new_netns(userns);
+            if let Err(e) = std::io::Write::write_all(&mut unshared_w, b"1") {
+                fail("start pasta", e);
+            }
+            drop(unshared_w);
+            // Ready once the namespace is configured: pasta writes its pid file after that.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            loop {
+                if fs_err::read_to_string(&pid_file).is_ok_and(|p| !p.trim().is_empty()) {
+                    return child;
+                }
+                match nix::sys::wait::waitpid(child, Some(nix::sys::wait::WaitPidFlag::WNOHANG)) {
+                    Ok(WaitStatus::StillAlive) => {}
+                    _ => {
+                        let log = fs_err::read_to_string(&log_file).unwrap_or_default();
+                        fail("pasta ended before the network was up", log.trim());
+                    }
+                }
+                if std::time::Instant::now() > deadline {
+                    let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
+                    fail("pasta", "the network was not up within 10 s");
+                }
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+        }
+    }
+}
+
+/// BuildKit's default resource limits, then the spec's `--ulimit`s.
+fn set_rlimits(spec: &SandboxSpec) {
+    let defaults = super::spec::DEFAULT_ULIMITS
+        .iter()
+        .filter(|(name, ..)| !spec.ulimits.iter().any(|u| u.name == *name))
+        .map(|(name, soft, hard)| ((*name).to_owned(), *soft, *hard));
+    let given = spec
+        .ulimits
+        .iter()
+        .map(|u| (u.name.clone(), u.soft, u.hard));
+    for (name, soft, hard) in defaults.chain(given) {
+        let Some(resource) = rlimit_resource(&name) else {
+            fail("ulimit", format!("unknown limit `{name}`"));
+        };
+        let inf = |v: u64| {
+            if v == u64::MAX {
+                nix::sys::resource::RLIM_INFINITY
+            } else {
+                v
+            }
+        };
+        if let Err(e) = nix::sys::resource::setrlimit(resource, inf(soft), inf(hard)) {
+            fail(&format!("ulimit {name}={soft}:{hard}"), e);
+        }
+    }
+}
+
+fn child(spec: &SandboxSpec, userns: Option<&Userns>, alive: &std::io::PipeReader) -> ! {
+    if let Some(ns) = userns {
+        // Files the setup makes in the root (mount points, the working directory) and the
+        // overlay's own (its creator's) are made as the range's root, which the id-mapped
+        // layers store as 0; setfsuid drops the file capabilities, so they are raised again.
+        nix::unistd::setfsuid(Uid::from_raw(ns.map.uid));
+        nix::unistd::setfsgid(Gid::from_raw(ns.map.gid));
+        let raised = caps::read(None, caps::CapSet::Permitted)
+            .and_then(|all| caps::set(None, caps::CapSet::Effective, &all));
+        if let Err(e) = raised {
+            fail("raise capabilities", e);
+        }
+    }
+    if let Err(f) = super::rootfs::prepare(spec, in_user_namespace(), userns) {
+        fail(&f.what, f.err);
+    }
+    let m = &spec.merged;
+    if let Err(e) = sethostname(&spec.hostname) {
+        fail("sethostname", e);
+    }
+    if spec.network != Network::Host {
+        // Loopback up in the namespace of its own (pasta configures only its interface).
+        if let Err(e) = loopback_up() {
+            fail("bring the loopback interface up", e);
+        }
+    }
+
+    // pivot_root onto the overlay and drop the old root: nothing of the host stays visible.
+    if let Err(e) = chdir(m.as_path()) {
+        fail("chdir to the new root", e);
+    }
+    if let Err(e) = pivot_root(".", ".") {
+        fail("pivot_root", e);
+    }
+    if let Err(e) = umount2(".", MntFlags::MNT_DETACH) {
+        fail("detach the old root", e);
+    }
+    if let Err(e) = chdir("/") {
+        fail("chdir /", e);
+    }
+    // Inside the new root `/` is the root: an absolute link in WORKDIR stays inside.
+    let cwd = PathBuf::from(&spec.cwd);
+    if !cwd.is_dir() {
+        if let Err(e) = fs_err::create_dir_all(&cwd) {
+            fail(&format!("mkdir {}", cwd.display()), e);
+        }
+    }
+    if let Err(e) = chdir(cwd.as_path()) {
+        fail(&format!("chdir {}", spec.cwd), e);
+    }
+    // A session of its own: no controlling terminal, so /dev/tty opens nothing and TIOCSTI
+    // cannot reach the terminal of whoever started the build.
+    if let Err(e) = nix::unistd::setsid() {
+        fail("setsid", e);
+    }
+    // Everything is mounted: into the user namespace, where this process has every
+    // capability, and from here on none on the host.
+    if let Some(ns) = userns {
+        if let Err(e) = nix::sched::setns(&ns.user, CloneFlags::CLONE_NEWUSER) {
+            fail("join the user namespace", e);
+        }
+    }
+
+    // Capabilities: Docker's defaults in the bounding, permitted and effective sets; the
+    // inheritable and ambient sets empty (CVE-2022-29162), so an exec'd file gains nothing.
+    let keep: caps::CapsHashSet = DEFAULT_CAPS.iter().copied().collect();
+    for cap in caps::all() {
+        if !keep.contains(&cap) {
+            if let Err(e) = caps::drop(None, caps::CapSet::Bounding, cap) {
+                fail("drop capability", e);
+            }
+        }
+    }
+    if let Err(e) = caps::set(None, caps::CapSet::Inheritable, &caps::CapsHashSet::new()) {
+        fail("clear inheritable capabilities", e);
+    }
+    if let Err(e) = caps::clear(None, caps::CapSet::Ambient) {
+        fail("clear ambient capabilities", e);
+    }
+    for set in [caps::CapSet::Effective, caps::CapSet::Permitted] {
+        if let Err(e) = caps::set(None, set, &keep) {
+            fail("set capabilities", e);
+        }
+    }
+    let groups: Vec<Gid> = spec.groups.iter().map(|g| Gid::from_raw(*g)).collect();
+    // In the single-mapping user namespace setgroups is denied, and only root is mapped.
+    if !setgroups_denied() {
+        if let Err(e) = setgroups(&groups) {
+            fail("setgroups", e);
+        }
+    }
+    if let Err(e) = setgid(Gid::from_raw(spec.gid)) {
+        fail("setgid", e);
+    }
+    if let Err(e) = setuid(Uid::from_raw(spec.uid)) {
+        fail("setuid", e);
+    }
+    still_die_with_helper(alive);
+    set_rlimits(spec);
+    if let Err(e) = nix::sys::prctl::set_no_new_privs() {
+        fail("no_new_privs", e);
+    }
+
+    let program = resolve_program(spec);
+    let to_c =
+        |s: &str| CString::new(s).unwrap_or_else(|_| fail("argument", "contains a NUL byte"));
+    let argv: Vec<CString> = spec.args.iter().map(|a| to_c(a)).collect();
+    let envp: Vec<CString> = spec.env.iter().map(|e| to_c(e)).collect();
+    let program_c = to_c(&program);
+    if let Err(e) = super::seccomp::install() {
+        fail("seccomp", e);
+    }
+    close_from_3();
+    let err = execve(&program_c, &argv, &envp).unwrap_err();
+    let _ = writeln!(std::io::stderr(), "rbuild sandbox: exec {program}: {err}");
+    std::process::exit(if err == nix::errno::Errno::ENOENT {
+        127
+    } else {
+        126
+    });
+}
+
+/// Whether `/proc/self/setgroups` says `deny` (the single-mapping user namespace `enter` makes).
+fn setgroups_denied() -> bool {
+    fs_err::read_to_string("/proc/self/setgroups").is_ok_and(|s| s.trim() == "deny")
+}
+
+/// `args[0]` as a path: as given if it has a `/`, else looked up in the spec's `PATH`.
+fn resolve_program(spec: &SandboxSpec) -> String {
+    let Some(name) = spec.args.first() else {
+        fail("exec", "no command");
+    };
+    if name.contains('/') {
+        return name.clone();
+    }
+    let path = spec
+        .env
+        .iter()
+        .find_map(|e| e.strip_prefix("PATH="))
+        .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    for dir in path.split(':') {
+        let candidate = Path::new(dir).join(name);
+        if candidate.is_file() {
+            return candidate.to_string_lossy().into_owned();
+        }
+    }
+    name.clone()
+}

@@ -1,0 +1,374 @@
+//! The builder: a request is read, planned, and its stages run; the target becomes an image.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::context::{Context, StatCache};
+use crate::dockerfile::{self, CheckOptions};
+use crate::plan;
+
+use super::env::StageState;
+use super::times::Times;
+use super::{CacheSpec, Error, Event, Image, Result, Store};
+use super::{download, env, inflight, remote_cache, schedule, squash};
+use crate::store::rfc3339;
+
+/// What to build.
+#[derive(Debug, Clone, Default)]
+pub struct BuildRequest {
+    /// The context directory.
+    pub context: PathBuf,
+    /// The Dockerfile (by default `<context>/Dockerfile`).
+    pub dockerfile: Option<PathBuf>,
+    /// `--build-arg`s.
+    pub build_args: BTreeMap<String, String>,
+    /// `--target`.
+    pub target: Option<String>,
+    /// `--label`s added to the image.
+    pub labels: BTreeMap<String, String>,
+    /// `SOURCE_DATE_EPOCH`: the time written into the image and the clamp for file times
+    /// (without it, [`DEFAULT_EPOCH`]).
+    pub source_date_epoch: Option<i64>,
+    /// `--no-reproducible`: without [`Self::source_date_epoch`], the files a RUN makes keep
+    /// their wall-clock times and the image's `created` is the time of the build.
+    pub wall_clock_times: bool,
+    /// `--no-cache`: run every step, whatever the cache holds.
+    pub no_cache: bool,
+    /// `--no-cache-filter STAGE`: run every step of these stages (names or indexes).
+    pub no_cache_filter: Vec<String>,
+    /// `--explain-cache`: misses name every changed input, with old and new digests.
+    pub explain_cache: bool,
+    /// `--jobs`: how many stages may run at once (default: the number of cores).
+    pub jobs: Option<usize>,
+    /// Names (`name:tag`) to give the image, set while the store lock is held so a concurrent
+    /// prune cannot take the image in between.
+    pub tags: Vec<String>,
+    /// `--secret id=ID,src=PATH` / `id=ID,env=VAR`: secret values by id, for
+    /// `RUN --mount=type=secret`. Never written to a layer, the history or a cache key.
+    pub secrets: BTreeMap<String, Vec<u8>>,
+    /// `--run-timeout`: how long one RUN may take; past it, everything it started is killed
+    /// and the build fails.
+    pub run_timeout: Option<std::time::Duration>,
+    /// `--pull`: ask the registry for every base image, even one in the local store.
+    pub pull: bool,
+    /// `--max-download`: the most one `ADD <url>` downloads (default
+    /// [`DEFAULT_MAX_DOWNLOAD`], 8 GiB); past it the step fails.
+    pub max_download: Option<u64>,
+    /// `--platform`: which image of a multi-platform base to use (default: the host's).
+    pub platform: Option<crate::registry::Platform>,
+    /// How registries are reached (plain-HTTP hosts, docker config, retries).
+    pub registry: crate::registry::Options,
+    /// `--cache-from`: step caches to import before building.
+    pub cache_from: Vec<CacheSpec>,
+    /// `--cache-to`: where to export this build's step cache.
+    pub cache_to: Vec<CacheSpec>,
+    /// `--network`: the network of RUN steps without their own `--network` (default: a
+    /// private namespace with user-mode networking; a rootless build that cannot open
+    /// `/dev/net/tun` shares the user's).
+    pub network: crate::exec::Network,
+    /// `--memory`, `--pids-limit`, `--cpus`: each RUN's cgroup limits (a default pids limit
+    /// applies even when none is given).
+    pub limits: crate::exec::Limits,
+    /// `--ulimit`: each RUN's resource limits.
+    pub ulimits: Vec<crate::exec::Ulimit>,
+    /// Whether `RUN --network=host` (and [`Self::network`] `Host`) may be used: the CLI allows
+    /// it, a service decides per build (BuildKit's `network.host` entitlement).
+    pub allow_network_host: bool,
+    /// `--userns`: as root, RUN's ids are an unprivileged range of the host's (`Auto`, the
+    /// default) or the host's own (`Host`).
+    pub userns: crate::exec::Userns,
+    /// `--squash`: the layers the build adds on top of the target's base become one.
+    pub squash: bool,
+    /// Set it to stop the build: no further step starts, a running RUN is killed with
+    /// everything it started, and the build fails with [`Error::Cancelled`].
+    pub cancel: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+}
+
+/// What a build produced.
+#[derive(Debug, Clone)]
+pub struct BuildOutput {
+    /// The image, in the store.
+    pub image: Image,
+    /// How many steps the build has.
+    pub steps: usize,
+    /// How many of them the step cache answered.
+    pub cached: usize,
+    /// Why each step that missed did: `INSTRUCTION (Dockerfile:LINE): reason`.
+    pub misses: Vec<String>,
+    /// How many context files had their content read (the others' digests came from the stat
+    /// cache).
+    pub files_read: u64,
+    /// The store's shared lock, still held: nothing the build made can be pruned before the
+    /// caller has exported or pushed it. Drop it (or the output) when done; do not take the
+    /// lock again while holding it.
+    pub lock: crate::store::Lock,
+}
+
+/// Builds images into a store.
+///
+/// Clones share one table of the steps being run, so builds started at once on clones of one
+/// builder run a step they share once (the service keeps one builder for all its builds).
+#[derive(Debug, Clone)]
+pub struct Builder {
+    store: Store,
+    inflight: std::sync::Arc<inflight::Inflight>,
+}
+
+impl Builder {
+    /// A builder over `store`.
+    pub fn new(store: Store) -> Self {
+        Self {
+            store,
+            inflight: std::sync::Arc::default(),
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Runs a build, reporting progress to `on_event`.
+    pub fn build(
+        &self,
+        req: &BuildRequest,
+        on_event: &mut (dyn FnMut(&Event) + Send),
+    ) -> Result<BuildOutput> {
+        let dockerfile_path = req
+            .dockerfile
+            .clone()
+            .unwrap_or_else(|| req.context.join("Dockerfile"));
+        let src = crate::context::read_control_file(&req.context, &dockerfile_path)
+            .map_err(Error::from)?;
+        let invalid = |source| Error::Dockerfile {
+            path: dockerfile_path.clone(),
+            source: Box::new(source),
+        };
+        let (os, arch) = crate::oci::host_platform();
+        let build_platform = format!("{os}/{arch}");
+        // `--platform` is the target's: TARGET* args (and scratch stages' config) follow it.
+        let target = req
+            .platform
+            .clone()
+            .unwrap_or_else(crate::registry::Platform::host);
+        let mut automatic_args: BTreeMap<String, String> = [
+            ("TARGETPLATFORM", target.to_string()),
+            ("TARGETOS", target.os.clone()),
+            ("TARGETARCH", target.architecture.clone()),
+            ("BUILDPLATFORM", build_platform.clone()),
+            ("BUILDOS", os.to_owned()),
+            ("BUILDARCH", arch.to_owned()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        // The variants are always defined, empty where the platform has none (BuildKit's).
+        automatic_args.insert(
+            "TARGETVARIANT".into(),
+            target.variant.clone().unwrap_or_default(),
+        );
+        automatic_args.insert("BUILDVARIANT".into(), String::new());
+        let opts = CheckOptions {
+            build_args: req.build_args.clone(),
+            automatic_args: automatic_args.clone(),
+        };
+        let parsed = dockerfile::parse(&src).map_err(invalid)?;
+        let checked = dockerfile::check(&parsed, &opts).map_err(invalid)?;
+        for w in parsed.warnings.iter().chain(&checked.warnings) {
+            on_event(&Event::Warning {
+                message: w.message.clone(),
+                line: w.span.line,
+            });
+        }
+        let plan = plan::plan(&checked, req.target.as_deref())?;
+        let mut no_cache_stages = std::collections::BTreeSet::new();
+        for name in &req.no_cache_filter {
+            no_cache_stages.insert(plan::stage_index(&checked, name)?);
+        }
+        for &i in &plan.skipped {
+            on_event(&Event::StageSkipped {
+                stage: i,
+                name: checked.stages[i].name.clone(),
+            });
+        }
+
+        let lock = self.store.lock_shared()?;
+        let context = Context::open(&req.context, Some(&dockerfile_path))?;
+        // A context in the store's own work directories (the service's, `build -`) is built
+        // once: its stat cache would never be read again.
+        let stat_cache_path = (!context.root().starts_with(self.store.root()))
+            .then(|| stat_cache_path(&self.store, context.root()));
+        let stat_cache = stat_cache_path
+            .as_deref()
+            .map(StatCache::load)
+            .unwrap_or_default();
+        let work = self.store.work_dir("build-")?;
+
+        let total: usize = plan
+            .order
+            .iter()
+            .map(|&i| checked.stages[i].instructions.len() + 1)
+            .sum();
+        let lazy_layers = remote_cache::LazyLayers::default();
+        for spec in &req.cache_from {
+            let records = remote_cache::import(&self.store, spec, &req.registry, &lazy_layers)?;
+            on_event(&Event::CacheImported {
+                source: cache_name(spec),
+                records,
+            });
+        }
+        let mut cached = 0;
+        let mut misses = Vec::new();
+        let mut count = |e: &Event| {
+            match e {
+                Event::StepDone { cached: true, .. } => cached += 1,
+                Event::Miss {
+                    instruction,
+                    line,
+                    reason,
+                    first: false,
+                    ..
+                } => misses.push(format!("{instruction} (Dockerfile:{line}): {reason}")),
+                _ => {}
+            }
+            on_event(e);
+        };
+        let stat_cache_shared = std::sync::Mutex::new(stat_cache);
+        let downloads = std::sync::Mutex::new(std::collections::HashMap::new());
+        let pulled = std::sync::Mutex::new(std::collections::HashMap::new());
+        let step_keys = std::sync::Mutex::new(Vec::new());
+        let never_cancelled = std::sync::atomic::AtomicBool::new(false);
+        let platform = req
+            .platform
+            .clone()
+            .unwrap_or_else(crate::registry::Platform::host);
+        let next_step = std::sync::atomic::AtomicUsize::new(0);
+        let events: std::sync::Mutex<&mut (dyn FnMut(&Event) + Send)> =
+            std::sync::Mutex::new(&mut count);
+        let mut states: BTreeMap<usize, StageState>;
+        {
+            let env = env::BuildEnv {
+                store: &self.store,
+                context: &context,
+                stat_cache: &stat_cache_shared,
+                checked: &checked,
+                escape: parsed.escape,
+                build_args: &req.build_args,
+                automatic_args: &automatic_args,
+                times: Times::of(req.source_date_epoch, req.wall_clock_times),
+                no_cache: req.no_cache,
+                explain: req.explain_cache,
+                no_cache_stages: &no_cache_stages,
+                secrets: &req.secrets,
+                run_timeout: req.run_timeout,
+                dockerfile: &dockerfile_path,
+                downloads: &downloads,
+                pull: req.pull,
+                max_download: req.max_download.unwrap_or(download::DEFAULT_MAX_DOWNLOAD),
+                pulled: &pulled,
+                platform: &platform,
+                registry: &req.registry,
+                lazy_layers: &lazy_layers,
+                network: req.network,
+                allow_network_host: req.allow_network_host,
+                userns: req.userns,
+                limits: &req.limits,
+                ulimits: &req.ulimits,
+                cancel: req.cancel.as_deref().unwrap_or(&never_cancelled),
+                inflight: &self.inflight,
+                step_keys: &step_keys,
+                work: work.path(),
+                step: 0,
+                next_step: &next_step,
+                total,
+                events: &events,
+            };
+            let jobs = req
+                .jobs
+                .unwrap_or_else(|| {
+                    std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
+                })
+                .max(1);
+            states = schedule::run_stages(&env, &plan.order, jobs)?;
+        }
+        let steps = next_step.load(std::sync::atomic::Ordering::SeqCst);
+        let stat_cache = stat_cache_shared
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(path) = &stat_cache_path {
+            stat_cache.save(path, context.root())?;
+        }
+        let (_, files_read) = stat_cache.stats();
+        let mut final_state = states
+            .remove(&plan.target)
+            .ok_or_else(|| Error::Internal("target stage was not built".into()))?;
+        if !req.labels.is_empty() {
+            final_state
+                .config
+                .config
+                .labels
+                .get_or_insert_with(BTreeMap::new)
+                .extend(req.labels.clone());
+        }
+        let created = rfc3339(Times::of(req.source_date_epoch, req.wall_clock_times).created());
+        final_state.config.created = Some(created.clone());
+        for h in &mut final_state.config.history {
+            h.created.get_or_insert_with(|| created.clone());
+        }
+        remote_cache::ensure_layers(
+            &self.store,
+            &final_state.config.rootfs.diff_ids,
+            &lazy_layers,
+            &req.registry,
+        )?;
+        if req.squash {
+            squash::squash(
+                &self.store,
+                &mut final_state,
+                Times::of(req.source_date_epoch, req.wall_clock_times).clamp,
+            )?;
+        }
+        let image = Image::store(&self.store, &final_state.config)?;
+        for t in &req.tags {
+            self.store.set_tag(t, image.manifest_digest)?;
+        }
+        let step_keys = step_keys
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for spec in &req.cache_to {
+            let keys: Vec<crate::digest::Digest> = step_keys
+                .iter()
+                .filter(|(stage, _)| spec.max() || *stage == plan.target)
+                .map(|(_, k)| *k)
+                .collect();
+            let records = remote_cache::export(&self.store, spec, &keys, &req.registry)?;
+            on_event(&Event::CacheExported {
+                target: cache_name(spec),
+                records,
+            });
+        }
+        Ok(BuildOutput {
+            image,
+            steps,
+            cached,
+            misses,
+            files_read,
+            lock,
+        })
+    }
+}
+
+fn cache_name(spec: &CacheSpec) -> String {
+    match spec {
+        CacheSpec::Registry { reference, .. } => reference.to_string(),
+        CacheSpec::Local { dir, .. } => dir.display().to_string(),
+    }
+}
+
+fn stat_cache_path(store: &Store, context: &Path) -> PathBuf {
+    let key = crate::digest::Digest::of(context.as_os_str().as_encoded_bytes());
+    store
+        .root()
+        .join("statcache")
+        .join(format!("{}.json", key.hex()))
+}
