@@ -55,6 +55,21 @@ pub(crate) enum Command {
         after_help = "Examples:\n  rbuild build -t app:v1 .\n  rbuild build -f docker/Dockerfile -o type=oci,dest=app.tar --compression zstd ."
     )]
     Build(Box<BuildOptions>),
+    /// Print the op graph of a build without building: each op (source, exec, file, config)
+    /// with every value expanded, and the ops it reads.
+    ///
+    /// Base images are read from the store (`rbuild pull` brings one that is not there).
+    #[command(
+        after_help = "Examples:\n  rbuild plan .\n  rbuild plan --format dot . | dot -Tsvg > plan.svg"
+    )]
+    Plan {
+        /// `json` or `dot` (Graphviz).
+        #[arg(long = "format", value_parser = ["json", "dot"], default_value = "json")]
+        format: String,
+        /// The build, as `rbuild build` takes it.
+        #[command(flatten)]
+        build: Box<BuildOptions>,
+    },
     /// List the images in the store.
     #[command(after_help = "Example:\n  rbuild images")]
     Images,
@@ -302,6 +317,9 @@ pub(crate) struct BuildOptions {
     /// Say in full why each step missed the cache: every changed input, with old and new digests.
     #[arg(long)]
     pub(crate) explain_cache: bool,
+    /// Print the build's op graph as JSON and stop (`rbuild plan` also draws it as DOT).
+    #[arg(long)]
+    pub(crate) print_plan: bool,
     /// How many independent stages may build at once (default: the number of cores).
     #[arg(long, short = 'j')]
     pub(crate) jobs: Option<usize>,

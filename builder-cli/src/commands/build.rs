@@ -51,10 +51,12 @@ fn framed(err: solve::Error, dockerfile: &std::path::Path) -> anyhow::Error {
     }
 }
 
+/// Builds, or with `plan` (`json`, `dot`; `--print-plan` is `json`) prints the op graph.
 pub(crate) fn run(
     store: &Store,
     args: &BuildOptions,
     registry: &builder_core::registry::Options,
+    plan: Option<&str>,
 ) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     // `-`: the context is a tar stream on standard input; `-f` then names a file inside it.
@@ -157,6 +159,18 @@ pub(crate) fn run(
         squash: args.squash,
         cancel: None,
     };
+    if let Some(format) = plan.or(args.print_plan.then_some("json")) {
+        let graph = Builder::new(store.clone())
+            .plan(&req)
+            .map_err(|e| framed(e, &dockerfile))?;
+        let text = if format == "dot" {
+            graph.dot()
+        } else {
+            serde_json::to_string_pretty(&graph)? + "\n"
+        };
+        std::io::Write::write_all(&mut std::io::stdout().lock(), text.as_bytes())?;
+        return Ok(ExitCode::SUCCESS);
+    }
     if args.push && args.tags.is_empty() {
         anyhow::bail!("--push needs at least one --tag to push to");
     }

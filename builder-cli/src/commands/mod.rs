@@ -16,7 +16,8 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let reg = registry::options(&cli.insecure_registries, cli.registry_timeout);
     match cli.command {
         Command::Parse(args) => parse::run(&args),
-        Command::Build(args) => build::run(&store(root)?, &args, &reg),
+        Command::Build(args) => build::run(&store(root)?, &args, &reg, None),
+        Command::Plan { format, build } => build::run(&store(root)?, &build, &reg, Some(&format)),
         Command::Pull { image, platform } => {
             registry::pull(&store(root)?, &image, platform.as_deref(), &reg)
         }

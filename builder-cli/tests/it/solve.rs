@@ -39,3 +39,72 @@ fn a_stage_starts_when_what_it_uses_is_built_not_when_its_wave_is() {
         "C started at {c_start} s, after A ended at {a_end} s"
     );
 }
+
+#[test]
+fn the_printed_plan_is_what_the_build_runs() {
+    // `rbuild plan` lowers without building; what it says a RUN gets (command, environment,
+    // working directory, user) is what the sandbox gave it, and its edges are the stages read.
+    let p = Project::new();
+    import_busybox(&p.root());
+    p.file(
+        "Dockerfile",
+        "ARG WHO=app\nFROM busybox AS tools\nRUN echo t > /t\n\
+         FROM busybox\nARG V=1\nENV B=$V-x\nWORKDIR /w/sub/..\nCOPY --from=tools /t /t\n\
+         RUN env > /env && pwd > /pwd && id -u > /uid\n",
+    );
+    let printed = p.ok(&["plan", "--build-arg", "V=2", "."]);
+    let graph: serde_json::Value = serde_json::from_slice(&printed.stdout).unwrap();
+    let ops = graph["ops"].as_array().unwrap();
+    let run = ops.last().unwrap();
+    assert_eq!(run["op"], "exec");
+    let out = p.path("out");
+    p.ok(&[
+        "build",
+        "-q",
+        "--network",
+        "none",
+        "--build-arg",
+        "V=2",
+        "-o",
+        &format!("type=local,dest={}", out.display()),
+        ".",
+    ]);
+    let mut seen: Vec<String> = fs_err::read_to_string(out.join("env"))
+        .unwrap()
+        .lines()
+        .filter(|l| {
+            !l.starts_with("HOSTNAME=")
+                && !l.starts_with("HOME=")
+                && !l.starts_with("SHLVL=")
+                && !l.starts_with("PWD=")
+                && !l.starts_with("OLDPWD=")
+        })
+        .map(str::to_owned)
+        .collect();
+    let mut planned: Vec<String> = run["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_owned())
+        .collect();
+    seen.sort();
+    planned.sort();
+    assert_eq!(seen, planned);
+    assert!(planned.contains(&"B=2-x".to_owned()));
+    let pwd = fs_err::read_to_string(out.join("pwd")).unwrap();
+    assert_eq!(run["workdir"], pwd.trim());
+    assert_eq!(run["args"][2], "env > /env && pwd > /pwd && id -u > /uid");
+    // The COPY reads the stage `tools` built: its last op is an input.
+    let copy = &ops[ops.len() - 2];
+    assert_eq!(copy["from"], "stage 0");
+    let tools_result = graph["stages"][0]["result"].clone();
+    assert!(copy["inputs"].as_array().unwrap().contains(&tools_result));
+    // DOT draws the same edges.
+    let dot = p.ok(&["plan", "--format", "dot", "."]);
+    let dot = String::from_utf8(dot.stdout).unwrap();
+    assert!(dot.starts_with("digraph build {"), "{dot}");
+    assert!(
+        dot.contains(&format!("op{tools_result} -> op{};", ops.len() - 2)),
+        "{dot}"
+    );
+}

@@ -1,8 +1,18 @@
-//! Planning: which stages a build needs, in what order. Pure: it describes work and does none.
+//! Planning: which stages a build needs, in what order, and the op graph of the build
+//! ([`lower`]). Pure: it describes work and does none; image metadata comes through an injected
+//! [`Resolve`]r.
 //!
 //! Imports: `dockerfile`, `digest` (see `tests/architecture.rs`).
 
+mod graph;
+mod lower;
+mod resolve;
+
 use std::collections::BTreeSet;
+
+pub use graph::{Config, Exec, File, Graph, Kind, Mount, Network, Op, OpId, Source as OpSource};
+pub use lower::{DEFAULT_PATH, Options, PROXY_ARGS, absolute, environment, lower};
+pub use resolve::{ImageMeta, Resolve, Table};
 
 use crate::dockerfile::{Checked, Source};
 
@@ -20,6 +30,48 @@ pub struct Plan {
 /// Planning errors.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Error {
+    /// A variable in a value cannot be expanded.
+    #[error("line {line}: cannot expand `{word}`")]
+    Expand {
+        /// The Dockerfile line.
+        line: usize,
+        /// The value as written.
+        word: String,
+        /// Why.
+        #[source]
+        source: crate::dockerfile::ExpandError,
+    },
+    /// The resolver has no answer for an image.
+    #[error("cannot resolve image `{name}`: {reason}")]
+    Resolve {
+        /// The name as written, expanded.
+        name: String,
+        /// The resolver's reason.
+        reason: String,
+    },
+    /// `RUN --network` names no network.
+    #[error("line {line}: unknown network `{value}` (expected `default`, `none` or `host`)")]
+    Network {
+        /// The Dockerfile line.
+        line: usize,
+        /// The value, expanded.
+        value: String,
+    },
+    /// An ONBUILD trigger of a base image does not parse.
+    #[error("invalid ONBUILD trigger `{text}`")]
+    Trigger {
+        /// The trigger as stored.
+        text: String,
+        /// What is wrong.
+        #[source]
+        source: Box<crate::dockerfile::ParseError>,
+    },
+    /// A stage read before it was lowered, or an instruction out of place (a bug).
+    #[error("stage {stage} was lowered out of order")]
+    Order {
+        /// The stage.
+        stage: usize,
+    },
     /// `--target` names no stage.
     #[error("target stage `{name}` not found; stages: {available}")]
     UnknownTarget {

@@ -128,52 +128,43 @@ impl Builder {
         &self.store
     }
 
+    /// The op graph of `req`'s build, without building: base images come from the store
+    /// (they are not pulled; one that is not there is an error naming it).
+    ///
+    /// # Errors
+    /// The Dockerfile cannot be read or is wrong, an unknown target, an image not in the store.
+    pub fn plan(&self, req: &BuildRequest) -> Result<plan::Graph> {
+        let front = front(req)?;
+        let opts = plan::Options {
+            build_args: req.build_args.clone(),
+            automatic_args: front.automatic_args,
+            target: req.target.clone(),
+        };
+        let store = &self.store;
+        let resolver = |name: &str| -> std::result::Result<plan::ImageMeta, String> {
+            let image = super::env::load_local(store, name).map_err(|e| match e {
+                Error::ImageNotFound { .. } => {
+                    format!("not in the store (`rbuild pull {name}` brings it)")
+                }
+                other => other.to_string(),
+            })?;
+            Ok(image_meta(&image))
+        };
+        Ok(plan::lower(&front.checked, &opts, &resolver)?)
+    }
+
     /// Runs a build, reporting progress to `on_event`.
     pub fn build(
         &self,
         req: &BuildRequest,
         on_event: &mut (dyn FnMut(&Event) + Send),
     ) -> Result<BuildOutput> {
-        let dockerfile_path = req
-            .dockerfile
-            .clone()
-            .unwrap_or_else(|| req.context.join("Dockerfile"));
-        let src = crate::context::read_control_file(&req.context, &dockerfile_path)
-            .map_err(Error::from)?;
-        let invalid = |source| Error::Dockerfile {
-            path: dockerfile_path.clone(),
-            source: Box::new(source),
-        };
-        let (os, arch) = crate::oci::host_platform();
-        let build_platform = format!("{os}/{arch}");
-        // `--platform` is the target's: TARGET* args (and scratch stages' config) follow it.
-        let target = req
-            .platform
-            .clone()
-            .unwrap_or_else(crate::registry::Platform::host);
-        let mut automatic_args: BTreeMap<String, String> = [
-            ("TARGETPLATFORM", target.to_string()),
-            ("TARGETOS", target.os.clone()),
-            ("TARGETARCH", target.architecture.clone()),
-            ("BUILDPLATFORM", build_platform.clone()),
-            ("BUILDOS", os.to_owned()),
-            ("BUILDARCH", arch.to_owned()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect();
-        // The variants are always defined, empty where the platform has none (BuildKit's).
-        automatic_args.insert(
-            "TARGETVARIANT".into(),
-            target.variant.clone().unwrap_or_default(),
-        );
-        automatic_args.insert("BUILDVARIANT".into(), String::new());
-        let opts = CheckOptions {
-            build_args: req.build_args.clone(),
-            automatic_args: automatic_args.clone(),
-        };
-        let parsed = dockerfile::parse(&src).map_err(invalid)?;
-        let checked = dockerfile::check(&parsed, &opts).map_err(invalid)?;
+        let Front {
+            dockerfile_path,
+            parsed,
+            checked,
+            automatic_args,
+        } = front(req)?;
         for w in parsed.warnings.iter().chain(&checked.warnings) {
             on_event(&Event::Warning {
                 message: w.message.clone(),
@@ -371,4 +362,75 @@ fn stat_cache_path(store: &Store, context: &Path) -> PathBuf {
         .root()
         .join("statcache")
         .join(format!("{}.json", key.hex()))
+}
+
+/// The front half of a build: the Dockerfile read inside the context, parsed and checked with
+/// the build args and the automatic platform args.
+struct Front {
+    dockerfile_path: PathBuf,
+    parsed: dockerfile::Dockerfile,
+    checked: dockerfile::Checked,
+    automatic_args: BTreeMap<String, String>,
+}
+
+fn front(req: &BuildRequest) -> Result<Front> {
+    let dockerfile_path = req
+        .dockerfile
+        .clone()
+        .unwrap_or_else(|| req.context.join("Dockerfile"));
+    let src =
+        crate::context::read_control_file(&req.context, &dockerfile_path).map_err(Error::from)?;
+    let invalid = |source| Error::Dockerfile {
+        path: dockerfile_path.clone(),
+        source: Box::new(source),
+    };
+    let (os, arch) = crate::oci::host_platform();
+    let build_platform = format!("{os}/{arch}");
+    // `--platform` is the target's: TARGET* args (and scratch stages' config) follow it.
+    let target = req
+        .platform
+        .clone()
+        .unwrap_or_else(crate::registry::Platform::host);
+    let mut automatic_args: BTreeMap<String, String> = [
+        ("TARGETPLATFORM", target.to_string()),
+        ("TARGETOS", target.os.clone()),
+        ("TARGETARCH", target.architecture.clone()),
+        ("BUILDPLATFORM", build_platform.clone()),
+        ("BUILDOS", os.to_owned()),
+        ("BUILDARCH", arch.to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    // The variants are always defined, empty where the platform has none (BuildKit's).
+    automatic_args.insert(
+        "TARGETVARIANT".into(),
+        target.variant.clone().unwrap_or_default(),
+    );
+    automatic_args.insert("BUILDVARIANT".into(), String::new());
+    let opts = CheckOptions {
+        build_args: req.build_args.clone(),
+        automatic_args: automatic_args.clone(),
+    };
+    let parsed = dockerfile::parse(&src).map_err(invalid)?;
+    let checked = dockerfile::check(&parsed, &opts).map_err(invalid)?;
+    Ok(Front {
+        dockerfile_path,
+        parsed,
+        checked,
+        automatic_args,
+    })
+}
+
+/// What lowering reads of an image.
+pub(crate) fn image_meta(image: &Image) -> plan::ImageMeta {
+    let c = &image.config.config;
+    plan::ImageMeta {
+        digest: image.manifest_digest,
+        env: c.env.clone().unwrap_or_default(),
+        working_dir: c.working_dir.clone().filter(|w| !w.is_empty()),
+        user: c.user.clone().filter(|u| !u.is_empty()),
+        shell: c.shell.clone(),
+        on_build: c.on_build.clone().unwrap_or_default(),
+    }
 }

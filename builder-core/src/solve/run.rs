@@ -16,25 +16,6 @@ use super::{Error, Event, Result};
 /// Lines of output kept to show with a failure.
 const TAIL: usize = 10;
 
-/// The `PATH` of a Linux image or RUN that has none (BuildKit's and containerd's default).
-pub(crate) const DEFAULT_PATH: &str =
-    "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-
-/// Build args every RUN sees when given, declared by an ARG or not, and that never reach the
-/// image's config or history (BuildKit's and docker's predefined args).
-pub(crate) const PROXY_ARGS: [&str; 10] = [
-    "HTTP_PROXY",
-    "http_proxy",
-    "HTTPS_PROXY",
-    "https_proxy",
-    "FTP_PROXY",
-    "ftp_proxy",
-    "NO_PROXY",
-    "no_proxy",
-    "ALL_PROXY",
-    "all_proxy",
-];
-
 /// `env` with `HOME` added when it has none (runc's rule: the user's home directory from the
 /// image's `/etc/passwd`, else `/`).
 fn with_home(mut env: Vec<String>, user: &str, uid: u32, rootfs: &std::path::Path) -> Vec<String> {
@@ -47,31 +28,7 @@ fn with_home(mut env: Vec<String>, user: &str, uid: u32, rootfs: &std::path::Pat
 /// The environment a RUN sees: the image's ENV and the build's ARGs (last value wins), then
 /// the proxy args given to the build that neither names, PATH defaulted as docker does.
 pub(crate) fn environment(env: &BuildEnv<'_>, state: &StageState) -> Vec<String> {
-    let mut seen = std::collections::BTreeMap::new();
-    for (i, (k, v)) in state.vars.iter().enumerate() {
-        seen.insert(k.clone(), (i, v.clone()));
-    }
-    let mut vars: Vec<(usize, String, String)> =
-        seen.into_iter().map(|(k, (i, v))| (i, k, v)).collect();
-    vars.sort();
-    let mut vars: Vec<String> = vars
-        .into_iter()
-        .map(|(_, k, v)| format!("{k}={v}"))
-        .collect();
-    for name in PROXY_ARGS {
-        if let Some(v) = env.build_args.get(name) {
-            if !vars
-                .iter()
-                .any(|e| e.split_once('=').is_some_and(|(k, _)| k == name))
-            {
-                vars.push(format!("{name}={v}"));
-            }
-        }
-    }
-    if !vars.iter().any(|e| e.starts_with("PATH=")) {
-        vars.insert(0, format!("PATH={DEFAULT_PATH}"));
-    }
-    vars
+    crate::plan::environment(&state.vars, env.build_args)
 }
 
 /// RUN's network: its own `--network`, expanded and then checked (BuildKit expands the flag

@@ -70,7 +70,7 @@ fn base(
     // image without one) the default, in its config too.
     let env_list = config.config.env.get_or_insert_with(Vec::new);
     if !env_list.iter().any(|e| e.starts_with("PATH=")) {
-        env_list.insert(0, format!("PATH={}", super::run::DEFAULT_PATH));
+        env_list.insert(0, format!("PATH={}", crate::plan::DEFAULT_PATH));
     }
     let vars = inherited_vars.unwrap_or_else(|| {
         config
