@@ -54,6 +54,11 @@ fn the_printed_plan_is_what_the_build_runs() {
     );
     let printed = p.ok(&["plan", "--build-arg", "V=2", "."]);
     let graph: serde_json::Value = serde_json::from_slice(&printed.stdout).unwrap();
+    let same = p.ok(&["build", "--print-plan", "--build-arg", "V=2", "."]);
+    assert_eq!(
+        same.stdout, printed.stdout,
+        "--print-plan prints what `plan` does"
+    );
     let ops = graph["ops"].as_array().unwrap();
     let run = ops.last().unwrap();
     assert_eq!(run["op"], "exec");
