@@ -25,7 +25,7 @@
 //! | `no_new_privs` | set | set |
 //! | descriptors | only 0, 1, 2 (`close_range` before exec); stdin is `/dev/null` | only 0–2 |
 //! | terminal | a session of its own (`setsid`), no controlling terminal: `/dev/tty` is ENXIO, TIOCSTI reaches nothing | same (no tty for builds) |
-//! | cgroup | one per RUN under the builder's own ([`cgroup`]): `--memory` (OOM named in the error), `--pids-limit` (default [`cgroup::DEFAULT_PIDS`]), `--cpus`; skipped with a warning where cgroups cannot be written | BuildKit: none of these by default |
+//! | cgroup | one per RUN under the builder's own (`cgroup.rs`, [`Limits`]): `--memory` (OOM named in the error), `--pids-limit` (default [`DEFAULT_PIDS`]), `--cpus`; skipped with a warning where cgroups cannot be written | BuildKit: none of these by default |
 //! | rlimits | `nofile` 1024 (BuildKit's), `--ulimit` | same |
 //! | network | `Private`: its own namespace with pasta (outbound and DNS; no port forwarded, gateway not mapped to the host's loopback), `None`, or `Host` (a service must allow it) | BuildKit: its own namespace (CNI) or host |
 //!

@@ -1,5 +1,5 @@
 //! Planning: which stages a build needs, in what order, and the op graph of the build
-//! ([`lower`]). Pure: it describes work and does none; image metadata comes through an injected
+//! ([`lower()`]). Pure: it describes work and does none; image metadata comes through an injected
 //! [`Resolve`]r.
 //!
 //! Imports: `dockerfile`, `digest` (see `tests/architecture.rs`).

@@ -27,7 +27,7 @@ pub struct BuildRequest {
     /// `--label`s added to the image.
     pub labels: BTreeMap<String, String>,
     /// `SOURCE_DATE_EPOCH`: the time written into the image and the clamp for file times
-    /// (without it, [`DEFAULT_EPOCH`]).
+    /// (without it, [`DEFAULT_EPOCH`](super::DEFAULT_EPOCH)).
     pub source_date_epoch: Option<i64>,
     /// `--no-reproducible`: without [`Self::source_date_epoch`], the files a RUN makes keep
     /// their wall-clock times and the image's `created` is the time of the build.
@@ -52,7 +52,7 @@ pub struct BuildRequest {
     /// `--pull`: ask the registry for every base image, even one in the local store.
     pub pull: bool,
     /// `--max-download`: the most one `ADD <url>` downloads (default
-    /// [`DEFAULT_MAX_DOWNLOAD`], 8 GiB); past it the step fails.
+    /// [`DEFAULT_MAX_DOWNLOAD`](super::DEFAULT_MAX_DOWNLOAD), 8 GiB); past it the step fails.
     pub max_download: Option<u64>,
     /// `--platform`: which image of a multi-platform base to use (default: the host's).
     pub platform: Option<crate::registry::Platform>,
