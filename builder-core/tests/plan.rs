@@ -109,9 +109,9 @@ fn a_build_arg_overrides_a_default_and_from_names_a_stage_or_an_image() {
         })
         .collect();
     // `--from=b` reads stage 0's last op; `--from=tools` an image source op.
-    assert_eq!(copies[0].0.as_deref(), Some("stage 0"));
+    assert_eq!(copies[0].0, Some(plan::From::Stage(0)));
     assert_eq!(copies[0].1[1], g.stages[0].result);
-    assert_eq!(copies[1].0.as_deref(), Some("tools"));
+    assert_eq!(copies[1].0, Some(plan::From::Image("tools".into())));
     assert!(matches!(
         &g.ops[copies[1].1[1]].kind,
         Kind::Source(OpSource::Image { name, .. }) if name == "tools"

@@ -31,6 +31,8 @@ pub struct Stage {
     pub name: Option<String>,
     /// Its last op: the stage's result.
     pub result: OpId,
+    /// Its steps in order: FROM, the base's ONBUILD triggers, then one op per instruction.
+    pub steps: Vec<OpId>,
 }
 
 /// One step of the build.
@@ -122,31 +124,90 @@ pub struct Exec {
     /// `--security`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub security: Option<String>,
-    /// `--mount`s, expanded: `type=… target=… [from=…] …` as data.
+    /// `--mount`s.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub mounts: Vec<Mount>,
-    /// Heredoc files fed to the command, by name.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub heredocs: Vec<String>,
+    /// `RUN <<NAME` whose body starts with `#!`: run as the file `/dev/pipes/NAME` (the args
+    /// name it) with this content, by its interpreter, as BuildKit does.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub script: Option<Script>,
 }
 
-/// A RUN mount.
+/// A heredoc RUN runs as a file.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Script {
+    /// The heredoc's name.
+    pub name: String,
+    /// Its content.
+    pub content: String,
+}
+
+/// A RUN mount, every value expanded.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Mount {
     /// `bind`, `cache`, `tmpfs`, `secret` or `ssh`.
-    pub kind: String,
+    pub kind: crate::dockerfile::MountType,
     /// The path inside, absolute.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
-    /// The source path or id.
+    /// The source path.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
-    /// The stage or image it comes from (an input of the op), else the context.
+    /// The stage or image a bind reads (an input of the op), else the context.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub from: Option<String>,
+    pub from: Option<From>,
     /// Read-only.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub readonly: bool,
+    /// A cache's or secret's id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// A cache's sharing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sharing: Option<crate::dockerfile::Sharing>,
+    /// The mode, owner and size given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mode: Option<u32>,
+    /// The owner's uid.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uid: Option<u32>,
+    /// The owner's gid.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gid: Option<u32>,
+    /// A tmpfs's size in bytes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+    /// A secret that must be given.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub required: bool,
+    /// A secret's environment variable.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub env: Option<String>,
+}
+
+/// Where `--from` reads: a stage's result or an image.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum From {
+    /// The stage of that index (its result op is an input).
+    Stage(usize),
+    /// The image of that name (its source op is an input).
+    Image(String),
+}
+
+/// A COPY or ADD source.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FileSource {
+    /// A path or pattern, expanded (a URL for ADD).
+    Path(String),
+    /// A heredoc: a file of that name with that content (expanded if its marker allowed).
+    Heredoc {
+        /// The file name.
+        name: String,
+        /// The content.
+        content: String,
+    },
 }
 
 /// A COPY or ADD.
@@ -154,34 +215,97 @@ pub struct Mount {
 pub struct File {
     /// `copy` or `add`.
     pub action: String,
-    /// The sources, expanded, as the instruction names them (`<<name` for a heredoc).
-    pub sources: Vec<String>,
-    /// `--from`: the stage index or image it reads (its op is an input).
+    /// The sources.
+    pub sources: Vec<FileSource>,
+    /// `--from`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub from: Option<String>,
+    pub from: Option<From>,
     /// The destination, absolute.
     pub dest: String,
+    /// The destination was written as a directory (`dir/`, `dir/.`, `.`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub dest_is_dir: bool,
     /// `--chown`, expanded.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub chown: Option<String>,
     /// `--chmod`, expanded.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub chmod: Option<String>,
-    /// `--link`, `--parents`, `--keep-git-dir`.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub flags: Vec<String>,
     /// `--exclude` patterns.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub exclude: Vec<String>,
+    /// `--parents`.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub parents: bool,
+    /// `--link`.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub link: bool,
+    /// ADD: local archives are unpacked (not `--unpack=false`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub unpack: bool,
+    /// ADD `--checksum`, expanded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checksum: Option<String>,
+    /// ADD `--keep-git-dir`.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub keep_git_dir: bool,
 }
 
-/// A config edit: the keyword and its values, expanded.
+/// A config edit, every value expanded and checked.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Config {
-    /// `ENV`, `ARG`, `LABEL`, `CMD`, `WORKDIR`, …
-    pub keyword: String,
-    /// The values (`key=value` pairs, arguments, a path, …).
-    pub values: Vec<String>,
+#[serde(tag = "keyword", content = "value", rename_all = "UPPERCASE")]
+pub enum Config {
+    /// `ENV`: the pairs set, in order.
+    Env(Vec<(String, String)>),
+    /// `LABEL`.
+    Label(Vec<(String, String)>),
+    /// `ARG`: the args given a value (an ARG without one sets nothing).
+    Arg(Vec<(String, String)>),
+    /// `WORKDIR`: the new working directory (an absolute one as written, a relative one
+    /// joined and cleaned, as BuildKit keeps them); the directories it passes through are made.
+    Workdir(String),
+    /// `USER`.
+    User(String),
+    /// `EXPOSE`: each port as docker records it (`80/tcp`), ranges expanded.
+    Expose(Vec<String>),
+    /// `VOLUME`.
+    Volume(Vec<String>),
+    /// `STOPSIGNAL`.
+    Stopsignal(String),
+    /// `MAINTAINER`: the image's author.
+    Maintainer(String),
+    /// `CMD`, the shell included for the shell form.
+    Cmd(Vec<String>),
+    /// `ENTRYPOINT`, the shell included for the shell form.
+    Entrypoint(Vec<String>),
+    /// `SHELL`.
+    Shell(Vec<String>),
+    /// `HEALTHCHECK`.
+    Healthcheck(Health),
+    /// `ONBUILD`: the trigger as written.
+    Onbuild(String),
+}
+
+/// `HEALTHCHECK`, as the image config holds it (durations in nanoseconds).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Health {
+    /// `["NONE"]`, `["CMD", …]` or `["CMD-SHELL", line]`.
+    pub test: Vec<String>,
+    /// `--interval`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interval: Option<u64>,
+    /// `--timeout`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<u64>,
+    /// `--start-period`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start_period: Option<u64>,
+    /// `--start-interval`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start_interval: Option<u64>,
+    /// `--retries`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retries: Option<u64>,
 }
 
 impl Kind {
@@ -196,8 +320,46 @@ impl Kind {
             }
             Self::Source(Source::Url { url }) => format!("source url {url}"),
             Self::Exec(e) => format!("exec {}", e.args.join(" ")),
-            Self::File(f) => format!("{} {} → {}", f.action, f.sources.join(" "), f.dest),
-            Self::Config(c) => format!("config {} {}", c.keyword, c.values.join(" ")),
+            Self::File(f) => {
+                let sources: Vec<String> = f
+                    .sources
+                    .iter()
+                    .map(|s| match s {
+                        FileSource::Path(p) => p.clone(),
+                        FileSource::Heredoc { name, .. } => format!("<<{name}"),
+                    })
+                    .collect();
+                format!("{} {} → {}", f.action, sources.join(" "), f.dest)
+            }
+            Self::Config(c) => format!("config {}", c.summary()),
+        }
+    }
+}
+
+impl Config {
+    /// The keyword and its values, as one line.
+    pub fn summary(&self) -> String {
+        let pairs = |p: &[(String, String)]| {
+            p.iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        match self {
+            Self::Env(p) => format!("ENV {}", pairs(p)),
+            Self::Label(p) => format!("LABEL {}", pairs(p)),
+            Self::Arg(p) => format!("ARG {}", pairs(p)),
+            Self::Workdir(v) => format!("WORKDIR {v}"),
+            Self::User(v) => format!("USER {v}"),
+            Self::Expose(v) => format!("EXPOSE {}", v.join(" ")),
+            Self::Volume(v) => format!("VOLUME {}", v.join(" ")),
+            Self::Stopsignal(v) => format!("STOPSIGNAL {v}"),
+            Self::Maintainer(v) => format!("MAINTAINER {v}"),
+            Self::Cmd(v) => format!("CMD {}", v.join(" ")),
+            Self::Entrypoint(v) => format!("ENTRYPOINT {}", v.join(" ")),
+            Self::Shell(v) => format!("SHELL {}", v.join(" ")),
+            Self::Healthcheck(h) => format!("HEALTHCHECK {}", h.test.join(" ")),
+            Self::Onbuild(v) => format!("ONBUILD {v}"),
         }
     }
 }

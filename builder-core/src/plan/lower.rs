@@ -8,7 +8,10 @@ use crate::dockerfile::{
     Source as Base,
 };
 
-use super::graph::{self, Config, Exec, File, Graph, Kind, Mount, Network, Op, OpId, Source};
+use super::graph::{
+    self, Config, Exec, File, FileSource, From, Graph, Health, Kind, Mount, Network, Op, OpId,
+    Script, Source,
+};
 use super::{Error, Resolve};
 
 /// The `PATH` of a Linux image or RUN that has none (BuildKit's and containerd's default).
@@ -52,6 +55,8 @@ struct Scope {
     on_build: Vec<String>,
     /// The last op: what the next one works on.
     last: OpId,
+    /// The stage's steps so far: FROM, the base's triggers, its instructions.
+    steps: Vec<OpId>,
 }
 
 struct Lowering<'a> {
@@ -86,6 +91,7 @@ pub fn lower(checked: &Checked, opts: &Options, resolver: &dyn Resolve) -> Resul
             index,
             name: checked.stages[index].name.clone(),
             result: scope.last,
+            steps: scope.steps.clone(),
         });
         l.done.insert(index, scope);
     }
@@ -103,11 +109,10 @@ impl Lowering<'_> {
         self.ops.len() - 1
     }
 
-    fn expand(&self, scope: &Scope, line: usize, word: &str) -> Result<String, Error> {
+    fn expand(&self, scope: &Scope, word: &str) -> Result<String, Error> {
         Lexer::new(self.escape)
             .word(word, &scope.vars)
             .map_err(|source| Error::Expand {
-                line,
                 word: word.to_owned(),
                 source,
             })
@@ -141,13 +146,15 @@ impl Lowering<'_> {
                     Source::Stage { stage: *i }
                 }
                 Base::Image(name) | Base::Deferred(name) => {
-                    let image = self
-                        .resolver
-                        .resolve(name)
-                        .map_err(|reason| Error::Resolve {
+                    let image = self.resolver.resolve(name).map_err(|reason| Error::Step {
+                        line,
+                        keyword: "FROM".into(),
+                        instruction: format!("FROM {}", stage.base.expanded),
+                        source: Box::new(Error::Resolve {
                             name: name.clone(),
                             reason,
-                        })?;
+                        }),
+                    })?;
                     if !image.env.iter().any(|e| e.starts_with("PATH=")) {
                         scope.vars.push(("PATH".into(), DEFAULT_PATH.into()));
                     }
@@ -173,12 +180,26 @@ impl Lowering<'_> {
             inputs,
             kind: Kind::Source(source),
         });
+        scope.steps = vec![scope.last];
         for text in triggers {
-            let inst = trigger(&text)?;
-            self.instruction(index, &mut scope, &inst, Some((line, &text)))?;
+            let at = |e| Error::Step {
+                line,
+                keyword: "ONBUILD".into(),
+                instruction: format!("ONBUILD {text}"),
+                source: Box::new(e),
+            };
+            let inst = trigger(&text).map_err(at)?;
+            self.instruction(index, &mut scope, &inst, Some((line, &text)))
+                .map_err(at)?;
         }
         for inst in &stage.instructions {
-            self.instruction(index, &mut scope, inst, None)?;
+            self.instruction(index, &mut scope, inst, None)
+                .map_err(|e| Error::Step {
+                    line: inst.span.line,
+                    keyword: inst.keyword.as_str().to_owned(),
+                    instruction: inst.original.clone(),
+                    source: Box::new(e),
+                })?;
         }
         Ok(scope)
     }
@@ -196,39 +217,53 @@ impl Lowering<'_> {
         let kind = match &inst.command {
             Command::Run(run) => Kind::Exec(self.exec(scope, line, run, &mut inputs)?),
             Command::Copy(c) => {
-                let from = self.from(c.from.as_deref(), line, &mut inputs)?;
-                let flags = [(c.link, "link"), (c.parents, "parents")];
-                let f = self.file(scope, line, "copy", &c.sources, &c.dest, from, &flags)?;
+                let from = match c.from.as_deref() {
+                    Some(f) => Some(self.from(&self.copy_from(f)?, line, &mut inputs)?),
+                    None => None,
+                };
+                let f = self.file(scope, "copy", &c.sources, &c.dest)?;
                 Kind::File(File {
-                    chown: self.maybe(scope, line, c.chown.as_deref())?,
-                    chmod: self.maybe(scope, line, c.chmod.as_deref())?,
+                    from,
+                    chown: self.maybe(scope, c.chown.as_deref())?,
+                    chmod: self.maybe(scope, c.chmod.as_deref())?,
                     exclude: c.exclude.clone(),
+                    parents: c.parents,
+                    link: c.link,
                     ..f
                 })
             }
             Command::Add(a) => {
-                let flags = [(a.link, "link"), (a.keep_git_dir, "keep-git-dir")];
-                let f = self.file(scope, line, "add", &a.sources, &a.dest, None, &flags)?;
+                let f = self.file(scope, "add", &a.sources, &a.dest)?;
                 Kind::File(File {
-                    chown: self.maybe(scope, line, a.chown.as_deref())?,
-                    chmod: self.maybe(scope, line, a.chmod.as_deref())?,
+                    chown: self.maybe(scope, a.chown.as_deref())?,
+                    chmod: self.maybe(scope, a.chmod.as_deref())?,
                     exclude: a.exclude.clone(),
+                    link: a.link,
+                    unpack: a.unpack != Some(false),
+                    checksum: self.maybe(scope, a.checksum.as_deref())?,
+                    keep_git_dir: a.keep_git_dir,
                     ..f
                 })
             }
-            other => Kind::Config(self.config(index, scope, line, other)?),
+            other => Kind::Config(self.config(index, scope, other)?),
         };
         if let Kind::File(f) = &kind {
-            if f.from.is_none() {
-                let remote = f.sources.iter().all(|s| s.contains("://"));
+            let paths: Vec<String> = f
+                .sources
+                .iter()
+                .filter_map(|s| match s {
+                    FileSource::Path(p) => Some(p.clone()),
+                    FileSource::Heredoc { .. } => None,
+                })
+                .collect();
+            if f.from.is_none() && !paths.is_empty() {
+                let remote = paths.iter().all(|s| s.contains("://"));
                 let source = if remote && f.action == "add" {
                     Source::Url {
-                        url: f.sources.join(" "),
+                        url: paths.join(" "),
                     }
                 } else {
-                    Source::Context {
-                        paths: f.sources.clone(),
-                    }
+                    Source::Context { paths }
                 };
                 let id = self.push(Op {
                     stage: index,
@@ -250,22 +285,16 @@ impl Lowering<'_> {
             inputs,
             kind,
         });
+        scope.steps.push(scope.last);
         Ok(())
     }
 
-    fn maybe(&self, scope: &Scope, line: usize, v: Option<&str>) -> Result<Option<String>, Error> {
-        v.map(|v| self.expand(scope, line, v)).transpose()
+    fn maybe(&self, scope: &Scope, v: Option<&str>) -> Result<Option<String>, Error> {
+        v.map(|v| self.expand(scope, v)).transpose()
     }
 
-    /// `--from` (COPY, RUN mounts): a stage (its result becomes an input) or an image name,
-    /// expanded with the global and automatic args only, as BuildKit does.
-    fn from(
-        &mut self,
-        from: Option<&str>,
-        line: usize,
-        inputs: &mut Vec<OpId>,
-    ) -> Result<Option<String>, Error> {
-        let Some(from) = from else { return Ok(None) };
+    /// `COPY --from`, expanded with the global and automatic args only, as BuildKit does.
+    fn copy_from(&self, from: &str) -> Result<String, Error> {
         let mut vars: Vec<(String, String)> = self
             .opts
             .automatic_args
@@ -278,77 +307,96 @@ impl Lowering<'_> {
                 .iter()
                 .filter_map(|g| Some((g.decl.name.clone(), g.value.clone()?))),
         );
-        let name = Lexer::new(self.escape)
+        Lexer::new(self.escape)
             .word(from, &vars)
             .map_err(|source| Error::Expand {
-                line,
                 word: from.to_owned(),
                 source,
-            })?;
-        if let Some(stage) = self.checked.stage(&name) {
-            if let Some(done) = self.done.get(&stage.index) {
-                inputs.push(done.last);
-                return Ok(Some(format!("stage {}", stage.index)));
-            }
+            })
+    }
+
+    /// What `--from=name` reads: a stage (its result becomes an input) or an image (a source
+    /// op, the resolver's answer, becomes one).
+    fn from(&mut self, name: &str, line: usize, inputs: &mut Vec<OpId>) -> Result<From, Error> {
+        if let Some(stage) = self.checked.stage(name) {
+            let done = self
+                .done
+                .get(&stage.index)
+                .ok_or(Error::Order { stage: stage.index })?;
+            inputs.push(done.last);
+            return Ok(From::Stage(stage.index));
         }
+        let image = self
+            .resolver
+            .resolve(name)
+            .map_err(|reason| Error::Resolve {
+                name: name.to_owned(),
+                reason,
+            })?;
         let id = self.push(Op {
             stage: usize::MAX,
             line,
             instruction: format!("--from={name}"),
             inputs: Vec::new(),
             kind: Kind::Source(Source::Image {
-                name: name.clone(),
-                digest: self
-                    .resolver
-                    .resolve(&name)
-                    .map_err(|reason| Error::Resolve {
-                        name: name.clone(),
-                        reason,
-                    })?
-                    .digest
-                    .to_string(),
+                name: name.to_owned(),
+                digest: image.digest.to_string(),
             }),
         });
         inputs.push(id);
-        Ok(Some(name))
+        Ok(From::Image(name.to_owned()))
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// A COPY's or ADD's sources and destination; the caller adds its flags.
     fn file(
         &self,
         scope: &Scope,
-        line: usize,
         action: &str,
         sources: &[CopySource],
         dest: &str,
-        from: Option<String>,
-        flags: &[(bool, &str)],
     ) -> Result<File, Error> {
         let sources = sources
             .iter()
             .map(|s| match s {
-                CopySource::Path { path } => self.expand(scope, line, path),
-                CopySource::Heredoc { name, .. } => Ok(format!("<<{name}")),
+                CopySource::Path { path } => Ok(FileSource::Path(self.expand(scope, path)?)),
+                CopySource::Heredoc {
+                    name,
+                    content,
+                    expand,
+                } => {
+                    let content = if *expand {
+                        let mut lex = Lexer::new(self.escape);
+                        lex.skip_process_quotes = true;
+                        lex.word(content, &scope.vars)
+                            .map_err(|source| Error::Expand {
+                                word: name.clone(),
+                                source,
+                            })?
+                    } else {
+                        content.clone()
+                    };
+                    Ok(FileSource::Heredoc {
+                        name: name.clone(),
+                        content,
+                    })
+                }
             })
-            .collect::<Result<_, _>>()?;
-        let written = self.expand(scope, line, dest)?;
-        let mut dest = absolute(&scope.workdir, &written);
-        if written.ends_with('/') && dest != "/" {
-            dest.push('/');
-        }
+            .collect::<Result<_, Error>>()?;
+        let written = self.expand(scope, dest)?;
         Ok(File {
             action: action.into(),
             sources,
-            from,
-            dest,
+            from: None,
+            dest: absolute(&scope.workdir, &written),
+            dest_is_dir: written.ends_with('/') || written.ends_with("/.") || written == ".",
             chown: None,
             chmod: None,
-            flags: flags
-                .iter()
-                .filter(|(on, _)| *on)
-                .map(|(_, f)| (*f).to_owned())
-                .collect(),
             exclude: Vec::new(),
+            parents: false,
+            link: false,
+            unpack: false,
+            checksum: None,
+            keep_git_dir: false,
         })
     }
 
@@ -359,40 +407,22 @@ impl Lowering<'_> {
         run: &crate::dockerfile::Run,
         inputs: &mut Vec<OpId>,
     ) -> Result<Exec, Error> {
-        let args = match &run.command {
-            CommandLine::Exec(v) => v.clone(),
-            CommandLine::Shell(s) => {
-                let mut v = scope.shell.clone();
-                v.push(s.clone());
-                v
-            }
-        };
-        let network = match self.maybe(scope, line, run.network.as_deref())?.as_deref() {
+        let (args, script) = run_args(&scope.shell, run);
+        let network = match self.maybe(scope, run.network.as_deref())?.as_deref() {
             None | Some("default") => Network::Default,
             Some("none") => Network::None,
             Some("host") => Network::Host,
             Some(other) => {
-                return Err(Error::Network {
-                    line,
+                return Err(Error::Invalid {
+                    flag: "--network",
                     value: other.to_owned(),
+                    reason: "expected `default`, `none` or `host`".into(),
                 });
             }
         };
         let mut mounts = Vec::new();
         for m in &run.mounts {
-            let from = self.from(m.from.as_deref(), line, inputs)?;
-            mounts.push(Mount {
-                kind: serde_json::to_value(m.kind)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_owned))
-                    .unwrap_or_default(),
-                target: self
-                    .maybe(scope, line, m.target.as_deref())?
-                    .map(|t| absolute(&scope.workdir, &t)),
-                source: self.maybe(scope, line, m.source.as_deref())?,
-                from,
-                readonly: m.readonly,
-            });
+            mounts.push(self.mount(scope, line, m, inputs)?);
         }
         Ok(Exec {
             args,
@@ -402,89 +432,129 @@ impl Lowering<'_> {
             network,
             security: run.security.clone(),
             mounts,
-            heredocs: run.heredocs.iter().map(|h| h.name.clone()).collect(),
+            script,
         })
     }
 
-    fn config(
-        &self,
-        index: usize,
-        scope: &mut Scope,
+    /// A RUN mount with every value expanded in the stage's scope (`from` too, unlike
+    /// `COPY --from`), its target made absolute.
+    fn mount(
+        &mut self,
+        scope: &Scope,
         line: usize,
-        command: &Command,
-    ) -> Result<Config, Error> {
-        let expand = |scope: &Scope, v: &str| self.expand(scope, line, v);
+        m: &crate::dockerfile::Mount,
+        inputs: &mut Vec<OpId>,
+    ) -> Result<Mount, Error> {
+        let m = m.with_numbers(
+            |raw| self.expand(scope, raw),
+            |key, value, reason| Error::Invalid {
+                flag: "--mount",
+                value: format!("{key}={value}"),
+                reason,
+            },
+        )?;
+        let from = match self.maybe(scope, m.from.as_deref())? {
+            Some(name) => Some(self.from(&name, line, inputs)?),
+            None => None,
+        };
+        Ok(Mount {
+            kind: m.kind,
+            target: self
+                .maybe(scope, m.target.as_deref())?
+                .map(|t| absolute(&scope.workdir, &t)),
+            source: self.maybe(scope, m.source.as_deref())?,
+            from,
+            readonly: m.readonly,
+            id: self.maybe(scope, m.id.as_deref())?,
+            sharing: m.sharing,
+            mode: m.mode,
+            uid: m.uid,
+            gid: m.gid,
+            size: m.size,
+            required: m.required,
+            env: m.env.clone(),
+        })
+    }
+
+    fn config(&self, index: usize, scope: &mut Scope, command: &Command) -> Result<Config, Error> {
+        let expand = |scope: &Scope, v: &str| self.expand(scope, v);
+        let all = |scope: &Scope, v: &[String]| -> Result<Vec<String>, Error> {
+            v.iter().map(|x| expand(scope, x)).collect()
+        };
         let pairs = |scope: &Scope, pairs: &[KeyValue]| -> Result<Vec<(String, String)>, Error> {
             pairs
                 .iter()
                 .map(|p| Ok((expand(scope, &p.key)?, expand(scope, &p.value)?)))
                 .collect()
         };
-        let joined = |p: &[(String, String)]| p.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        let (keyword, values): (&str, Vec<String>) = match command {
+        let invalid = |flag: &'static str, value: String, reason: String| Error::Invalid {
+            flag,
+            value,
+            reason,
+        };
+        Ok(match command {
             Command::Env { pairs: p } => {
                 // Every value is expanded against the scope before the instruction.
                 let set = pairs(scope, p)?;
                 scope.vars.extend(set.iter().cloned());
-                ("ENV", joined(&set))
+                Config::Env(set)
             }
-            Command::Label { pairs: p } => ("LABEL", joined(&pairs(scope, p)?)),
+            Command::Label { pairs: p } => Config::Label(pairs(scope, p)?),
             Command::Arg { args } => {
-                let set = self.declare(index, scope, line, args)?;
+                let set = self.declare(index, scope, args)?;
                 scope.vars.extend(set.iter().cloned());
-                ("ARG", joined(&set))
+                Config::Arg(set)
             }
             Command::Workdir { path } => {
-                scope.workdir = absolute(&scope.workdir, &expand(scope, path)?);
-                ("WORKDIR", vec![scope.workdir.clone()])
+                // BuildKit keeps an absolute WORKDIR as written (`/w/./a/../b/`) and joins, so
+                // cleans, a relative one.
+                let expanded = expand(scope, path)?;
+                scope.workdir = if expanded.starts_with('/') {
+                    expanded
+                } else {
+                    absolute(&scope.workdir, &expanded)
+                };
+                Config::Workdir(scope.workdir.clone())
             }
             Command::User { user } => {
                 scope.user = expand(scope, user)?;
-                ("USER", vec![scope.user.clone()])
+                Config::User(scope.user.clone())
             }
             Command::Shell { shell } => {
                 scope.shell.clone_from(shell);
-                ("SHELL", shell.clone())
+                Config::Shell(shell.clone())
             }
-            Command::Expose { ports } => (
-                "EXPOSE",
-                ports
-                    .iter()
-                    .map(|p| expand(scope, p))
-                    .collect::<Result<_, _>>()?,
-            ),
-            Command::Volume { paths } => (
-                "VOLUME",
-                paths
-                    .iter()
-                    .map(|p| expand(scope, p))
-                    .collect::<Result<_, _>>()?,
-            ),
-            Command::Stopsignal { signal } => ("STOPSIGNAL", vec![expand(scope, signal)?]),
-            Command::Maintainer { name } => ("MAINTAINER", vec![name.clone()]),
-            Command::Cmd(c) => ("CMD", command_line(scope, c)),
-            Command::Entrypoint(c) => ("ENTRYPOINT", command_line(scope, c)),
-            Command::Healthcheck(h) => (
-                "HEALTHCHECK",
-                match h {
-                    crate::dockerfile::Healthcheck::None => vec!["NONE".into()],
-                    crate::dockerfile::Healthcheck::Cmd { command, .. } => {
-                        command_line(scope, command)
-                    }
-                },
-            ),
+            Command::Expose { ports } => {
+                let mut out = Vec::new();
+                // A word that expands to nothing is no port (BuildKit splits the words).
+                for p in all(scope, ports)?.into_iter().filter(|p| !p.is_empty()) {
+                    out.extend(expand_ports(&p).map_err(|reason| invalid("EXPOSE", p, reason))?);
+                }
+                Config::Expose(out)
+            }
+            Command::Volume { paths } => Config::Volume(all(scope, paths)?),
+            Command::Stopsignal { signal } => {
+                let signal = expand(scope, signal)?;
+                if !is_signal(&signal) {
+                    return Err(invalid(
+                        "STOPSIGNAL",
+                        signal,
+                        "not a signal (a number, or a name such as SIGTERM or SIGRTMIN+3)".into(),
+                    ));
+                }
+                Config::Stopsignal(signal)
+            }
+            Command::Maintainer { name } => Config::Maintainer(name.clone()),
+            Command::Cmd(c) => Config::Cmd(command_line(scope, c)),
+            Command::Entrypoint(c) => Config::Entrypoint(command_line(scope, c)),
+            Command::Healthcheck(h) => Config::Healthcheck(health(h)),
             Command::Onbuild { trigger } => {
-                let text = trigger.original.clone();
-                scope.on_build.push(text.clone());
-                ("ONBUILD", vec![text])
+                scope.on_build.push(trigger.original.clone());
+                Config::Onbuild(trigger.original.clone())
             }
             Command::From(_) | Command::Run(_) | Command::Copy(_) | Command::Add(_) => {
                 return Err(Error::Order { stage: index });
             }
-        };
-        Ok(Config {
-            keyword: keyword.into(),
-            values,
         })
     }
 
@@ -494,7 +564,6 @@ impl Lowering<'_> {
         &self,
         index: usize,
         scope: &Scope,
-        line: usize,
         args: &[ArgDecl],
     ) -> Result<Vec<(String, String)>, Error> {
         let stage = &self.checked.stages[index];
@@ -504,7 +573,7 @@ impl Lowering<'_> {
             let value = if let Some(v) = self.opts.build_args.get(&a.name) {
                 Some(v.clone())
             } else if let Some(d) = &a.default {
-                Some(self.expand(&now, line, d)?)
+                Some(self.expand(&now, d)?)
             } else if let Some((_, v)) = stage.inherited_args.iter().find(|(n, _)| *n == a.name) {
                 v.clone()
             } else {
@@ -552,6 +621,139 @@ pub fn environment(
     env
 }
 
+/// RUN's command line: the exec form as written; the shell form under the stage's shell, with
+/// heredocs as BuildKit passes them. `RUN <<EOF` alone runs the heredoc (a `#!` one as the
+/// file `/dev/pipes/EOF`); heredocs inside a line (`python3 <<EOF`) follow it, each body and
+/// its delimiter, for the shell to read.
+fn run_args(shell: &[String], run: &crate::dockerfile::Run) -> (Vec<String>, Option<Script>) {
+    let with_shell = |line: String| -> Vec<String> {
+        shell.iter().cloned().chain(std::iter::once(line)).collect()
+    };
+    match (&run.command, run.heredocs.as_slice()) {
+        (CommandLine::Exec(v), _) => (v.clone(), None),
+        (CommandLine::Shell(s), []) => (with_shell(s.clone()), None),
+        (CommandLine::Shell(s), [h]) if is_only_heredoc(s, &h.name) => {
+            if h.content.starts_with("#!") {
+                let script = Script {
+                    name: h.name.clone(),
+                    content: h.content.clone(),
+                };
+                (vec![format!("/dev/pipes/{}", h.name)], Some(script))
+            } else {
+                (with_shell(h.content.clone()), None)
+            }
+        }
+        (CommandLine::Shell(s), docs) => {
+            let mut line = s.clone();
+            for h in docs {
+                line.push('\n');
+                line.push_str(&h.content);
+                line.push_str(&h.name);
+            }
+            (with_shell(line), None)
+        }
+    }
+}
+
+/// Whether a RUN's shell line is nothing but the heredoc `name` (`<<EOF`, `<<-"EOF"`…).
+fn is_only_heredoc(line: &str, name: &str) -> bool {
+    let rest = line.trim().strip_prefix("<<").unwrap_or_default();
+    let rest = rest.strip_prefix('-').unwrap_or(rest);
+    let unquoted = rest
+        .strip_prefix('"')
+        .and_then(|r| r.strip_suffix('"'))
+        .or_else(|| rest.strip_prefix('\'').and_then(|r| r.strip_suffix('\'')))
+        .unwrap_or(rest);
+    !name.is_empty() && unquoted == name
+}
+
+/// HEALTHCHECK as the image config holds it.
+fn health(h: &crate::dockerfile::Healthcheck) -> Health {
+    use crate::dockerfile::Healthcheck;
+    match h {
+        Healthcheck::None => Health {
+            test: vec!["NONE".into()],
+            interval: None,
+            timeout: None,
+            start_period: None,
+            start_interval: None,
+            retries: None,
+        },
+        Healthcheck::Cmd {
+            command,
+            interval,
+            timeout,
+            start_period,
+            start_interval,
+            retries,
+        } => {
+            let test = match command {
+                CommandLine::Shell(s) => vec!["CMD-SHELL".into(), s.clone()],
+                CommandLine::Exec(v) => std::iter::once("CMD".to_owned())
+                    .chain(v.iter().cloned())
+                    .collect(),
+            };
+            let ns = |d: &Option<std::time::Duration>| {
+                d.map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+            };
+            Health {
+                test,
+                interval: ns(interval),
+                timeout: ns(timeout),
+                start_period: ns(start_period),
+                start_interval: ns(start_interval),
+                retries: retries.map(u64::from),
+            }
+        }
+    }
+}
+
+/// `80`, `53/UDP`, `9000-9002/tcp` → `80/tcp`, `53/udp`, `9000/tcp`… as docker records them.
+fn expand_ports(spec: &str) -> Result<Vec<String>, String> {
+    let (range, proto) = match spec.split_once('/') {
+        Some((r, p)) => (r, p.to_ascii_lowercase()),
+        None => (spec, "tcp".to_owned()),
+    };
+    let parse = |s: &str| {
+        s.parse::<u16>()
+            .map_err(|_| format!("`{s}` is not a port number"))
+    };
+    let (lo, hi) = match range.split_once('-') {
+        Some((a, b)) => (parse(a)?, parse(b)?),
+        None => {
+            let p = parse(range)?;
+            (p, p)
+        }
+    };
+    if hi < lo {
+        return Err("the range ends before it starts".into());
+    }
+    Ok((lo..=hi).map(|p| format!("{p}/{proto}")).collect())
+}
+
+/// Whether `s` names a Linux signal as docker's `signal.ParseSignal` reads it: a number from
+/// 1 to 64, or a name with or without `SIG` (any case), `RTMIN+n` and `RTMAX-n` included.
+fn is_signal(s: &str) -> bool {
+    const NAMES: [&str; 33] = [
+        "ABRT", "ALRM", "BUS", "CHLD", "CONT", "FPE", "HUP", "ILL", "INT", "IO", "IOT", "KILL",
+        "PIPE", "POLL", "PROF", "PWR", "QUIT", "SEGV", "STKFLT", "STOP", "SYS", "TERM", "TRAP",
+        "TSTP", "TTIN", "TTOU", "URG", "USR1", "USR2", "VTALRM", "WINCH", "XCPU", "XFSZ",
+    ];
+    if let Ok(n) = s.parse::<u32>() {
+        return (1..=64).contains(&n);
+    }
+    let upper = s.to_ascii_uppercase();
+    let name = upper.strip_prefix("SIG").unwrap_or(&upper);
+    let offset = |rest: &str| rest.is_empty() || rest.parse::<u32>().is_ok_and(|n| n <= 30);
+    NAMES.contains(&name)
+        || name
+            .strip_prefix("RTMIN")
+            .is_some_and(|r| offset(r.strip_prefix('+').unwrap_or(r)))
+        || name
+            .strip_prefix("RTMAX")
+            .is_some_and(|r| offset(r.strip_prefix('-').unwrap_or(r)))
+}
+
 fn command_line(scope: &Scope, line: &CommandLine) -> Vec<String> {
     match line {
         CommandLine::Exec(v) => v.clone(),
@@ -590,8 +792,90 @@ fn trigger(text: &str) -> Result<Instruction, Error> {
         source: Box::new(source),
     };
     let parsed = crate::dockerfile::parse(text).map_err(bad)?;
-    match parsed.instructions.first() {
-        Some(node) => crate::dockerfile::parse_instruction(node).map_err(bad),
-        None => Err(Error::Order { stage: usize::MAX }),
+    let node = parsed
+        .instructions
+        .first()
+        .ok_or_else(|| Error::Unsupported {
+            what: "an empty ONBUILD trigger".into(),
+        })?;
+    let inst = crate::dockerfile::parse_instruction(node).map_err(bad)?;
+    if matches!(
+        inst.command,
+        Command::From(_) | Command::Onbuild { .. } | Command::Maintainer { .. }
+    ) {
+        return Err(Error::Unsupported {
+            what: format!("`{}` as an ONBUILD trigger", inst.keyword),
+        });
+    }
+    Ok(inst)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stop_signals_are_read_as_docker_reads_them() {
+        for ok in [
+            "SIGTERM",
+            "term",
+            "9",
+            "SIGRTMIN+3",
+            "RTMAX-2",
+            "SIGRTMIN",
+            "SIGWINCH",
+            "64",
+        ] {
+            assert!(is_signal(ok), "{ok}");
+        }
+        for bad in ["SIGBOGUS", "0", "65", "", "SIG", "RTMIN+99", "-1"] {
+            assert!(!is_signal(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn ports_expand_like_docker() {
+        assert_eq!(expand_ports("80").unwrap(), ["80/tcp"]);
+        assert_eq!(expand_ports("53/UDP").unwrap(), ["53/udp"]);
+        assert_eq!(
+            expand_ports("9000-9002/tcp").unwrap(),
+            ["9000/tcp", "9001/tcp", "9002/tcp"]
+        );
+        assert!(expand_ports("x").is_err());
+    }
+
+    #[test]
+    fn paths_join_the_workdir() {
+        assert_eq!(absolute("/app", "src"), "/app/src");
+        assert_eq!(absolute("/app", "/etc"), "/etc");
+        assert_eq!(absolute("/", "."), "/");
+        assert_eq!(absolute("/a/b", "../c/"), "/a/c");
+        assert_eq!(absolute("/", "../../x"), "/x");
+    }
+
+    #[test]
+    fn a_heredoc_alone_is_the_script_and_a_shebang_one_runs_as_a_file() {
+        let run = |src: &str| {
+            let c = crate::dockerfile::parse_and_check(
+                src,
+                &crate::dockerfile::CheckOptions::default(),
+            )
+            .unwrap();
+            match &c.stages[0].instructions[0].command {
+                Command::Run(r) => run_args(&["/bin/sh".into(), "-c".into()], r),
+                _ => unreachable!(),
+            }
+        };
+        let (args, script) = run("FROM s\nRUN <<EOF\necho hi\nEOF\n");
+        assert_eq!(args, ["/bin/sh", "-c", "echo hi\n"]);
+        assert!(script.is_none());
+        let (args, script) = run("FROM s\nRUN <<EOF\n#!/usr/bin/env python3\nprint(1)\nEOF\n");
+        assert_eq!(args, ["/dev/pipes/EOF"]);
+        assert_eq!(
+            script.unwrap().content,
+            "#!/usr/bin/env python3\nprint(1)\n"
+        );
+        let (args, _) = run("FROM s\nRUN python3 <<EOF\nprint(1)\nEOF\n");
+        assert_eq!(args, ["/bin/sh", "-c", "python3 <<EOF\nprint(1)\nEOF"]);
     }
 }

@@ -10,7 +10,10 @@ mod resolve;
 
 use std::collections::BTreeSet;
 
-pub use graph::{Config, Exec, File, Graph, Kind, Mount, Network, Op, OpId, Source as OpSource};
+pub use graph::{
+    Config, Exec, File, FileSource, From, Graph, Health, Kind, Mount, Network, Op, OpId, Script,
+    Source as OpSource,
+};
 pub use lower::{DEFAULT_PATH, Options, PROXY_ARGS, absolute, environment, lower};
 pub use resolve::{ImageMeta, Resolve, Table};
 
@@ -30,11 +33,22 @@ pub struct Plan {
 /// Planning errors.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Error {
-    /// A variable in a value cannot be expanded.
-    #[error("line {line}: cannot expand `{word}`")]
-    Expand {
-        /// The Dockerfile line.
+    /// An instruction could not be lowered.
+    #[error("line {line}: `{instruction}`")]
+    Step {
+        /// The Dockerfile line (an ONBUILD trigger: its FROM's).
         line: usize,
+        /// The instruction's keyword (`ONBUILD` for a trigger).
+        keyword: String,
+        /// The instruction as written.
+        instruction: String,
+        /// What went wrong.
+        #[source]
+        source: Box<Error>,
+    },
+    /// A variable in a value cannot be expanded.
+    #[error("cannot expand `{word}`")]
+    Expand {
         /// The value as written.
         word: String,
         /// Why.
@@ -49,13 +63,16 @@ pub enum Error {
         /// The resolver's reason.
         reason: String,
     },
-    /// `RUN --network` names no network.
-    #[error("line {line}: unknown network `{value}` (expected `default`, `none` or `host`)")]
-    Network {
-        /// The Dockerfile line.
-        line: usize,
+    /// A flag or value that is not valid once expanded (`--network`, a `--mount` number,
+    /// EXPOSE, STOPSIGNAL).
+    #[error("invalid {flag} `{value}`: {reason}")]
+    Invalid {
+        /// The flag or instruction.
+        flag: &'static str,
         /// The value, expanded.
         value: String,
+        /// Why.
+        reason: String,
     },
     /// An ONBUILD trigger of a base image does not parse.
     #[error("invalid ONBUILD trigger `{text}`")]
@@ -66,7 +83,13 @@ pub enum Error {
         #[source]
         source: Box<crate::dockerfile::ParseError>,
     },
-    /// A stage read before it was lowered, or an instruction out of place (a bug).
+    /// Something BuildKit refuses too (`FROM` as an ONBUILD trigger).
+    #[error("{what} is not supported")]
+    Unsupported {
+        /// What.
+        what: String,
+    },
+    /// A stage read before it was lowered (a bug).
     #[error("stage {stage} was lowered out of order")]
     Order {
         /// The stage.

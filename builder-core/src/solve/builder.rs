@@ -226,7 +226,6 @@ impl Builder {
         };
         let stat_cache_shared = std::sync::Mutex::new(stat_cache);
         let downloads = std::sync::Mutex::new(std::collections::HashMap::new());
-        let pulled = std::sync::Mutex::new(std::collections::HashMap::new());
         let step_keys = std::sync::Mutex::new(Vec::new());
         let never_cancelled = std::sync::atomic::AtomicBool::new(false);
         let platform = req
@@ -236,6 +235,14 @@ impl Builder {
         let next_step = std::sync::atomic::AtomicUsize::new(0);
         let events: std::sync::Mutex<&mut (dyn FnMut(&Event) + Send)> =
             std::sync::Mutex::new(&mut count);
+        let images = env::Images {
+            store: &self.store,
+            pull: req.pull,
+            platform: &platform,
+            registry: &req.registry,
+            resolved: std::sync::Mutex::new(std::collections::HashMap::new()),
+        };
+        let graph = lower(&checked, req, &automatic_args, &images, &events)?;
         let mut states: BTreeMap<usize, StageState>;
         {
             let env = env::BuildEnv {
@@ -254,9 +261,9 @@ impl Builder {
                 run_timeout: req.run_timeout,
                 dockerfile: &dockerfile_path,
                 downloads: &downloads,
-                pull: req.pull,
                 max_download: req.max_download.unwrap_or(download::DEFAULT_MAX_DOWNLOAD),
-                pulled: &pulled,
+                images: &images,
+                graph: &graph,
                 platform: &platform,
                 registry: &req.registry,
                 lazy_layers: &lazy_layers,
@@ -432,5 +439,80 @@ pub(crate) fn image_meta(image: &Image) -> plan::ImageMeta {
         user: c.user.clone().filter(|u| !u.is_empty()),
         shell: c.shell.clone(),
         on_build: c.on_build.clone().unwrap_or_default(),
+    }
+}
+
+/// Lowers the build to its op graph, base images resolved (pulled if need be) through
+/// `images`; a failure is the failed step's error, as the step itself would have given it.
+fn lower(
+    checked: &dockerfile::Checked,
+    req: &BuildRequest,
+    automatic_args: &BTreeMap<String, String>,
+    images: &env::Images<'_>,
+    events: &std::sync::Mutex<&mut (dyn FnMut(&Event) + Send)>,
+) -> Result<plan::Graph> {
+    let opts = plan::Options {
+        build_args: req.build_args.clone(),
+        automatic_args: automatic_args.clone(),
+        target: req.target.clone(),
+    };
+    // The resolver answers the plan with text; the typed error is kept for the step's.
+    let failed: std::sync::Mutex<Option<Error>> = std::sync::Mutex::new(None);
+    let emit = |e: &Event| {
+        let mut on_event = events
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        (on_event)(e);
+    };
+    let resolver = |name: &str| -> std::result::Result<plan::ImageMeta, String> {
+        images
+            .resolve(name, &emit)
+            .map(|image| image_meta(&image))
+            .map_err(|e| {
+                let text = e.to_string();
+                if let Ok(mut f) = failed.lock() {
+                    f.get_or_insert(e);
+                }
+                text
+            })
+    };
+    let lowered = plan::lower(checked, &opts, &resolver);
+    let failed = failed
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    lowered.map_err(|e| step_error(e, failed))
+}
+
+/// A lowering error as the build reports a failed step: keyword, line, instruction, cause.
+fn step_error(err: plan::Error, resolved: Option<Error>) -> Error {
+    match err {
+        plan::Error::Step {
+            line,
+            keyword,
+            instruction,
+            source,
+        } => Error::Step {
+            keyword,
+            line,
+            instruction,
+            source: Box::new(step_error(*source, resolved)),
+        },
+        plan::Error::Resolve { .. } => resolved.unwrap_or_else(|| Error::Plan(err)),
+        plan::Error::Expand { word, source } => Error::Expand { word, source },
+        plan::Error::Invalid {
+            flag,
+            value,
+            reason,
+        } => Error::InvalidFlag {
+            flag,
+            value,
+            reason,
+        },
+        plan::Error::Trigger { source, .. } => Error::Dockerfile {
+            path: "<ONBUILD trigger>".into(),
+            source,
+        },
+        plan::Error::Unsupported { what } => Error::Unsupported { what },
+        other => Error::Plan(other),
     }
 }

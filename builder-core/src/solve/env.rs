@@ -34,12 +34,12 @@ pub(crate) struct BuildEnv<'a> {
     /// Remote files fetched in this build, by URL and checksum.
     pub(crate) downloads:
         &'a std::sync::Mutex<std::collections::HashMap<String, super::download::Download>>,
-    /// `--pull`: base images always come from the registry.
-    pub(crate) pull: bool,
     /// The most one `ADD <url>` downloads.
     pub(crate) max_download: u64,
-    /// Images pulled in this build, by name as written (each is pulled once).
-    pub(crate) pulled: &'a std::sync::Mutex<std::collections::HashMap<String, Image>>,
+    /// How images are found by name, each once per build.
+    pub(crate) images: &'a Images<'a>,
+    /// The build lowered: each stage's steps as plan ops.
+    pub(crate) graph: &'a crate::plan::Graph,
     /// The platform pulled for.
     pub(crate) platform: &'a crate::registry::Platform,
     /// How registries are reached.
@@ -209,35 +209,58 @@ impl StageState {
     }
 }
 
-/// An image by name, as `FROM` finds it: the local store, else the registry (always the
-/// registry with `--pull`). Each name is pulled at most once per build.
-pub(crate) fn resolve_image(env: &BuildEnv<'_>, name: &str) -> Result<Image> {
-    if let Some(image) = env.pulled.lock().ok().and_then(|p| p.get(name).cloned()) {
-        return Ok(image);
-    }
-    if !env.pull {
-        match load_local(env.store, name) {
-            Err(Error::ImageNotFound { .. }) => {}
-            other => return other,
+/// How one build finds images by name (`FROM`, `--from`): the local store, else the registry
+/// (always the registry with `--pull`). Each name is resolved once per build, so the plan and
+/// every stage see the same image even if a tag moves meanwhile.
+pub(crate) struct Images<'a> {
+    pub(crate) store: &'a Store,
+    /// `--pull`.
+    pub(crate) pull: bool,
+    pub(crate) platform: &'a crate::registry::Platform,
+    pub(crate) registry: &'a crate::registry::Options,
+    pub(crate) resolved: std::sync::Mutex<std::collections::HashMap<String, Image>>,
+}
+
+impl Images<'_> {
+    /// The image `name`, telling `emit` when it was pulled.
+    pub(crate) fn resolve(&self, name: &str, emit: &dyn Fn(&Event)) -> Result<Image> {
+        if let Some(image) = self.resolved.lock().ok().and_then(|p| p.get(name).cloned()) {
+            return Ok(image);
         }
+        let image = self.find(name, emit)?;
+        if let Ok(mut p) = self.resolved.lock() {
+            p.insert(name.to_owned(), image.clone());
+        }
+        Ok(image)
     }
-    let failed = |source| Error::Pull {
-        name: name.to_owned(),
-        local: !env.pull,
-        source: Box::new(source),
-    };
-    let reference: crate::registry::Reference = name.parse().map_err(failed)?;
-    let pulled =
-        crate::registry::pull(env.store, &reference, env.platform, env.registry).map_err(failed)?;
-    env.emit(&Event::Pulled {
-        reference: reference.to_string(),
-        digest: pulled.remote_digest.to_string(),
-        layers_fetched: pulled.layers_fetched,
-    });
-    if let Ok(mut p) = env.pulled.lock() {
-        p.insert(name.to_owned(), pulled.image.clone());
+
+    fn find(&self, name: &str, emit: &dyn Fn(&Event)) -> Result<Image> {
+        if !self.pull {
+            match load_local(self.store, name) {
+                Err(Error::ImageNotFound { .. }) => {}
+                other => return other,
+            }
+        }
+        let failed = |source| Error::Pull {
+            name: name.to_owned(),
+            local: !self.pull,
+            source: Box::new(source),
+        };
+        let reference: crate::registry::Reference = name.parse().map_err(failed)?;
+        let pulled = crate::registry::pull(self.store, &reference, self.platform, self.registry)
+            .map_err(failed)?;
+        emit(&Event::Pulled {
+            reference: reference.to_string(),
+            digest: pulled.remote_digest.to_string(),
+            layers_fetched: pulled.layers_fetched,
+        });
+        Ok(pulled.image)
     }
-    Ok(pulled.image)
+}
+
+/// An image by name, as `FROM` finds it (see [`Images`]).
+pub(crate) fn resolve_image(env: &BuildEnv<'_>, name: &str) -> Result<Image> {
+    env.images.resolve(name, &|e| env.emit(e))
 }
 
 /// Finds `name` among the local tags: as written, with `:latest`, and docker's long forms.
@@ -328,17 +351,7 @@ pub(crate) fn add_layer(
 
 /// Joins `path` onto the working directory, as WORKDIR and COPY destinations do.
 pub(crate) fn abs_path(workdir: &str, path: &str) -> String {
-    let joined = if path.starts_with('/') {
-        path.to_owned()
-    } else {
-        format!("{}/{path}", workdir.trim_end_matches('/'))
-    };
-    let cleaned = crate::context::clean_path(&joined);
-    if cleaned.is_empty() {
-        "/".into()
-    } else {
-        cleaned
-    }
+    crate::plan::absolute(workdir, path)
 }
 
 /// The directories `mkdir -p PATH` passes through, in order: each component's path, `.`

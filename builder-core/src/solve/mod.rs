@@ -6,6 +6,7 @@
 
 mod builder;
 mod chown;
+mod config;
 mod container;
 mod copy;
 mod download;

@@ -6,13 +6,11 @@ use std::path::Path;
 use std::time::Instant;
 
 use crate::digest::Digest;
-use crate::dockerfile::{Command, CommandLine, Healthcheck, Instruction, Source};
-use crate::oci::{Empty, HealthConfig, History, ImageConfig};
+use crate::dockerfile::{Command, Instruction, Source};
+use crate::oci::{History, ImageConfig};
 use crate::snapshot::Entry;
 
-use super::env::{
-    BuildEnv, StageState, abs_path, add_layer, missing_dirs, resolve_image, walked_prefixes,
-};
+use super::env::{BuildEnv, StageState, add_layer, missing_dirs, resolve_image, walked_prefixes};
 use super::{Error, Event, Result, copy};
 
 /// What the step cache remembers of a step's result. Variables are not kept: they are
@@ -153,38 +151,41 @@ pub(crate) fn run_stage(
         millis: started.elapsed().as_millis(),
         cached: true,
     });
-    // The base's ONBUILD triggers run first, and are not passed on.
-    if let Some(triggers) = state.config.config.on_build.take() {
-        for text in triggers {
-            env.check_cancelled()?;
-            env.next_step();
-            let instruction = format!("ONBUILD {text}");
-            env.emit(&Event::Step {
-                number: env.step,
-                total: env.total,
-                stage: label.clone(),
-                instruction: instruction.clone(),
+    // The base's ONBUILD triggers run first, and are not passed on; the plan lowered each.
+    let triggers = state.config.config.on_build.take().unwrap_or_default();
+    let steps = stage_steps(env, index, triggers.len())?;
+    for (t, text) in triggers.into_iter().enumerate() {
+        env.check_cancelled()?;
+        env.next_step();
+        let instruction = format!("ONBUILD {text}");
+        env.emit(&Event::Step {
+            number: env.step,
+            total: env.total,
+            stage: label.clone(),
+            instruction: instruction.clone(),
+            line: stage.span.line,
+        });
+        let started = Instant::now();
+        let position = 10_000 + env.step;
+        let op = &env.graph.ops[steps[1 + t]];
+        let cached = trigger(&text)
+            .and_then(|inst| run_cached(env, index, position, &mut state, &inst, op, built))
+            .map_err(|e| Error::Step {
+                keyword: "ONBUILD".into(),
                 line: stage.span.line,
-            });
-            let started = Instant::now();
-            let position = 10_000 + env.step;
-            let cached = trigger(&text)
-                .and_then(|inst| run_cached(env, index, position, &mut state, &inst, built))
-                .map_err(|e| Error::Step {
-                    keyword: "ONBUILD".into(),
-                    line: stage.span.line,
-                    instruction,
-                    source: Box::new(e),
-                })?;
-            env.emit(&Event::StepDone {
-                number: env.step,
-                millis: started.elapsed().as_millis(),
-                cached,
-            });
-        }
+                instruction,
+                source: Box::new(e),
+            })?;
+        env.emit(&Event::StepDone {
+            number: env.step,
+            millis: started.elapsed().as_millis(),
+            cached,
+        });
     }
     // Global ARGs re-declared here take the global value unless a build arg overrides.
+    let first = steps.len() - stage.instructions.len();
     for (position, inst) in stage.instructions.iter().enumerate() {
+        let op = &env.graph.ops[steps[first + position]];
         env.check_cancelled()?;
         env.next_step();
         let text = inst_text(inst);
@@ -197,7 +198,7 @@ pub(crate) fn run_stage(
         });
         let started = Instant::now();
         let cached =
-            run_cached(env, index, position + 1, &mut state, inst, built).map_err(|e| {
+            run_cached(env, index, position + 1, &mut state, inst, op, built).map_err(|e| {
                 Error::Step {
                     keyword: inst.keyword.as_str().to_owned(),
                     line: inst.span.line,
@@ -272,6 +273,7 @@ fn run_cached(
     position: usize,
     state: &mut StageState,
     inst: &Instruction,
+    op: &crate::plan::Op,
     built: &BTreeMap<usize, StageState>,
 ) -> Result<bool> {
     // Every input of the key, in the one value the explanation reads too.
@@ -325,7 +327,7 @@ fn run_cached(
     if !no_cache {
         loop {
             if let Some(cached) = lookup(env, &key) {
-                take_hit(env, index, position, state, inst, &now, cached)?;
+                take_hit(env, index, position, state, op, &now, cached);
                 return Ok(true);
             }
             match env.inflight.claim(key, env.cancel)? {
@@ -371,7 +373,7 @@ fn run_cached(
         first: before.is_none(),
     });
     super::explain::remember(env.store, env.dockerfile, &place, &now);
-    run_instruction(env, index, state, inst, built)?;
+    run_instruction(env, state, inst, op, built)?;
     state.key = key;
     state.parent_reason = Some(format!("an earlier step changed (line {})", inst.span.line));
     let result = Cached {
@@ -392,10 +394,10 @@ fn take_hit(
     index: usize,
     position: usize,
     state: &mut StageState,
-    inst: &Instruction,
+    op: &crate::plan::Op,
     now: &super::explain::StepInputs,
     cached: Cached,
-) -> Result<()> {
+) {
     // The next miss here is explained against this build, not an older one.
     let place = super::explain::place(env.dockerfile, index, position);
     if super::explain::previous(env.store, &place).as_ref() != Some(now) {
@@ -403,11 +405,12 @@ fn take_hit(
     }
     state.config = cached.config;
     state.cmd_set = cached.cmd_set;
-    apply_vars(env, index, state, inst)?;
+    if let crate::plan::Kind::Config(edit) = &op.kind {
+        super::config::replay_vars(state, edit);
+    }
     state.key = now.key();
     env.record_key(index, state.key);
     state.parent_reason = None;
-    Ok(())
 }
 
 fn lookup(env: &BuildEnv<'_>, key: &Digest) -> Option<Cached> {
@@ -419,368 +422,84 @@ fn lookup(env: &BuildEnv<'_>, key: &Digest) -> Option<Cached> {
         .then_some(cached)
 }
 
-/// The variable effects of ENV and ARG, replayed on a cache hit.
-fn apply_vars(
-    env: &BuildEnv<'_>,
-    index: usize,
-    state: &mut StageState,
-    inst: &Instruction,
-) -> Result<()> {
-    match &inst.command {
-        Command::Env { pairs } => {
-            for (key, value) in env_pairs(state, pairs, env.escape)? {
-                state.vars.push((key, value));
-            }
-        }
-        Command::Arg { args } => declare_args(env, index, state, args)?,
-        _ => {}
-    }
-    Ok(())
-}
-
-/// Whether `s` names a Linux signal as docker's `signal.ParseSignal` reads it: a number from
-/// 1 to 64, or a name with or without `SIG` (any case), `RTMIN+n` and `RTMAX-n` included.
-fn is_signal(s: &str) -> bool {
-    const NAMES: [&str; 33] = [
-        "ABRT", "ALRM", "BUS", "CHLD", "CONT", "FPE", "HUP", "ILL", "INT", "IO", "IOT", "KILL",
-        "PIPE", "POLL", "PROF", "PWR", "QUIT", "SEGV", "STKFLT", "STOP", "SYS", "TERM", "TRAP",
-        "TSTP", "TTIN", "TTOU", "URG", "USR1", "USR2", "VTALRM", "WINCH", "XCPU", "XFSZ",
-    ];
-    if let Ok(n) = s.parse::<u32>() {
-        return (1..=64).contains(&n);
-    }
-    let upper = s.to_ascii_uppercase();
-    let name = upper.strip_prefix("SIG").unwrap_or(&upper);
-    let offset = |rest: &str| rest.is_empty() || rest.parse::<u32>().is_ok_and(|n| n <= 30);
-    NAMES.contains(&name)
-        || name
-            .strip_prefix("RTMIN")
-            .is_some_and(|r| offset(r.strip_prefix('+').unwrap_or(r)))
-        || name
-            .strip_prefix("RTMAX")
-            .is_some_and(|r| offset(r.strip_prefix('-').unwrap_or(r)))
-}
-
-/// ENV's pairs, every one expanded against the environment before the instruction, as
-/// BuildKit does: in `ENV a=new b=$a`, `b` gets the old `a`.
-fn env_pairs(
-    state: &StageState,
-    pairs: &[crate::dockerfile::KeyValue],
-    escape: char,
-) -> Result<Vec<(String, String)>> {
-    pairs
-        .iter()
-        .map(|p| {
-            Ok((
-                state.expand(&p.key, escape)?,
-                state.expand(&p.value, escape)?,
-            ))
-        })
-        .collect()
-}
-
-/// ARG: a build arg if given, else the default, else the global value a re-declared global ARG
-/// inherits, else an automatic platform ARG.
-fn declare_args(
-    env: &BuildEnv<'_>,
-    index: usize,
-    state: &mut StageState,
-    args: &[crate::dockerfile::ArgDecl],
-) -> Result<()> {
-    let stage = &env.checked.stages[index];
-    for a in args {
-        let value = if let Some(v) = env.build_args.get(&a.name) {
-            Some(v.clone())
-        } else if let Some(d) = &a.default {
-            Some(state.expand(d, env.escape)?)
-        } else if let Some((_, inherited)) = stage.inherited_args.iter().find(|(n, _)| *n == a.name)
-        {
-            inherited.clone()
-        } else {
-            env.automatic_args.get(&a.name).cloned()
-        };
-        if let Some(v) = value {
-            state.vars.push((a.name.clone(), v));
-        }
-    }
-    Ok(())
-}
-
-/// The shell a shell-form command runs under.
-fn shell_of(state: &StageState) -> Vec<String> {
-    state
-        .config
-        .config
-        .shell
-        .clone()
-        .unwrap_or_else(|| vec!["/bin/sh".into(), "-c".into()])
-}
-
-fn command_vec(state: &StageState, line: &CommandLine) -> Vec<String> {
-    match line {
-        CommandLine::Exec(v) => v.clone(),
-        CommandLine::Shell(s) => {
-            let mut v = shell_of(state);
-            v.push(s.clone());
-            v
-        }
-    }
-}
-
-#[allow(clippy::zero_sized_map_values)] // ExposedPorts and Volumes are maps to `{}`
+/// Runs one instruction on the stage: RUN, COPY and ADD make a layer; every other
+/// instruction is its plan op's config edit (WORKDIR also makes its directories).
 fn run_instruction(
     env: &mut BuildEnv<'_>,
-    index: usize,
     state: &mut StageState,
     inst: &Instruction,
+    op: &crate::plan::Op,
     built: &BTreeMap<usize, StageState>,
 ) -> Result<()> {
-    let escape = env.escape;
     let created_by = inst_text(inst);
-    match &inst.command {
-        Command::From(_) => return Err(Error::Internal("FROM inside a stage".into())),
-        Command::Run(run) => {
+    match (&inst.command, &op.kind) {
+        (Command::Run(run), _) => {
             let layer = super::run::run(env, state, inst, run, built)?;
             history(state, created_by, !layer);
         }
-        Command::Env { pairs } => {
-            for (key, value) in env_pairs(state, pairs, escape)? {
-                state.set_env(&key, &value);
-            }
-            history(state, created_by, true);
-        }
-        Command::Label { pairs } => {
-            for p in pairs {
-                let key = state.expand(&p.key, escape)?;
-                let value = state.expand(&p.value, escape)?;
-                state
-                    .config
-                    .config
-                    .labels
-                    .get_or_insert_with(BTreeMap::new)
-                    .insert(key, value);
-            }
-            history(state, created_by, true);
-        }
-        Command::Arg { args } => {
-            declare_args(env, index, state, args)?;
-            history(state, created_by, true);
-        }
-        Command::Workdir { path } => {
-            let expanded = state.expand(path, escape)?;
-            // BuildKit keeps an absolute WORKDIR as written (`/w/./a/../b/`) and joins, so
-            // cleans, a relative one.
-            let abs = if expanded.starts_with('/') {
-                expanded
-            } else {
-                abs_path(state.workdir(), &expanded)
-            };
-            state.config.config.working_dir = Some(abs.clone());
-            state.ensure_rootfs(env)?;
-            let (uid, gid) = match &state.config.config.user {
-                Some(u) if !u.is_empty() => super::chown::resolve_chown(u, &state.rootfs()),
-                _ => (0, 0),
-            };
-            // Made as `mkdir -p` walks the path as written: `a` of `/w/a/../b` is made too.
-            let mut dirs: Vec<Entry> = Vec::new();
-            for prefix in walked_prefixes(&abs) {
-                for e in missing_dirs(&state.rootfs(), &prefix, 0o755, uid, gid, env.times.epoch)? {
-                    if !dirs.iter().any(|d| d.path == e.path) {
-                        dirs.push(e);
-                    }
-                }
-            }
-            if dirs.is_empty() {
-                history(state, created_by, true);
-            } else {
-                add_layer(env, state, dirs)?;
-                history(state, created_by, false);
-            }
-        }
-        Command::User { user } => {
-            state.config.config.user = Some(state.expand(user, escape)?);
-            history(state, created_by, true);
-        }
-        Command::Expose { ports } => {
-            for p in ports {
-                let p = state.expand(p, escape)?;
-                for port in expand_ports(&p).map_err(|reason| Error::InvalidFlag {
-                    flag: "EXPOSE",
-                    value: p.clone(),
-                    reason,
-                })? {
-                    state
-                        .config
-                        .config
-                        .exposed_ports
-                        .get_or_insert_with(BTreeMap::new)
-                        .insert(port, Empty {});
-                }
-            }
-            history(state, created_by, true);
-        }
-        Command::Volume { paths } => {
-            for p in paths {
-                let p = state.expand(p, escape)?;
-                state
-                    .config
-                    .config
-                    .volumes
-                    .get_or_insert_with(BTreeMap::new)
-                    .insert(p, Empty {});
-            }
-            history(state, created_by, true);
-        }
-        Command::Stopsignal { signal } => {
-            let signal = state.expand(signal, escape)?;
-            if !is_signal(&signal) {
-                return Err(Error::InvalidFlag {
-                    flag: "STOPSIGNAL",
-                    value: signal,
-                    reason: "not a signal (a number, or a name such as SIGTERM or SIGRTMIN+3)"
-                        .into(),
-                });
-            }
-            state.config.config.stop_signal = Some(signal);
-            history(state, created_by, true);
-        }
-        Command::Maintainer { name } => {
-            state.config.author = Some(name.clone());
-            history(state, created_by, true);
-        }
-        Command::Cmd(line) => {
-            state.config.config.cmd = Some(command_vec(state, line));
-            state.cmd_set = true;
-            history(state, created_by, true);
-        }
-        Command::Entrypoint(line) => {
-            state.config.config.entrypoint = Some(command_vec(state, line));
-            if !state.cmd_set {
-                state.config.config.cmd = None;
-            }
-            history(state, created_by, true);
-        }
-        Command::Shell { shell } => {
-            state.config.config.shell = Some(shell.clone());
-            history(state, created_by, true);
-        }
-        Command::Healthcheck(h) => {
-            state.config.config.healthcheck = Some(match h {
-                Healthcheck::None => HealthConfig {
-                    test: vec!["NONE".into()],
-                    ..HealthConfig::default()
-                },
-                Healthcheck::Cmd {
-                    command,
-                    interval,
-                    timeout,
-                    start_period,
-                    start_interval,
-                    retries,
-                } => {
-                    let test = match command {
-                        CommandLine::Shell(s) => vec!["CMD-SHELL".into(), s.clone()],
-                        CommandLine::Exec(v) => std::iter::once("CMD".to_owned())
-                            .chain(v.iter().cloned())
-                            .collect(),
-                    };
-                    let ns = |d: &Option<std::time::Duration>| {
-                        d.map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
-                    };
-                    HealthConfig {
-                        test,
-                        interval: ns(interval),
-                        timeout: ns(timeout),
-                        start_period: ns(start_period),
-                        start_interval: ns(start_interval),
-                        retries: retries.map(u64::from),
-                    }
-                }
-            });
-            history(state, created_by, true);
-        }
-        Command::Onbuild { trigger } => {
-            let text = trigger.original.clone();
-            state
-                .config
-                .config
-                .on_build
-                .get_or_insert_with(Vec::new)
-                .push(text);
-            history(state, created_by, true);
-        }
-        Command::Copy(_) | Command::Add(_) => {
+        (Command::Copy(_) | Command::Add(_), _) => {
             state.ensure_rootfs(env)?;
             let entries = copy::entries(env, state, inst, built)?;
             add_layer(env, state, entries)?;
             history(state, format!("{created_by} # rbuild"), false);
         }
+        (_, crate::plan::Kind::Config(edit)) => {
+            super::config::apply(state, edit);
+            let layer = match edit {
+                crate::plan::Config::Workdir(dir) => workdir_layer(env, state, dir)?,
+                _ => false,
+            };
+            history(state, created_by, !layer);
+        }
+        _ => {
+            return Err(Error::Internal(format!(
+                "the plan's op for `{}` is not a config edit",
+                inst.original
+            )));
+        }
     }
     Ok(())
 }
 
-/// `80`, `53/UDP`, `9000-9002/tcp` → `80/tcp`, `53/udp`, `9000/tcp`… as docker records them.
-fn expand_ports(spec: &str) -> std::result::Result<Vec<String>, String> {
-    let (range, proto) = match spec.split_once('/') {
-        Some((r, p)) => (r, p.to_ascii_lowercase()),
-        None => (spec, "tcp".to_owned()),
+/// WORKDIR's directories, made as `mkdir -p` walks the path as written (`a` of `/w/a/../b`
+/// too), owned by the stage's user: a layer if any was missing. Gives whether it made one.
+fn workdir_layer(env: &BuildEnv<'_>, state: &mut StageState, dir: &str) -> Result<bool> {
+    state.ensure_rootfs(env)?;
+    let (uid, gid) = match &state.config.config.user {
+        Some(u) if !u.is_empty() => super::chown::resolve_chown(u, &state.rootfs()),
+        _ => (0, 0),
     };
-    let parse = |s: &str| {
-        s.parse::<u16>()
-            .map_err(|_| format!("`{s}` is not a port number"))
-    };
-    let (lo, hi) = match range.split_once('-') {
-        Some((a, b)) => (parse(a)?, parse(b)?),
-        None => {
-            let p = parse(range)?;
-            (p, p)
+    let mut dirs: Vec<Entry> = Vec::new();
+    for prefix in walked_prefixes(dir) {
+        for e in missing_dirs(&state.rootfs(), &prefix, 0o755, uid, gid, env.times.epoch)? {
+            if !dirs.iter().any(|d| d.path == e.path) {
+                dirs.push(e);
+            }
         }
-    };
-    if hi < lo {
-        return Err("the range ends before it starts".into());
     }
-    Ok((lo..=hi).map(|p| format!("{p}/{proto}")).collect())
+    if dirs.is_empty() {
+        return Ok(false);
+    }
+    add_layer(env, state, dirs)?;
+    Ok(true)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn stop_signals_are_read_as_docker_reads_them() {
-        for ok in [
-            "SIGTERM",
-            "term",
-            "9",
-            "SIGRTMIN+3",
-            "RTMAX-2",
-            "SIGRTMIN",
-            "SIGWINCH",
-            "64",
-        ] {
-            assert!(is_signal(ok), "{ok}");
-        }
-        for bad in ["SIGBOGUS", "0", "65", "", "SIG", "RTMIN+99", "-1"] {
-            assert!(!is_signal(bad), "{bad}");
-        }
+/// The plan's steps of stage `index`, checked against the stage: FROM, `triggers` ONBUILD
+/// triggers, one per instruction.
+fn stage_steps(env: &BuildEnv<'_>, index: usize, triggers: usize) -> Result<Vec<usize>> {
+    let steps = env
+        .graph
+        .stages
+        .iter()
+        .find(|s| s.index == index)
+        .map(|s| s.steps.clone())
+        .unwrap_or_default();
+    if steps.len() != 1 + triggers + env.checked.stages[index].instructions.len() {
+        return Err(Error::Internal(format!(
+            "the plan of stage {index} has {} steps, the stage {triggers} triggers and {} instructions",
+            steps.len(),
+            env.checked.stages[index].instructions.len()
+        )));
     }
-
-    #[test]
-    fn ports_expand_like_docker() {
-        assert_eq!(expand_ports("80").unwrap(), ["80/tcp"]);
-        assert_eq!(expand_ports("53/UDP").unwrap(), ["53/udp"]);
-        assert_eq!(
-            expand_ports("9000-9002/tcp").unwrap(),
-            ["9000/tcp", "9001/tcp", "9002/tcp"]
-        );
-        assert!(expand_ports("x").is_err());
-    }
-
-    #[test]
-    fn paths_join_the_workdir() {
-        assert_eq!(abs_path("/app", "src"), "/app/src");
-        assert_eq!(abs_path("/app", "/etc"), "/etc");
-        assert_eq!(abs_path("/", "."), "/");
-        assert_eq!(abs_path("/a/b", "../c/"), "/a/c");
-    }
+    Ok(steps)
 }
