@@ -146,8 +146,9 @@ fn an_image_the_resolver_cannot_answer_for_is_an_error_naming_it() {
     let checked = dockerfile::parse_and_check("FROM nowhere\n", &CheckOptions::default()).unwrap();
     let err =
         plan::lower(&checked, &plan::Options::default(), &plan::Table::default()).unwrap_err();
+    assert_eq!(err.to_string(), "line 1: `FROM nowhere`");
     assert_eq!(
-        err.to_string(),
+        std::error::Error::source(&err).unwrap().to_string(),
         "cannot resolve image `nowhere`: image `nowhere` not found"
     );
 }

@@ -14,11 +14,11 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use crate::context::{Entry as Found, FileInfo, Ignore, Kind, resolve_scoped, walk_tree};
-use crate::dockerfile::{Command, CopySource, Instruction, Lexer};
+use crate::plan::{File, FileSource as Source, From};
 use crate::snapshot::{Entry, EntryKind, FileSource};
 
 use super::chown::{Chmod, resolve_chown};
-use super::env::{BuildEnv, StageState, abs_path, missing_dirs, resolve_image};
+use super::env::{BuildEnv, StageState, missing_dirs, resolve_image};
 use super::error::io_at;
 use super::{Error, Result};
 
@@ -78,46 +78,6 @@ fn component_match(p: &str, n: &str) -> bool {
     regex::Regex::new(&re).is_ok_and(|r| r.is_match(n))
 }
 
-struct Spec<'a> {
-    sources: &'a [CopySource],
-    dest: &'a str,
-    from: Option<&'a str>,
-    chown: Option<&'a str>,
-    chmod: Option<&'a str>,
-    exclude: &'a [String],
-    parents: bool,
-    add: bool,
-    checksum: Option<&'a str>,
-}
-
-fn spec(inst: &Instruction) -> Result<Spec<'_>> {
-    Ok(match &inst.command {
-        Command::Copy(c) => Spec {
-            sources: &c.sources,
-            dest: &c.dest,
-            from: c.from.as_deref(),
-            chown: c.chown.as_deref(),
-            chmod: c.chmod.as_deref(),
-            exclude: &c.exclude,
-            parents: c.parents,
-            add: false,
-            checksum: None,
-        },
-        Command::Add(a) => Spec {
-            sources: &a.sources,
-            dest: &a.dest,
-            from: None,
-            chown: a.chown.as_deref(),
-            chmod: a.chmod.as_deref(),
-            exclude: &a.exclude,
-            parents: false,
-            add: a.unpack != Some(false),
-            checksum: a.checksum.as_deref(),
-        },
-        _ => return Err(Error::Internal("not a COPY or ADD".into())),
-    })
-}
-
 /// The root filesystem of the local image `name`, unpacked once per build (`COPY --from` and
 /// `RUN --mount=type=bind,from=` an image).
 pub(crate) fn image_rootfs(env: &BuildEnv<'_>, name: &str) -> Result<std::path::PathBuf> {
@@ -144,60 +104,36 @@ pub(crate) fn image_rootfs(env: &BuildEnv<'_>, name: &str) -> Result<std::path::
     Ok(dir)
 }
 
-/// The entries of the layer a COPY or ADD makes.
+/// The entries of the layer a COPY or ADD makes, as its plan op says (every value expanded).
 pub(crate) fn entries(
     env: &mut BuildEnv<'_>,
     state: &StageState,
-    inst: &Instruction,
+    file: &File,
     built: &BTreeMap<usize, StageState>,
 ) -> Result<Vec<Entry>> {
-    let s = spec(inst)?;
-    let escape = env.escape;
     let mtime = env.times.epoch;
-    let root = match s.from {
+    let root = match &file.from {
         None => Root::Context,
-        Some(from) => {
-            let from = super::env::expand_copy_from(env, from)?;
-            match env.checked.stage(&from) {
-                Some(stage) => {
-                    let source = built
-                        .get(&stage.index)
-                        .ok_or_else(|| Error::Internal(format!("stage `{from}` was not built")))?;
-                    Root::Dir {
-                        path: source.ensure_rootfs(env)?,
-                        label: format!("stage `{from}`"),
-                    }
-                }
-                None => Root::Dir {
-                    path: image_rootfs(env, &from)?,
-                    label: format!("image `{from}`"),
-                },
-            }
-        }
+        Some(from) => Root::Dir {
+            path: from_rootfs(env, from, built)?,
+            label: from_label(env, from),
+        },
     };
-    let owner = match s.chown {
-        Some(c) => Some(resolve_chown(&state.expand(c, escape)?, &state.rootfs())),
-        None => None,
-    };
-    let chmod = s
-        .chmod
-        .map(|m| state.expand(m, escape))
-        .transpose()?
-        .map(|m| Chmod::parse(&m))
-        .transpose()?;
-    let exclude = Ignore::parse(&s.exclude.join("\n")).map_err(|e| Error::InvalidFlag {
+    let owner = file
+        .chown
+        .as_ref()
+        .map(|c| resolve_chown(c, &state.rootfs()));
+    let chmod = file.chmod.as_deref().map(Chmod::parse).transpose()?;
+    let exclude = Ignore::parse(&file.exclude.join("\n")).map_err(|e| Error::InvalidFlag {
         flag: "--exclude",
         value: e.pattern.clone(),
         reason: e.reason,
     })?;
 
-    let dest_raw = state.expand(s.dest, escape)?;
-    let dest_abs = abs_path(state.workdir(), &dest_raw);
     // Written through a symlink in the image, never replacing it.
-    let dest = resolve_scoped(&state.rootfs(), &dest_abs)?;
+    let dest = resolve_scoped(&state.rootfs(), &file.dest)?;
     let dest_exists_as_dir = dir_in(&state.rootfs(), &dest);
-    let trailing_slash = dest_raw.ends_with('/') || dest_raw.ends_with("/.") || dest_raw == ".";
-    let dest_is_dir = trailing_slash || dest_exists_as_dir || s.parents;
+    let dest_is_dir = file.dest_is_dir || dest_exists_as_dir || file.parents;
 
     let mut out: BTreeMap<String, Entry> = BTreeMap::new();
     let mut hardlinks: HashMap<(u64, u64), String> = HashMap::new();
@@ -210,23 +146,10 @@ pub(crate) fn entries(
         }
     };
 
-    for source in s.sources {
+    for source in &file.sources {
         match source {
-            CopySource::Heredoc {
-                name,
-                content,
-                expand,
-            } => {
-                let content = if *expand {
-                    let mut lex = Lexer::new(escape);
-                    lex.skip_process_quotes = true;
-                    lex.word(content, &state.vars).map_err(|e| Error::Expand {
-                        word: name.clone(),
-                        source: e,
-                    })?
-                } else {
-                    content.clone()
-                };
+            Source::Heredoc { name, content } => {
+                let content = content.clone();
                 let target = if dest_is_dir {
                     join(&dest, name)
                 } else {
@@ -251,12 +174,10 @@ pub(crate) fn entries(
                     },
                 );
             }
-            CopySource::Path { path } => {
-                let path = state.expand(path, escape)?;
-                if matches!(inst.command, Command::Add(_)) && is_url(&path) {
-                    let checksum = s.checksum.map(|c| state.expand(c, escape)).transpose()?;
-                    let dl = download(env, &path, checksum.as_deref())?;
-                    let name = super::download::file_name(&path);
+            Source::Path(path) => {
+                if file.action == "add" && is_url(path) {
+                    let dl = download(env, path, file.checksum.as_deref())?;
+                    let name = super::download::file_name(path);
                     let target = if dest_is_dir {
                         join(&dest, &name)
                     } else {
@@ -282,12 +203,12 @@ pub(crate) fn entries(
                     );
                     continue;
                 }
-                let matches = match_source(env, &root, &path)?;
+                let matches = match_source(env, &root, path)?;
                 for m in matches {
                     if !exclude.is_empty() && !m.rel.is_empty() && exclude.is_ignored(&m.rel) {
                         continue;
                     }
-                    let base = if s.parents {
+                    let base = if file.parents {
                         join(&dest, parent_of(&m.rel))
                     } else {
                         dest.trim_matches('/').to_owned()
@@ -301,7 +222,7 @@ pub(crate) fn entries(
                             (0, 0)
                         })
                     };
-                    if s.add && m.info.kind == Kind::File {
+                    if file.unpack && m.info.kind == Kind::File {
                         if let Some(extracted) = extract_archive(env, &m.path)? {
                             // As BuildKit extracts a local archive: entries are 0:0 (or
                             // --chown), the archive's owners are not kept, and a directory
@@ -330,7 +251,7 @@ pub(crate) fn entries(
                     }
                     match m.info.kind {
                         Kind::Dir => {
-                            let target_dir = if s.parents {
+                            let target_dir = if file.parents {
                                 join(&base, &name)
                             } else {
                                 base.clone()
@@ -340,7 +261,7 @@ pub(crate) fn entries(
                                 Root::Context => env.context.walk(&m.rel)?,
                                 Root::Dir { .. } => walk_tree(&m.path)?,
                             };
-                            let root = if s.parents {
+                            let root = if file.parents {
                                 TreeRoot::Itself
                             } else {
                                 TreeRoot::Destination {
@@ -363,7 +284,7 @@ pub(crate) fn entries(
                         }
                         Kind::Other => {}
                         _ => {
-                            let target = if dest_is_dir || s.parents {
+                            let target = if dest_is_dir || file.parents {
                                 join(&base, &name)
                             } else {
                                 base.clone()
@@ -758,63 +679,53 @@ fn extract_archive(env: &BuildEnv<'_>, path: &Path) -> Result<Option<PathBuf>> {
     Ok(Some(dir))
 }
 
-/// What a COPY or ADD reads, as one digest for its cache key: the content digest of every
-/// context file it names (kind, mode, owner, link target, capability and bytes, through the stat
-/// cache so an unchanged file is not read), or the key of the stage / the digest of the image it
-/// copies from.
+/// What a COPY or ADD reads, for its cache key: one digest over every source (names and
+/// contents), and each input by name — the context files it selects, the stage or image
+/// `--from` names, a URL's content (its checksum when given).
 pub(crate) fn sources_digest(
     env: &mut BuildEnv<'_>,
-    state: &StageState,
-    inst: &Instruction,
+    file: &File,
     built: &BTreeMap<usize, StageState>,
 ) -> Result<(crate::digest::Digest, Vec<(String, crate::digest::Digest)>)> {
-    let s = spec(inst)?;
     let mut h = crate::digest::Hasher::default();
     let mut inputs = Vec::new();
-    if let Some(from) = s.from {
-        let from = super::env::expand_copy_from(env, from)?;
-        match env.checked.stage(&from) {
-            Some(stage) => {
-                let key = built
-                    .get(&stage.index)
-                    .ok_or_else(|| Error::Internal(format!("stage `{from}` was not built")))?
-                    .key;
+    if let Some(from) = &file.from {
+        let label = from_label(env, from);
+        let digest = match from {
+            From::Stage(i) => {
                 h.update(b"stage\0");
-                h.update(key.as_bytes());
-                inputs.push((format!("stage `{from}`"), key));
+                built
+                    .get(i)
+                    .ok_or_else(|| Error::Internal(format!("{label} was not built")))?
+                    .key
             }
-            None => {
+            From::Image(name) => {
                 h.update(b"image\0");
-                let digest = resolve_image(env, &from)?.manifest_digest;
-                h.update(digest.as_bytes());
-                inputs.push((format!("image `{from}`"), digest));
+                resolve_image(env, name)?.manifest_digest
             }
-        }
+        };
+        h.update(digest.as_bytes());
+        inputs.push((label, digest));
         return Ok((h.finish().0, inputs));
     }
-    for source in s.sources {
-        let CopySource::Path { path } = source else {
+    for source in &file.sources {
+        let Source::Path(path) = source else {
             continue;
         };
-        let path = state.expand(path, env.escape)?;
         h.update(path.as_bytes());
         h.update(b"\0");
-        if is_url(&path) {
-            if !matches!(inst.command, Command::Add(_)) {
+        if is_url(path) {
+            if file.action != "add" {
                 continue;
             }
             // With a checksum the content is known without fetching; without one, fetch it.
-            let checksum = s
-                .checksum
-                .map(|c| state.expand(c, env.escape))
-                .transpose()?;
-            let digest = match checksum {
+            let digest = match &file.checksum {
                 Some(c) => {
                     h.update(c.as_bytes());
                     crate::digest::Digest::of(c.as_bytes())
                 }
                 None => {
-                    let d = download(env, &path, None)?.digest;
+                    let d = download(env, path, None)?.digest;
                     h.update(d.as_bytes());
                     d
                 }
@@ -822,45 +733,83 @@ pub(crate) fn sources_digest(
             inputs.push((path.clone(), digest));
             continue;
         }
-        let entries = if has_wildcard(&path) {
-            env.context
-                .walk(".")?
-                .into_iter()
-                .filter(|e| !e.rel.is_empty() && glob_match(&path, &e.rel))
-                .collect()
-        } else {
-            match env.context.walk(&path) {
-                Ok(e) => e,
-                // The step itself reports it, with its line.
-                Err(
-                    crate::context::Error::NotFound { .. }
-                    | crate::context::Error::OutsideContext { .. },
-                ) => {
-                    h.update(b"missing\0");
-                    inputs.push((format!("{path} (missing)"), crate::digest::Digest::of(b"")));
-                    continue;
-                }
-                Err(e) => return Err(e.into()),
-            }
-        };
-        for e in entries {
-            let digest = env.hash(&e.path, &e.info)?;
-            h.update(e.rel.as_bytes());
-            h.update(b"\0");
-            h.update(digest.as_bytes());
-            let shown = if has_wildcard(&path) || e.rel.is_empty() {
-                if e.rel.is_empty() {
-                    crate::context::clean_path(&path)
-                } else {
-                    e.rel.clone()
-                }
-            } else {
-                crate::context::clean_path(&format!("{path}/{}", e.rel))
-            };
-            inputs.push((shown, digest));
-        }
+        context_inputs(env, path, &mut h, &mut inputs)?;
     }
     Ok((h.finish().0, inputs))
+}
+
+/// The context files `path` selects, each hashed into `h` and named in `inputs`.
+fn context_inputs(
+    env: &BuildEnv<'_>,
+    path: &str,
+    h: &mut crate::digest::Hasher,
+    inputs: &mut Vec<(String, crate::digest::Digest)>,
+) -> Result<()> {
+    let entries = if has_wildcard(path) {
+        env.context
+            .walk(".")?
+            .into_iter()
+            .filter(|e| !e.rel.is_empty() && glob_match(path, &e.rel))
+            .collect()
+    } else {
+        match env.context.walk(path) {
+            Ok(e) => e,
+            // The step itself reports it, with its line.
+            Err(
+                crate::context::Error::NotFound { .. }
+                | crate::context::Error::OutsideContext { .. },
+            ) => {
+                h.update(b"missing\0");
+                inputs.push((format!("{path} (missing)"), crate::digest::Digest::of(b"")));
+                return Ok(());
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
+    for e in entries {
+        let digest = env.hash(&e.path, &e.info)?;
+        h.update(e.rel.as_bytes());
+        h.update(b"\0");
+        h.update(digest.as_bytes());
+        let shown = if e.rel.is_empty() {
+            crate::context::clean_path(path)
+        } else if has_wildcard(path) {
+            e.rel.clone()
+        } else {
+            crate::context::clean_path(&format!("{path}/{}", e.rel))
+        };
+        inputs.push((shown, digest));
+    }
+    Ok(())
+}
+
+/// The root filesystem `--from` names: a built stage's snapshot or an image unpacked.
+pub(crate) fn from_rootfs(
+    env: &BuildEnv<'_>,
+    from: &From,
+    built: &BTreeMap<usize, StageState>,
+) -> Result<PathBuf> {
+    match from {
+        From::Stage(i) => built
+            .get(i)
+            .ok_or_else(|| Error::Internal(format!("{} was not built", from_label(env, from))))?
+            .ensure_rootfs(env),
+        From::Image(name) => image_rootfs(env, name),
+    }
+}
+
+/// How errors and explanations name what `--from` reads: ``stage `name` `` or ``image `name` ``.
+pub(crate) fn from_label(env: &BuildEnv<'_>, from: &From) -> String {
+    match from {
+        From::Stage(i) => {
+            let stage = &env.checked.stages[*i];
+            format!(
+                "stage `{}`",
+                stage.name.clone().unwrap_or_else(|| i.to_string())
+            )
+        }
+        From::Image(name) => format!("image `{name}`"),
+    }
 }
 
 #[cfg(test)]

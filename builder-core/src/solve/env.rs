@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use crate::context::{Context, StatCache};
 use crate::digest::Digest;
-use crate::dockerfile::{Checked, Lexer};
+use crate::dockerfile::Checked;
 use crate::oci::{Image, ImageConfig};
 use crate::snapshot::{self, Entry, EntryKind, TarOptions};
 use crate::store::Store;
@@ -19,9 +19,6 @@ pub(crate) struct BuildEnv<'a> {
     pub(crate) context: &'a Context,
     pub(crate) stat_cache: &'a std::sync::Mutex<StatCache>,
     pub(crate) checked: &'a Checked,
-    pub(crate) escape: char,
-    pub(crate) build_args: &'a BTreeMap<String, String>,
-    pub(crate) automatic_args: &'a BTreeMap<String, String>,
     /// The epoch and the clamp of file times.
     pub(crate) times: super::times::Times,
     pub(crate) no_cache: bool,
@@ -157,15 +154,6 @@ impl Clone for StageState {
 }
 
 impl StageState {
-    pub(crate) fn expand(&self, word: &str, escape: char) -> Result<String> {
-        Lexer::new(escape)
-            .word(word, &self.vars)
-            .map_err(|source| Error::Expand {
-                word: word.to_owned(),
-                source,
-            })
-    }
-
     pub(crate) fn set_env(&mut self, key: &str, value: &str) {
         let env = self.config.config.env.get_or_insert_with(Vec::new);
         let entry = format!("{key}={value}");
@@ -177,10 +165,6 @@ impl StageState {
             None => env.push(entry),
         }
         self.vars.push((key.to_owned(), value.to_owned()));
-    }
-
-    pub(crate) fn workdir(&self) -> &str {
-        self.config.config.working_dir.as_deref().unwrap_or("/")
     }
 
     /// The root filesystem of the state's layers: a read-only snapshot shared by every build
@@ -292,28 +276,6 @@ pub(crate) fn load_local(store: &Store, name: &str) -> Result<Image> {
     })
 }
 
-/// `COPY --from`, expanded as BuildKit expands it: with the global ARGs (and the automatic
-/// platform ones) only; the check pass refused a reference to anything a stage defines.
-pub(crate) fn expand_copy_from(env: &BuildEnv<'_>, from: &str) -> Result<String> {
-    let mut vars: Vec<(String, String)> = env
-        .automatic_args
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    vars.extend(
-        env.checked
-            .global_args
-            .iter()
-            .filter_map(|g| Some((g.decl.name.clone(), g.value.clone()?))),
-    );
-    crate::dockerfile::Lexer::new(env.escape)
-        .word(from, &vars)
-        .map_err(|source| Error::Expand {
-            word: from.to_owned(),
-            source,
-        })
-}
-
 /// Rootless: files the build made are owned by the user outside and by root inside; layers
 /// record them as root.
 pub(crate) fn rootless_owners(entries: &mut [Entry]) {
@@ -347,11 +309,6 @@ pub(crate) fn add_layer(
     )?;
     state.config.rootfs.diff_ids.push(layer.diff_id);
     Ok(layer.diff_id)
-}
-
-/// Joins `path` onto the working directory, as WORKDIR and COPY destinations do.
-pub(crate) fn abs_path(workdir: &str, path: &str) -> String {
-    crate::plan::absolute(workdir, path)
 }
 
 /// The directories `mkdir -p PATH` passes through, in order: each component's path, `.`

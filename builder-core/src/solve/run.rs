@@ -4,8 +4,8 @@
 use std::collections::VecDeque;
 use std::sync::atomic::AtomicBool;
 
-use crate::dockerfile::{CommandLine, Instruction, Run};
 use crate::exec::{self, Network, SandboxSpec};
+use crate::plan::{Exec, From};
 use crate::snapshot;
 
 use super::chown::resolve_user;
@@ -25,31 +25,13 @@ fn with_home(mut env: Vec<String>, user: &str, uid: u32, rootfs: &std::path::Pat
     env
 }
 
-/// The environment a RUN sees: the image's ENV and the build's ARGs (last value wins), then
-/// the proxy args given to the build that neither names, PATH defaulted as docker does.
-pub(crate) fn environment(env: &BuildEnv<'_>, state: &StageState) -> Vec<String> {
-    crate::plan::environment(&state.vars, env.build_args)
-}
-
-/// RUN's network: its own `--network`, expanded and then checked (BuildKit expands the flag
-/// too), else the build's default.
-pub(crate) fn step_network(
-    env: &BuildEnv<'_>,
-    state: &StageState,
-    run: &crate::dockerfile::Run,
-) -> Result<Network> {
-    let Some(flag) = &run.network else {
-        return Ok(env.network);
-    };
-    match state.expand(flag, env.escape)?.as_str() {
-        "none" => Ok(Network::None),
-        "host" => Ok(Network::Host),
-        "default" => Ok(env.network),
-        other => Err(Error::InvalidFlag {
-            flag: "--network",
-            value: other.to_owned(),
-            reason: "expected `default`, `none` or `host`".into(),
-        }),
+/// RUN's network: its own `--network` (expanded and checked by the plan), else the build's
+/// default.
+pub(crate) fn step_network(env: &BuildEnv<'_>, exec: &Exec) -> Network {
+    match exec.network {
+        crate::plan::Network::Default => env.network,
+        crate::plan::Network::None => Network::None,
+        crate::plan::Network::Host => Network::Host,
     }
 }
 
@@ -129,8 +111,7 @@ struct Mounts {
 
 fn plan_mounts(
     env: &mut BuildEnv<'_>,
-    state: &StageState,
-    run: &Run,
+    exec: &Exec,
     built: &std::collections::BTreeMap<usize, StageState>,
 ) -> Result<Mounts> {
     use crate::dockerfile::{MountType, Sharing};
@@ -142,28 +123,17 @@ fn plan_mounts(
         targets: Vec::new(),
         locks: Vec::new(),
     };
-    let escape = env.escape;
-    for (i, m) in run.mounts.iter().enumerate() {
-        let m = &mount_numbers(state, escape, m)?;
-        let expand = |s: &Option<String>| s.as_deref().map(|v| state.expand(v, escape)).transpose();
-        let target = expand(&m.target)?.map(|t| super::env::abs_path(state.workdir(), &t));
+    for (i, m) in exec.mounts.iter().enumerate() {
+        let target = m.target.clone();
         match m.kind {
             MountType::Bind => {
                 let target =
                     target.ok_or_else(|| Error::Internal("bind mount without target".into()))?;
-                let source = expand(&m.source)?.unwrap_or_else(|| ".".into());
-                let host = match expand(&m.from)? {
+                let source = m.source.clone().unwrap_or_else(|| ".".into());
+                let host = match &m.from {
                     None => env.context.resolve(&source)?.1,
                     Some(from) => {
-                        let root = match env.checked.stage(&from) {
-                            Some(stage) => built
-                                .get(&stage.index)
-                                .ok_or_else(|| {
-                                    Error::Internal(format!("stage `{from}` was not built"))
-                                })?
-                                .ensure_rootfs(env)?,
-                            None => super::copy::image_rootfs(env, &from)?,
-                        };
+                        let root = super::copy::from_rootfs(env, from, built)?;
                         root.join(crate::context::resolve_scoped(&root, &source)?)
                     }
                 };
@@ -185,7 +155,7 @@ fn plan_mounts(
             MountType::Cache => {
                 let target =
                     target.ok_or_else(|| Error::Internal("cache mount without target".into()))?;
-                let id = expand(&m.id)?.unwrap_or_else(|| target.clone());
+                let id = m.id.clone().unwrap_or_else(|| target.clone());
                 let dir = env
                     .store
                     .root()
@@ -220,15 +190,16 @@ fn plan_mounts(
                 out.targets.push(target);
             }
             MountType::Secret => {
-                let id = expand(&m.id)?
-                    .or_else(|| {
-                        target
-                            .as_deref()
-                            .and_then(|t| t.rsplit('/').next())
-                            .map(str::to_owned)
-                    })
-                    .or_else(|| m.env.clone())
-                    .unwrap_or_default();
+                let id =
+                    m.id.clone()
+                        .or_else(|| {
+                            target
+                                .as_deref()
+                                .and_then(|t| t.rsplit('/').next())
+                                .map(str::to_owned)
+                        })
+                        .or_else(|| m.env.clone())
+                        .unwrap_or_default();
                 let Some(value) = env.secrets.get(&id) else {
                     if m.required {
                         return Err(Error::MissingSecret { id });
@@ -305,27 +276,10 @@ fn run_logged(
     Ok(exit)
 }
 
-/// The mount with its numeric options that name variables (`uid=$UID`) expanded and read, as
-/// BuildKit does; a value that is no number after expansion is an error naming the option.
-fn mount_numbers(
-    state: &StageState,
-    escape: char,
-    m: &crate::dockerfile::Mount,
-) -> Result<crate::dockerfile::Mount> {
-    m.with_numbers(
-        |raw| state.expand(raw, escape),
-        |key, value, reason| Error::InvalidFlag {
-            flag: "--mount",
-            value: format!("{key}={value}"),
-            reason,
-        },
-    )
-}
-
 /// Gives `path` the mount's `mode` (else `default_mode`) and its `uid`/`gid` (else root).
 fn set_mode_and_owner(
     path: &std::path::Path,
-    m: &crate::dockerfile::Mount,
+    m: &crate::plan::Mount,
     default_mode: u32,
 ) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
@@ -338,55 +292,30 @@ fn set_mode_and_owner(
         .map_err(io_at(path))
 }
 
-/// Whether a RUN's shell line is nothing but the heredoc `name` (`<<EOF`, `<<-"EOF"`…).
-fn is_only_heredoc(line: &str, name: &str) -> bool {
-    let rest = line.trim().strip_prefix("<<").unwrap_or_default();
-    let rest = rest.strip_prefix('-').unwrap_or(rest);
-    let unquoted = rest
-        .strip_prefix('"')
-        .and_then(|r| r.strip_suffix('"'))
-        .or_else(|| rest.strip_prefix('\'').and_then(|r| r.strip_suffix('\'')))
-        .unwrap_or(rest);
-    !name.is_empty() && unquoted == name
-}
-
 /// What the bind mounts of a RUN read, for its cache key: content digests of context sources,
 /// the key of a stage mounted from.
 pub(crate) fn mount_inputs(
     env: &mut BuildEnv<'_>,
-    state: &StageState,
-    run: &Run,
+    exec: &Exec,
     built: &std::collections::BTreeMap<usize, StageState>,
 ) -> Result<Vec<(String, crate::digest::Digest)>> {
     let mut inputs = Vec::new();
-    for m in run
+    for m in exec
         .mounts
         .iter()
         .filter(|m| m.kind == crate::dockerfile::MountType::Bind)
     {
-        let source = m
-            .source
-            .as_deref()
-            .map(|s| state.expand(s, env.escape))
-            .transpose()?
-            .unwrap_or_else(|| ".".into());
-        match m
-            .from
-            .as_deref()
-            .map(|f| state.expand(f, env.escape))
-            .transpose()?
-        {
-            Some(from) => match env.checked.stage(&from) {
-                Some(stage) => {
-                    if let Some(st) = built.get(&stage.index) {
-                        inputs.push((format!("stage `{from}`"), st.key));
-                    }
+        let source = m.source.clone().unwrap_or_else(|| ".".into());
+        match &m.from {
+            Some(from @ From::Stage(i)) => {
+                if let Some(st) = built.get(i) {
+                    inputs.push((super::copy::from_label(env, from), st.key));
                 }
-                None => {
-                    let image = super::env::resolve_image(env, &from)?;
-                    inputs.push((format!("image `{from}`"), image.manifest_digest));
-                }
-            },
+            }
+            Some(from @ From::Image(name)) => {
+                let image = super::env::resolve_image(env, name)?;
+                inputs.push((super::copy::from_label(env, from), image.manifest_digest));
+            }
             None => {
                 for e in env.context.walk(&source)? {
                     let d = env.hash(&e.path, &e.info)?;
@@ -443,53 +372,17 @@ fn unchanged_dirs_removed(
 pub(crate) fn run(
     env: &mut BuildEnv<'_>,
     state: &mut StageState,
-    inst: &Instruction,
-    run: &Run,
+    exec: &Exec,
     built: &std::collections::BTreeMap<usize, StageState>,
 ) -> Result<bool> {
-    let mounts = plan_mounts(env, state, run, built)?;
-    let shell = state
-        .config
-        .config
-        .shell
-        .clone()
-        .unwrap_or_else(|| vec!["/bin/sh".into(), "-c".into()]);
-    let mut script = None;
-    let args = match (&run.command, run.heredocs.as_slice()) {
-        (CommandLine::Exec(v), _) => v.clone(),
-        (CommandLine::Shell(s), []) => shell
-            .iter()
-            .cloned()
-            .chain(std::iter::once(s.clone()))
-            .collect(),
-        // `RUN <<EOF`: the heredoc is the script; with a `#!` line it is run as a file, by
-        // its interpreter (as BuildKit, at `/dev/pipes/NAME`).
-        (CommandLine::Shell(s), [h]) if is_only_heredoc(s, &h.name) => {
-            if h.content.starts_with("#!") {
-                script = Some((h.name.clone(), h.content.clone()));
-                vec![format!("/dev/pipes/{}", h.name)]
-            } else {
-                shell
-                    .iter()
-                    .cloned()
-                    .chain(std::iter::once(h.content.clone()))
-                    .collect()
-            }
-        }
-        // Heredocs inside a command (`python3 <<EOF`, several of them): the shell reads them,
-        // so it gets the line followed by each body and its delimiter, as BuildKit passes it.
-        (CommandLine::Shell(s), docs) => {
-            let mut line = s.clone();
-            for h in docs {
-                line.push('\n');
-                line.push_str(&h.content);
-                line.push_str(&h.name);
-            }
-            shell.iter().cloned().chain(std::iter::once(line)).collect()
-        }
-    };
+    let mounts = plan_mounts(env, exec, built)?;
+    let script = exec
+        .script
+        .as_ref()
+        .map(|s| (s.name.clone(), s.content.clone()));
+    let args = exec.args.clone();
     let rootfs = state.ensure_rootfs(env)?;
-    let user = state.config.config.user.clone().unwrap_or_default();
+    let user = exec.user.clone();
     let (uid, gid) = if user.is_empty() {
         (0, 0)
     } else {
@@ -522,7 +415,7 @@ pub(crate) fn run(
         "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\tbuildkitsandbox\n",
         env.times.epoch,
     )?;
-    let network = step_network(env, state, run)?;
+    let network = step_network(env, exec);
     if network == Network::Host && !env.allow_network_host {
         return Err(Error::NetworkHostDenied);
     }
@@ -547,11 +440,11 @@ pub(crate) fn run(
         work,
         merged,
         args,
-        env: with_home(environment(env, state), &user, uid, &rootfs)
+        env: with_home(exec.env.clone(), &user, uid, &rootfs)
             .into_iter()
             .chain(mounts.env.iter().cloned())
             .collect(),
-        cwd: state.workdir().to_owned(),
+        cwd: exec.workdir.clone(),
         uid,
         gid,
         groups: if user.is_empty() {
@@ -691,7 +584,6 @@ pub(crate) fn run(
             snapshot::upper_entries(&upper, &skip).map_err(io_at(&upper))?,
         ),
     };
-    let _ = inst;
     if entries.is_empty() {
         return Ok(false);
     }

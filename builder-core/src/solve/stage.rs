@@ -290,22 +290,23 @@ fn run_cached(
         sources: None,
         settings: Vec::new(),
     };
-    if let Command::Copy(_) | Command::Add(_) = &inst.command {
-        let (digest, read) = copy::sources_digest(env, state, inst, built)?;
+    if let crate::plan::Kind::File(file) = &op.kind {
+        let (digest, read) = copy::sources_digest(env, file, built)?;
         now.inputs = read;
         now.sources = Some(digest);
     }
-    if let Command::Run(run) = &inst.command {
+    if let crate::plan::Kind::Exec(exec) = &op.kind {
         // RUN sees every ARG and ENV in scope: all are its key (BuildKit's rule).
-        now.vars = super::run::environment(env, state)
-            .into_iter()
+        now.vars = exec
+            .env
+            .iter()
             .map(|e| match e.split_once('=') {
                 Some((k, v)) => (k.to_owned(), v.to_owned()),
-                None => (e, String::new()),
+                None => (e.clone(), String::new()),
             })
             .collect();
-        now.inputs = super::run::mount_inputs(env, state, run, built)?;
-        let network = match super::run::step_network(env, state, run)? {
+        now.inputs = super::run::mount_inputs(env, exec, built)?;
+        let network = match super::run::step_network(env, exec) {
             crate::exec::Network::Private => "private",
             crate::exec::Network::Host => "host",
             crate::exec::Network::None => "none",
@@ -433,13 +434,13 @@ fn run_instruction(
 ) -> Result<()> {
     let created_by = inst_text(inst);
     match (&inst.command, &op.kind) {
-        (Command::Run(run), _) => {
-            let layer = super::run::run(env, state, inst, run, built)?;
+        (_, crate::plan::Kind::Exec(exec)) => {
+            let layer = super::run::run(env, state, exec, built)?;
             history(state, created_by, !layer);
         }
-        (Command::Copy(_) | Command::Add(_), _) => {
+        (_, crate::plan::Kind::File(file)) => {
             state.ensure_rootfs(env)?;
-            let entries = copy::entries(env, state, inst, built)?;
+            let entries = copy::entries(env, state, file, built)?;
             add_layer(env, state, entries)?;
             history(state, format!("{created_by} # rbuild"), false);
         }
