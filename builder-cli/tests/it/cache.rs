@@ -278,3 +278,22 @@ fn explain_cache_names_every_changed_file_with_digests() {
         "{line}"
     );
 }
+
+#[test]
+fn a_step_whose_text_changed_is_rebuilt_as_its_history_records_the_text() {
+    // Same meaning, other spacing: the history says what was written, so the cached result
+    // (with the old text in its history) would be another image than a clean build gives.
+    let p = Project::new();
+    p.file("a.txt", "a")
+        .file("Dockerfile", "FROM scratch\nCOPY   a.txt  /a\n");
+    p.ok(&["build", "-q", "-t", "spaced", "."]);
+    p.file("Dockerfile", "FROM scratch\nCOPY a.txt /a\n");
+    let log = text(
+        &p.ok(&["build", "--progress", "plain", "-t", "spaced", "."])
+            .stderr,
+    );
+    assert!(!steps(&log)[1].1, "the step was a hit: {log}");
+    let history = text(&p.ok(&["history", "spaced"]).stdout);
+    assert!(history.contains("COPY a.txt /a"), "{history}");
+    assert!(!history.contains("COPY   a.txt"), "{history}");
+}

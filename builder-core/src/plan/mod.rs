@@ -5,6 +5,7 @@
 //! Imports: `dockerfile`, `digest` (see `tests/architecture.rs`).
 
 mod graph;
+mod key;
 mod lower;
 mod resolve;
 
@@ -14,6 +15,7 @@ pub use graph::{
     Config, Exec, File, FileSource, From, Graph, Health, Kind, Mount, Network, Op, OpId, Script,
     Source as OpSource,
 };
+pub use key::{CacheKey, KEY_VERSION, StepInputs};
 pub use lower::{DEFAULT_PATH, Options, PROXY_ARGS, absolute, environment, lower};
 pub use resolve::{ImageMeta, Resolve, Table};
 

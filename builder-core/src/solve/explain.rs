@@ -1,105 +1,13 @@
-//! A step's cache key and why a step missed the cache. The key is made from one value,
-//! [`StepInputs`], and a miss is explained by comparing that same value with what the step's
-//! place in the Dockerfile had last time — "a file changed", "a build arg changed", "the base
-//! image changed", "an earlier step changed" — so nothing can be hashed that cannot be
-//! explained.
-//!
-//! What goes into the key, input by input ([`StepInputs::key`]):
-//!
-//! | input | what | for |
-//! |---|---|---|
-//! | version | [`KEY_VERSION`]; bumped whenever what goes in, or what a step records (its config), changes, so a key of an older rbuild is never reused for a different meaning | every step |
-//! | parent | the key of the state the step starts from (for FROM: the base image's digest, the platform and the build's times, i.e. the epoch and whether layers are clamped to it; else the previous step's key), which carries every earlier ENV, ARG, USER, WORKDIR, SHELL and so on | every step |
-//! | command | the instruction as parsed ([`command_form`]: its typed form as JSON, without any source position, so a comment or blank line above it changes nothing) | every step |
-//! | vars | RUN: its whole environment, every ARG and ENV in scope with its value (BuildKit's rule: a changed build arg reruns every RUN after it); other steps: the variables their text names | every step |
-//! | inputs | what the step reads, by name and digest: context files of COPY/ADD, a stage or image for `--from`, a URL's content, RUN's bind mount sources | COPY, ADD, RUN |
-//! | sources | COPY/ADD: one digest of everything copied (names, contents, modes, links) | COPY, ADD |
-//! | settings | build settings the step can observe: RUN's network after expansion (`private`, `host`, `none`) and `--userns` | RUN |
-//!
-//! Never in it: a span or line number, `Debug` text, timings, the store's paths.
+//! Why a step missed the cache: the [`StepInputs`] the key was made of (`plan/key.rs`, with
+//! the table of every input) compared with what the step's place in the Dockerfile had last
+//! time — "a file changed", "a build arg changed", "the base image changed", "an earlier step
+//! changed".
 
 use std::fmt::Write as _;
 
-use serde::{Deserialize, Serialize};
-
 use crate::digest::Digest;
+pub(crate) use crate::plan::StepInputs;
 use crate::store::Store;
-
-/// The key's version: part of every step key.
-pub(crate) const KEY_VERSION: &[u8] = b"rbuild-step-v5\0";
-
-/// What went into a step's cache key, kept to explain the next miss at the same place.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct StepInputs {
-    /// The key of the state the step started from.
-    pub(crate) parent: Option<Digest>,
-    /// The instruction as written (shown in explanations; not hashed).
-    pub(crate) instruction: String,
-    /// The instruction as parsed, without source positions ([`command_form`]).
-    #[serde(default)]
-    pub(crate) command: String,
-    /// The variables it sees, with their values.
-    pub(crate) vars: Vec<(String, String)>,
-    /// What it reads: files of the context by path, or a stage, image or URL, with digests.
-    pub(crate) inputs: Vec<(String, Digest)>,
-    /// COPY/ADD: the digest of everything copied (names, contents, modes, links).
-    #[serde(default)]
-    pub(crate) sources: Option<Digest>,
-    /// Build settings it can observe (RUN's network, `--userns`), by name.
-    #[serde(default)]
-    pub(crate) settings: Vec<(String, String)>,
-}
-
-impl StepInputs {
-    /// The step's cache key: every input in the module's table, each length-delimited.
-    pub(crate) fn key(&self) -> Digest {
-        let mut h = crate::digest::Hasher::default();
-        let mut field = |bytes: &[u8]| {
-            h.update(&(bytes.len() as u64).to_le_bytes());
-            h.update(bytes);
-        };
-        field(KEY_VERSION);
-        field(self.parent.as_ref().map_or(&b""[..], |p| &p.as_bytes()[..]));
-        field(self.command.as_bytes());
-        for list in [&self.vars, &self.settings] {
-            field(&(list.len() as u64).to_le_bytes());
-            for (k, v) in list {
-                field(k.as_bytes());
-                field(v.as_bytes());
-            }
-        }
-        field(&(self.inputs.len() as u64).to_le_bytes());
-        for (name, d) in &self.inputs {
-            field(name.as_bytes());
-            field(d.as_bytes());
-        }
-        field(
-            self.sources
-                .as_ref()
-                .map_or(&b""[..], |d| &d.as_bytes()[..]),
-        );
-        h.finish().0
-    }
-}
-
-/// An instruction's typed form as the key sees it: its JSON serialization with every source
-/// position (`span`, `…_span`) removed. Only what the parser understood is in it, so the same
-/// instruction written anywhere in any Dockerfile has the same form.
-pub(crate) fn command_form(command: &crate::dockerfile::Command) -> String {
-    fn strip(v: &mut serde_json::Value) {
-        match v {
-            serde_json::Value::Object(map) => {
-                map.retain(|k, _| k != "span" && !k.ends_with("_span"));
-                map.values_mut().for_each(strip);
-            }
-            serde_json::Value::Array(items) => items.iter_mut().for_each(strip),
-            _ => {}
-        }
-    }
-    let mut v = serde_json::to_value(command).unwrap_or(serde_json::Value::Null);
-    strip(&mut v);
-    v.to_string()
-}
 
 /// Where a step stands: Dockerfile, stage and position. The same place in the next build is
 /// the "closest earlier entry" a miss is compared with.
@@ -211,6 +119,9 @@ pub(crate) fn explain(
     if !reasons.is_empty() {
         return reasons.join("; ");
     }
+    if before.command != now.command {
+        return "what the step does changed (its values after expansion)".into();
+    }
     if before.parent != now.parent {
         if detail {
             let key = |p: &Option<Digest>| p.as_ref().map_or_else(|| "none".to_owned(), short);
@@ -260,12 +171,11 @@ mod tests {
     }
 
     #[test]
-    fn every_input_moves_the_key_and_the_written_text_does_not() {
+    fn every_input_moves_the_key() {
         let base = inputs(&[("V", "1")], &[("a", b"a")]);
-        let mut same = base.clone();
-        same.instruction = "COPY   app/  /app/".into();
-        assert_eq!(base.key(), same.key(), "the text as written is not hashed");
-        let changes: [fn(&mut StepInputs); 7] = [
+        let changes: [fn(&mut StepInputs); 8] = [
+            // The history records the text as written: another text is another image.
+            |s| s.instruction = "COPY   app/  /app/".into(),
             |s| s.parent = Some(Digest::of(b"q")),
             |s| s.command = "{}".into(),
             |s| s.vars[0].1 = "2".into(),
@@ -280,24 +190,6 @@ mod tests {
             change(&mut s);
             assert_ne!(base.key(), s.key(), "change {i} kept the key");
         }
-    }
-
-    #[test]
-    fn the_command_form_has_no_source_position() {
-        let form = |text: &str| {
-            let parsed = crate::dockerfile::parse(text).unwrap();
-            parsed
-                .instructions
-                .iter()
-                .map(|n| command_form(&crate::dockerfile::parse_instruction(n).unwrap().command))
-                .collect::<Vec<_>>()
-        };
-        let body = "RUN <<EOF\necho hi\nEOF\nONBUILD RUN <<X\nls\nX\n";
-        let a = form(&format!("FROM busybox\n{body}"));
-        let b = form(&format!("# c\n\nFROM busybox\n\n# c\n{body}"));
-        assert_eq!(a, b);
-        assert!(!a.concat().contains("span"), "{a:?}");
-        assert!(a[1].contains("echo hi"), "{a:?}");
     }
 
     #[test]

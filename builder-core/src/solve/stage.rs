@@ -277,14 +277,18 @@ fn run_cached(
     built: &BTreeMap<usize, StageState>,
 ) -> Result<bool> {
     // Every input of the key, in the one value the explanation reads too.
-    let command = super::explain::command_form(&inst.command);
+    let command = crate::plan::CacheKey::form(&op.kind);
     let mut now = super::explain::StepInputs {
         parent: Some(state.key),
         instruction: inst.original.clone(),
-        vars: used_vars(&command, &state.vars)
-            .into_iter()
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            .collect(),
+        // The variables the instruction names, as written (the op holds their values).
+        vars: used_vars(
+            &serde_json::to_string(&inst.command).unwrap_or_default(),
+            &state.vars,
+        )
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect(),
         command,
         inputs: Vec::new(),
         sources: None,
