@@ -424,3 +424,99 @@ fn the_binaries_use_only_the_fronts_of_the_librarys_modules() {
     let _ = src;
     assert!(violations.is_empty(), "{}", violations.join("\n"));
 }
+
+/// The functions of `text` (outside its test module) with their lengths in lines, from the
+/// `fn` line to the closing brace. Braces in strings, characters and comments are skipped.
+fn function_lengths(text: &str) -> Vec<(String, usize)> {
+    let code = code(text);
+    let lines: Vec<&str> = code.lines().collect();
+    let starts_fn =
+        regex::Regex::new(r"^\s*(pub(\([^)]*\))?\s+)?(const\s+)?(unsafe\s+)?fn\s+(\w+)").unwrap();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < lines.len() {
+        let Some(c) = starts_fn.captures(lines[i]) else {
+            i += 1;
+            continue;
+        };
+        let name = c[5].to_owned();
+        let (mut depth, mut opened, mut j) = (0i32, false, i);
+        'scan: while j < lines.len() {
+            let mut chars = lines[j].chars().peekable();
+            let mut in_str = false;
+            while let Some(ch) = chars.next() {
+                match ch {
+                    '\\' if in_str => {
+                        chars.next();
+                    }
+                    '"' => in_str = !in_str,
+                    '\'' if !in_str => {
+                        // A char literal ('{', '\n') or a lifetime ('a): skip the literal.
+                        let rest: String = chars.clone().take(3).collect();
+                        if rest.starts_with('\\') || rest.chars().nth(1) == Some('\'') {
+                            for c in chars.by_ref() {
+                                if c == '\'' {
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                    '{' if !in_str => {
+                        depth += 1;
+                        opened = true;
+                    }
+                    '}' if !in_str => {
+                        depth -= 1;
+                        if opened && depth == 0 {
+                            break 'scan;
+                        }
+                    }
+                    ';' if !in_str && !opened => break 'scan,
+                    _ => {}
+                }
+            }
+            j += 1;
+        }
+        if opened {
+            out.push((name, j - i + 1));
+        }
+        i += 1;
+    }
+    out
+}
+
+/// The longest function a module of the build core may have.
+const LONGEST: usize = 100;
+
+#[test]
+fn no_function_of_the_build_core_is_longer_than_a_hundred_lines() {
+    let mut long = Vec::new();
+    for (module, dir) in module_dirs() {
+        if !["plan", "solve", "exec"].contains(&module.as_str()) {
+            continue;
+        }
+        let mut files = Vec::new();
+        rust_files(&dir, &mut files);
+        for file in files {
+            for (name, len) in function_lengths(&fs_err::read_to_string(&file).unwrap()) {
+                if len >= LONGEST {
+                    long.push(format!("{}: `{name}` has {len} lines", file.display()));
+                }
+            }
+        }
+    }
+    assert!(
+        long.is_empty(),
+        "functions of {LONGEST} lines or more:\n{}",
+        long.join("\n")
+    );
+}
+
+#[test]
+fn the_length_check_measures_functions_and_ignores_braces_in_text() {
+    let body = "    let x = \"{\";\n".repeat(120);
+    let text =
+        format!("fn short() {{\n    let c = '{{';\n}}\n\npub(crate) fn long() {{\n{body}}}\n");
+    let lengths = function_lengths(&text);
+    assert_eq!(lengths, [("short".to_owned(), 3), ("long".to_owned(), 122)]);
+}

@@ -235,40 +235,9 @@ pub(super) fn create(limits: &Limits, id: &str) -> Result<Cgroup, String> {
                     write(&dir.join("devices.allow"), rule)?;
                 }
             }
+            set_limits(&dir, h.v2, &has, limits, &pids)?;
             if has("memory") {
-                if let Some(bytes) = limits.memory {
-                    let b = bytes.to_string();
-                    if h.v2 {
-                        write(&dir.join("memory.max"), &b)?;
-                        let swap = dir.join("memory.swap.max");
-                        if swap.exists() {
-                            write(&swap, "0")?;
-                        }
-                    } else {
-                        write(&dir.join("memory.limit_in_bytes"), &b)?;
-                        let memsw = dir.join("memory.memsw.limit_in_bytes");
-                        if memsw.exists() {
-                            write(&memsw, &b)?;
-                        }
-                    }
-                }
                 cg.memory = Some((dir.clone(), h.v2));
-            }
-            if has("pids") {
-                write(&dir.join("pids.max"), &pids)?;
-            }
-            if has("cpu") {
-                if let Some(cpus) = limits.cpus {
-                    let period = 100_000u32;
-                    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-                    let quota = ((cpus * f64::from(period)).round() as u64).max(1000);
-                    if h.v2 {
-                        write(&dir.join("cpu.max"), &format!("{quota} {period}"))?;
-                    } else {
-                        write(&dir.join("cpu.cfs_period_us"), &period.to_string())?;
-                        write(&dir.join("cpu.cfs_quota_us"), &quota.to_string())?;
-                    }
-                }
             }
             let step = dir.join("step");
             fs_err::create_dir(&step).map_err(|e| e.to_string())?;
@@ -284,6 +253,52 @@ pub(super) fn create(limits: &Limits, id: &str) -> Result<Cgroup, String> {
             Err(e)
         }
     }
+}
+
+/// The memory (swap off), pids and CPU limits in the step's cgroup `dir` of a hierarchy
+/// that `has` those controllers.
+fn set_limits(
+    dir: &Path,
+    v2: bool,
+    has: &dyn Fn(&str) -> bool,
+    limits: &Limits,
+    pids: &str,
+) -> Result<(), String> {
+    if has("memory") {
+        if let Some(bytes) = limits.memory {
+            let b = bytes.to_string();
+            if v2 {
+                write(&dir.join("memory.max"), &b)?;
+                let swap = dir.join("memory.swap.max");
+                if swap.exists() {
+                    write(&swap, "0")?;
+                }
+            } else {
+                write(&dir.join("memory.limit_in_bytes"), &b)?;
+                let memsw = dir.join("memory.memsw.limit_in_bytes");
+                if memsw.exists() {
+                    write(&memsw, &b)?;
+                }
+            }
+        }
+    }
+    if has("pids") {
+        write(&dir.join("pids.max"), pids)?;
+    }
+    if has("cpu") {
+        if let Some(cpus) = limits.cpus {
+            let period = 100_000u32;
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+            let quota = ((cpus * f64::from(period)).round() as u64).max(1000);
+            if v2 {
+                write(&dir.join("cpu.max"), &format!("{quota} {period}"))?;
+            } else {
+                write(&dir.join("cpu.cfs_period_us"), &period.to_string())?;
+                write(&dir.join("cpu.cfs_quota_us"), &quota.to_string())?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Puts this process in the step's cgroups (the helper, before it forks the step).

@@ -42,6 +42,7 @@ mod sandbox;
 mod seccomp;
 mod spec;
 mod sys;
+mod syscall;
 mod userns;
 
 use std::io::{BufRead, BufReader, Write};

@@ -16,9 +16,10 @@
 
 use std::path::{Path, PathBuf};
 
-use nix::mount::{MsFlags, mount};
+use nix::mount::MsFlags;
 
 use super::spec::SandboxSpec;
+use super::syscall::Syscall;
 use super::userns::Userns;
 use crate::fs::{Last, Root};
 
@@ -66,13 +67,14 @@ fn failed(what: impl Into<String>, err: impl std::fmt::Display) -> Failed {
 }
 
 fn mnt(
+    sys: &dyn Syscall,
     src: Option<&Path>,
     target: &Path,
     fstype: Option<&str>,
     flags: MsFlags,
     data: Option<&str>,
 ) -> R<()> {
-    mount(src, target, fstype, flags, data).map_err(|e| {
+    sys.mount(src, target, fstype, flags, data).map_err(|e| {
         let what = fstype.map_or_else(
             || src.map_or_else(String::new, |s| s.display().to_string()),
             str::to_owned,
@@ -112,7 +114,13 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 /// remount of the top). With a user namespace the bind is id-mapped into it, so its files
 /// keep their owners inside; where the source's filesystem cannot be id-mapped it is bound as
 /// it is (its files show as `nobody` inside).
-fn bind(src: &Path, target: &Path, readonly: bool, userns: Option<&Userns>) -> R<()> {
+fn bind(
+    sys: &dyn Syscall,
+    src: &Path,
+    target: &Path,
+    readonly: bool,
+    userns: Option<&Userns>,
+) -> R<()> {
     use std::os::fd::AsFd;
     if let Some(ns) = userns {
         match super::sys::idmapped_tree(src, ns.user.as_fd(), true, readonly) {
@@ -133,20 +141,21 @@ fn bind(src: &Path, target: &Path, readonly: bool, userns: Option<&Userns>) -> R
         }
     }
     mnt(
+        sys,
         Some(src),
         target,
         None,
         MsFlags::MS_BIND | MsFlags::MS_REC,
         None,
     )?;
-    match super::sys::set_tree_attrs(target, readonly) {
+    match sys.set_tree_attrs(target, readonly) {
         Ok(()) => Ok(()),
         Err(nix::errno::Errno::ENOSYS) => {
             let mut flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_NODEV;
             if readonly {
                 flags |= MsFlags::MS_RDONLY;
             }
-            mnt(None, target, None, flags, None)
+            mnt(sys, None, target, None, flags, None)
         }
         Err(e) => Err(failed(format!("read-only {}", target.display()), e)),
     }
@@ -155,12 +164,34 @@ fn bind(src: &Path, target: &Path, readonly: bool, userns: Option<&Userns>) -> R
 /// Mounts everything under `spec.merged`: the root, `/proc`, `/sys`, `/dev`, the sandbox's
 /// files and the spec's binds and tmpfs mounts.
 pub(super) fn prepare(
+    sys: &dyn Syscall,
+    spec: &SandboxSpec,
+    in_user_namespace: bool,
+    userns: Option<&Userns>,
+) -> R<()> {
+    mount_root(sys, spec, in_user_namespace, userns)?;
+    let root = Root::open(&spec.merged).map_err(|e| failed("open the root", error_chain(&e)))?;
+    // tmpfs mounts are owned by RUN's root.
+    let owner = userns.map_or_else(String::new, |ns| {
+        format!(",uid={},gid={}", ns.map.uid, ns.map.gid)
+    });
+    proc_and_sys(sys, &root)?;
+    dev(sys, &root, &owner)?;
+    extra_mounts(sys, spec, &root, userns, &owner)
+}
+
+/// The root filesystem at `spec.merged`, everything made private first: an overlay of the
+/// stage's layers (id-mapped into RUN's user namespace if it has one), or the copy of the
+/// fallback bound onto itself (a mount point for `pivot_root`).
+fn mount_root(
+    sys: &dyn Syscall,
     spec: &SandboxSpec,
     in_user_namespace: bool,
     userns: Option<&Userns>,
 ) -> R<()> {
     let slash = Path::new("/");
     mnt(
+        sys,
         None,
         slash,
         None,
@@ -169,10 +200,6 @@ pub(super) fn prepare(
     )?;
     let m = &spec.merged;
     fs_err::create_dir_all(m).map_err(|e| failed(format!("mkdir {}", m.display()), e))?;
-    // tmpfs mounts are owned by RUN's root.
-    let owner = userns.map_or_else(String::new, |ns| {
-        format!(",uid={},gid={}", ns.map.uid, ns.map.gid)
-    });
     if let (true, Some(ns)) = (spec.copied_rootfs, userns) {
         // The copy, id-mapped onto itself (a mount point for pivot_root).
         use std::os::fd::AsFd;
@@ -181,8 +208,9 @@ pub(super) fn prepare(
             .map_err(|e| failed(format!("id-mapped mount of {}", m.display()), e))?;
     } else if spec.copied_rootfs {
         // pivot_root needs a mount point: the copy is bind-mounted onto itself.
-        mnt(Some(m), m, None, MsFlags::MS_BIND, None)?;
+        mnt(sys, Some(m), m, None, MsFlags::MS_BIND, None)?;
         mnt(
+            sys,
             None,
             m,
             None,
@@ -205,6 +233,7 @@ pub(super) fn prepare(
             data.push_str(",userxattr");
         }
         mnt(
+            sys,
             Some(Path::new("overlay")),
             m,
             Some("overlay"),
@@ -212,20 +241,26 @@ pub(super) fn prepare(
             Some(&data),
         )?;
     }
-    let root = Root::open(m).map_err(|e| failed("open the root", error_chain(&e)))?;
+    Ok(())
+}
 
-    let proc = dir_in(&root, "proc")?;
+/// `/proc` and `/sys` (read-only; the host's bound where sysfs cannot be mounted), with
+/// runc's masked and read-only paths.
+fn proc_and_sys(sys: &dyn Syscall, root: &Root) -> R<()> {
+    let proc = dir_in(root, "proc")?;
     mnt(
+        sys,
         Some(Path::new("proc")),
         &proc,
         Some("proc"),
         MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
         None,
     )?;
-    let sys = dir_in(&root, "sys")?;
+    let sys_dir = dir_in(root, "sys")?;
     let sysfs = mnt(
+        sys,
         Some(Path::new("sysfs")),
-        &sys,
+        &sys_dir,
         Some("sysfs"),
         MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
         None,
@@ -233,7 +268,7 @@ pub(super) fn prepare(
     if sysfs.is_err() {
         // A user namespace that does not own the network namespace cannot mount sysfs (runc
         // binds the host's then, too).
-        bind(Path::new("/sys"), &sys, true, None)?;
+        bind(sys, Path::new("/sys"), &sys_dir, true, None)?;
     }
     // `proc/...` and `sys/...` under where /proc and /sys were resolved to.
     let in_base = |rel: &str| {
@@ -241,13 +276,14 @@ pub(super) fn prepare(
         if top == "proc" {
             proc.join(rest)
         } else {
-            sys.join(rest)
+            sys_dir.join(rest)
         }
     };
     for rel in MASKED {
         let path = in_base(rel);
         match fs_err::symlink_metadata(&path) {
             Ok(meta) if meta.is_dir() => mnt(
+                sys,
                 Some(Path::new("tmpfs")),
                 &path,
                 Some("tmpfs"),
@@ -255,6 +291,7 @@ pub(super) fn prepare(
                 Some("size=0,mode=0555"),
             )?,
             Ok(_) => mnt(
+                sys,
                 Some(Path::new("/dev/null")),
                 &path,
                 None,
@@ -268,6 +305,7 @@ pub(super) fn prepare(
         let path = in_base(rel);
         if fs_err::symlink_metadata(&path).is_ok() {
             mnt(
+                sys,
                 Some(&path),
                 &path,
                 None,
@@ -275,6 +313,7 @@ pub(super) fn prepare(
                 None,
             )?;
             mnt(
+                sys,
                 None,
                 &path,
                 None,
@@ -289,8 +328,15 @@ pub(super) fn prepare(
         }
     }
 
-    let dev = dir_in(&root, "dev")?;
+    Ok(())
+}
+
+/// A minimal `/dev`: a tmpfs with the safe device nodes bound in, devpts, shm and the
+/// standard links.
+fn dev(sys: &dyn Syscall, root: &Root, owner: &str) -> R<()> {
+    let dev = dir_in(root, "dev")?;
     mnt(
+        sys,
         Some(Path::new("tmpfs")),
         &dev,
         Some("tmpfs"),
@@ -304,6 +350,7 @@ pub(super) fn prepare(
         let target = dev.join(node);
         fs_err::File::create(&target).map_err(|e| failed(format!("create /dev/{node}"), e))?;
         mnt(
+            sys,
             Some(&Path::new("/dev").join(node)),
             &target,
             None,
@@ -314,6 +361,7 @@ pub(super) fn prepare(
     let pts = dev.join("pts");
     fs_err::create_dir(&pts).map_err(|e| failed("mkdir /dev/pts", e))?;
     mnt(
+        sys,
         Some(Path::new("devpts")),
         &pts,
         Some("devpts"),
@@ -323,6 +371,7 @@ pub(super) fn prepare(
     let shm = dev.join("shm");
     fs_err::create_dir(&shm).map_err(|e| failed("mkdir /dev/shm", e))?;
     mnt(
+        sys,
         Some(Path::new("shm")),
         &shm,
         Some("tmpfs"),
@@ -339,27 +388,39 @@ pub(super) fn prepare(
         let _ = std::os::unix::fs::symlink(target, dev.join(link));
     }
 
+    Ok(())
+}
+
+/// `/etc/hosts`, `/etc/resolv.conf`, the spec's binds and its tmpfs mounts.
+fn extra_mounts(
+    sys: &dyn Syscall,
+    spec: &SandboxSpec,
+    root: &Root,
+    userns: Option<&Userns>,
+    owner: &str,
+) -> R<()> {
     for (file, src) in [
         ("etc/hosts", &spec.hosts),
         ("etc/resolv.conf", &spec.resolv_conf),
     ] {
         if let Some(src) = src {
-            bind(src, &file_in(&root, file)?, true, userns)?;
+            bind(sys, src, &file_in(root, file)?, true, userns)?;
         }
     }
     for b in &spec.binds {
         let rel = b.target.trim_start_matches('/');
         let target = if b.source.is_dir() {
-            dir_in(&root, rel)?
+            dir_in(root, rel)?
         } else {
-            file_in(&root, rel)?
+            file_in(root, rel)?
         };
-        bind(&b.source, &target, b.readonly, userns)?;
+        bind(sys, &b.source, &target, b.readonly, userns)?;
     }
     for (target, size) in &spec.tmpfs {
-        let t = dir_in(&root, target.trim_start_matches('/'))?;
-        let data = size.map_or_else(|| owner.clone(), |s| format!("size={s}{owner}"));
+        let t = dir_in(root, target.trim_start_matches('/'))?;
+        let data = size.map_or_else(|| owner.to_owned(), |s| format!("size={s}{owner}"));
         mnt(
+            sys,
             Some(Path::new("tmpfs")),
             &t,
             Some("tmpfs"),

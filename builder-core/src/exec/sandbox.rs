@@ -6,16 +6,14 @@ use std::ffi::CString;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use nix::mount::{MntFlags, umount2};
 use nix::sched::{CloneFlags, unshare};
 use nix::sys::wait::{WaitStatus, waitpid};
-use nix::unistd::{
-    ForkResult, Gid, Uid, chdir, execve, pivot_root, setgid, setgroups, sethostname, setuid,
-};
+use nix::unistd::{ForkResult, Gid, Uid, execve};
 
 use super::rootless::in_user_namespace;
-use super::spec::{Network, PRIVATE_DNS, SandboxSpec, rlimit_resource};
-use super::sys::{SETUP_FAILED, close_from_3, idmapped_tree, loopback_up};
+use super::spec::{Network, PRIVATE_DNS, SandboxSpec};
+use super::sys::{SETUP_FAILED, close_from_3, idmapped_tree};
+use super::syscall::{Linux, Syscall};
 use super::userns::{Userns, make_userns};
 
 /// Docker's default capability set.
@@ -50,35 +48,10 @@ pub(super) fn enter(spec: &SandboxSpec) -> i32 {
     }
     // Rootless: a user namespace first, mapping our own uid and gid to root inside (a single
     // mapping, as an unprivileged process may write for itself).
-    let rootless = !Uid::effective().is_root();
-    if rootless {
-        let (uid, gid) = (Uid::effective(), Gid::effective());
-        if let Err(e) = unshare(CloneFlags::CLONE_NEWUSER) {
-            fail("unshare a user namespace (rootless)", e);
-        }
-        for (file, content) in [
-            ("/proc/self/setgroups", "deny".to_owned()),
-            ("/proc/self/uid_map", format!("0 {uid} 1")),
-            ("/proc/self/gid_map", format!("0 {gid} 1")),
-        ] {
-            if let Err(e) = fs_err::write(file, content) {
-                fail("map ids (rootless)", e);
-            }
-        }
+    if !Uid::effective().is_root() {
+        map_self();
     }
-    // As root: RUN's ids as an unprivileged range of the host's, where the kernel can id-map
-    // the mounts (`--userns auto`).
-    let userns = match userns_for(spec) {
-        None => None,
-        Some(Ok(ns)) => Some(ns),
-        Some(Err(why)) => {
-            let _ = writeln!(
-                std::io::stderr(),
-                "rbuild: warning: RUN runs as the host's root, without a user namespace: {why}"
-            );
-            None
-        }
-    };
+    let userns = run_userns(spec);
     // The network namespace first, on its own: user-mode networking is started from the
     // host's namespace into it before the pid namespace exists (pasta must not be its PID 1).
     let pasta = match spec.network {
@@ -144,21 +117,6 @@ pub(super) fn enter(spec: &SandboxSpec) -> i32 {
             drop(alive_w);
             child(spec, userns.as_ref(), &alive_r)
         }
-    }
-}
-
-/// Arms the parent-death signal again (a change of effective or filesystem ids clears it)
-/// and ends this process if the helper has gone already: `alive` is the read end of a pipe
-/// only the helper writes to, which hangs up when it exits.
-fn still_die_with_helper(alive: &std::io::PipeReader) {
-    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-    use std::os::fd::AsFd;
-    if let Err(e) = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL) {
-        fail("pdeathsig", e);
-    }
-    let mut fds = [PollFd::new(alive.as_fd(), PollFlags::POLLIN)];
-    if poll(&mut fds, PollTimeout::ZERO).is_ok_and(|n| n > 0) {
-        std::process::exit(SETUP_FAILED);
     }
 }
 
@@ -278,8 +236,8 @@ fn start_pasta(spec: &SandboxSpec, userns: Option<&Userns>) -> nix::unistd::Pid 
     }
 }
 
-/// BuildKit's default resource limits, then the spec's `--ulimit`s.
-fn set_rlimits(spec: &SandboxSpec) {
+/// BuildKit's default resource limits, then the spec's `--ulimit`s: name, soft, hard.
+fn rlimits(spec: &SandboxSpec) -> Vec<(String, u64, u64)> {
     let defaults = super::spec::DEFAULT_ULIMITS
         .iter()
         .filter(|(name, ..)| !spec.ulimits.iter().any(|u| u.name == *name))
@@ -288,21 +246,7 @@ fn set_rlimits(spec: &SandboxSpec) {
         .ulimits
         .iter()
         .map(|u| (u.name.clone(), u.soft, u.hard));
-    for (name, soft, hard) in defaults.chain(given) {
-        let Some(resource) = rlimit_resource(&name) else {
-            fail("ulimit", format!("unknown limit `{name}`"));
-        };
-        let inf = |v: u64| {
-            if v == u64::MAX {
-                nix::sys::resource::RLIM_INFINITY
-            } else {
-                v
-            }
-        };
-        if let Err(e) = nix::sys::resource::setrlimit(resource, inf(soft), inf(hard)) {
-            fail(&format!("ulimit {name}={soft}:{hard}"), e);
-        }
-    }
+    defaults.chain(given).collect()
 }
 
 fn child(spec: &SandboxSpec, userns: Option<&Userns>, alive: &std::io::PipeReader) -> ! {
@@ -318,108 +262,15 @@ fn child(spec: &SandboxSpec, userns: Option<&Userns>, alive: &std::io::PipeReade
             fail("raise capabilities", e);
         }
     }
-    if let Err(f) = super::rootfs::prepare(spec, in_user_namespace(), userns) {
-        fail(&f.what, f.err);
-    }
-    let m = &spec.merged;
-    if let Err(e) = sethostname(&spec.hostname) {
-        fail("sethostname", e);
-    }
-    if spec.network != Network::Host {
-        // Loopback up in the namespace of its own (pasta configures only its interface).
-        if let Err(e) = loopback_up() {
-            fail("bring the loopback interface up", e);
-        }
-    }
-
-    // pivot_root onto the overlay and drop the old root: nothing of the host stays visible.
-    if let Err(e) = chdir(m.as_path()) {
-        fail("chdir to the new root", e);
-    }
-    if let Err(e) = pivot_root(".", ".") {
-        fail("pivot_root", e);
-    }
-    if let Err(e) = umount2(".", MntFlags::MNT_DETACH) {
-        fail("detach the old root", e);
-    }
-    if let Err(e) = chdir("/") {
-        fail("chdir /", e);
-    }
-    // Inside the new root `/` is the root: an absolute link in WORKDIR stays inside.
-    let cwd = PathBuf::from(&spec.cwd);
-    if !cwd.is_dir() {
-        if let Err(e) = fs_err::create_dir_all(&cwd) {
-            fail(&format!("mkdir {}", cwd.display()), e);
-        }
-    }
-    if let Err(e) = chdir(cwd.as_path()) {
-        fail(&format!("chdir {}", spec.cwd), e);
-    }
-    // A session of its own: no controlling terminal, so /dev/tty opens nothing and TIOCSTI
-    // cannot reach the terminal of whoever started the build.
-    if let Err(e) = nix::unistd::setsid() {
-        fail("setsid", e);
-    }
-    // Everything is mounted: into the user namespace, where this process has every
-    // capability, and from here on none on the host.
-    if let Some(ns) = userns {
-        if let Err(e) = nix::sched::setns(&ns.user, CloneFlags::CLONE_NEWUSER) {
-            fail("join the user namespace", e);
-        }
-    }
-
-    // Capabilities: Docker's defaults in the bounding, permitted and effective sets; the
-    // inheritable and ambient sets empty (CVE-2022-29162), so an exec'd file gains nothing.
-    let keep: caps::CapsHashSet = DEFAULT_CAPS.iter().copied().collect();
-    for cap in caps::all() {
-        if !keep.contains(&cap) {
-            if let Err(e) = caps::drop(None, caps::CapSet::Bounding, cap) {
-                fail("drop capability", e);
-            }
-        }
-    }
-    if let Err(e) = caps::set(None, caps::CapSet::Inheritable, &caps::CapsHashSet::new()) {
-        fail("clear inheritable capabilities", e);
-    }
-    if let Err(e) = caps::clear(None, caps::CapSet::Ambient) {
-        fail("clear ambient capabilities", e);
-    }
-    for set in [caps::CapSet::Effective, caps::CapSet::Permitted] {
-        if let Err(e) = caps::set(None, set, &keep) {
-            fail("set capabilities", e);
-        }
-    }
-    let groups: Vec<Gid> = spec.groups.iter().map(|g| Gid::from_raw(*g)).collect();
-    // In the single-mapping user namespace setgroups is denied, and only root is mapped.
-    if !setgroups_denied() {
-        if let Err(e) = setgroups(&groups) {
-            fail("setgroups", e);
-        }
-    }
-    if let Err(e) = setgid(Gid::from_raw(spec.gid)) {
-        fail("setgid", e);
-    }
-    if let Err(e) = setuid(Uid::from_raw(spec.uid)) {
-        fail("setuid", e);
-    }
-    still_die_with_helper(alive);
-    set_rlimits(spec);
-    if let Err(e) = nix::sys::prctl::set_no_new_privs() {
-        fail("no_new_privs", e);
-    }
-
-    let program = resolve_program(spec);
-    let to_c =
-        |s: &str| CString::new(s).unwrap_or_else(|_| fail("argument", "contains a NUL byte"));
-    let argv: Vec<CString> = spec.args.iter().map(|a| to_c(a)).collect();
-    let envp: Vec<CString> = spec.env.iter().map(|e| to_c(e)).collect();
-    let program_c = to_c(&program);
-    if let Err(e) = super::seccomp::install() {
-        fail("seccomp", e);
-    }
+    let command = setup(&Linux, spec, in_user_namespace(), userns, alive)
+        .unwrap_or_else(|(what, err)| fail(&what, err));
     close_from_3();
-    let err = execve(&program_c, &argv, &envp).unwrap_err();
-    let _ = writeln!(std::io::stderr(), "rbuild sandbox: exec {program}: {err}");
+    let err = execve(&command.program, &command.argv, &command.envp).unwrap_err();
+    let _ = writeln!(
+        std::io::stderr(),
+        "rbuild sandbox: exec {}: {err}",
+        command.program.to_string_lossy()
+    );
     std::process::exit(if err == nix::errno::Errno::ENOENT {
         127
     } else {
@@ -427,18 +278,85 @@ fn child(spec: &SandboxSpec, userns: Option<&Userns>, alive: &std::io::PipeReade
     });
 }
 
-/// Whether `/proc/self/setgroups` says `deny` (the single-mapping user namespace `enter` makes).
-fn setgroups_denied() -> bool {
-    fs_err::read_to_string("/proc/self/setgroups").is_ok_and(|s| s.trim() == "deny")
+/// The command as `execve` takes it.
+struct Command {
+    program: CString,
+    argv: Vec<CString>,
+    envp: Vec<CString>,
+}
+
+/// Everything from the root filesystem to seccomp, in order: mounts (`rootfs.rs`), hostname,
+/// loopback, `pivot_root`, the working directory, a session of its own, into RUN's user
+/// namespace, Docker's capabilities, ids, the parent-death signal, limits, `no_new_privs`,
+/// seccomp. A failure says which step and why.
+fn setup(
+    sys: &dyn Syscall,
+    spec: &SandboxSpec,
+    in_user_namespace: bool,
+    userns: Option<&Userns>,
+    alive: &std::io::PipeReader,
+) -> Result<Command, (String, String)> {
+    let at = |what: &str| {
+        let what = what.to_owned();
+        move |err: String| (what, err)
+    };
+    super::rootfs::prepare(sys, spec, in_user_namespace, userns).map_err(|f| (f.what, f.err))?;
+    sys.sethostname(&spec.hostname).map_err(at("sethostname"))?;
+    if spec.network != Network::Host {
+        // Loopback up in the namespace of its own (pasta configures only its interface).
+        sys.loopback_up()
+            .map_err(at("bring the loopback interface up"))?;
+    }
+    // Onto the new root, the old one dropped: nothing of the host stays visible.
+    sys.pivot_root(&spec.merged).map_err(at("pivot_root"))?;
+    // Inside the new root `/` is the root: an absolute link in WORKDIR stays inside.
+    let cwd = PathBuf::from(&spec.cwd);
+    sys.make_dir(&cwd)
+        .map_err(at(&format!("mkdir {}", cwd.display())))?;
+    sys.chdir(&cwd)
+        .map_err(at(&format!("chdir {}", spec.cwd)))?;
+    // A session of its own: no controlling terminal, so /dev/tty opens nothing and TIOCSTI
+    // cannot reach the terminal of whoever started the build.
+    sys.setsid().map_err(at("setsid"))?;
+    // Everything is mounted: into the user namespace, where this process has every
+    // capability, and from here on none on the host.
+    if let Some(ns) = userns {
+        use std::os::fd::AsFd;
+        sys.join_user_namespace(ns.user.as_fd())
+            .map_err(at("join the user namespace"))?;
+    }
+    // Docker's capabilities in the bounding, permitted and effective sets; the inheritable and
+    // ambient sets empty (CVE-2022-29162), so an exec'd file gains nothing.
+    sys.limit_capabilities(&DEFAULT_CAPS)
+        .map_err(at("capabilities"))?;
+    sys.set_ids(&spec.groups, spec.gid, spec.uid)
+        .map_err(at("ids"))?;
+    sys.die_with_helper(alive).map_err(at("pdeathsig"))?;
+    sys.set_rlimits(&rlimits(spec)).map_err(at("ulimit"))?;
+    sys.no_new_privs().map_err(at("no_new_privs"))?;
+    let to_c = |s: &str| {
+        CString::new(s).map_err(|_| ("argument".to_owned(), "contains a NUL byte".to_owned()))
+    };
+    let command = Command {
+        program: to_c(&resolve_program(spec)?)?,
+        argv: spec
+            .args
+            .iter()
+            .map(|a| to_c(a))
+            .collect::<Result<_, _>>()?,
+        envp: spec.env.iter().map(|e| to_c(e)).collect::<Result<_, _>>()?,
+    };
+    sys.seccomp().map_err(at("seccomp"))?;
+    Ok(command)
 }
 
 /// `args[0]` as a path: as given if it has a `/`, else looked up in the spec's `PATH`.
-fn resolve_program(spec: &SandboxSpec) -> String {
+fn resolve_program(spec: &SandboxSpec) -> Result<String, (String, String)> {
     let Some(name) = spec.args.first() else {
-        fail("exec", "no command");
+        return Err(("exec".into(), "no command".into()));
     };
     if name.contains('/') {
-        return name.clone();
+        return Ok(name.clone());
     }
     let path = spec
         .env
@@ -448,8 +366,134 @@ fn resolve_program(spec: &SandboxSpec) -> String {
     for dir in path.split(':') {
         let candidate = Path::new(dir).join(name);
         if candidate.is_file() {
-            return candidate.to_string_lossy().into_owned();
+            return Ok(candidate.to_string_lossy().into_owned());
         }
     }
-    name.clone()
+    Ok(name.clone())
+}
+
+/// A user namespace mapping this process's uid and gid to root (a single mapping, as an
+/// unprivileged process may write for itself).
+fn map_self() {
+    let (uid, gid) = (Uid::effective(), Gid::effective());
+    if let Err(e) = unshare(CloneFlags::CLONE_NEWUSER) {
+        fail("unshare a user namespace (rootless)", e);
+    }
+    for (file, content) in [
+        ("/proc/self/setgroups", "deny".to_owned()),
+        ("/proc/self/uid_map", format!("0 {uid} 1")),
+        ("/proc/self/gid_map", format!("0 {gid} 1")),
+    ] {
+        if let Err(e) = fs_err::write(file, content) {
+            fail("map ids (rootless)", e);
+        }
+    }
+}
+
+/// As root: RUN's ids as an unprivileged range of the host's, where the kernel can id-map
+/// the mounts (`--userns auto`); else none, with a warning.
+fn run_userns(spec: &SandboxSpec) -> Option<Userns> {
+    match userns_for(spec) {
+        None => None,
+        Some(Ok(ns)) => Some(ns),
+        Some(Err(why)) => {
+            let _ = writeln!(
+                std::io::stderr(),
+                "rbuild: warning: RUN runs as the host's root, without a user namespace: {why}"
+            );
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exec::syscall::fake::Recording;
+
+    #[test]
+    fn the_sandbox_is_set_up_in_order_and_it_is_tested_without_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let at = |p: &str| dir.path().join(p);
+        fs_err::write(at("hosts"), "127.0.0.1 localhost\n").unwrap();
+        fs_err::create_dir(at("cache")).unwrap();
+        let spec = SandboxSpec {
+            lower: at("lower"),
+            upper: at("upper"),
+            work: at("work"),
+            merged: at("merged"),
+            args: vec!["/bin/true".into()],
+            env: vec!["PATH=/bin".into()],
+            cwd: "/w".into(),
+            uid: 1000,
+            gid: 1000,
+            groups: vec![1000, 27],
+            hostname: "buildkitsandbox".into(),
+            network: Network::None,
+            resolv_conf: None,
+            limits: crate::exec::Limits::default(),
+            ulimits: Vec::new(),
+            cgroup: None,
+            hosts: Some(at("hosts")),
+            binds: vec![crate::exec::Bind {
+                source: at("cache"),
+                target: "/root/.cache".into(),
+                readonly: false,
+            }],
+            tmpfs: vec![("/tmp".into(), Some(1 << 20))],
+            copied_rootfs: false,
+            timeout: None,
+            userns: None,
+        };
+        let sys = Recording {
+            root: spec.merged.clone(),
+            ..Recording::default()
+        };
+        let (alive, _helper) = std::io::pipe().unwrap();
+        let command = setup(&sys, &spec, false, None, &alive).unwrap();
+        assert_eq!(command.program.to_str().unwrap(), "/bin/true");
+        let calls = sys.calls.into_inner();
+        let host = dir.path().display().to_string();
+        let shown = calls.join("\n").replace(&host, "<tmp>");
+        insta::assert_snapshot!(shown, @r"
+        mount - /
+        mount overlay <root>/
+        mount proc <root>/proc
+        mount sysfs <root>/sys ro
+        mount tmpfs <root>/dev
+        mount /dev/null <root>/dev/null bind
+        mount /dev/zero <root>/dev/zero bind
+        mount /dev/full <root>/dev/full bind
+        mount /dev/random <root>/dev/random bind
+        mount /dev/urandom <root>/dev/urandom bind
+        mount /dev/tty <root>/dev/tty bind
+        mount devpts <root>/dev/pts
+        mount tmpfs <root>/dev/shm
+        mount <tmp>/hosts <root>/etc/hosts bind
+        setattr <root>/etc/hosts nodev ro
+        mount <tmp>/cache <root>/root/.cache bind
+        setattr <root>/root/.cache nodev
+        mount tmpfs <root>/tmp
+        sethostname buildkitsandbox
+        loopback up
+        pivot_root <root>/
+        mkdir /w
+        chdir /w
+        setsid
+        capabilities 14
+        ids groups=[1000, 27] gid=1000 uid=1000
+        pdeathsig
+        rlimits nofile
+        no_new_privs
+        seccomp
+        ");
+        // The rules the order keeps, whatever else changes: every mount before pivot_root,
+        // capabilities dropped before the ids change, seccomp last.
+        let at = |name: &str| calls.iter().position(|c| c.starts_with(name)).unwrap();
+        let last_mount = calls.iter().rposition(|c| c.starts_with("mount")).unwrap();
+        assert!(last_mount < at("pivot_root"));
+        assert!(at("capabilities") < at("ids"));
+        assert!(at("no_new_privs") < at("seccomp"));
+        assert_eq!(calls.last().map(String::as_str), Some("seccomp"));
+    }
 }

@@ -165,73 +165,29 @@ impl Builder {
             checked,
             automatic_args,
         } = front(req)?;
-        for w in parsed.warnings.iter().chain(&checked.warnings) {
-            on_event(&Event::Warning {
-                message: w.message.clone(),
-                line: w.span.line,
-            });
-        }
-        let plan = plan::plan(&checked, req.target.as_deref())?;
-        let mut no_cache_stages = std::collections::BTreeSet::new();
-        for name in &req.no_cache_filter {
-            no_cache_stages.insert(plan::stage_index(&checked, name)?);
-        }
-        for &i in &plan.skipped {
-            on_event(&Event::StageSkipped {
-                stage: i,
-                name: checked.stages[i].name.clone(),
-            });
-        }
+        let (plan, no_cache_stages) = announce(&parsed, &checked, req, on_event)?;
 
         let lock = self.store.lock_shared()?;
         let context = Context::open(&req.context, Some(&dockerfile_path))?;
-        // A context in the store's own work directories (the service's, `build -`) is built
-        // once: its stat cache would never be read again.
-        let stat_cache_path = (!context.root().starts_with(self.store.root()))
-            .then(|| stat_cache_path(&self.store, context.root()));
-        let stat_cache = stat_cache_path
-            .as_deref()
-            .map(StatCache::load)
-            .unwrap_or_default();
+        let (stat_cache_path, stat_cache) = self.stat_cache(&context);
         let work = self.store.work_dir("build-")?;
 
-        let total: usize = plan
+        let total = plan
             .order
             .iter()
             .map(|&i| checked.stages[i].instructions.len() + 1)
             .sum();
-        let lazy_layers = remote_cache::LazyLayers::default();
-        for spec in &req.cache_from {
-            let records = remote_cache::import(&self.store, spec, &req.registry, &lazy_layers)?;
-            on_event(&Event::CacheImported {
-                source: cache_name(spec),
-                records,
-            });
-        }
-        let mut cached = 0;
-        let mut misses = Vec::new();
+        let lazy_layers = self.import_caches(req, on_event)?;
+        let mut tally = Tally::default();
         let mut count = |e: &Event| {
-            match e {
-                Event::StepDone { cached: true, .. } => cached += 1,
-                Event::Miss {
-                    instruction,
-                    line,
-                    reason,
-                    first: false,
-                    ..
-                } => misses.push(format!("{instruction} (Dockerfile:{line}): {reason}")),
-                _ => {}
-            }
+            tally.observe(e);
             on_event(e);
         };
         let stat_cache_shared = std::sync::Mutex::new(stat_cache);
         let downloads = std::sync::Mutex::new(std::collections::HashMap::new());
         let step_keys = std::sync::Mutex::new(Vec::new());
         let never_cancelled = std::sync::atomic::AtomicBool::new(false);
-        let platform = req
-            .platform
-            .clone()
-            .unwrap_or_else(crate::registry::Platform::host);
+        let platform = (req.platform.clone()).unwrap_or_else(crate::registry::Platform::host);
         let next_step = std::sync::atomic::AtomicUsize::new(0);
         let events: std::sync::Mutex<&mut (dyn FnMut(&Event) + Send)> =
             std::sync::Mutex::new(&mut count);
@@ -252,10 +208,9 @@ impl Builder {
                 checked: &checked,
                 times: Times::of(req.source_date_epoch, req.wall_clock_times),
                 no_cache: req.no_cache,
+                sandbox: sandbox(req),
                 explain: req.explain_cache,
                 no_cache_stages: &no_cache_stages,
-                secrets: &req.secrets,
-                run_timeout: req.run_timeout,
                 dockerfile: &dockerfile_path,
                 downloads: &downloads,
                 max_download: req.max_download.unwrap_or(download::DEFAULT_MAX_DOWNLOAD),
@@ -264,11 +219,6 @@ impl Builder {
                 platform: &platform,
                 registry: &req.registry,
                 lazy_layers: &lazy_layers,
-                network: req.network,
-                allow_network_host: req.allow_network_host,
-                userns: req.userns,
-                limits: &req.limits,
-                ulimits: &req.ulimits,
                 cancel: req.cancel.as_deref().unwrap_or(&never_cancelled),
                 inflight: &self.inflight,
                 step_keys: &step_keys,
@@ -278,62 +228,106 @@ impl Builder {
                 total,
                 events: &events,
             };
-            let jobs = req
-                .jobs
-                .unwrap_or_else(|| {
-                    std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
-                })
-                .max(1);
-            states = schedule::run_stages(&env, &plan.order, jobs)?;
+            states = schedule::run_stages(&env, &plan.order, jobs(req))?;
         }
         let steps = next_step.load(std::sync::atomic::Ordering::SeqCst);
-        let stat_cache = stat_cache_shared
-            .into_inner()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let stat_cache = unlocked(stat_cache_shared);
         if let Some(path) = &stat_cache_path {
             stat_cache.save(path, context.root())?;
         }
         let (_, files_read) = stat_cache.stats();
-        let mut final_state = states
+        let final_state = states
             .remove(&plan.target)
             .ok_or_else(|| Error::Internal("target stage was not built".into()))?;
+        let image = self.store_image(req, final_state, &lazy_layers)?;
+        let step_keys = unlocked(step_keys);
+        self.export_cache(req, &step_keys, plan.target, on_event)?;
+        Ok(BuildOutput {
+            image,
+            steps,
+            cached: tally.cached,
+            misses: tally.misses,
+            files_read,
+            lock,
+        })
+    }
+
+    /// The context's stat cache, and where it is kept. A context in the store's own work
+    /// directories (the service's, `build -`) is built once: its cache would never be read
+    /// again, so it is not kept.
+    fn stat_cache(&self, context: &Context) -> (Option<PathBuf>, StatCache) {
+        let path = (!context.root().starts_with(self.store.root()))
+            .then(|| stat_cache_path(&self.store, context.root()));
+        let cache = path.as_deref().map(StatCache::load).unwrap_or_default();
+        (path, cache)
+    }
+
+    /// `--cache-from`: the step records of each cache, their layers fetched when read.
+    fn import_caches(
+        &self,
+        req: &BuildRequest,
+        on_event: &mut (dyn FnMut(&Event) + Send),
+    ) -> Result<remote_cache::LazyLayers> {
+        let lazy_layers = remote_cache::LazyLayers::default();
+        for spec in &req.cache_from {
+            let records = remote_cache::import(&self.store, spec, &req.registry, &lazy_layers)?;
+            on_event(&Event::CacheImported {
+                source: cache_name(spec),
+                records,
+            });
+        }
+        Ok(lazy_layers)
+    }
+
+    /// The target's image, finished (`--label`s, times, `--squash`), stored and tagged.
+    fn store_image(
+        &self,
+        req: &BuildRequest,
+        mut state: StageState,
+        lazy_layers: &remote_cache::LazyLayers,
+    ) -> Result<Image> {
         if !req.labels.is_empty() {
-            final_state
+            state
                 .config
                 .config
                 .labels
                 .get_or_insert_with(BTreeMap::new)
                 .extend(req.labels.clone());
         }
-        let created = rfc3339(Times::of(req.source_date_epoch, req.wall_clock_times).created());
-        final_state.config.created = Some(created.clone());
-        for h in &mut final_state.config.history {
+        let times = Times::of(req.source_date_epoch, req.wall_clock_times);
+        let created = rfc3339(times.created());
+        state.config.created = Some(created.clone());
+        for h in &mut state.config.history {
             h.created.get_or_insert_with(|| created.clone());
         }
         remote_cache::ensure_layers(
             &self.store,
-            &final_state.config.rootfs.diff_ids,
-            &lazy_layers,
+            &state.config.rootfs.diff_ids,
+            lazy_layers,
             &req.registry,
         )?;
         if req.squash {
-            squash::squash(
-                &self.store,
-                &mut final_state,
-                Times::of(req.source_date_epoch, req.wall_clock_times).clamp,
-            )?;
+            squash::squash(&self.store, &mut state, times.clamp)?;
         }
-        let image = Image::store(&self.store, &final_state.config)?;
+        let image = Image::store(&self.store, &state.config)?;
         for t in &req.tags {
             self.store.set_tag(t, image.manifest_digest)?;
         }
-        let step_keys = step_keys
-            .into_inner()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Ok(image)
+    }
+
+    /// `--cache-to`: the target's steps (`mode=max`: every stage's) exported.
+    fn export_cache(
+        &self,
+        req: &BuildRequest,
+        step_keys: &[(usize, crate::digest::Digest)],
+        target: usize,
+        on_event: &mut (dyn FnMut(&Event) + Send),
+    ) -> Result<()> {
         for spec in &req.cache_to {
             let keys: Vec<crate::digest::Digest> = step_keys
                 .iter()
-                .filter(|(stage, _)| spec.max() || *stage == plan.target)
+                .filter(|(stage, _)| spec.max() || *stage == target)
                 .map(|(_, k)| *k)
                 .collect();
             let records = remote_cache::export(&self.store, spec, &keys, &req.registry)?;
@@ -342,14 +336,7 @@ impl Builder {
                 records,
             });
         }
-        Ok(BuildOutput {
-            image,
-            steps,
-            cached,
-            misses,
-            files_read,
-            lock,
-        })
+        Ok(())
     }
 }
 
@@ -511,5 +498,84 @@ fn step_error(err: plan::Error, resolved: Option<Error>) -> Error {
         },
         plan::Error::Unsupported { what } => Error::Unsupported { what },
         other => Error::Plan(other),
+    }
+}
+
+/// The build's warnings and skipped stages, reported; the plan of stages and the
+/// `--no-cache-filter` stages.
+fn announce(
+    parsed: &dockerfile::Dockerfile,
+    checked: &dockerfile::Checked,
+    req: &BuildRequest,
+    on_event: &mut (dyn FnMut(&Event) + Send),
+) -> Result<(plan::Plan, std::collections::BTreeSet<usize>)> {
+    for w in parsed.warnings.iter().chain(&checked.warnings) {
+        on_event(&Event::Warning {
+            message: w.message.clone(),
+            line: w.span.line,
+        });
+    }
+    let plan = plan::plan(checked, req.target.as_deref())?;
+    let mut no_cache_stages = std::collections::BTreeSet::new();
+    for name in &req.no_cache_filter {
+        no_cache_stages.insert(plan::stage_index(checked, name)?);
+    }
+    for &i in &plan.skipped {
+        on_event(&Event::StageSkipped {
+            stage: i,
+            name: checked.stages[i].name.clone(),
+        });
+    }
+    Ok((plan, no_cache_stages))
+}
+
+/// What the build's end reports of its steps: how many were cached, why the others missed.
+#[derive(Default)]
+struct Tally {
+    cached: usize,
+    misses: Vec<String>,
+}
+
+impl Tally {
+    fn observe(&mut self, e: &Event) {
+        match e {
+            Event::StepDone { cached: true, .. } => self.cached += 1,
+            Event::Miss {
+                instruction,
+                line,
+                reason,
+                first: false,
+                ..
+            } => self
+                .misses
+                .push(format!("{instruction} (Dockerfile:{line}): {reason}")),
+            _ => {}
+        }
+    }
+}
+
+/// `--jobs`, else the core count.
+fn jobs(req: &BuildRequest) -> usize {
+    req.jobs
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, std::num::NonZero::get))
+        .max(1)
+}
+
+/// What a mutex held, whether or not a thread panicked holding it.
+fn unlocked<T>(m: std::sync::Mutex<T>) -> T {
+    m.into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// What every RUN's sandbox gets from the request.
+fn sandbox(req: &BuildRequest) -> env::Sandbox<'_> {
+    env::Sandbox {
+        secrets: &req.secrets,
+        run_timeout: req.run_timeout,
+        network: req.network,
+        allow_network_host: req.allow_network_host,
+        userns: req.userns,
+        limits: &req.limits,
+        ulimits: &req.ulimits,
     }
 }

@@ -43,31 +43,8 @@ pub fn run_image(store: &Store, name: &str, opts: &RunOptions) -> Result<i32> {
         }
     }
     let cfg = &image.config.config;
-    let mut args: Vec<String> = cfg.entrypoint.clone().unwrap_or_default();
-    if opts.command.is_empty() {
-        args.extend(cfg.cmd.clone().unwrap_or_default());
-    } else {
-        args.extend(opts.command.iter().cloned());
-    }
-    if args.is_empty() {
-        return Err(Error::Unsupported {
-            what: format!("running `{name}` without a command (it has no ENTRYPOINT or CMD)"),
-        });
-    }
-    let mut env: Vec<String> = cfg.env.clone().unwrap_or_default();
-    for e in &opts.env {
-        let entry = if e.contains('=') {
-            e.clone()
-        } else {
-            match std::env::var(e) {
-                Ok(v) => format!("{e}={v}"),
-                Err(_) => continue,
-            }
-        };
-        let key = entry.split('=').next().unwrap_or_default().to_owned();
-        env.retain(|x| x.split('=').next() != Some(key.as_str()));
-        env.push(entry);
-    }
+    let args = command(name, cfg, opts)?;
+    let env = environment(cfg, opts);
     let user = opts
         .user
         .clone()
@@ -133,4 +110,39 @@ pub fn run_image(store: &Store, name: &str, opts: &RunOptions) -> Result<i32> {
     };
     let helper = std::env::current_exe().map_err(io_at("/proc/self/exe"))?;
     Ok(exec::run_attached(&helper, &spec)?.code)
+}
+
+/// The image's ENTRYPOINT and CMD, the command given replacing CMD.
+fn command(name: &str, cfg: &crate::oci::RunConfig, opts: &RunOptions) -> Result<Vec<String>> {
+    let mut args: Vec<String> = cfg.entrypoint.clone().unwrap_or_default();
+    if opts.command.is_empty() {
+        args.extend(cfg.cmd.clone().unwrap_or_default());
+    } else {
+        args.extend(opts.command.iter().cloned());
+    }
+    if args.is_empty() {
+        return Err(Error::Unsupported {
+            what: format!("running `{name}` without a command (it has no ENTRYPOINT or CMD)"),
+        });
+    }
+    Ok(args)
+}
+
+/// The image's environment with `-e` added (`KEY` alone takes ours, if we have it).
+fn environment(cfg: &crate::oci::RunConfig, opts: &RunOptions) -> Vec<String> {
+    let mut env: Vec<String> = cfg.env.clone().unwrap_or_default();
+    for e in &opts.env {
+        let entry = if e.contains('=') {
+            e.clone()
+        } else {
+            match std::env::var(e) {
+                Ok(v) => format!("{e}={v}"),
+                Err(_) => continue,
+            }
+        };
+        let key = entry.split('=').next().unwrap_or_default().to_owned();
+        env.retain(|x| x.split('=').next() != Some(key.as_str()));
+        env.push(entry);
+    }
+    env
 }

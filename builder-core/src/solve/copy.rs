@@ -111,7 +111,6 @@ pub(crate) fn entries(
     file: &File,
     built: &BTreeMap<usize, StageState>,
 ) -> Result<Vec<Entry>> {
-    let mtime = env.times.epoch;
     let root = match &file.from {
         None => Root::Context,
         Some(from) => Root::Dir {
@@ -119,218 +118,239 @@ pub(crate) fn entries(
             label: from_label(env, from),
         },
     };
-    let owner = file
-        .chown
-        .as_ref()
-        .map(|c| resolve_chown(c, &state.rootfs()));
-    let chmod = file.chmod.as_deref().map(Chmod::parse).transpose()?;
+    let rootfs = state.rootfs();
     let exclude = Ignore::parse(&file.exclude.join("\n")).map_err(|e| Error::InvalidFlag {
         flag: "--exclude",
         value: e.pattern.clone(),
         reason: e.reason,
     })?;
-
     // Written through a symlink in the image, never replacing it.
-    let dest = resolve_scoped(&state.rootfs(), &file.dest)?;
-    let dest_exists_as_dir = dir_in(&state.rootfs(), &dest);
-    let dest_is_dir = file.dest_is_dir || dest_exists_as_dir || file.parents;
-
-    let mut out: BTreeMap<String, Entry> = BTreeMap::new();
-    let mut hardlinks: HashMap<(u64, u64), String> = HashMap::new();
-    let join = |dir: &str, name: &str| {
-        let d = dir.trim_matches('/');
-        match (d.is_empty(), name.is_empty()) {
-            (true, _) => name.to_owned(),
-            (false, true) => d.to_owned(),
-            (false, false) => format!("{d}/{name}"),
-        }
+    let dest = resolve_scoped(&rootfs, &file.dest)?;
+    let mut copying = Copying {
+        dest_is_dir: file.dest_is_dir || dir_in(&rootfs, &dest) || file.parents,
+        dest,
+        parents: file.parents,
+        unpack: file.unpack,
+        owner: file.chown.as_ref().map(|c| resolve_chown(c, &rootfs)),
+        chmod: file.chmod.as_deref().map(Chmod::parse).transpose()?,
+        exclude,
+        mtime: env.times.epoch,
+        rootfs,
+        root,
+        out: BTreeMap::new(),
+        hardlinks: HashMap::new(),
     };
-
     for source in &file.sources {
         match source {
             Source::Heredoc { name, content } => {
-                let content = content.clone();
-                let target = if dest_is_dir {
-                    join(&dest, name)
-                } else {
-                    dest.trim_matches('/').to_owned()
-                };
-                let (uid, gid) = owner.unwrap_or((0, 0));
-                let mode = chmod.as_ref().map_or(0o644, |c| c.apply(0o644, false));
-                let bytes = content.into_bytes();
-                out.insert(
-                    target.clone(),
-                    Entry {
-                        path: target,
-                        kind: EntryKind::File {
-                            size: bytes.len() as u64,
-                            source: FileSource::Bytes(bytes),
-                        },
-                        mode,
-                        uid,
-                        gid,
-                        mtime,
-                        xattrs: Vec::new(),
-                    },
-                );
+                let bytes = content.clone().into_bytes();
+                let size = bytes.len() as u64;
+                copying.new_file(name, FileSource::Bytes(bytes), size, 0o644);
+            }
+            Source::Path(path) if file.action == "add" && is_url(path) => {
+                let dl = download(env, path, file.checksum.as_deref())?;
+                // Remote files are 0600, as docker makes them.
+                let name = super::download::file_name(path);
+                copying.new_file(&name, FileSource::Path(dl.path), dl.size, 0o600);
             }
             Source::Path(path) => {
-                if file.action == "add" && is_url(path) {
-                    let dl = download(env, path, file.checksum.as_deref())?;
-                    let name = super::download::file_name(path);
-                    let target = if dest_is_dir {
-                        join(&dest, &name)
-                    } else {
-                        dest.trim_matches('/').to_owned()
-                    };
-                    let (uid, gid) = owner.unwrap_or((0, 0));
-                    // Remote files are 0600, as docker makes them.
-                    let mode = chmod.as_ref().map_or(0o600, |c| c.apply(0o600, false));
-                    out.insert(
-                        target.clone(),
-                        Entry {
-                            path: target,
-                            kind: EntryKind::File {
-                                source: FileSource::Path(dl.path),
-                                size: dl.size,
-                            },
-                            mode,
-                            uid,
-                            gid,
-                            mtime,
-                            xattrs: Vec::new(),
-                        },
-                    );
-                    continue;
+                for m in match_source(env, &copying.root, path)? {
+                    copying.matched(env, &m)?;
                 }
-                let matches = match_source(env, &root, path)?;
-                for m in matches {
-                    if !exclude.is_empty() && !m.rel.is_empty() && exclude.is_ignored(&m.rel) {
-                        continue;
-                    }
-                    let base = if file.parents {
-                        join(&dest, parent_of(&m.rel))
-                    } else {
-                        dest.trim_matches('/').to_owned()
-                    };
-                    let name = m.rel.rsplit('/').next().unwrap_or(&m.rel).to_owned();
-                    let preserve = matches!(root, Root::Dir { .. });
-                    let own = |info: &FileInfo| {
-                        owner.unwrap_or(if preserve {
-                            (info.uid, info.gid)
-                        } else {
-                            (0, 0)
-                        })
-                    };
-                    if file.unpack && m.info.kind == Kind::File {
-                        if let Some(extracted) = extract_archive(env, &m.path)? {
-                            // As BuildKit extracts a local archive: entries are 0:0 (or
-                            // --chown), the archive's owners are not kept, and a directory
-                            // the image has already keeps its mode and owner (`/tmp` stays
-                            // 1777).
-                            let exists = dir_in(&state.rootfs(), &dest);
-                            let mut tree = BTreeMap::new();
-                            add_tree(
-                                walk_tree(&extracted)?,
-                                &dest,
-                                TreeRoot::Destination { exists },
-                                owner,
-                                chmod.as_ref(),
-                                mtime,
-                                false,
-                                &mut tree,
-                                Some(&mut hardlinks),
-                                None,
-                            );
-                            tree.retain(|path, e| {
-                                !(e.kind == EntryKind::Dir && dir_in(&state.rootfs(), path))
-                            });
-                            out.extend(tree);
-                            continue;
-                        }
-                    }
-                    match m.info.kind {
-                        Kind::Dir => {
-                            let target_dir = if file.parents {
-                                join(&base, &name)
-                            } else {
-                                base.clone()
-                            };
-                            // From the context, .dockerignore applies inside the directory too.
-                            let listing = match root {
-                                Root::Context => env.context.walk(&m.rel)?,
-                                Root::Dir { .. } => walk_tree(&m.path)?,
-                            };
-                            let root = if file.parents {
-                                TreeRoot::Itself
-                            } else {
-                                TreeRoot::Destination {
-                                    exists: dir_in(&state.rootfs(), &target_dir),
-                                }
-                            };
-                            add_tree(
-                                listing,
-                                &target_dir,
-                                root,
-                                owner,
-                                chmod.as_ref(),
-                                mtime,
-                                preserve,
-                                &mut out,
-                                // BuildKit keeps hard links within a stage's tree, not between context files.
-                                preserve.then_some(&mut hardlinks),
-                                Some(&exclude),
-                            );
-                        }
-                        Kind::Other => {}
-                        _ => {
-                            let target = if dest_is_dir || file.parents {
-                                join(&base, &name)
-                            } else {
-                                base.clone()
-                            };
-                            let (uid, gid) = own(&m.info);
-                            out.insert(
-                                target.clone(),
-                                file_entry(
-                                    &m.path,
-                                    &m.info,
-                                    target,
-                                    uid,
-                                    gid,
-                                    chmod.as_ref(),
-                                    mtime,
-                                    preserve.then_some(&mut hardlinks),
-                                ),
-                            );
-                        }
-                    }
-                }
+            }
+        }
+    }
+    copying.finish()
+}
+
+/// `dir/name`, relative, either part possibly empty.
+fn join(dir: &str, name: &str) -> String {
+    let d = dir.trim_matches('/');
+    match (d.is_empty(), name.is_empty()) {
+        (true, _) => name.to_owned(),
+        (false, true) => d.to_owned(),
+        (false, false) => format!("{d}/{name}"),
+    }
+}
+
+/// One COPY or ADD being assembled: where it writes, as whom, and the entries so far.
+struct Copying {
+    /// The stage's root filesystem (what the destination already holds).
+    rootfs: PathBuf,
+    /// Where sources are read.
+    root: Root,
+    /// The destination, resolved inside the image.
+    dest: String,
+    dest_is_dir: bool,
+    parents: bool,
+    unpack: bool,
+    owner: Option<(u32, u32)>,
+    chmod: Option<Chmod>,
+    exclude: Ignore,
+    mtime: i64,
+    out: BTreeMap<String, Entry>,
+    hardlinks: HashMap<(u64, u64), String>,
+}
+
+impl Copying {
+    /// Where a source named `name` lands: inside a directory destination, else the
+    /// destination itself.
+    fn target(&self, name: &str) -> String {
+        if self.dest_is_dir {
+            join(&self.dest, name)
+        } else {
+            self.dest.trim_matches('/').to_owned()
+        }
+    }
+
+    /// A file the instruction itself makes (a heredoc, a download), `mode` unless --chmod.
+    fn new_file(&mut self, name: &str, source: FileSource, size: u64, mode: u32) {
+        let target = self.target(name);
+        let (uid, gid) = self.owner.unwrap_or((0, 0));
+        let mode = self.chmod.as_ref().map_or(mode, |c| c.apply(mode, false));
+        self.out.insert(
+            target.clone(),
+            Entry {
+                path: target,
+                kind: EntryKind::File { source, size },
+                mode,
+                uid,
+                gid,
+                mtime: self.mtime,
+                xattrs: Vec::new(),
+            },
+        );
+    }
+
+    /// One match of a source path: an archive ADD unpacks, a directory's contents, a file.
+    fn matched(&mut self, env: &BuildEnv<'_>, m: &Found) -> Result<()> {
+        if !self.exclude.is_empty() && !m.rel.is_empty() && self.exclude.is_ignored(&m.rel) {
+            return Ok(());
+        }
+        if self.unpack && m.info.kind == Kind::File {
+            if let Some(extracted) = extract_archive(env, &m.path)? {
+                return self.unpacked(&extracted);
+            }
+        }
+        let base = if self.parents {
+            join(&self.dest, parent_of(&m.rel))
+        } else {
+            self.dest.trim_matches('/').to_owned()
+        };
+        let name = m.rel.rsplit('/').next().unwrap_or(&m.rel).to_owned();
+        match m.info.kind {
+            Kind::Dir => self.directory(env, m, &base, &name),
+            Kind::Other => Ok(()),
+            _ => {
+                let target = if self.dest_is_dir || self.parents {
+                    join(&base, &name)
+                } else {
+                    base
+                };
+                // Files of a stage or image keep their owners; the context's are root's.
+                let preserve = matches!(self.root, Root::Dir { .. });
+                let (uid, gid) = self.owner.unwrap_or(if preserve {
+                    (m.info.uid, m.info.gid)
+                } else {
+                    (0, 0)
+                });
+                let entry = file_entry(
+                    &m.path,
+                    &m.info,
+                    target.clone(),
+                    uid,
+                    gid,
+                    self.chmod.as_ref(),
+                    self.mtime,
+                    preserve.then_some(&mut self.hardlinks),
+                );
+                self.out.insert(target, entry);
+                Ok(())
             }
         }
     }
 
-    // Parent directories COPY has to create: mode 0755 (or --chmod), owner --chown or root.
-    let (puid, pgid) = owner.unwrap_or((0, 0));
-    let pmode = chmod.as_ref().map_or(0o755, |c| c.apply(0o755, true));
-    let mut parents: BTreeMap<String, Entry> = BTreeMap::new();
-    for path in out.keys() {
-        let parent = parent_of(path);
-        for e in missing_dirs(&state.rootfs(), parent, pmode, puid, pgid, mtime)? {
-            if !out.contains_key(&e.path) {
-                parents.insert(e.path.clone(), e);
+    /// A local archive ADD extracted: as BuildKit extracts one, entries are 0:0 (or --chown),
+    /// the archive's owners are not kept, and a directory the image has already keeps its mode
+    /// and owner (`/tmp` stays 1777).
+    fn unpacked(&mut self, extracted: &Path) -> Result<()> {
+        let exists = dir_in(&self.rootfs, &self.dest);
+        let mut tree = BTreeMap::new();
+        add_tree(
+            walk_tree(extracted)?,
+            &self.dest,
+            TreeRoot::Destination { exists },
+            self.owner,
+            self.chmod.as_ref(),
+            self.mtime,
+            false,
+            &mut tree,
+            Some(&mut self.hardlinks),
+            None,
+        );
+        tree.retain(|path, e| !(e.kind == EntryKind::Dir && dir_in(&self.rootfs, path)));
+        self.out.extend(tree);
+        Ok(())
+    }
+
+    /// A directory source: its contents into the destination (`--parents`: the directory
+    /// itself, under its path).
+    fn directory(&mut self, env: &BuildEnv<'_>, m: &Found, base: &str, name: &str) -> Result<()> {
+        let target_dir = if self.parents {
+            join(base, name)
+        } else {
+            base.to_owned()
+        };
+        // From the context, .dockerignore applies inside the directory too.
+        let preserve = matches!(self.root, Root::Dir { .. });
+        let listing = if preserve {
+            walk_tree(&m.path)?
+        } else {
+            env.context.walk(&m.rel)?
+        };
+        let root = if self.parents {
+            TreeRoot::Itself
+        } else {
+            TreeRoot::Destination {
+                exists: dir_in(&self.rootfs, &target_dir),
+            }
+        };
+        add_tree(
+            listing,
+            &target_dir,
+            root,
+            self.owner,
+            self.chmod.as_ref(),
+            self.mtime,
+            preserve,
+            &mut self.out,
+            // BuildKit keeps hard links within a stage's tree, not between context files.
+            preserve.then_some(&mut self.hardlinks),
+            Some(&self.exclude),
+        );
+        Ok(())
+    }
+
+    /// The entries, with the parent directories COPY has to create: mode 0755 (or --chmod),
+    /// owner --chown or root.
+    fn finish(mut self) -> Result<Vec<Entry>> {
+        let (uid, gid) = self.owner.unwrap_or((0, 0));
+        let mode = self.chmod.as_ref().map_or(0o755, |c| c.apply(0o755, true));
+        let mut parents: BTreeMap<String, Entry> = BTreeMap::new();
+        let mut wanted: Vec<String> = self.out.keys().map(|p| parent_of(p).to_owned()).collect();
+        if self.dest_is_dir && !self.out.is_empty() {
+            wanted.push(self.dest.clone());
+        }
+        for dir in wanted {
+            for e in missing_dirs(&self.rootfs, &dir, mode, uid, gid, self.mtime)? {
+                if !self.out.contains_key(&e.path) {
+                    parents.insert(e.path.clone(), e);
+                }
             }
         }
+        self.out.extend(parents);
+        Ok(self.out.into_values().collect())
     }
-    if dest_is_dir && !out.is_empty() {
-        for e in missing_dirs(&state.rootfs(), &dest, pmode, puid, pgid, mtime)? {
-            if !out.contains_key(&e.path) {
-                parents.insert(e.path.clone(), e);
-            }
-        }
-    }
-    out.extend(parents);
-    Ok(out.into_values().collect())
 }
 
 /// Whether `rel` is a directory in the root filesystem `rootfs`.

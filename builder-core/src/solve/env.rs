@@ -1,7 +1,6 @@
 //! What every op of a build shares: the build's settings and tables ([`BuildEnv`]), a stage's
 //! state as built so far ([`StageState`]), and the helpers COPY, RUN and WORKDIR all use.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::context::{Context, StatCache};
@@ -22,11 +21,11 @@ pub(crate) struct BuildEnv<'a> {
     /// The epoch and the clamp of file times.
     pub(crate) times: super::times::Times,
     pub(crate) no_cache: bool,
+    /// What every RUN's sandbox gets from the request.
+    pub(crate) sandbox: Sandbox<'a>,
     /// `--explain-cache`: misses name every changed input, with digests.
     pub(crate) explain: bool,
     pub(crate) no_cache_stages: &'a std::collections::BTreeSet<usize>,
-    pub(crate) secrets: &'a BTreeMap<String, Vec<u8>>,
-    pub(crate) run_timeout: Option<std::time::Duration>,
     pub(crate) dockerfile: &'a Path,
     /// Remote files fetched in this build, by URL and checksum.
     pub(crate) downloads:
@@ -41,16 +40,6 @@ pub(crate) struct BuildEnv<'a> {
     pub(crate) platform: &'a crate::registry::Platform,
     /// How registries are reached.
     pub(crate) registry: &'a crate::registry::Options,
-    /// `--network`: the default network of RUN.
-    pub(crate) network: crate::exec::Network,
-    /// Whether RUN may use the host's network.
-    pub(crate) allow_network_host: bool,
-    /// `--userns`: whose ids RUN's root has.
-    pub(crate) userns: crate::exec::Userns,
-    /// RUN's cgroup limits.
-    pub(crate) limits: &'a crate::exec::Limits,
-    /// RUN's resource limits.
-    pub(crate) ulimits: &'a [crate::exec::Ulimit],
     /// Set to stop the build: no further step starts and a running RUN is killed.
     pub(crate) cancel: &'a std::sync::atomic::AtomicBool,
     /// Steps being run by any build of this builder.
@@ -65,6 +54,24 @@ pub(crate) struct BuildEnv<'a> {
     pub(crate) next_step: &'a std::sync::atomic::AtomicUsize,
     pub(crate) total: usize,
     pub(crate) events: &'a std::sync::Mutex<&'a mut (dyn FnMut(&Event) + Send)>,
+}
+
+/// What the build gives every RUN's sandbox, from the request.
+#[derive(Clone, Copy)]
+pub(crate) struct Sandbox<'a> {
+    pub(crate) secrets: &'a std::collections::BTreeMap<String, Vec<u8>>,
+    /// `--run-timeout`.
+    pub(crate) run_timeout: Option<std::time::Duration>,
+    /// `--network`: the default network of RUN.
+    pub(crate) network: crate::exec::Network,
+    /// Whether RUN may use the host's network.
+    pub(crate) allow_network_host: bool,
+    /// `--userns`: whose ids RUN's root has.
+    pub(crate) userns: crate::exec::Userns,
+    /// RUN's cgroup limits.
+    pub(crate) limits: &'a crate::exec::Limits,
+    /// RUN's resource limits.
+    pub(crate) ulimits: &'a [crate::exec::Ulimit],
 }
 
 impl BuildEnv<'_> {

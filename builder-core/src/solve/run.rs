@@ -29,7 +29,7 @@ fn with_home(mut env: Vec<String>, user: &str, uid: u32, rootfs: &std::path::Pat
 /// default.
 pub(crate) fn step_network(env: &BuildEnv<'_>, exec: &Exec) -> Network {
     match exec.network {
-        crate::plan::Network::Default => env.network,
+        crate::plan::Network::Default => env.sandbox.network,
         crate::plan::Network::None => Network::None,
         crate::plan::Network::Host => Network::Host,
     }
@@ -109,13 +109,15 @@ struct Mounts {
     locks: Vec<fs_err::File>,
 }
 
+/// What RUN's mounts are on the host: binds (the context, a stage, an image, a cache
+/// directory, a secret's file), tmpfs mounts, secret variables, and the locks of
+/// `sharing=locked` caches, held while the RUN runs.
 fn plan_mounts(
     env: &mut BuildEnv<'_>,
     exec: &Exec,
     built: &std::collections::BTreeMap<usize, StageState>,
 ) -> Result<Mounts> {
-    use crate::dockerfile::{MountType, Sharing};
-    use fs4::fs_std::FileExt;
+    use crate::dockerfile::MountType;
     let mut out = Mounts {
         binds: Vec::new(),
         tmpfs: Vec::new(),
@@ -124,105 +126,28 @@ fn plan_mounts(
         locks: Vec::new(),
     };
     for (i, m) in exec.mounts.iter().enumerate() {
-        let target = m.target.clone();
+        let target = |what: &str| {
+            m.target
+                .clone()
+                .ok_or_else(|| Error::Internal(format!("{what} mount without target")))
+        };
         match m.kind {
             MountType::Bind => {
-                let target =
-                    target.ok_or_else(|| Error::Internal("bind mount without target".into()))?;
-                let source = m.source.clone().unwrap_or_else(|| ".".into());
-                let host = match &m.from {
-                    None => env.context.resolve(&source)?.1,
-                    Some(from) => {
-                        let root = super::copy::from_rootfs(env, from, built)?;
-                        root.join(crate::context::resolve_scoped(&root, &source)?)
-                    }
-                };
-                let host = if m.readonly {
-                    host
-                } else {
-                    // rw: writes go to a scratch copy and are discarded, as in BuildKit.
-                    let copy = env.work.join(format!("bind-{}-{i}", env.step));
-                    super::snapshots::copy_tree(&host, &copy, false)?;
-                    copy
-                };
-                out.binds.push(exec::Bind {
-                    source: host,
-                    target: target.clone(),
-                    readonly: m.readonly,
-                });
-                out.targets.push(target);
+                let target = target("bind")?;
+                let source = bind_source(env, m, i, built)?;
+                out.bind(source, target, m.readonly);
             }
             MountType::Cache => {
-                let target =
-                    target.ok_or_else(|| Error::Internal("cache mount without target".into()))?;
-                let id = m.id.clone().unwrap_or_else(|| target.clone());
-                let dir = env
-                    .store
-                    .root()
-                    .join("cache-mounts")
-                    .join(crate::digest::Digest::of(id.as_bytes()).hex());
-                if !dir.exists() {
-                    fs_err::create_dir_all(&dir).map_err(io_at(&dir))?;
-                    set_mode_and_owner(&dir, m, 0o755)?;
-                }
-                if matches!(m.sharing, Some(Sharing::Locked | Sharing::Private)) {
-                    let lock_path = dir.with_extension("lock");
-                    let lock = fs_err::OpenOptions::new()
-                        .create(true)
-                        .truncate(false)
-                        .write(true)
-                        .open(&lock_path)
-                        .map_err(io_at(&lock_path))?;
-                    FileExt::lock_exclusive(lock.file()).map_err(io_at(&lock_path))?;
-                    out.locks.push(lock);
-                }
-                out.binds.push(exec::Bind {
-                    source: dir,
-                    target: target.clone(),
-                    readonly: m.readonly,
-                });
-                out.targets.push(target);
+                let target = target("cache")?;
+                let dir = cache_dir(env, m, &target, &mut out.locks)?;
+                out.bind(dir, target, m.readonly);
             }
             MountType::Tmpfs => {
-                let target =
-                    target.ok_or_else(|| Error::Internal("tmpfs mount without target".into()))?;
+                let target = target("tmpfs")?;
                 out.tmpfs.push((target.clone(), m.size));
                 out.targets.push(target);
             }
-            MountType::Secret => {
-                let id =
-                    m.id.clone()
-                        .or_else(|| {
-                            target
-                                .as_deref()
-                                .and_then(|t| t.rsplit('/').next())
-                                .map(str::to_owned)
-                        })
-                        .or_else(|| m.env.clone())
-                        .unwrap_or_default();
-                let Some(value) = env.secrets.get(&id) else {
-                    if m.required {
-                        return Err(Error::MissingSecret { id });
-                    }
-                    continue;
-                };
-                if let Some(var) = &m.env {
-                    out.env
-                        .push(format!("{var}={}", String::from_utf8_lossy(value)));
-                }
-                if target.is_some() || m.env.is_none() {
-                    let target = target.unwrap_or_else(|| format!("/run/secrets/{id}"));
-                    let file = env.work.join(format!("secret-{}-{i}", env.step));
-                    fs_err::write(&file, value).map_err(io_at(&file))?;
-                    set_mode_and_owner(&file, m, 0o400)?;
-                    out.binds.push(exec::Bind {
-                        source: file,
-                        target: target.clone(),
-                        readonly: true,
-                    });
-                    out.targets.push(target);
-                }
-            }
+            MountType::Secret => secret(env, m, i, &mut out)?,
             MountType::Ssh => {
                 return Err(Error::Unsupported {
                     what: "RUN --mount=type=ssh".into(),
@@ -231,6 +156,111 @@ fn plan_mounts(
         }
     }
     Ok(out)
+}
+
+impl Mounts {
+    fn bind(&mut self, source: std::path::PathBuf, target: String, readonly: bool) {
+        self.binds.push(exec::Bind {
+            source,
+            target: target.clone(),
+            readonly,
+        });
+        self.targets.push(target);
+    }
+}
+
+/// A bind's host path: in the context, or in the stage or image `from` names; `rw` binds a
+/// scratch copy whose writes are discarded, as in BuildKit.
+fn bind_source(
+    env: &BuildEnv<'_>,
+    m: &crate::plan::Mount,
+    i: usize,
+    built: &std::collections::BTreeMap<usize, StageState>,
+) -> Result<std::path::PathBuf> {
+    let source = m.source.clone().unwrap_or_else(|| ".".into());
+    let host = match &m.from {
+        None => env.context.resolve(&source)?.1,
+        Some(from) => {
+            let root = super::copy::from_rootfs(env, from, built)?;
+            root.join(crate::context::resolve_scoped(&root, &source)?)
+        }
+    };
+    if m.readonly {
+        return Ok(host);
+    }
+    let copy = env.work.join(format!("bind-{}-{i}", env.step));
+    super::snapshots::copy_tree(&host, &copy, false)?;
+    Ok(copy)
+}
+
+/// A cache mount's directory in the store (by id, else target), made with the mount's mode
+/// and owner the first time; `sharing=locked|private` takes its lock into `locks`.
+fn cache_dir(
+    env: &BuildEnv<'_>,
+    m: &crate::plan::Mount,
+    target: &str,
+    locks: &mut Vec<fs_err::File>,
+) -> Result<std::path::PathBuf> {
+    use crate::dockerfile::Sharing;
+    use fs4::fs_std::FileExt;
+    let id = m.id.clone().unwrap_or_else(|| target.to_owned());
+    let dir = env
+        .store
+        .root()
+        .join("cache-mounts")
+        .join(crate::digest::Digest::of(id.as_bytes()).hex());
+    if !dir.exists() {
+        fs_err::create_dir_all(&dir).map_err(io_at(&dir))?;
+        set_mode_and_owner(&dir, m, 0o755)?;
+    }
+    if matches!(m.sharing, Some(Sharing::Locked | Sharing::Private)) {
+        let lock_path = dir.with_extension("lock");
+        let lock = fs_err::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io_at(&lock_path))?;
+        FileExt::lock_exclusive(lock.file()).map_err(io_at(&lock_path))?;
+        locks.push(lock);
+    }
+    Ok(dir)
+}
+
+/// A secret mount: a variable (`env=`) and/or a read-only file (`target`, else
+/// `/run/secrets/ID`); a missing secret is skipped unless `required`.
+fn secret(env: &BuildEnv<'_>, m: &crate::plan::Mount, i: usize, out: &mut Mounts) -> Result<()> {
+    let id =
+        m.id.clone()
+            .or_else(|| {
+                m.target
+                    .as_deref()
+                    .and_then(|t| t.rsplit('/').next())
+                    .map(str::to_owned)
+            })
+            .or_else(|| m.env.clone())
+            .unwrap_or_default();
+    let Some(value) = env.sandbox.secrets.get(&id) else {
+        if m.required {
+            return Err(Error::MissingSecret { id });
+        }
+        return Ok(());
+    };
+    if let Some(var) = &m.env {
+        out.env
+            .push(format!("{var}={}", String::from_utf8_lossy(value)));
+    }
+    if m.target.is_some() || m.env.is_none() {
+        let target = m
+            .target
+            .clone()
+            .unwrap_or_else(|| format!("/run/secrets/{id}"));
+        let file = env.work.join(format!("secret-{}-{i}", env.step));
+        fs_err::write(&file, value).map_err(io_at(&file))?;
+        set_mode_and_owner(&file, m, 0o400)?;
+        out.bind(file, target, true);
+    }
+    Ok(())
 }
 
 /// `warning: WHAT` in this step's log, the first time `said` is asked (once a process).
@@ -376,10 +406,6 @@ pub(crate) fn run(
     built: &std::collections::BTreeMap<usize, StageState>,
 ) -> Result<bool> {
     let mounts = plan_mounts(env, exec, built)?;
-    let script = exec
-        .script
-        .as_ref()
-        .map(|s| (s.name.clone(), s.content.clone()));
     let args = exec.args.clone();
     let rootfs = state.ensure_rootfs(env)?;
     let user = exec.user.clone();
@@ -395,19 +421,8 @@ pub(crate) fn run(
         fs_err::create_dir_all(d).map_err(io_at(d))?;
     }
     let mut binds = mounts.binds.clone();
-    if let Some((name, content)) = script {
-        let file = dir.join("script");
-        fs_err::write(&file, content).map_err(io_at(&file))?;
-        fs_err::set_permissions(
-            &file,
-            <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o755),
-        )
-        .map_err(io_at(&file))?;
-        binds.push(exec::Bind {
-            source: file,
-            target: format!("/dev/pipes/{name}"),
-            readonly: true,
-        });
+    if let Some(bind) = script_bind(exec, &dir)? {
+        binds.push(bind);
     }
     let hosts = dir.join("hosts");
     sandbox_file(
@@ -415,24 +430,7 @@ pub(crate) fn run(
         "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\tbuildkitsandbox\n",
         env.times.epoch,
     )?;
-    let network = step_network(env, exec);
-    if network == Network::Host && !env.allow_network_host {
-        return Err(Error::NetworkHostDenied);
-    }
-    let network = match (network, Network::private_available()) {
-        // Rootless without a tap device: the user's network, said once.
-        (Network::Private, Err(reason @ exec::PrivateUnavailable::Rootless)) => {
-            static SAID: AtomicBool = AtomicBool::new(false);
-            warn_once(env, &SAID, &reason.to_string());
-            Network::Host
-        }
-        (Network::Private, Err(reason)) => {
-            return Err(Error::Network {
-                reason: reason.to_string(),
-            });
-        }
-        (n, _) => n,
-    };
+    let network = sandbox_network(env, exec)?;
     let resolv_conf = resolv_conf(network, &dir, env.times.epoch)?;
     let spec = SandboxSpec {
         lower: rootfs.clone(),
@@ -455,16 +453,83 @@ pub(crate) fn run(
         hostname: "buildkitsandbox".into(),
         network,
         resolv_conf,
-        limits: env.limits.clone(),
-        ulimits: env.ulimits.to_vec(),
+        limits: env.sandbox.limits.clone(),
+        ulimits: env.sandbox.ulimits.to_vec(),
         cgroup: None,
         hosts: Some(hosts),
         binds,
         tmpfs: mounts.tmpfs.clone(),
         copied_rootfs: false,
-        timeout: env.run_timeout,
-        userns: exec::IdMap::for_run(env.userns),
+        timeout: env.sandbox.run_timeout,
+        userns: exec::IdMap::for_run(env.sandbox.userns),
     };
+    let copied = execute(env, spec, &dir, &rootfs)?;
+    let changes = copied.clone().unwrap_or_else(|| upper.clone());
+    let skip = left_out(&rootfs, &changes, copied.is_some(), &mounts.targets);
+    let entries = match &copied {
+        Some(copy) => snapshot::tree_diff(&rootfs, copy, &skip).map_err(io_at(copy))?,
+        None => unchanged_dirs_removed(
+            &rootfs,
+            snapshot::upper_entries(&upper, &skip).map_err(io_at(&upper))?,
+        ),
+    };
+    if entries.is_empty() {
+        return Ok(false);
+    }
+    add_layer(env, state, entries)?;
+    Ok(true)
+}
+
+/// The `#!` heredoc RUN runs as a file: written beside the sandbox, bound at
+/// `/dev/pipes/NAME`.
+fn script_bind(exec: &Exec, dir: &std::path::Path) -> Result<Option<exec::Bind>> {
+    let Some(script) = &exec.script else {
+        return Ok(None);
+    };
+    let file = dir.join("script");
+    fs_err::write(&file, &script.content).map_err(io_at(&file))?;
+    fs_err::set_permissions(
+        &file,
+        <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o755),
+    )
+    .map_err(io_at(&file))?;
+    Ok(Some(exec::Bind {
+        source: file,
+        target: format!("/dev/pipes/{}", script.name),
+        readonly: true,
+    }))
+}
+
+/// The network RUN gets: the op's, checked against what the build allows and what this
+/// process can give (rootless without a tap device: the user's network, said once).
+fn sandbox_network(env: &BuildEnv<'_>, exec: &Exec) -> Result<Network> {
+    let network = step_network(env, exec);
+    if network == Network::Host && !env.sandbox.allow_network_host {
+        return Err(Error::NetworkHostDenied);
+    }
+    Ok(match (network, Network::private_available()) {
+        (Network::Private, Err(reason @ exec::PrivateUnavailable::Rootless)) => {
+            static SAID: AtomicBool = AtomicBool::new(false);
+            warn_once(env, &SAID, &reason.to_string());
+            Network::Host
+        }
+        (Network::Private, Err(reason)) => {
+            return Err(Error::Network {
+                reason: reason.to_string(),
+            });
+        }
+        (n, _) => n,
+    })
+}
+
+/// Runs the sandbox on an overlay, or where overlayfs cannot mount on a copy of the root
+/// filesystem (given back, to diff); a command that did not succeed is the step's error.
+fn execute(
+    env: &BuildEnv<'_>,
+    spec: SandboxSpec,
+    dir: &std::path::Path,
+    rootfs: &std::path::Path,
+) -> Result<Option<std::path::PathBuf>> {
     let helper = std::env::current_exe().map_err(io_at("/proc/self/exe"))?;
     let mut tail: VecDeque<String> = VecDeque::new();
     let number = env.step;
@@ -485,26 +550,25 @@ pub(crate) fn run(
         });
         tail.clear();
         let copy = dir.join("copy");
-        super::snapshots::copy_tree(&rootfs, &copy, false)?;
+        super::snapshots::copy_tree(rootfs, &copy, false)?;
         spec.merged.clone_from(&copy);
         spec.copied_rootfs = true;
         exit = Some(run_logged(env, &helper, &spec, &mut tail)?);
         copied = Some(copy);
     }
     let exit = exit.ok_or_else(|| Error::Internal("the RUN did not run".into()))?;
-    let changes = copied.clone().unwrap_or_else(|| upper.clone());
     if exit.cancelled {
         return Err(Error::Cancelled);
     }
     if exit.timed_out {
         return Err(Error::RunTimedOut {
-            limit: env.run_timeout.unwrap_or_default(),
+            limit: env.sandbox.run_timeout.unwrap_or_default(),
             last_lines: tail.into(),
         });
     }
     if exit.oom_killed {
         return Err(Error::OutOfMemory {
-            limit: env.limits.memory,
+            limit: env.sandbox.limits.memory,
             last_lines: tail.into(),
         });
     }
@@ -514,10 +578,22 @@ pub(crate) fn run(
             last_lines: tail.into(),
         });
     }
+    Ok(copied)
+}
+
+/// What of the upper directory is the sandbox's, not the command's: mount points it made
+/// where the image had nothing (and directories made only to hold them), `/proc`, `/sys`,
+/// `/dev`, and the `/etc/hosts` and `/etc/resolv.conf` it bound.
+fn left_out(
+    rootfs: &std::path::Path,
+    changes: &std::path::Path,
+    copied: bool,
+    targets: &[String],
+) -> Vec<String> {
     // Mount points the sandbox created where the image had nothing are not the command's doing.
     let skip: Vec<String> = ["proc", "sys", "dev", "etc/hosts", "etc/resolv.conf", "etc"]
         .into_iter()
-        .filter(|p| !in_image(&rootfs, p))
+        .filter(|p| !in_image(rootfs, p))
         .map(str::to_owned)
         .collect();
     let mut skip = skip;
@@ -542,7 +618,7 @@ pub(crate) fn run(
     for f in ["etc/hosts", "etc/resolv.conf"] {
         if !skip.iter().any(|s| s == f)
             && fs_err::symlink_metadata(changes.join(f)).is_ok()
-            && (copied.is_none() || !in_image(&rootfs, f))
+            && (!copied || !in_image(rootfs, f))
         {
             // The bind mount hid the file; a copy-up left an unchanged copy: not a change.
             skip.push(f.to_owned());
@@ -550,12 +626,12 @@ pub(crate) fn run(
     }
     // Mount targets the sandbox had to create, and directories created only to hold them, are
     // not the command's doing.
-    for target in &mounts.targets {
+    for target in targets {
         let rel = target.trim_start_matches('/').to_owned();
         if rel.is_empty() {
             continue;
         }
-        let existed = in_image(&rootfs, &rel);
+        let existed = in_image(rootfs, &rel);
         skip.push(rel.clone());
         if existed {
             continue;
@@ -563,7 +639,7 @@ pub(crate) fn run(
         let mut parent = std::path::Path::new(&rel).parent();
         while let Some(p) = parent.filter(|p| !p.as_os_str().is_empty()) {
             let p_str = p.to_string_lossy().into_owned();
-            if in_image(&rootfs, &p.to_string_lossy()) {
+            if in_image(rootfs, &p.to_string_lossy()) {
                 break;
             }
             let only_skipped = fs_err::read_dir(changes.join(p)).map_or(true, |d| {
@@ -577,16 +653,5 @@ pub(crate) fn run(
             parent = p.parent();
         }
     }
-    let entries = match &copied {
-        Some(copy) => snapshot::tree_diff(&rootfs, copy, &skip).map_err(io_at(copy))?,
-        None => unchanged_dirs_removed(
-            &rootfs,
-            snapshot::upper_entries(&upper, &skip).map_err(io_at(&upper))?,
-        ),
-    };
-    if entries.is_empty() {
-        return Ok(false);
-    }
-    add_layer(env, state, entries)?;
-    Ok(true)
+    skip
 }

@@ -91,31 +91,95 @@ fn base(
     })
 }
 
-/// Runs stage `index` on top of the stages already built.
+/// Runs stage `index` on top of the stages already built: FROM, the base's ONBUILD triggers
+/// (run first, and not passed on; the plan lowered each), then its instructions.
 pub(crate) fn run_stage(
     env: &mut BuildEnv<'_>,
     index: usize,
     built: &BTreeMap<usize, StageState>,
 ) -> Result<StageState> {
     let stage = &env.checked.stages[index];
+    let graph = env.graph;
     let label = stage.name.clone().unwrap_or_else(|| index.to_string());
-    let rootfs = env.work.join(format!("stage-{index}"));
+    let line = stage.span.line;
+    let from = format!("FROM {}", stage.base.expanded);
+    let mut state = step(env, &label, "FROM", line, from, |env| {
+        from_step(env, index, built).map(|s| (s, true))
+    })?;
+    let triggers = state.config.config.on_build.take().unwrap_or_default();
+    let steps = stage_steps(env, index, triggers.len())?;
+    for (t, text) in triggers.into_iter().enumerate() {
+        let op = &graph.ops[steps[1 + t]];
+        let shown = format!("ONBUILD {text}");
+        step(env, &label, "ONBUILD", line, shown, |env| {
+            let inst = trigger(&text)?;
+            let position = 10_000 + env.step;
+            let cached = run_cached(env, index, position, &mut state, &inst, op, built)?;
+            Ok(((), cached))
+        })?;
+    }
+    let first = steps.len() - stage.instructions.len();
+    for (position, inst) in stage.instructions.iter().enumerate() {
+        let op = &graph.ops[steps[first + position]];
+        let keyword = inst.keyword.as_str();
+        step(
+            env,
+            &label,
+            keyword,
+            inst.span.line,
+            inst_text(inst),
+            |env| {
+                let cached = run_cached(env, index, position + 1, &mut state, inst, op, built)?;
+                Ok(((), cached))
+            },
+        )?;
+    }
+    Ok(state)
+}
+
+/// One step as progress shows it: numbered, started, then done (cached or not); its error
+/// names the keyword, line and instruction. Nothing starts once the build is cancelled.
+fn step<T>(
+    env: &mut BuildEnv<'_>,
+    stage: &str,
+    keyword: &str,
+    line: usize,
+    instruction: String,
+    run: impl FnOnce(&mut BuildEnv<'_>) -> Result<(T, bool)>,
+) -> Result<T> {
     env.check_cancelled()?;
     env.next_step();
     env.emit(&Event::Step {
         number: env.step,
         total: env.total,
-        stage: label.clone(),
-        instruction: format!("FROM {}", stage.base.expanded),
-        line: stage.span.line,
+        stage: stage.to_owned(),
+        instruction: instruction.clone(),
+        line,
     });
     let started = Instant::now();
-    let mut state = base(env, index, built, &rootfs).map_err(|e| Error::Step {
-        keyword: "FROM".into(),
-        line: stage.span.line,
-        instruction: format!("FROM {}", stage.base.expanded),
+    let (out, cached) = run(env).map_err(|e| Error::Step {
+        keyword: keyword.to_owned(),
+        line,
+        instruction,
         source: Box::new(e),
     })?;
+    env.emit(&Event::StepDone {
+        number: env.step,
+        millis: started.elapsed().as_millis(),
+        cached,
+    });
+    Ok(out)
+}
+
+/// FROM: the stage's base, and why it differs from last build's at this place if it does
+/// (said by the next step that misses because of it).
+fn from_step(
+    env: &BuildEnv<'_>,
+    index: usize,
+    built: &BTreeMap<usize, StageState>,
+) -> Result<StageState> {
+    let stage = &env.checked.stages[index];
+    let mut state = base(env, index, built, &env.work.join(format!("stage-{index}")))?;
     let from = super::explain::StepInputs {
         parent: None,
         instruction: format!("FROM {}", stage.base.expanded),
@@ -124,93 +188,15 @@ pub(crate) fn run_stage(
     };
     let place = super::explain::place(env.dockerfile, index, 0);
     let before = super::explain::previous(env.store, &place);
-    if before.as_ref().is_some_and(|b| *b != from) {
-        state.parent_reason = Some(
-            if before
-                .as_ref()
-                .is_some_and(|b| b.instruction != from.instruction)
-            {
-                format!(
-                    "FROM changed: `{}` → `{}`",
-                    before
-                        .as_ref()
-                        .map(|b| b.instruction.as_str())
-                        .unwrap_or_default(),
-                    from.instruction
-                )
-            } else {
-                format!("FROM: base `{}` changed", stage.base.expanded)
-            },
-        );
+    if let Some(b) = before.as_ref().filter(|b| **b != from) {
+        state.parent_reason = Some(if b.instruction == from.instruction {
+            format!("FROM: base `{}` changed", stage.base.expanded)
+        } else {
+            format!("FROM changed: `{}` → `{}`", b.instruction, from.instruction)
+        });
     }
     if before.as_ref() != Some(&from) {
         super::explain::remember(env.store, env.dockerfile, &place, &from);
-    }
-    env.emit(&Event::StepDone {
-        number: env.step,
-        millis: started.elapsed().as_millis(),
-        cached: true,
-    });
-    // The base's ONBUILD triggers run first, and are not passed on; the plan lowered each.
-    let triggers = state.config.config.on_build.take().unwrap_or_default();
-    let steps = stage_steps(env, index, triggers.len())?;
-    for (t, text) in triggers.into_iter().enumerate() {
-        env.check_cancelled()?;
-        env.next_step();
-        let instruction = format!("ONBUILD {text}");
-        env.emit(&Event::Step {
-            number: env.step,
-            total: env.total,
-            stage: label.clone(),
-            instruction: instruction.clone(),
-            line: stage.span.line,
-        });
-        let started = Instant::now();
-        let position = 10_000 + env.step;
-        let op = &env.graph.ops[steps[1 + t]];
-        let cached = trigger(&text)
-            .and_then(|inst| run_cached(env, index, position, &mut state, &inst, op, built))
-            .map_err(|e| Error::Step {
-                keyword: "ONBUILD".into(),
-                line: stage.span.line,
-                instruction,
-                source: Box::new(e),
-            })?;
-        env.emit(&Event::StepDone {
-            number: env.step,
-            millis: started.elapsed().as_millis(),
-            cached,
-        });
-    }
-    // Global ARGs re-declared here take the global value unless a build arg overrides.
-    let first = steps.len() - stage.instructions.len();
-    for (position, inst) in stage.instructions.iter().enumerate() {
-        let op = &env.graph.ops[steps[first + position]];
-        env.check_cancelled()?;
-        env.next_step();
-        let text = inst_text(inst);
-        env.emit(&Event::Step {
-            number: env.step,
-            total: env.total,
-            stage: label.clone(),
-            instruction: text.clone(),
-            line: inst.span.line,
-        });
-        let started = Instant::now();
-        let cached =
-            run_cached(env, index, position + 1, &mut state, inst, op, built).map_err(|e| {
-                Error::Step {
-                    keyword: inst.keyword.as_str().to_owned(),
-                    line: inst.span.line,
-                    instruction: text,
-                    source: Box::new(e),
-                }
-            })?;
-        env.emit(&Event::StepDone {
-            number: env.step,
-            millis: started.elapsed().as_millis(),
-            cached,
-        });
     }
     Ok(state)
 }
@@ -276,54 +262,7 @@ fn run_cached(
     op: &crate::plan::Op,
     built: &BTreeMap<usize, StageState>,
 ) -> Result<bool> {
-    // Every input of the key, in the one value the explanation reads too.
-    let command = crate::plan::CacheKey::form(&op.kind);
-    let mut now = super::explain::StepInputs {
-        parent: Some(state.key),
-        instruction: inst.original.clone(),
-        // The variables the instruction names, as written (the op holds their values).
-        vars: used_vars(
-            &serde_json::to_string(&inst.command).unwrap_or_default(),
-            &state.vars,
-        )
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect(),
-        command,
-        inputs: Vec::new(),
-        sources: None,
-        settings: Vec::new(),
-    };
-    if let crate::plan::Kind::File(file) = &op.kind {
-        let (digest, read) = copy::sources_digest(env, file, built)?;
-        now.inputs = read;
-        now.sources = Some(digest);
-    }
-    if let crate::plan::Kind::Exec(exec) = &op.kind {
-        // RUN sees every ARG and ENV in scope: all are its key (BuildKit's rule).
-        now.vars = exec
-            .env
-            .iter()
-            .map(|e| match e.split_once('=') {
-                Some((k, v)) => (k.to_owned(), v.to_owned()),
-                None => (e.clone(), String::new()),
-            })
-            .collect();
-        now.inputs = super::run::mount_inputs(env, exec, built)?;
-        let network = match super::run::step_network(env, exec) {
-            crate::exec::Network::Private => "private",
-            crate::exec::Network::Host => "host",
-            crate::exec::Network::None => "none",
-        };
-        let userns = match env.userns {
-            crate::exec::Userns::Auto => "auto",
-            crate::exec::Userns::Host => "host",
-        };
-        now.settings = vec![
-            ("network".into(), network.into()),
-            ("userns".into(), userns.into()),
-        ];
-    }
+    let now = step_inputs(env, state, inst, op, built)?;
     let key = now.key();
     let no_cache = env.no_cache || env.no_cache_stages.contains(&index);
     // Held until the result is in the step cache: another build of this builder reaching the
@@ -347,34 +286,11 @@ fn run_cached(
     }
     let place = super::explain::place(env.dockerfile, index, position);
     let before = super::explain::previous(env.store, &place);
-    let mut reason = super::explain::explain(
-        before.as_ref(),
-        &now,
-        state.parent_reason.is_some(),
-        env.explain,
-    );
-    if no_cache {
-        reason = if env.no_cache {
-            "--no-cache".into()
-        } else {
-            "--no-cache-filter".into()
-        };
-    } else if let (Some(why), Some(b)) = (&state.parent_reason, &before) {
-        if b.parent != now.parent
-            && b.instruction == now.instruction
-            && b.vars == now.vars
-            && b.inputs == now.inputs
-            && b.sources == now.sources
-            && b.settings == now.settings
-        {
-            reason.clone_from(why);
-        }
-    }
     env.emit(&Event::Miss {
         number: env.step,
         instruction: inst.original.clone(),
         line: inst.span.line,
-        reason,
+        reason: miss_reason(env, no_cache, state, before.as_ref(), &now),
         first: before.is_none(),
     });
     super::explain::remember(env.store, env.dockerfile, &place, &now);
@@ -391,6 +307,98 @@ fn run_cached(
     }
     env.record_key(index, key);
     Ok(false)
+}
+
+/// Every input of the step's key (`plan/key.rs` has the table), in the one value the
+/// explanation reads too.
+fn step_inputs(
+    env: &mut BuildEnv<'_>,
+    state: &StageState,
+    inst: &Instruction,
+    op: &crate::plan::Op,
+    built: &BTreeMap<usize, StageState>,
+) -> Result<super::explain::StepInputs> {
+    let mut now = super::explain::StepInputs {
+        parent: Some(state.key),
+        instruction: inst.original.clone(),
+        // The variables the instruction names, as written (the op holds their values).
+        vars: used_vars(
+            &serde_json::to_string(&inst.command).unwrap_or_default(),
+            &state.vars,
+        )
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect(),
+        command: crate::plan::CacheKey::form(&op.kind),
+        ..super::explain::StepInputs::default()
+    };
+    match &op.kind {
+        crate::plan::Kind::File(file) => {
+            let (digest, read) = copy::sources_digest(env, file, built)?;
+            now.inputs = read;
+            now.sources = Some(digest);
+        }
+        crate::plan::Kind::Exec(exec) => {
+            // RUN sees every ARG and ENV in scope: all are its key (BuildKit's rule).
+            now.vars = exec
+                .env
+                .iter()
+                .map(|e| match e.split_once('=') {
+                    Some((k, v)) => (k.to_owned(), v.to_owned()),
+                    None => (e.clone(), String::new()),
+                })
+                .collect();
+            now.inputs = super::run::mount_inputs(env, exec, built)?;
+            let network = match super::run::step_network(env, exec) {
+                crate::exec::Network::Private => "private",
+                crate::exec::Network::Host => "host",
+                crate::exec::Network::None => "none",
+            };
+            let userns = match env.sandbox.userns {
+                crate::exec::Userns::Auto => "auto",
+                crate::exec::Userns::Host => "host",
+            };
+            now.settings = vec![
+                ("network".into(), network.into()),
+                ("userns".into(), userns.into()),
+            ];
+        }
+        _ => {}
+    }
+    Ok(now)
+}
+
+/// Why the step missed: `--no-cache`, else what differs from last time at its place (an
+/// earlier step's change, named once, when nothing of its own did).
+fn miss_reason(
+    env: &BuildEnv<'_>,
+    no_cache: bool,
+    state: &StageState,
+    before: Option<&super::explain::StepInputs>,
+    now: &super::explain::StepInputs,
+) -> String {
+    if no_cache {
+        return if env.no_cache {
+            "--no-cache".into()
+        } else {
+            "--no-cache-filter".into()
+        };
+    }
+    let reason = super::explain::explain(before, now, state.parent_reason.is_some(), env.explain);
+    match (&state.parent_reason, before) {
+        (Some(why), Some(b))
+            if b.parent != now.parent
+                && b.instruction == now.instruction
+                && b.command == now.command
+                && b.vars == now.vars
+                && b.inputs == now.inputs
+                && b.sources == now.sources
+                && b.settings == now.settings =>
+        {
+            why.clone()
+        }
+        _ => reason,
+    }
 }
 
 /// A step the cache answered: its result becomes the state.
