@@ -251,10 +251,11 @@ fn rawjson_progress_is_one_event_a_line() {
 }
 
 /// The screen of a tmux session.
-fn capture(session: &str) -> String {
+/// The screen of tmux session `session` on the server at socket `server`.
+fn capture(server: &str, session: &str) -> String {
     text(
         &tool("tmux", "tmux")
-            .args(["capture-pane", "-p", "-t", session])
+            .args(["-L", server, "capture-pane", "-p", "-t", session])
             .output()
             .unwrap()
             .stdout,
@@ -268,19 +269,22 @@ fn the_tty_view_shows_parallel_stages_their_output_and_cached_steps() {
          FROM busybox AS right\nRUN for i in 1 2 3 4 5 6 7 8; do echo right-$i; sleep 0.5; done\n\
          FROM busybox\nCOPY --from=left /etc/passwd /l\nCOPY --from=right /etc/passwd /r\n",
     );
-    let session = format!("rbuild-tty-{}", std::process::id());
+    // A tmux server of this test's own, and a new session for each build: a session killed
+    // and made again under the same name raced with the server going away.
+    let server = format!("rbuild-tty-{}", std::process::id());
+    let runs = std::cell::Cell::new(0);
+    let session = || format!("build-{}", runs.get());
     let run = |extra: &str| {
+        runs.set(runs.get() + 1);
         let cmd = format!(
             "cd {} && {} --root {} build {extra} --jobs 2 --progress tty -t tty:v1 .; echo EXIT=$?; sleep 60",
             p.ctx().display(),
             env!("CARGO_BIN_EXE_rbuild"),
             p.root().display()
         );
-        let _ = tool("tmux", "tmux")
-            .args(["kill-session", "-t", &session])
-            .output();
         let st = tool("tmux", "tmux")
-            .args(["new-session", "-d", "-s", &session, "-x", "120", "-y", "40"])
+            .args(["-L", &server, "new-session", "-d", "-s", &session()])
+            .args(["-x", "120", "-y", "40"])
             .arg(cmd)
             .status()
             .unwrap();
@@ -289,7 +293,7 @@ fn the_tty_view_shows_parallel_stages_their_output_and_cached_steps() {
     let wait_for = |what: &dyn Fn(&str) -> bool, desc: &str| -> String {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            let screen = capture(&session);
+            let screen = capture(&server, &session());
             if what(&screen) {
                 return screen;
             }
@@ -348,7 +352,7 @@ fn the_tty_view_shows_parallel_stages_their_output_and_cached_steps() {
         "{changed}"
     );
     let _ = tool("tmux", "tmux")
-        .args(["kill-session", "-t", &session])
+        .args(["-L", &server, "kill-server"])
         .output();
 }
 

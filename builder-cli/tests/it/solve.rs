@@ -41,6 +41,56 @@ fn a_stage_starts_when_what_it_uses_is_built_not_when_its_wave_is() {
 }
 
 #[test]
+fn a_step_starts_when_its_inputs_are_done_not_when_its_stage_could_start() {
+    // C is built FROM busybox and copies from the slow A: its first RUN must not wait for A,
+    // only its COPY --from=a does (ordering read from the uptimes the steps wrote).
+    let p = Project::new();
+    import_busybox(&p.root());
+    p.file(
+        "Dockerfile",
+        "FROM busybox AS a\nRUN sleep 3 && cat /proc/uptime > /a-end\n\
+         FROM busybox AS c\nRUN cat /proc/uptime > /c-start\nCOPY --from=a /a-end /a-end\n\
+         FROM scratch\nCOPY --from=c /c-start /c-start\nCOPY --from=c /a-end /a-end\n",
+    );
+    let out = p.path("out");
+    p.ok(&[
+        "build",
+        "-q",
+        "--jobs",
+        "2",
+        "--network",
+        "none",
+        "-o",
+        &format!("type=local,dest={}", out.display()),
+        ".",
+    ]);
+    let (a_end, c_start) = (uptime(&out.join("a-end")), uptime(&out.join("c-start")));
+    assert!(
+        c_start < a_end,
+        "C's first RUN started at {c_start} s, after A ended at {a_end} s"
+    );
+}
+
+#[test]
+fn a_failed_stage_stops_the_steps_waiting_for_it() {
+    let p = Project::new();
+    import_busybox(&p.root());
+    p.file(
+        "Dockerfile",
+        "FROM busybox AS a\nRUN sleep 1 && exit 3\n\
+         FROM busybox AS c\nRUN true\nCOPY --from=a /x /x\n",
+    );
+    let out = p.rbuild(&["build", "-q", "--jobs", "2", "--network", "none", "."]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    // The error is A's RUN, not the cancel of C's COPY that waited for it.
+    assert!(
+        stderr.contains("RUN failed (Dockerfile line 2): `RUN sleep 1 && exit 3`"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn the_printed_plan_is_what_the_build_runs() {
     // `rbuild plan` lowers without building; what it says a RUN gets (command, environment,
     // working directory, user) is what the sandbox gave it, and its edges are the stages read.

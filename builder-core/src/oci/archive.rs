@@ -141,35 +141,18 @@ pub fn write_oci_archive<W: Write>(
 ) -> Result<(W, Digest), Error> {
     let (manifest_bytes, layer_blobs) = export_manifest(store, image, compression)?;
     let manifest_digest = Digest::of(&manifest_bytes);
-    let mut desc = Descriptor::new(
-        MediaType::ImageManifest,
-        manifest_bytes.len() as u64,
-        oci_digest(&manifest_digest),
-    );
+    let mut annotations = HashMap::new();
     if let Some(name) = name {
-        let annotations: HashMap<String, String> = [
-            ("io.containerd.image.name".to_owned(), name.to_owned()),
-            (
-                "org.opencontainers.image.ref.name".to_owned(),
-                tag_of(name).to_owned(),
-            ),
-        ]
-        .into_iter()
-        .collect();
-        desc.set_annotations(Some(annotations));
+        annotations.insert("io.containerd.image.name".to_owned(), name.to_owned());
+        annotations.insert(
+            "org.opencontainers.image.ref.name".to_owned(),
+            tag_of(name).to_owned(),
+        );
     }
-    let index = ImageIndexBuilder::default()
-        .schema_version(2u32)
-        .media_type(MediaType::ImageIndex)
-        .manifests(vec![desc])
-        .build()
-        .map_err(|e| Error::Unsupported {
-            what: "image index",
-            detail: e.to_string(),
-        })?;
+    let index = layout_index(&manifest_bytes, annotations)?;
     let mut archive = Archive::new(store, mtime);
-    archive.bytes("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#.to_vec());
-    archive.bytes("index.json", json(&index, "image index")?);
+    archive.bytes("oci-layout", OCI_LAYOUT.to_vec());
+    archive.bytes("index.json", index);
     archive.dir("blobs");
     archive.dir("blobs/sha256");
     archive.bytes(
@@ -225,4 +208,37 @@ pub fn write_docker_archive<W: Write>(
         }
     }
     archive.write(out)
+}
+
+/// An OCI image layout's `oci-layout` file.
+pub const OCI_LAYOUT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
+
+/// An OCI image layout's `index.json`: one image manifest (its bytes as stored), with
+/// `annotations` on its descriptor (`org.opencontainers.image.ref.name`, …).
+///
+/// # Errors
+/// The index cannot be built or serialized.
+pub fn layout_index(
+    manifest: &[u8],
+    annotations: impl IntoIterator<Item = (String, String)>,
+) -> Result<Vec<u8>, Error> {
+    let annotations: HashMap<String, String> = annotations.into_iter().collect();
+    let mut desc = Descriptor::new(
+        MediaType::ImageManifest,
+        manifest.len() as u64,
+        oci_digest(&Digest::of(manifest)),
+    );
+    if !annotations.is_empty() {
+        desc.set_annotations(Some(annotations));
+    }
+    let index = ImageIndexBuilder::default()
+        .schema_version(2u32)
+        .media_type(MediaType::ImageIndex)
+        .manifests(vec![desc])
+        .build()
+        .map_err(|e| Error::Unsupported {
+            what: "image index",
+            detail: e.to_string(),
+        })?;
+    json(&index, "image index")
 }

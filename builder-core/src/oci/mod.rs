@@ -7,12 +7,14 @@ mod archive;
 mod canonical;
 mod compress;
 mod config;
+mod decompress;
 mod error;
 mod image;
 
-pub use archive::{write_docker_archive, write_oci_archive};
+pub use archive::{OCI_LAYOUT, layout_index, write_docker_archive, write_oci_archive};
 pub use canonical::to_canonical_json;
 pub use compress::{Compression, compressed_layer};
 pub use config::{Empty, HealthConfig, History, ImageConfig, RootFs, RunConfig, host_platform};
+pub use decompress::{Format, decompressed};
 pub use error::Error;
 pub use image::Image;

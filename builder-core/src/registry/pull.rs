@@ -5,7 +5,7 @@
 //! registry's.
 
 use std::fmt;
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, BufReader, Read};
 use std::str::FromStr;
 use std::sync::Mutex;
 
@@ -480,7 +480,6 @@ fn fetch_layer_once(
         source,
     };
     let mut src = BufReader::with_capacity(1 << 16, HashingReader::new(resp.take(size + 1)));
-    let head = src.fill_buf().map_err(interrupted)?.to_vec();
     let limit = decompressed_limit(size);
     let mut out = Bounded {
         inner: store.blob_writer()?,
@@ -500,18 +499,10 @@ fn fetch_layer_once(
             interrupted(source)
         }
     };
-    let src = if head.starts_with(&[0x1f, 0x8b]) {
-        let mut d = flate2::bufread::GzDecoder::new(src);
-        io::copy(&mut d, &mut out).map_err(interrupted)?;
-        d.into_inner()
-    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        let mut d = zstd::stream::read::Decoder::with_buffer(src).map_err(interrupted)?;
-        io::copy(&mut d, &mut out).map_err(interrupted)?;
-        d.finish()
-    } else {
-        io::copy(&mut src, &mut out).map_err(interrupted)?;
-        src
-    };
+    {
+        let mut layer = crate::oci::decompressed(&mut src).map_err(interrupted)?;
+        io::copy(&mut layer, &mut out).map_err(interrupted)?;
+    }
     // What the decompressor left unread (padding) is still part of the blob.
     let mut hashing = src.into_inner();
     io::copy(&mut hashing, &mut io::sink()).map_err(interrupted)?;

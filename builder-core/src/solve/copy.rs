@@ -18,7 +18,7 @@ use crate::plan::{File, FileSource as Source, From};
 use crate::snapshot::{Entry, EntryKind, FileSource};
 
 use super::chown::{Chmod, resolve_chown};
-use super::env::{BuildEnv, StageState, missing_dirs, resolve_image};
+use super::env::{BuildEnv, Built, StageState, missing_dirs, resolve_image};
 use super::error::io_at;
 use super::{Error, Result};
 
@@ -109,7 +109,7 @@ pub(crate) fn entries(
     env: &mut BuildEnv<'_>,
     state: &StageState,
     file: &File,
-    built: &BTreeMap<usize, StageState>,
+    built: &Built,
 ) -> Result<Vec<Entry>> {
     let root = match &file.from {
         None => Root::Context,
@@ -643,33 +643,9 @@ fn is_tar_header(block: &[u8; 512]) -> bool {
 /// unpacked (into a scratch directory, nothing written outside it) and its tree copied.
 fn extract_archive(env: &BuildEnv<'_>, path: &Path) -> Result<Option<PathBuf>> {
     use std::io::Read;
-    let mut head = [0u8; 262];
-    let n = {
-        let mut f = fs_err::File::open(path).map_err(io_at(path))?;
-        let mut total = 0;
-        while total < head.len() {
-            let k = f.read(&mut head[total..]).map_err(io_at(path))?;
-            if k == 0 {
-                break;
-            }
-            total += k;
-        }
-        total
-    };
-    let head = &head[..n];
     let open = || -> Result<Box<dyn Read>> {
         let file = fs_err::File::open(path).map_err(io_at(path))?;
-        Ok(if head.starts_with(&[0x1f, 0x8b]) {
-            Box::new(flate2::read::GzDecoder::new(file))
-        } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-            Box::new(zstd::stream::Decoder::new(file).map_err(io_at(path))?)
-        } else if head.starts_with(b"BZh") {
-            Box::new(bzip2::read::MultiBzDecoder::new(file))
-        } else if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
-            Box::new(xz2::read::XzDecoder::new_multi_decoder(file))
-        } else {
-            Box::new(file)
-        })
+        crate::oci::decompressed(std::io::BufReader::new(file)).map_err(io_at(path))
     };
     // An archive is what holds a tar header once decompressed (BuildKit's rule): a gzip of
     // anything else, or a file named like an archive, is copied as it is.
@@ -705,7 +681,7 @@ fn extract_archive(env: &BuildEnv<'_>, path: &Path) -> Result<Option<PathBuf>> {
 pub(crate) fn sources_digest(
     env: &mut BuildEnv<'_>,
     file: &File,
-    built: &BTreeMap<usize, StageState>,
+    built: &Built,
 ) -> Result<(crate::digest::Digest, Vec<(String, crate::digest::Digest)>)> {
     let mut h = crate::digest::Hasher::default();
     let mut inputs = Vec::new();
@@ -714,10 +690,7 @@ pub(crate) fn sources_digest(
         let digest = match from {
             From::Stage(i) => {
                 h.update(b"stage\0");
-                built
-                    .get(i)
-                    .ok_or_else(|| Error::Internal(format!("{label} was not built")))?
-                    .key
+                built.wait(*i, env.cancel)?.key
             }
             From::Image(name) => {
                 h.update(b"image\0");
@@ -804,16 +777,9 @@ fn context_inputs(
 }
 
 /// The root filesystem `--from` names: a built stage's snapshot or an image unpacked.
-pub(crate) fn from_rootfs(
-    env: &BuildEnv<'_>,
-    from: &From,
-    built: &BTreeMap<usize, StageState>,
-) -> Result<PathBuf> {
+pub(crate) fn from_rootfs(env: &BuildEnv<'_>, from: &From, built: &Built) -> Result<PathBuf> {
     match from {
-        From::Stage(i) => built
-            .get(i)
-            .ok_or_else(|| Error::Internal(format!("{} was not built", from_label(env, from))))?
-            .ensure_rootfs(env),
+        From::Stage(i) => built.wait(*i, env.cancel)?.ensure_rootfs(env),
         From::Image(name) => image_rootfs(env, name),
     }
 }

@@ -124,6 +124,80 @@ impl BuildEnv<'_> {
     }
 }
 
+/// The stages of a build as they are built, shared by the stages running: a step that reads
+/// another stage (`COPY --from`, `RUN --mount=from=`) waits here until that stage is built, so
+/// a stage starts once its base is built and its other inputs have started.
+#[derive(Default)]
+pub(crate) struct Built {
+    /// The stages built, and whether the build stopped (a stage failed).
+    states: std::sync::Mutex<(std::collections::BTreeMap<usize, StageState>, bool)>,
+    changed: std::sync::Condvar,
+}
+
+impl Built {
+    /// Stage `index` once it is built; [`Error::Cancelled`] if the build stops first.
+    pub(crate) fn wait(
+        &self,
+        index: usize,
+        cancel: &std::sync::atomic::AtomicBool,
+    ) -> Result<StageState> {
+        let mut guard = self
+            .states
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        loop {
+            if let Some(state) = guard.0.get(&index) {
+                return Ok(state.clone());
+            }
+            if guard.1 || cancel.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(Error::Cancelled);
+            }
+            // Woken when a stage is built or the build stops; a cancel is seen within 100 ms.
+            guard = self
+                .changed
+                .wait_timeout(guard, std::time::Duration::from_millis(100))
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .0;
+        }
+    }
+
+    /// Whether stage `index` is built.
+    pub(crate) fn has(&self, index: usize) -> bool {
+        self.states
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .0
+            .contains_key(&index)
+    }
+
+    /// Stage `index` is built.
+    pub(crate) fn insert(&self, index: usize, state: StageState) {
+        self.states
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .0
+            .insert(index, state);
+        self.changed.notify_all();
+    }
+
+    /// The build stops: whoever waits gives up.
+    pub(crate) fn stop(&self) {
+        self.states
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .1 = true;
+        self.changed.notify_all();
+    }
+
+    /// Every stage built.
+    pub(crate) fn into_states(self) -> std::collections::BTreeMap<usize, StageState> {
+        self.states
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .0
+    }
+}
+
 /// A stage as built so far.
 #[derive(Debug)]
 pub(crate) struct StageState {

@@ -1,6 +1,6 @@
 //! `rbuild import`: an image from a root filesystem tarball (plain, gzip or zstd), one layer.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read, Write};
 
 use crate::digest::Digest;
 use crate::oci::{History, Image, ImageConfig, host_platform};
@@ -12,15 +12,8 @@ use super::{Error, Result};
 /// Stores the tarball read from `input` as a one-layer image. The layer is stored uncompressed
 /// (its digest is its diff ID) and checked to be a readable tar before the image is made.
 pub fn import_rootfs(store: &Store, input: impl Read, created: i64) -> Result<Image> {
-    let mut input = BufReader::with_capacity(1 << 20, input);
-    let head = input.fill_buf().map_err(io_at("<input>"))?.to_vec();
-    let mut reader: Box<dyn Read> = if head.starts_with(&[0x1f, 0x8b]) {
-        Box::new(flate2::read::GzDecoder::new(input))
-    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        Box::new(zstd::stream::Decoder::with_buffer(input).map_err(io_at("<input>"))?)
-    } else {
-        Box::new(input)
-    };
+    let input = BufReader::with_capacity(1 << 20, input);
+    let mut reader = crate::oci::decompressed(input).map_err(io_at("<input>"))?;
     let mut blob = store.blob_writer()?;
     std::io::copy(&mut reader, &mut blob).map_err(io_at("<input>"))?;
     blob.flush().map_err(io_at("<input>"))?;

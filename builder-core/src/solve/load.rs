@@ -23,18 +23,9 @@ fn invalid(detail: impl Into<String>) -> Error {
 
 /// Stores one layer file (plain, gzip or zstd) uncompressed, giving its diff ID.
 fn store_layer(store: &Store, path: &Path) -> Result<Digest> {
-    let mut head = [0u8; 4];
-    let n = fs_err::File::open(path)
-        .and_then(|mut f| f.read(&mut head))
-        .map_err(io_at(path))?;
     let file = fs_err::File::open(path).map_err(io_at(path))?;
-    let mut reader: Box<dyn Read> = if head[..n].starts_with(&[0x1f, 0x8b]) {
-        Box::new(flate2::read::GzDecoder::new(file))
-    } else if head[..n].starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        Box::new(zstd::stream::Decoder::new(file).map_err(io_at(path))?)
-    } else {
-        Box::new(file)
-    };
+    let mut reader =
+        crate::oci::decompressed(std::io::BufReader::new(file)).map_err(io_at(path))?;
     let mut w = store.blob_writer()?;
     std::io::copy(&mut reader, &mut w).map_err(io_at(path))?;
     Ok(w.commit(None)?.0)

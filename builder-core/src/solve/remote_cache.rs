@@ -257,21 +257,13 @@ fn write_layout(store: &Store, dir: &Path, config: &[u8], layers: &[ArtifactBlob
         .map_err(|e| cache_error(format!("cannot write the cache manifest: {e}")))?;
     let manifest_digest = Digest::of(&manifest_bytes);
     write_atomic(&blobs.join(manifest_digest.hex()), &manifest_bytes)?;
-    write_atomic(
-        &dir.join("oci-layout"),
-        br#"{"imageLayoutVersion":"1.0.0"}"#,
-    )?;
-    let index = serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.index.v1+json",
-        "manifests": [{
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "digest": manifest_digest.to_string(),
-            "size": manifest_bytes.len(),
-            "annotations": {"org.opencontainers.image.ref.name": "cache"},
-        }],
-    });
-    write_atomic(&dir.join("index.json"), index.to_string().as_bytes())
+    write_atomic(&dir.join("oci-layout"), crate::oci::OCI_LAYOUT)?;
+    let ref_name = (
+        "org.opencontainers.image.ref.name".to_owned(),
+        "cache".to_owned(),
+    );
+    let index = crate::oci::layout_index(&manifest_bytes, [ref_name])?;
+    write_atomic(&dir.join("index.json"), &index)
 }
 
 fn read_verified(path: &Path, digest: &Digest) -> Result<Vec<u8>> {

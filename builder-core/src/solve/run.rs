@@ -9,7 +9,7 @@ use crate::plan::{Exec, From};
 use crate::snapshot;
 
 use super::chown::resolve_user;
-use super::env::{BuildEnv, StageState, add_layer, in_image};
+use super::env::{BuildEnv, Built, StageState, add_layer, in_image};
 use super::error::io_at;
 use super::{Error, Event, Result};
 
@@ -112,11 +112,7 @@ struct Mounts {
 /// What RUN's mounts are on the host: binds (the context, a stage, an image, a cache
 /// directory, a secret's file), tmpfs mounts, secret variables, and the locks of
 /// `sharing=locked` caches, held while the RUN runs.
-fn plan_mounts(
-    env: &mut BuildEnv<'_>,
-    exec: &Exec,
-    built: &std::collections::BTreeMap<usize, StageState>,
-) -> Result<Mounts> {
+fn plan_mounts(env: &mut BuildEnv<'_>, exec: &Exec, built: &Built) -> Result<Mounts> {
     use crate::dockerfile::MountType;
     let mut out = Mounts {
         binds: Vec::new(),
@@ -175,7 +171,7 @@ fn bind_source(
     env: &BuildEnv<'_>,
     m: &crate::plan::Mount,
     i: usize,
-    built: &std::collections::BTreeMap<usize, StageState>,
+    built: &Built,
 ) -> Result<std::path::PathBuf> {
     let source = m.source.clone().unwrap_or_else(|| ".".into());
     let host = match &m.from {
@@ -327,7 +323,7 @@ fn set_mode_and_owner(
 pub(crate) fn mount_inputs(
     env: &mut BuildEnv<'_>,
     exec: &Exec,
-    built: &std::collections::BTreeMap<usize, StageState>,
+    built: &Built,
 ) -> Result<Vec<(String, crate::digest::Digest)>> {
     let mut inputs = Vec::new();
     for m in exec
@@ -338,9 +334,8 @@ pub(crate) fn mount_inputs(
         let source = m.source.clone().unwrap_or_else(|| ".".into());
         match &m.from {
             Some(from @ From::Stage(i)) => {
-                if let Some(st) = built.get(i) {
-                    inputs.push((super::copy::from_label(env, from), st.key));
-                }
+                let key = built.wait(*i, env.cancel)?.key;
+                inputs.push((super::copy::from_label(env, from), key));
             }
             Some(from @ From::Image(name)) => {
                 let image = super::env::resolve_image(env, name)?;
@@ -403,7 +398,7 @@ pub(crate) fn run(
     env: &mut BuildEnv<'_>,
     state: &mut StageState,
     exec: &Exec,
-    built: &std::collections::BTreeMap<usize, StageState>,
+    built: &Built,
 ) -> Result<bool> {
     let mounts = plan_mounts(env, exec, built)?;
     let args = exec.args.clone();

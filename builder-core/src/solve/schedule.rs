@@ -1,12 +1,13 @@
-//! Runs the stages of a build as soon as the stages they use are built, at most `jobs` at once:
-//! a stage that needs only A starts when A is done, not when everything started beside A is.
-//! Keys depend only on content, so the image is the same whatever the order.
+//! Runs the stages of a build as soon as they can start, at most `jobs` at once: a stage
+//! starts when its base is built (not when everything started beside it is), and a step that
+//! reads another stage waits for that stage alone, so the steps before it run meanwhile. Keys
+//! depend only on content, so the image is the same whatever the order.
 
 use std::collections::BTreeMap;
 
 use crate::dockerfile::Source;
 
-use super::env::{BuildEnv, StageState};
+use super::env::{BuildEnv, Built, StageState};
 use super::stage::run_stage;
 use super::{Error, Result};
 
@@ -21,15 +22,27 @@ fn uses<'e>(env: &'e BuildEnv<'_>, stage: usize) -> impl Iterator<Item = usize> 
         })
 }
 
-/// Builds the stages of `order`. On a failure no new stage starts; those running finish, and the
-/// first error is returned.
+/// Whether stage `i` can start: its base (a stage it is built FROM) is built, and every
+/// other stage it reads has started, so the steps that read one wait only for it. (Stages
+/// read only earlier stages, and each awaited one runs, so no wait can block the pool.)
+fn can_start(env: &BuildEnv<'_>, i: usize, started: &[usize], built: &Built) -> bool {
+    let base_built = match env.checked.stages[i].base.source {
+        Source::Stage(j) => built.has(j),
+        _ => true,
+    };
+    base_built && uses(env, i).all(|j| started.contains(&j))
+}
+
+/// Builds the stages of `order`. On a failure no new stage starts; those running finish (a
+/// step waiting for the failed stage gives up), and the first error is returned.
 pub(crate) fn run_stages(
     env: &BuildEnv<'_>,
     order: &[usize],
     jobs: usize,
 ) -> Result<BTreeMap<usize, StageState>> {
     let mut pending: Vec<usize> = order.to_vec();
-    let mut states: BTreeMap<usize, StageState> = BTreeMap::new();
+    let mut started: Vec<usize> = Vec::new();
+    let built = Built::default();
     let mut failed: Option<Error> = None;
     std::thread::scope(|scope| {
         let (done, finished) = std::sync::mpsc::channel::<(usize, Result<StageState>)>();
@@ -38,19 +51,17 @@ pub(crate) fn run_stages(
             while failed.is_none() && running < jobs.max(1) {
                 let Some(at) = pending
                     .iter()
-                    .position(|&i| uses(env, i).all(|j| states.contains_key(&j)))
+                    .position(|&i| can_start(env, i, &started, &built))
                 else {
                     break;
                 };
                 let i = pending.remove(at);
-                // What it may read of the stages built so far (configs and snapshot paths).
-                let built: BTreeMap<usize, StageState> =
-                    states.iter().map(|(&j, s)| (j, s.clone())).collect();
+                started.push(i);
                 let mut stage_env = env.for_stage();
-                let done = done.clone();
+                let (done, built) = (done.clone(), &built);
                 scope.spawn(move || {
                     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        run_stage(&mut stage_env, i, &built)
+                        run_stage(&mut stage_env, i, built)
                     }))
                     .unwrap_or_else(|_| Err(Error::Internal(format!("stage {i} panicked"))));
                     let _ = done.send((i, result));
@@ -71,17 +82,16 @@ pub(crate) fn run_stages(
             };
             running -= 1;
             match result {
-                Ok(state) => {
-                    states.insert(i, state);
-                }
+                Ok(state) => built.insert(i, state),
                 Err(e) => {
                     failed.get_or_insert(e);
+                    built.stop();
                 }
             }
         }
     });
     match failed {
         Some(e) => Err(e),
-        None => Ok(states),
+        None => Ok(built.into_states()),
     }
 }

@@ -10,7 +10,9 @@ use crate::dockerfile::{Command, Instruction, Source};
 use crate::oci::{History, ImageConfig};
 use crate::snapshot::Entry;
 
-use super::env::{BuildEnv, StageState, add_layer, missing_dirs, resolve_image, walked_prefixes};
+use super::env::{
+    BuildEnv, Built, StageState, add_layer, missing_dirs, resolve_image, walked_prefixes,
+};
 use super::{Error, Event, Result, copy};
 
 /// What the step cache remembers of a step's result. Variables are not kept: they are
@@ -23,12 +25,7 @@ struct Cached {
 
 /// Resolves a stage's base: scratch, an earlier stage, or an image in the local store. Nothing is
 /// unpacked here.
-fn base(
-    env: &BuildEnv<'_>,
-    index: usize,
-    built: &BTreeMap<usize, StageState>,
-    rootfs: &Path,
-) -> Result<StageState> {
+fn base(env: &BuildEnv<'_>, index: usize, built: &Built, rootfs: &Path) -> Result<StageState> {
     let stage = &env.checked.stages[index];
     let (os, arch) = (&env.platform.os, &env.platform.architecture);
     let mut key = crate::digest::Hasher::default();
@@ -50,9 +47,7 @@ fn base(
             config.config.working_dir = Some("/".into());
         }
         Source::Stage(i) => {
-            let from = built
-                .get(i)
-                .ok_or_else(|| Error::Internal(format!("stage {i} used before it was built")))?;
+            let from = &built.wait(*i, env.cancel)?;
             config = from.config.clone();
             inherited_vars = Some(from.vars.clone());
             key.update(from.key.as_bytes());
@@ -93,11 +88,7 @@ fn base(
 
 /// Runs stage `index` on top of the stages already built: FROM, the base's ONBUILD triggers
 /// (run first, and not passed on; the plan lowered each), then its instructions.
-pub(crate) fn run_stage(
-    env: &mut BuildEnv<'_>,
-    index: usize,
-    built: &BTreeMap<usize, StageState>,
-) -> Result<StageState> {
+pub(crate) fn run_stage(env: &mut BuildEnv<'_>, index: usize, built: &Built) -> Result<StageState> {
     let stage = &env.checked.stages[index];
     let graph = env.graph;
     let label = stage.name.clone().unwrap_or_else(|| index.to_string());
@@ -173,11 +164,7 @@ fn step<T>(
 
 /// FROM: the stage's base, and why it differs from last build's at this place if it does
 /// (said by the next step that misses because of it).
-fn from_step(
-    env: &BuildEnv<'_>,
-    index: usize,
-    built: &BTreeMap<usize, StageState>,
-) -> Result<StageState> {
+fn from_step(env: &BuildEnv<'_>, index: usize, built: &Built) -> Result<StageState> {
     let stage = &env.checked.stages[index];
     let mut state = base(env, index, built, &env.work.join(format!("stage-{index}")))?;
     let from = super::explain::StepInputs {
@@ -260,7 +247,7 @@ fn run_cached(
     state: &mut StageState,
     inst: &Instruction,
     op: &crate::plan::Op,
-    built: &BTreeMap<usize, StageState>,
+    built: &Built,
 ) -> Result<bool> {
     let now = step_inputs(env, state, inst, op, built)?;
     let key = now.key();
@@ -316,7 +303,7 @@ fn step_inputs(
     state: &StageState,
     inst: &Instruction,
     op: &crate::plan::Op,
-    built: &BTreeMap<usize, StageState>,
+    built: &Built,
 ) -> Result<super::explain::StepInputs> {
     let mut now = super::explain::StepInputs {
         parent: Some(state.key),
@@ -442,7 +429,7 @@ fn run_instruction(
     state: &mut StageState,
     inst: &Instruction,
     op: &crate::plan::Op,
-    built: &BTreeMap<usize, StageState>,
+    built: &Built,
 ) -> Result<()> {
     let created_by = inst_text(inst);
     match (&inst.command, &op.kind) {
