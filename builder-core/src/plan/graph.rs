@@ -46,6 +46,10 @@ pub struct Op {
     pub instruction: String,
     /// The ops it reads, the root filesystem it works on first.
     pub inputs: Vec<OpId>,
+    /// The digest of its definition ([`CacheKey::form`](super::CacheKey::form)): what the
+    /// step's cache key holds of the op. The key also hashes the parent step's key and the
+    /// content the step reads, which are known only while solving.
+    pub digest: String,
     /// What it does.
     #[serde(flatten)]
     pub kind: Kind,
@@ -392,9 +396,10 @@ impl Graph {
                 }
                 let _ = writeln!(
                     out,
-                    "    op{id} [label=\"{id}: {}\\nline {}\"];",
+                    "    op{id} [label=\"{id}: {}\\nline {} · {}\"];",
                     quote(&summary),
-                    op.line
+                    op.line,
+                    op.digest.get(7..19).unwrap_or_default()
                 );
             }
             out.push_str("  }\n");

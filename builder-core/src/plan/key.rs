@@ -135,4 +135,22 @@ mod tests {
         assert_eq!(a[1], c[1]);
         assert_ne!(a[2], c[2]);
     }
+
+    #[test]
+    fn each_ops_printed_digest_is_the_digest_of_its_form() {
+        let checked = crate::dockerfile::parse_and_check(
+            "FROM scratch\nENV A=1\nCOPY a /a\n",
+            &crate::dockerfile::CheckOptions::default(),
+        )
+        .unwrap();
+        let graph = super::super::lower(
+            &checked,
+            &super::super::Options::default(),
+            &super::super::Table::default(),
+        )
+        .unwrap();
+        for op in &graph.ops {
+            assert_eq!(op.digest, Digest::of(op.kind.form().as_bytes()).to_string());
+        }
+    }
 }

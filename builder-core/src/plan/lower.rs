@@ -12,7 +12,8 @@ use super::graph::{
     self, Config, Exec, File, FileSource, From, Graph, Health, Kind, Mount, Network, Op, OpId,
     Script, Source,
 };
-use super::{Error, Resolve};
+use super::{CacheKey, Error, Resolve};
+use crate::digest::Digest;
 
 /// The `PATH` of a Linux image or RUN that has none (BuildKit's and containerd's default).
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -104,7 +105,8 @@ pub fn lower(checked: &Checked, opts: &Options, resolver: &dyn Resolve) -> Resul
 }
 
 impl Lowering<'_> {
-    fn push(&mut self, op: Op) -> OpId {
+    fn push(&mut self, mut op: Op) -> OpId {
+        op.digest = Digest::of(op.kind.form().as_bytes()).to_string();
         self.ops.push(op);
         self.ops.len() - 1
     }
@@ -174,6 +176,7 @@ impl Lowering<'_> {
                 }
             };
         scope.last = self.push(Op {
+            digest: String::new(),
             stage: index,
             line,
             instruction: format!("FROM {}", stage.base.expanded),
@@ -266,6 +269,7 @@ impl Lowering<'_> {
                     Source::Context { paths }
                 };
                 let id = self.push(Op {
+                    digest: String::new(),
                     stage: index,
                     line,
                     instruction: inst.original.clone(),
@@ -276,6 +280,7 @@ impl Lowering<'_> {
             }
         }
         scope.last = self.push(Op {
+            digest: String::new(),
             stage: index,
             line,
             instruction: trigger.map_or_else(
@@ -334,6 +339,7 @@ impl Lowering<'_> {
                 reason,
             })?;
         let id = self.push(Op {
+            digest: String::new(),
             stage: usize::MAX,
             line,
             instruction: format!("--from={name}"),
