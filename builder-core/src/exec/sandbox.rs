@@ -418,22 +418,11 @@ mod tests {
         fs_err::write(at("hosts"), "127.0.0.1 localhost\n").unwrap();
         fs_err::create_dir(at("cache")).unwrap();
         let spec = SandboxSpec {
-            lower: at("lower"),
-            upper: at("upper"),
-            work: at("work"),
-            merged: at("merged"),
-            args: vec!["/bin/true".into()],
             env: vec!["PATH=/bin".into()],
             cwd: "/w".into(),
             uid: 1000,
             gid: 1000,
             groups: vec![1000, 27],
-            hostname: "buildkitsandbox".into(),
-            network: Network::None,
-            resolv_conf: None,
-            limits: crate::exec::Limits::default(),
-            ulimits: Vec::new(),
-            cgroup: None,
             hosts: Some(at("hosts")),
             binds: vec![crate::exec::Bind {
                 source: at("cache"),
@@ -441,9 +430,7 @@ mod tests {
                 readonly: false,
             }],
             tmpfs: vec![("/tmp".into(), Some(1 << 20))],
-            copied_rootfs: false,
-            timeout: None,
-            userns: None,
+            ..SandboxSpec::new(at("lower"), dir.path(), vec!["/bin/true".into()])
         };
         let sys = Recording {
             root: spec.merged.clone(),

@@ -212,6 +212,49 @@ pub struct SandboxSpec {
     pub userns: Option<IdMap>,
 }
 
+impl SandboxSpec {
+    /// A sandbox for `args` over `lower`, its overlay's upper, work and mount directories in
+    /// `dir`; as root, in `/`, with only loopback, BuildKit's hostname and nothing bound.
+    /// Callers set what differs (`SandboxSpec { env, ..SandboxSpec::new(…) }`).
+    pub fn new(lower: PathBuf, dir: &std::path::Path, args: Vec<String>) -> Self {
+        Self {
+            lower,
+            upper: dir.join("upper"),
+            work: dir.join("work"),
+            merged: dir.join("merged"),
+            args,
+            env: Vec::new(),
+            cwd: "/".into(),
+            uid: 0,
+            gid: 0,
+            groups: vec![0],
+            hostname: "buildkitsandbox".into(),
+            network: Network::None,
+            resolv_conf: None,
+            limits: super::cgroup::Limits::default(),
+            ulimits: Vec::new(),
+            cgroup: None,
+            hosts: None,
+            binds: Vec::new(),
+            tmpfs: Vec::new(),
+            copied_rootfs: false,
+            timeout: None,
+            userns: None,
+        }
+    }
+
+    /// Makes the overlay's upper, work and mount directories.
+    ///
+    /// # Errors
+    /// One of them cannot be made.
+    pub fn make_dirs(&self) -> std::io::Result<()> {
+        for d in [&self.upper, &self.work, &self.merged] {
+            fs_err::create_dir_all(d)?;
+        }
+        Ok(())
+    }
+}
+
 /// One resource limit (`--ulimit nofile=1024:4096`).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Ulimit {

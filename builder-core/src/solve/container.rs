@@ -55,17 +55,8 @@ pub fn run_image(store: &Store, name: &str, opts: &RunOptions) -> Result<i32> {
     } else {
         resolve_user(&user, &rootfs)?
     };
-    let dirs = [
-        scratch.path().join("upper"),
-        scratch.path().join("work"),
-        scratch.path().join("merged"),
-    ];
-    for d in &dirs {
-        fs_err::create_dir_all(d).map_err(io_at(d))?;
-    }
     let hosts = scratch.path().join("hosts");
     fs_err::write(&hosts, "127.0.0.1\tlocalhost\n::1\tlocalhost\n").map_err(io_at(&hosts))?;
-    let [upper, work, merged] = dirs;
     let network = if opts.no_network {
         Network::None
     } else {
@@ -73,11 +64,6 @@ pub fn run_image(store: &Store, name: &str, opts: &RunOptions) -> Result<i32> {
     };
     let resolv = std::path::Path::new("/etc/resolv.conf");
     let spec = SandboxSpec {
-        lower: rootfs,
-        upper,
-        work,
-        merged,
-        args,
         env,
         cwd: opts
             .workdir
@@ -90,9 +76,6 @@ pub fn run_image(store: &Store, name: &str, opts: &RunOptions) -> Result<i32> {
         hostname: "rbuild".into(),
         network,
         resolv_conf: (network == Network::Host && resolv.is_file()).then(|| resolv.to_owned()),
-        limits: crate::exec::Limits::default(),
-        ulimits: Vec::new(),
-        cgroup: None,
         hosts: Some(hosts),
         binds: opts
             .volumes
@@ -103,11 +86,10 @@ pub fn run_image(store: &Store, name: &str, opts: &RunOptions) -> Result<i32> {
                 readonly: *readonly,
             })
             .collect(),
-        tmpfs: Vec::new(),
-        copied_rootfs: false,
-        timeout: None,
         userns: crate::exec::IdMap::for_run(crate::exec::Userns::Auto),
+        ..SandboxSpec::new(rootfs, scratch.path(), args)
     };
+    spec.make_dirs().map_err(io_at(scratch.path()))?;
     let helper = std::env::current_exe().map_err(io_at("/proc/self/exe"))?;
     Ok(exec::run_attached(&helper, &spec)?.code)
 }

@@ -411,10 +411,8 @@ pub(crate) fn run(
     };
     let name = user.split(':').next().unwrap_or_default().to_owned();
     let dir = env.work.join(format!("run-{}", env.step));
-    let (upper, work, merged) = (dir.join("upper"), dir.join("work"), dir.join("merged"));
-    for d in [&upper, &work, &merged] {
-        fs_err::create_dir_all(d).map_err(io_at(d))?;
-    }
+    fs_err::create_dir_all(&dir).map_err(io_at(&dir))?;
+    let upper = dir.join("upper");
     let mut binds = mounts.binds.clone();
     if let Some(bind) = script_bind(exec, &dir)? {
         binds.push(bind);
@@ -428,11 +426,6 @@ pub(crate) fn run(
     let network = sandbox_network(env, exec)?;
     let resolv_conf = resolv_conf(network, &dir, env.times.epoch)?;
     let spec = SandboxSpec {
-        lower: rootfs.clone(),
-        upper: upper.clone(),
-        work,
-        merged,
-        args,
         env: with_home(exec.env.clone(), &user, uid, &rootfs)
             .into_iter()
             .chain(mounts.env.iter().cloned())
@@ -445,19 +438,18 @@ pub(crate) fn run(
         } else {
             groups(&rootfs, &name, gid)
         },
-        hostname: "buildkitsandbox".into(),
         network,
         resolv_conf,
         limits: env.sandbox.limits.clone(),
         ulimits: env.sandbox.ulimits.to_vec(),
-        cgroup: None,
         hosts: Some(hosts),
         binds,
         tmpfs: mounts.tmpfs.clone(),
-        copied_rootfs: false,
         timeout: env.sandbox.run_timeout,
         userns: exec::IdMap::for_run(env.sandbox.userns),
+        ..SandboxSpec::new(rootfs.clone(), &dir, args)
     };
+    spec.make_dirs().map_err(io_at(&dir))?;
     let copied = execute(env, spec, &dir, &rootfs)?;
     let changes = copied.clone().unwrap_or_else(|| upper.clone());
     let skip = left_out(&rootfs, &changes, copied.is_some(), &mounts.targets);
