@@ -8,6 +8,23 @@ fn uptime(path: &std::path::Path) -> f64 {
     text.split_whitespace().next().unwrap().parse().unwrap()
 }
 
+/// Builds `p` two stages at a time, its result's files put in a directory, which it gives.
+fn build_two_at_once(p: &Project) -> std::path::PathBuf {
+    let out = p.path("out");
+    p.ok(&[
+        "build",
+        "-q",
+        "--jobs",
+        "2",
+        "--network",
+        "none",
+        "-o",
+        &format!("type=local,dest={}", out.display()),
+        ".",
+    ]);
+    out
+}
+
 #[test]
 fn a_stage_starts_when_what_it_uses_is_built_not_when_its_wave_is() {
     // A is slow, B fast, C uses only B: C's RUN must start while A still runs. Each step writes
@@ -21,18 +38,7 @@ fn a_stage_starts_when_what_it_uses_is_built_not_when_its_wave_is() {
          FROM b AS c\nRUN cat /proc/uptime > /c-start\n\
          FROM scratch\nCOPY --from=a /a-end /a-end\nCOPY --from=c /c-start /c-start\n",
     );
-    let out = p.path("out");
-    p.ok(&[
-        "build",
-        "-q",
-        "--jobs",
-        "2",
-        "--network",
-        "none",
-        "-o",
-        &format!("type=local,dest={}", out.display()),
-        ".",
-    ]);
+    let out = build_two_at_once(&p);
     let (a_end, c_start) = (uptime(&out.join("a-end")), uptime(&out.join("c-start")));
     assert!(
         c_start < a_end,
@@ -52,18 +58,7 @@ fn a_step_starts_when_its_inputs_are_done_not_when_its_stage_could_start() {
          FROM busybox AS c\nRUN cat /proc/uptime > /c-start\nCOPY --from=a /a-end /a-end\n\
          FROM scratch\nCOPY --from=c /c-start /c-start\nCOPY --from=c /a-end /a-end\n",
     );
-    let out = p.path("out");
-    p.ok(&[
-        "build",
-        "-q",
-        "--jobs",
-        "2",
-        "--network",
-        "none",
-        "-o",
-        &format!("type=local,dest={}", out.display()),
-        ".",
-    ]);
+    let out = build_two_at_once(&p);
     let (a_end, c_start) = (uptime(&out.join("a-end")), uptime(&out.join("c-start")));
     assert!(
         c_start < a_end,

@@ -791,8 +791,12 @@ pub fn absolute(workdir: &str, path: &str) -> String {
     format!("/{}", parts.join("/"))
 }
 
-/// An ONBUILD trigger stored in an image, read back into an instruction.
-fn trigger(text: &str) -> Result<Instruction, Error> {
+/// An ONBUILD trigger stored in an image, read back into an instruction (`FROM`, `ONBUILD`
+/// and `MAINTAINER` refused, as BuildKit refuses them).
+///
+/// # Errors
+/// The trigger does not parse, is empty, or is one of those refused.
+pub fn trigger(text: &str) -> Result<Instruction, Error> {
     let bad = |source| Error::Trigger {
         text: text.to_owned(),
         source: Box::new(source),

@@ -16,7 +16,7 @@ pub use graph::{
     Source as OpSource,
 };
 pub use key::{CacheKey, KEY_VERSION, StepInputs};
-pub use lower::{DEFAULT_PATH, Options, PROXY_ARGS, absolute, environment, lower};
+pub use lower::{DEFAULT_PATH, Options, PROXY_ARGS, absolute, environment, lower, trigger};
 pub use resolve::{ImageMeta, Resolve, Table};
 
 use crate::dockerfile::{Checked, Source};

@@ -65,6 +65,21 @@ pub struct Entry {
     pub xattrs: Vec<(String, Vec<u8>)>,
 }
 
+impl Entry {
+    /// A directory at `path` with that mode, owner and time, and no extended attributes.
+    pub fn dir(path: String, mode: u32, uid: u32, gid: u32, mtime: i64) -> Self {
+        Self {
+            path,
+            kind: EntryKind::Dir,
+            mode,
+            uid,
+            gid,
+            mtime,
+            xattrs: Vec::new(),
+        }
+    }
+}
+
 /// Options that change a layer's bytes.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct TarOptions {

@@ -593,15 +593,7 @@ fn add_tree(
                     gid,
                 ),
             };
-            Entry {
-                path: path.clone(),
-                kind: EntryKind::Dir,
-                mode,
-                uid,
-                gid,
-                mtime,
-                xattrs: Vec::new(),
-            }
+            Entry::dir(path.clone(), mode, uid, gid, mtime)
         } else {
             file_entry(
                 &m.path,

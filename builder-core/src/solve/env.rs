@@ -7,7 +7,7 @@ use crate::context::{Context, StatCache};
 use crate::digest::Digest;
 use crate::dockerfile::Checked;
 use crate::oci::{Image, ImageConfig};
-use crate::snapshot::{self, Entry, EntryKind, TarOptions};
+use crate::snapshot::{self, Entry, TarOptions};
 use crate::store::Store;
 
 use super::{Error, Event, Result};
@@ -444,15 +444,7 @@ pub(crate) fn missing_dirs(
             }
         }
         if !in_image(rootfs, &cur) {
-            out.push(Entry {
-                path: cur.clone(),
-                kind: EntryKind::Dir,
-                mode,
-                uid,
-                gid,
-                mtime,
-                xattrs: Vec::new(),
-            });
+            out.push(Entry::dir(cur.clone(), mode, uid, gid, mtime));
         }
     }
     Ok(out)

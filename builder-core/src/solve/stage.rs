@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use crate::digest::Digest;
-use crate::dockerfile::{Command, Instruction, Source};
+use crate::dockerfile::{Instruction, Source};
 use crate::oci::{History, ImageConfig};
 use crate::snapshot::Entry;
 
@@ -103,7 +103,8 @@ pub(crate) fn run_stage(env: &mut BuildEnv<'_>, index: usize, built: &Built) -> 
         let op = &graph.ops[steps[1 + t]];
         let shown = format!("ONBUILD {text}");
         step(env, &label, "ONBUILD", line, shown, |env| {
-            let inst = trigger(&text)?;
+            // The plan lowered the same text already: it parses.
+            let inst = crate::plan::trigger(&text)?;
             let position = 10_000 + env.step;
             let cached = run_cached(env, index, position, &mut state, &inst, op, built)?;
             Ok(((), cached))
@@ -186,29 +187,6 @@ fn from_step(env: &BuildEnv<'_>, index: usize, built: &Built) -> Result<StageSta
         super::explain::remember(env.store, env.dockerfile, &place, &from);
     }
     Ok(state)
-}
-
-/// Reads a stored ONBUILD trigger back into an instruction.
-fn trigger(text: &str) -> Result<Instruction> {
-    let invalid = |source| Error::Dockerfile {
-        path: "<ONBUILD trigger>".into(),
-        source: Box::new(source),
-    };
-    let parsed = crate::dockerfile::parse(text).map_err(invalid)?;
-    let node = parsed
-        .instructions
-        .first()
-        .ok_or_else(|| Error::Internal(format!("empty ONBUILD trigger `{text}`")))?;
-    let inst = crate::dockerfile::parse_instruction(node).map_err(invalid)?;
-    if matches!(
-        inst.command,
-        Command::From(_) | Command::Onbuild { .. } | Command::Maintainer { .. }
-    ) {
-        return Err(Error::Unsupported {
-            what: format!("`{}` as an ONBUILD trigger", inst.keyword),
-        });
-    }
-    Ok(inst)
 }
 
 /// The instruction as docker shows it in progress and history: as written.
