@@ -9,7 +9,7 @@
 //! | version | [`KEY_VERSION`]; bumped whenever what goes in, or what a step records (its config), changes, so a key of an older rbuild is never reused for a different meaning | every step |
 //! | parent | the key of the state the step starts from (for FROM: the base image's digest, the platform and the build's times, i.e. the epoch and whether layers are clamped to it; else the previous step's key), which carries every earlier ENV, ARG, USER, WORKDIR, SHELL and so on | every step |
 //! | instruction | the instruction as written, which the image's history records (`created_by`): a step whose text changed gives another image even where it does the same | every step |
-//! | op | the step's plan op ([`CacheKey::form`] of its [`Kind`]): what it does with every value expanded — RUN's args, environment, user, working directory, network and mounts; COPY's sources, destination and flags; a config edit's values. No line, span or instruction text is in it, so a comment or blank line above a step changes nothing | every step |
+//! | op | the step's plan op (the digest of [`CacheKey::form`] of its [`Kind`], as the plan gives it): what it does with every value expanded — RUN's args, environment, user, working directory, network and mounts; COPY's sources, destination and flags; a config edit's values. No line, span or instruction text is in it, so a comment or blank line above a step changes nothing | every step |
 //! | vars | RUN: its whole environment, every ARG and ENV in scope with its value (BuildKit's rule: a changed build arg reruns every RUN after it); other steps: the variables their instruction names (already in the op; kept to name them in an explanation) | every step |
 //! | inputs | what the step reads, by name and digest: context files of COPY/ADD, a stage or image for `--from`, a URL's content, RUN's bind mount sources | COPY, ADD, RUN |
 //! | sources | COPY/ADD: one digest of everything copied (names, contents, modes, links) | COPY, ADD |
@@ -46,7 +46,7 @@ impl CacheKey for Kind {
 }
 
 /// The key's version: part of every step key.
-pub const KEY_VERSION: &[u8] = b"rbuild-step-v6\0";
+pub const KEY_VERSION: &[u8] = b"rbuild-step-v7\0";
 
 /// What went into a step's cache key, kept to explain the next miss at the same place.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -55,7 +55,7 @@ pub struct StepInputs {
     pub parent: Option<Digest>,
     /// The instruction as written: hashed, as the image's history records it.
     pub instruction: String,
-    /// The op's form ([`CacheKey::form`]).
+    /// The op's digest ([`Op::digest`](super::Op::digest), of its [`CacheKey::form`]).
     #[serde(default)]
     pub command: String,
     /// The variables it sees, with their values.

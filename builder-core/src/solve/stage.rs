@@ -294,7 +294,8 @@ fn step_inputs(
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect(),
-        command: crate::plan::CacheKey::form(&op.kind),
+        // The plan hashed the op's form once, when it lowered it.
+        command: op.digest.clone(),
         ..super::explain::StepInputs::default()
     };
     match &op.kind {
