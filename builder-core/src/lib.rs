@@ -13,6 +13,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod cancel;
 pub mod context;
 pub mod digest;
 pub mod dockerfile;

@@ -1,7 +1,8 @@
 //! The module dependency table of `../shared/DESIGN.md` §2, enforced: each module of
 //! `builder-core/src/<module>/` may import (`crate::x`) only what its row allows; no two files of
 //! one module and no two modules import each other, even through others; the binaries use only
-//! the fronts of the library's modules; and `unsafe` appears only in `exec/sys.rs`.
+//! the fronts of the library's modules; the solver's executors see their inputs, never the
+//! build's job; and `unsafe` appears only in `exec/sys.rs`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -12,12 +13,13 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
         // `fs` (paths resolved inside a root) is the one helper every tree reader uses.
         ("fs", &[][..]),
         ("dockerfile", &[][..]),
-        ("exec", &["fs"][..]),
+        // `cancel` (a build's cancel token) is a leaf, like `digest`.
+        ("exec", &["fs", "cancel"][..]),
         ("context", &["digest", "fs"][..]),
         ("store", &["digest", "fs"][..]),
         ("snapshot", &["digest", "store", "fs"][..]),
         ("oci", &["digest", "store", "fs"][..]),
-        ("registry", &["digest", "store", "oci", "fs"][..]),
+        ("registry", &["digest", "store", "oci", "fs", "cancel"][..]),
         ("plan", &["dockerfile", "digest"][..]),
         // `solve` uses everything: the only such module.
         ("solve", &["*"][..]),
@@ -517,4 +519,48 @@ fn the_length_check_measures_functions_and_ignores_braces_in_text() {
         format!("fn short() {{\n    let c = '{{';\n}}\n\npub(crate) fn long() {{\n{body}}}\n");
     let lengths = function_lengths(&text);
     assert_eq!(lengths, [("short".to_owned(), 3), ("long".to_owned(), 122)]);
+}
+
+/// The executors of `solve/` and what of the solver they must not name: the build's job (its
+/// tables, store and events), the table of built stages, a stage's state. They get their op
+/// and its inputs as paths.
+const EXECUTORS: &[(&str, &[&str])] = &[
+    ("copy", &["Job", "job", "Built", "StageState"]),
+    ("run", &["Job", "job", "Built", "StageState"]),
+    ("config", &["Job", "job", "Built"]),
+    ("download", &["Job", "job", "Built", "StageState"]),
+];
+
+/// What of `forbidden` the code of `text` names as a word.
+fn named(text: &str, forbidden: &[&str]) -> Vec<String> {
+    let code = code(text);
+    forbidden
+        .iter()
+        .filter(|w| {
+            regex::Regex::new(&format!(r"\b{w}\b"))
+                .unwrap()
+                .is_match(&code)
+        })
+        .map(|w| (*w).to_owned())
+        .collect()
+}
+
+#[test]
+fn executors_get_their_inputs_never_the_build_job() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src/solve");
+    let mut found = Vec::new();
+    for (file, forbidden) in EXECUTORS {
+        let text = fs_err::read_to_string(dir.join(format!("{file}.rs"))).unwrap();
+        for w in named(&text, forbidden) {
+            found.push(format!("solve/{file}.rs names `{w}`"));
+        }
+    }
+    assert!(found.is_empty(), "{}", found.join("\n"));
+}
+
+#[test]
+fn the_executor_check_sees_a_job_passed_in() {
+    let fed = "use super::job::Job;\npub(crate) fn run(job: &Job<'_>) {}\n// Job in a comment\n";
+    assert_eq!(named(fed, &["Job", "job", "Built"]), ["Job", "job"]);
+    assert!(named("fn run(inputs: &Inputs) {} // a Job", &["Job"]).is_empty());
 }

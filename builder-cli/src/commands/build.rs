@@ -157,7 +157,7 @@ pub(crate) fn run(
         ulimits: args.ulimits.clone(),
         userns: args.userns,
         squash: args.squash,
-        cancel: None,
+        cancel: builder_core::cancel::Cancel::default(),
     };
     if let Some(format) = plan.or(args.print_plan.then_some("json")) {
         let graph = Builder::new(store.clone())

@@ -98,19 +98,14 @@ pub fn run(
     spec: &SandboxSpec,
     on_line: &mut dyn FnMut(&str),
 ) -> Result<Exit, Error> {
-    run_cancellable(
-        helper,
-        spec,
-        &std::sync::atomic::AtomicBool::new(false),
-        on_line,
-    )
+    run_cancellable(helper, spec, &crate::cancel::Cancel::new(), on_line)
 }
 
 /// [`run`], killed (with everything it started) as soon as `cancel` is set.
 pub fn run_cancellable(
     helper: &Path,
     spec: &SandboxSpec,
-    cancel: &std::sync::atomic::AtomicBool,
+    cancel: &crate::cancel::Cancel,
     on_line: &mut dyn FnMut(&str),
 ) -> Result<Exit, Error> {
     // The step's cgroup: made here, joined by the helper, read (OOM) and removed after.
@@ -142,7 +137,7 @@ pub fn run_cancellable(
 fn run_in(
     helper: &Path,
     spec: &SandboxSpec,
-    cancel: &std::sync::atomic::AtomicBool,
+    cancel: &crate::cancel::Cancel,
     on_line: &mut dyn FnMut(&str),
 ) -> Result<Exit, Error> {
     let json = serde_json::to_vec(spec).map_err(Error::Spec)?;
@@ -161,38 +156,34 @@ fn run_in(
     if let Some(mut stdin) = child.stdin.take() {
         stdin.write_all(&json).map_err(spawn_err)?;
     }
-    // The watchdog: past the timeout, or once cancelled, it kills the helper; the namespace's
-    // init has a parent-death signal, and when it dies the kernel kills everything else in the
-    // namespace. `reaped` (under its lock) keeps the watchdog from signalling a pid already
-    // reused.
-    let (done, finished) = std::sync::mpsc::channel::<()>();
+    // The watchdog sleeps in poll(2) on the cancel token's pipe and on `finished` (closed once
+    // the helper is reaped), for at most the timeout. Woken by the token or the timeout, it
+    // kills the helper; the namespace's init has a parent-death signal, and when it dies the
+    // kernel kills everything else in the namespace. `reaped` (under its lock) keeps the
+    // watchdog from signalling a pid already reused.
+    let cancel_fd = cancel.fd().map_err(spawn_err)?;
+    let (finished, done) = std::io::pipe().map_err(spawn_err)?;
     let reaped = std::sync::Mutex::new(false);
     let timed_out = std::sync::atomic::AtomicBool::new(false);
     let cancelled = std::sync::atomic::AtomicBool::new(false);
     let pid = child.id();
-    let started = std::time::Instant::now();
     std::thread::scope(|scope| -> Result<Exit, Error> {
         let (reaped, timed_out, cancelled) = (&reaped, &timed_out, &cancelled);
         scope.spawn(move || {
+            use std::os::fd::AsFd;
             use std::sync::atomic::Ordering::SeqCst;
-            let tick = std::time::Duration::from_millis(100);
-            while finished.recv_timeout(tick) == Err(std::sync::mpsc::RecvTimeoutError::Timeout) {
-                let late = spec.timeout.is_some_and(|limit| started.elapsed() >= limit);
-                let stop = cancel.load(SeqCst);
-                if late || stop {
-                    let reaped = reaped
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner);
-                    if !*reaped {
-                        if late {
-                            timed_out.store(true, SeqCst);
-                        } else {
-                            cancelled.store(true, SeqCst);
-                        }
-                        sys::kill(pid);
-                    }
-                    break;
-                }
+            let woke = sys::wait_readable(&[cancel_fd, finished.as_fd()], spec.timeout);
+            let flag = match woke {
+                Some(0) => cancelled,
+                None => timed_out,
+                _ => return,
+            };
+            let reaped = reaped
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if !*reaped {
+                flag.store(true, SeqCst);
+                sys::kill(pid);
             }
         });
         read_lines(reader, on_line);

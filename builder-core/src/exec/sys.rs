@@ -230,6 +230,38 @@ pub(super) fn kill(pid: u32) {
     }
 }
 
+/// Sleeps until one of `fds` is readable (or hung up), giving its index, or until `timeout`
+/// passes (`None`; without a timeout it never does).
+pub(super) fn wait_readable(
+    fds: &[std::os::fd::BorrowedFd<'_>],
+    timeout: Option<std::time::Duration>,
+) -> Option<usize> {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    let deadline = timeout.map(|t| std::time::Instant::now() + t);
+    let mut polled: Vec<PollFd<'_>> = fds
+        .iter()
+        .map(|fd| PollFd::new(*fd, PollFlags::POLLIN))
+        .collect();
+    loop {
+        let wait = match deadline {
+            None => PollTimeout::NONE,
+            Some(d) => {
+                let left = d.saturating_duration_since(std::time::Instant::now());
+                // poll(2) takes at most i32::MAX ms; a longer wait wakes and sleeps again.
+                PollTimeout::try_from(left.min(std::time::Duration::from_secs(86_400)))
+                    .unwrap_or(PollTimeout::MAX)
+            }
+        };
+        match poll(&mut polled, wait) {
+            Ok(0) if deadline.is_some_and(|d| std::time::Instant::now() >= d) => return None,
+            Ok(0) | Err(nix::errno::Errno::EINTR) => {}
+            Ok(_) => return polled.iter().position(|p| p.any().unwrap_or(true)),
+            // A descriptor poll cannot watch: end the wait as if it fired.
+            Err(_) => return Some(fds.len()),
+        }
+    }
+}
+
 /// Waits until the child `pid` has exited, without reaping it (`waitid` with `WNOWAIT`).
 pub(super) fn wait_exited(pid: u32) {
     use nix::sys::wait::{Id, WaitPidFlag, waitid};

@@ -37,6 +37,9 @@ pub struct Options {
     /// How long the registry may stay silent: waiting for an answer, or between two reads of a
     /// body (`--registry-timeout`). Uploads get [`UPLOAD_TIMEOUT`] for the whole request.
     pub read_timeout: Duration,
+    /// Once set, no request starts, backoff waits end and bodies read through it stop (a
+    /// build's cancel token; never set by default).
+    pub cancel: crate::cancel::Cancel,
 }
 
 /// How long one upload (a blob's PUT or PATCH) may take in all: the client cannot tell a slow
@@ -70,6 +73,7 @@ impl Default for Options {
             },
             connect_timeout: Duration::from_secs(30),
             read_timeout: Duration::from_secs(60),
+            cancel: crate::cancel::Cancel::default(),
         }
     }
 }
@@ -316,6 +320,7 @@ impl Client {
         let mut attempt = 0;
         loop {
             attempt += 1;
+            self.opts.cancel.check().map_err(|_| Error::Cancelled)?;
             let mut req: RequestBuilder = self
                 .http
                 .request(method.clone(), &url)
@@ -332,7 +337,7 @@ impl Client {
                     if attempt < self.opts.attempts
                         && (e.is_connect() || e.is_timeout() || e.is_request()) =>
                 {
-                    std::thread::sleep(self.backoff(attempt, None));
+                    self.pause(self.backoff(attempt, None))?;
                     continue;
                 }
                 Err(e) => return Err(self.connect_error(&url, e)),
@@ -362,7 +367,7 @@ impl Client {
                     .get(reqwest::header::RETRY_AFTER)
                     .and_then(|v| v.to_str().ok())
                     .and_then(|v| v.trim().parse::<u64>().ok());
-                std::thread::sleep(self.backoff(attempt, retry_after));
+                self.pause(self.backoff(attempt, retry_after))?;
                 continue;
             }
             return Ok(resp);
@@ -563,8 +568,21 @@ impl Client {
     }
 
     /// Waits before attempt `attempt + 1`.
-    pub(crate) fn wait(&self, attempt: u32) {
-        std::thread::sleep(self.backoff(attempt, None));
+    ///
+    /// # Errors
+    /// The operation was cancelled meanwhile.
+    pub(crate) fn wait(&self, attempt: u32) -> Result<(), Error> {
+        self.pause(self.backoff(attempt, None))
+    }
+
+    /// Sleeps `d`, ending early (with [`Error::Cancelled`]) at a cancel.
+    fn pause(&self, d: Duration) -> Result<(), Error> {
+        self.opts.cancel.sleep(d).map_err(|_| Error::Cancelled)
+    }
+
+    /// The operation's cancel token: bodies are read through it.
+    pub(crate) fn cancel(&self) -> &crate::cancel::Cancel {
+        &self.opts.cancel
     }
 }
 

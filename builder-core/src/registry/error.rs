@@ -51,6 +51,9 @@ pub enum Error {
         /// The bound its decompressed bytes went past.
         limit: u64,
     },
+    /// The operation's cancel token was set.
+    #[error("cancelled")]
+    Cancelled,
     /// The connection broke while a body was being read.
     #[error("`{reference}`: the download of {what} from `{registry}` broke off")]
     Interrupted {

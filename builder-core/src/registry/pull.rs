@@ -418,7 +418,7 @@ pub(crate) fn fetch_layer(
             Err(Error::Interrupted { .. } | Error::Connect { .. })
                 if attempt < client.attempts() =>
             {
-                client.wait(attempt);
+                client.wait(attempt)?;
             }
             other => return other,
         }
@@ -473,13 +473,19 @@ fn fetch_layer_once(
         "",
         &format!("blob `{expected}`"),
     )?;
-    let interrupted = |source: io::Error| Error::Interrupted {
-        registry: client.registry.clone(),
-        reference: client.reference.clone(),
-        what: format!("layer `{expected}`"),
-        source,
+    let interrupted = |source: io::Error| {
+        if crate::cancel::Cancelled::is(&source) {
+            return Error::Cancelled;
+        }
+        Error::Interrupted {
+            registry: client.registry.clone(),
+            reference: client.reference.clone(),
+            what: format!("layer `{expected}`"),
+            source,
+        }
     };
-    let mut src = BufReader::with_capacity(1 << 16, HashingReader::new(resp.take(size + 1)));
+    let body = client.cancel().reader(resp).take(size + 1);
+    let mut src = BufReader::with_capacity(1 << 16, HashingReader::new(body));
     let limit = decompressed_limit(size);
     let mut out = Bounded {
         inner: store.blob_writer()?,

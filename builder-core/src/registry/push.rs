@@ -353,7 +353,8 @@ fn upload(
                 path: path.clone(),
                 source,
             })?;
-        Ok(reqwest::blocking::Body::sized(f.take(len), len))
+        let body = client.cancel().reader(f).take(len);
+        Ok(reqwest::blocking::Body::sized(body, len))
     };
     let mut octet = HeaderMap::new();
     octet.insert(

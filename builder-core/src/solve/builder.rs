@@ -10,7 +10,7 @@ use crate::plan;
 use super::env::StageState;
 use super::times::Times;
 use super::{CacheSpec, Error, Event, Image, Result, Store};
-use super::{download, env, inflight, remote_cache, schedule, squash};
+use super::{download, env, inflight, job, remote_cache, run, schedule, squash};
 use crate::store::rfc3339;
 
 /// What to build.
@@ -79,9 +79,11 @@ pub struct BuildRequest {
     pub userns: crate::exec::Userns,
     /// `--squash`: the layers the build adds on top of the target's base become one.
     pub squash: bool,
-    /// Set it to stop the build: no further step starts, a running RUN is killed with
-    /// everything it started, and the build fails with [`Error::Cancelled`].
-    pub cancel: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+    /// Set it ([`crate::cancel::Cancel::cancel`], from any thread) to stop the build: no
+    /// further step starts, a running RUN is killed with everything it started, pulls,
+    /// downloads, cache transfers and context hashing stop at their next read, and the build
+    /// fails with [`Error::Cancelled`].
+    pub cancel: crate::cancel::Cancel,
 }
 
 /// What a build produced.
@@ -159,6 +161,21 @@ impl Builder {
         req: &BuildRequest,
         on_event: &mut (dyn FnMut(&Event) + Send),
     ) -> Result<BuildOutput> {
+        // Whatever a cancel interrupted (a pull, a download, a RUN), the build was cancelled.
+        self.solve(req, on_event).map_err(|e| {
+            if req.cancel.is_cancelled() {
+                Error::Cancelled
+            } else {
+                e
+            }
+        })
+    }
+
+    fn solve(
+        &self,
+        req: &BuildRequest,
+        on_event: &mut (dyn FnMut(&Event) + Send),
+    ) -> Result<BuildOutput> {
         let Front {
             dockerfile_path,
             parsed,
@@ -177,61 +194,58 @@ impl Builder {
             .iter()
             .map(|&i| checked.stages[i].instructions.len() + 1)
             .sum();
-        let lazy_layers = self.import_caches(req, on_event)?;
+        // Every registry call of the build stops at its cancel.
+        let registry = crate::registry::Options {
+            cancel: req.cancel.clone(),
+            ..req.registry.clone()
+        };
+        let lazy_layers = self.import_caches(req, &registry, on_event)?;
         let mut tally = Tally::default();
         let mut count = |e: &Event| {
             tally.observe(e);
             on_event(e);
         };
-        let stat_cache_shared = std::sync::Mutex::new(stat_cache);
-        let downloads = std::sync::Mutex::new(std::collections::HashMap::new());
-        let step_keys = std::sync::Mutex::new(Vec::new());
-        let never_cancelled = std::sync::atomic::AtomicBool::new(false);
         let platform = (req.platform.clone()).unwrap_or_else(crate::registry::Platform::host);
-        let next_step = std::sync::atomic::AtomicUsize::new(0);
-        let events: std::sync::Mutex<&mut (dyn FnMut(&Event) + Send)> =
-            std::sync::Mutex::new(&mut count);
-        let images = env::Images {
-            store: &self.store,
-            pull: req.pull,
-            platform: &platform,
-            registry: &req.registry,
-            resolved: std::sync::Mutex::new(std::collections::HashMap::new()),
+        let progress = job::Progress {
+            next_step: std::sync::atomic::AtomicUsize::new(0),
+            total,
+            events: std::sync::Mutex::new(&mut count),
         };
-        let graph = lower(&checked, req, &automatic_args, &images, &events)?;
-        let mut states: BTreeMap<usize, StageState>;
-        {
-            let env = env::BuildEnv {
-                store: &self.store,
-                context: &context,
-                stat_cache: &stat_cache_shared,
-                checked: &checked,
-                times: Times::of(req.source_date_epoch, req.wall_clock_times),
+        let images = env::Images::new(&self.store, req.pull, &platform, &registry);
+        let tables = job::Tables::new(stat_cache, images, lazy_layers);
+        let graph = lower(&checked, req, &automatic_args, &tables.images, &progress)?;
+        let job = job::Job {
+            store: &self.store,
+            context: &context,
+            checked: &checked,
+            graph: &graph,
+            dockerfile: &dockerfile_path,
+            times: Times::of(req.source_date_epoch, req.wall_clock_times),
+            policy: job::Policy {
                 no_cache: req.no_cache,
-                sandbox: sandbox(req),
-                explain: req.explain_cache,
                 no_cache_stages: &no_cache_stages,
-                dockerfile: &dockerfile_path,
-                downloads: &downloads,
-                max_download: req.max_download.unwrap_or(download::DEFAULT_MAX_DOWNLOAD),
-                images: &images,
-                graph: &graph,
-                platform: &platform,
-                registry: &req.registry,
-                lazy_layers: &lazy_layers,
-                cancel: req.cancel.as_deref().unwrap_or(&never_cancelled),
-                inflight: &self.inflight,
-                step_keys: &step_keys,
-                work: work.path(),
-                step: 0,
-                next_step: &next_step,
-                total,
-                events: &events,
-            };
-            states = schedule::run_stages(&env, &plan.order, jobs(req))?;
-        }
-        let steps = next_step.load(std::sync::atomic::Ordering::SeqCst);
-        let stat_cache = unlocked(stat_cache_shared);
+                explain: req.explain_cache,
+            },
+            sandbox: sandbox(req),
+            max_download: req.max_download.unwrap_or(download::DEFAULT_MAX_DOWNLOAD),
+            platform: &platform,
+            registry: &registry,
+            cancel: &req.cancel,
+            tables: &tables,
+            inflight: &self.inflight,
+            work: work.path(),
+            progress: &progress,
+        };
+        let mut states: BTreeMap<usize, StageState> =
+            schedule::run_stages(&job, &plan.order, jobs(req))?;
+        let steps = progress.next_step.load(std::sync::atomic::Ordering::SeqCst);
+        let job::Tables {
+            stat_cache,
+            lazy_layers,
+            step_keys,
+            ..
+        } = tables;
+        let stat_cache = unlocked(stat_cache);
         if let Some(path) = &stat_cache_path {
             stat_cache.save(path, context.root())?;
         }
@@ -239,9 +253,9 @@ impl Builder {
         let final_state = states
             .remove(&plan.target)
             .ok_or_else(|| Error::Internal("target stage was not built".into()))?;
-        let image = self.store_image(req, final_state, &lazy_layers)?;
+        let image = self.store_image(req, &registry, final_state, &lazy_layers)?;
         let step_keys = unlocked(step_keys);
-        self.export_cache(req, &step_keys, plan.target, on_event)?;
+        self.export_cache(req, &registry, &step_keys, plan.target, on_event)?;
         Ok(BuildOutput {
             image,
             steps,
@@ -266,11 +280,12 @@ impl Builder {
     fn import_caches(
         &self,
         req: &BuildRequest,
+        registry: &crate::registry::Options,
         on_event: &mut (dyn FnMut(&Event) + Send),
     ) -> Result<remote_cache::LazyLayers> {
         let lazy_layers = remote_cache::LazyLayers::default();
         for spec in &req.cache_from {
-            let records = remote_cache::import(&self.store, spec, &req.registry, &lazy_layers)?;
+            let records = remote_cache::import(&self.store, spec, registry, &lazy_layers)?;
             on_event(&Event::CacheImported {
                 source: cache_name(spec),
                 records,
@@ -283,6 +298,7 @@ impl Builder {
     fn store_image(
         &self,
         req: &BuildRequest,
+        registry: &crate::registry::Options,
         mut state: StageState,
         lazy_layers: &remote_cache::LazyLayers,
     ) -> Result<Image> {
@@ -304,7 +320,7 @@ impl Builder {
             &self.store,
             &state.config.rootfs.diff_ids,
             lazy_layers,
-            &req.registry,
+            registry,
         )?;
         if req.squash {
             squash::squash(&self.store, &mut state, times.clamp)?;
@@ -320,6 +336,7 @@ impl Builder {
     fn export_cache(
         &self,
         req: &BuildRequest,
+        registry: &crate::registry::Options,
         step_keys: &[(usize, crate::digest::Digest)],
         target: usize,
         on_event: &mut (dyn FnMut(&Event) + Send),
@@ -330,7 +347,7 @@ impl Builder {
                 .filter(|(stage, _)| spec.max() || *stage == target)
                 .map(|(_, k)| *k)
                 .collect();
-            let records = remote_cache::export(&self.store, spec, &keys, &req.registry)?;
+            let records = remote_cache::export(&self.store, spec, &keys, registry)?;
             on_event(&Event::CacheExported {
                 target: cache_name(spec),
                 records,
@@ -433,7 +450,7 @@ fn lower(
     req: &BuildRequest,
     automatic_args: &BTreeMap<String, String>,
     images: &env::Images<'_>,
-    events: &std::sync::Mutex<&mut (dyn FnMut(&Event) + Send)>,
+    progress: &job::Progress<'_>,
 ) -> Result<plan::Graph> {
     let opts = plan::Options {
         build_args: req.build_args.clone(),
@@ -442,12 +459,7 @@ fn lower(
     };
     // The resolver answers the plan with text; the typed error is kept for the step's.
     let failed: std::sync::Mutex<Option<Error>> = std::sync::Mutex::new(None);
-    let emit = |e: &Event| {
-        let mut on_event = events
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        (on_event)(e);
-    };
+    let emit = |e: &Event| progress.emit(e);
     let resolver = |name: &str| -> std::result::Result<plan::ImageMeta, String> {
         images
             .resolve(name, &emit)
@@ -568,8 +580,8 @@ fn unlocked<T>(m: std::sync::Mutex<T>) -> T {
 }
 
 /// What every RUN's sandbox gets from the request.
-fn sandbox(req: &BuildRequest) -> env::Sandbox<'_> {
-    env::Sandbox {
+fn sandbox(req: &BuildRequest) -> run::Sandbox<'_> {
+    run::Sandbox {
         secrets: &req.secrets,
         run_timeout: req.run_timeout,
         network: req.network,

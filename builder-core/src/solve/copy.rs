@@ -14,26 +14,43 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use crate::context::{Entry as Found, FileInfo, Ignore, Kind, resolve_scoped, walk_tree};
-use crate::plan::{File, FileSource as Source, From};
+use crate::plan::{File, FileSource as Source};
 use crate::snapshot::{Entry, EntryKind, FileSource};
 
 use super::chown::{Chmod, resolve_chown};
-use super::env::{BuildEnv, Built, StageState, missing_dirs, resolve_image};
+use super::download::Download;
+use super::env::missing_dirs;
 use super::error::io_at;
 use super::{Error, Result};
 
 /// Where sources are read from.
-enum Root {
-    Context,
+pub(crate) enum Root<'a> {
+    /// The build context, its `.dockerignore` applied.
+    Context(&'a crate::context::Context),
+    /// A stage's or an image's tree, named in errors by `label`.
     Dir { path: PathBuf, label: String },
 }
 
-fn has_wildcard(s: &str) -> bool {
+/// What a COPY or ADD reads, on the host: the solver materialises it before the copy runs.
+pub(crate) struct Inputs<'a> {
+    /// The stage's root filesystem: what the destination already holds.
+    pub(crate) rootfs: PathBuf,
+    /// Where path sources are read.
+    pub(crate) root: Root<'a>,
+    /// The URL sources of an ADD, fetched, by URL.
+    pub(crate) downloads: HashMap<String, Download>,
+    /// Where archives an ADD unpacks go.
+    pub(crate) scratch: PathBuf,
+    /// The time of every file written.
+    pub(crate) mtime: i64,
+}
+
+pub(crate) fn has_wildcard(s: &str) -> bool {
     s.contains(['*', '?', '['])
 }
 
 /// `filepath.Match` on whole paths: `*` and `?` stay within one component.
-fn glob_match(pattern: &str, path: &str) -> bool {
+pub(crate) fn glob_match(pattern: &str, path: &str) -> bool {
     let pattern = crate::context::clean_path(pattern);
     let p: Vec<&str> = pattern.split('/').filter(|s| !s.is_empty()).collect();
     let n: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
@@ -78,47 +95,15 @@ fn component_match(p: &str, n: &str) -> bool {
     regex::Regex::new(&re).is_ok_and(|r| r.is_match(n))
 }
 
-/// The root filesystem of the local image `name`, unpacked once per build (`COPY --from` and
-/// `RUN --mount=type=bind,from=` an image).
-pub(crate) fn image_rootfs(env: &BuildEnv<'_>, name: &str) -> Result<std::path::PathBuf> {
-    let image = resolve_image(env, name)?;
-    let dir = env
-        .work
-        .join(format!("image-{}", image.config_digest.hex()));
-    if !dir.exists() {
-        // Unpacked beside and renamed into place, so a stage running at the same time never
-        // sees half of it.
-        let part = tempfile::Builder::new()
-            .prefix("image-")
-            .tempdir_in(env.work)
-            .map_err(io_at(&env.work))?;
-        for d in image.diff_ids() {
-            crate::snapshot::apply_layer(env.store, d, part.path())?;
-        }
-        let part = part.keep();
-        if fs_err::rename(&part, &dir).is_err() {
-            // Another stage got there first: theirs is the same.
-            let _ = fs_err::remove_dir_all(&part);
-        }
-    }
-    Ok(dir)
-}
-
 /// The entries of the layer a COPY or ADD makes, as its plan op says (every value expanded).
-pub(crate) fn entries(
-    env: &mut BuildEnv<'_>,
-    state: &StageState,
-    file: &File,
-    built: &Built,
-) -> Result<Vec<Entry>> {
-    let root = match &file.from {
-        None => Root::Context,
-        Some(from) => Root::Dir {
-            path: from_rootfs(env, from, built)?,
-            label: from_label(env, from),
-        },
-    };
-    let rootfs = state.rootfs();
+pub(crate) fn entries(inputs: Inputs<'_>, file: &File) -> Result<Vec<Entry>> {
+    let Inputs {
+        rootfs,
+        root,
+        downloads,
+        scratch,
+        mtime,
+    } = inputs;
     let exclude = Ignore::parse(&file.exclude.join("\n")).map_err(|e| Error::InvalidFlag {
         flag: "--exclude",
         value: e.pattern.clone(),
@@ -134,9 +119,10 @@ pub(crate) fn entries(
         owner: file.chown.as_ref().map(|c| resolve_chown(c, &rootfs)),
         chmod: file.chmod.as_deref().map(Chmod::parse).transpose()?,
         exclude,
-        mtime: env.times.epoch,
+        mtime,
         rootfs,
         root,
+        scratch,
         out: BTreeMap::new(),
         hardlinks: HashMap::new(),
     };
@@ -148,14 +134,16 @@ pub(crate) fn entries(
                 copying.new_file(name, FileSource::Bytes(bytes), size, 0o644);
             }
             Source::Path(path) if file.action == "add" && is_url(path) => {
-                let dl = download(env, path, file.checksum.as_deref())?;
+                let dl = downloads
+                    .get(path)
+                    .ok_or_else(|| Error::Internal(format!("`{path}` was not fetched")))?;
                 // Remote files are 0600, as docker makes them.
                 let name = super::download::file_name(path);
-                copying.new_file(&name, FileSource::Path(dl.path), dl.size, 0o600);
+                copying.new_file(&name, FileSource::Path(dl.path.clone()), dl.size, 0o600);
             }
             Source::Path(path) => {
-                for m in match_source(env, &copying.root, path)? {
-                    copying.matched(env, &m)?;
+                for m in match_source(&copying.root, path)? {
+                    copying.matched(&m)?;
                 }
             }
         }
@@ -174,11 +162,13 @@ fn join(dir: &str, name: &str) -> String {
 }
 
 /// One COPY or ADD being assembled: where it writes, as whom, and the entries so far.
-struct Copying {
+struct Copying<'a> {
     /// The stage's root filesystem (what the destination already holds).
     rootfs: PathBuf,
     /// Where sources are read.
-    root: Root,
+    root: Root<'a>,
+    /// Where archives are unpacked.
+    scratch: PathBuf,
     /// The destination, resolved inside the image.
     dest: String,
     dest_is_dir: bool,
@@ -192,7 +182,7 @@ struct Copying {
     hardlinks: HashMap<(u64, u64), String>,
 }
 
-impl Copying {
+impl Copying<'_> {
     /// Where a source named `name` lands: inside a directory destination, else the
     /// destination itself.
     fn target(&self, name: &str) -> String {
@@ -223,12 +213,12 @@ impl Copying {
     }
 
     /// One match of a source path: an archive ADD unpacks, a directory's contents, a file.
-    fn matched(&mut self, env: &BuildEnv<'_>, m: &Found) -> Result<()> {
+    fn matched(&mut self, m: &Found) -> Result<()> {
         if !self.exclude.is_empty() && !m.rel.is_empty() && self.exclude.is_ignored(&m.rel) {
             return Ok(());
         }
         if self.unpack && m.info.kind == Kind::File {
-            if let Some(extracted) = extract_archive(env, &m.path)? {
+            if let Some(extracted) = extract_archive(&self.scratch, &m.path)? {
                 return self.unpacked(&extracted);
             }
         }
@@ -239,7 +229,7 @@ impl Copying {
         };
         let name = m.rel.rsplit('/').next().unwrap_or(&m.rel).to_owned();
         match m.info.kind {
-            Kind::Dir => self.directory(env, m, &base, &name),
+            Kind::Dir => self.directory(m, &base, &name),
             Kind::Other => Ok(()),
             _ => {
                 let target = if self.dest_is_dir || self.parents {
@@ -295,7 +285,7 @@ impl Copying {
 
     /// A directory source: its contents into the destination (`--parents`: the directory
     /// itself, under its path).
-    fn directory(&mut self, env: &BuildEnv<'_>, m: &Found, base: &str, name: &str) -> Result<()> {
+    fn directory(&mut self, m: &Found, base: &str, name: &str) -> Result<()> {
         let target_dir = if self.parents {
             join(base, name)
         } else {
@@ -303,10 +293,9 @@ impl Copying {
         };
         // From the context, .dockerignore applies inside the directory too.
         let preserve = matches!(self.root, Root::Dir { .. });
-        let listing = if preserve {
-            walk_tree(&m.path)?
-        } else {
-            env.context.walk(&m.rel)?
+        let listing = match &self.root {
+            Root::Dir { .. } => walk_tree(&m.path)?,
+            Root::Context(context) => context.walk(&m.rel)?,
         };
         let root = if self.parents {
             TreeRoot::Itself
@@ -358,42 +347,8 @@ fn dir_in(rootfs: &std::path::Path, rel: &str) -> bool {
     fs_err::metadata(rootfs.join(rel.trim_start_matches('/'))).is_ok_and(|m| m.is_dir())
 }
 
-fn is_url(s: &str) -> bool {
+pub(crate) fn is_url(s: &str) -> bool {
     s.starts_with("http://") || s.starts_with("https://") || s.starts_with("git@")
-}
-
-/// A remote source, fetched once per build (and checked against `--checksum`).
-fn download(
-    env: &mut BuildEnv<'_>,
-    url: &str,
-    checksum: Option<&str>,
-) -> Result<super::download::Download> {
-    if url.starts_with("git@")
-        || url.split(['?', '#']).next().is_some_and(|u| {
-            Path::new(u)
-                .extension()
-                .is_some_and(|e| e.eq_ignore_ascii_case("git"))
-        })
-    {
-        return Err(Error::Unsupported {
-            what: format!("ADD of a git repository (`{url}`)"),
-        });
-    }
-    let key = format!("{url}\0{}", checksum.unwrap_or(""));
-    if let Some(d) = env
-        .downloads
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .get(&key)
-    {
-        return Ok(d.clone());
-    }
-    let d = super::download::fetch(url, &env.work.join("downloads"), checksum, env.max_download)?;
-    env.downloads
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .insert(key, d.clone());
-    Ok(d)
 }
 
 fn parent_of(path: &str) -> &str {
@@ -429,16 +384,16 @@ fn wildcard_matches(
     Ok(out)
 }
 
-fn match_source(env: &mut BuildEnv<'_>, root: &Root, path: &str) -> Result<Vec<Found>> {
+fn match_source(root: &Root<'_>, path: &str) -> Result<Vec<Found>> {
     let wildcard = has_wildcard(path);
     match root {
-        Root::Context => {
+        Root::Context(context) => {
             if wildcard {
-                let all = env.context.walk(".")?;
-                return wildcard_matches(all, path, |rel| Ok(env.context.resolve(rel)?.1));
+                let all = context.walk(".")?;
+                return wildcard_matches(all, path, |rel| Ok(context.resolve(rel)?.1));
             }
-            let (rel, resolved) = env.context.resolve(path)?;
-            if !rel.is_empty() && env.context.ignore().is_ignored(&rel) {
+            let (rel, resolved) = context.resolve(path)?;
+            if !rel.is_empty() && context.ignore().is_ignored(&rel) {
                 return Err(Error::SourceNotFound {
                     path: path.to_owned(),
                     place: "the build context (it is excluded by .dockerignore)".into(),
@@ -633,7 +588,7 @@ fn is_tar_header(block: &[u8; 512]) -> bool {
 
 /// ADD's archive auto-extraction: a local tar, plain or compressed with gzip or zstd, is
 /// unpacked (into a scratch directory, nothing written outside it) and its tree copied.
-fn extract_archive(env: &BuildEnv<'_>, path: &Path) -> Result<Option<PathBuf>> {
+fn extract_archive(scratch: &Path, path: &Path) -> Result<Option<PathBuf>> {
     use std::io::Read;
     let open = || -> Result<Box<dyn Read>> {
         let file = fs_err::File::open(path).map_err(io_at(path))?;
@@ -655,7 +610,7 @@ fn extract_archive(env: &BuildEnv<'_>, path: &Path) -> Result<Option<PathBuf>> {
     }
     let reader = open()?;
     let digest = crate::digest::Digest::of(path.as_os_str().as_encoded_bytes());
-    let dir = env.work.join(format!("add-{}", digest.hex()));
+    let dir = scratch.join(format!("add-{}", digest.hex()));
     if dir.exists() {
         fs_err::remove_dir_all(&dir).map_err(io_at(&dir))?;
     }
@@ -665,129 +620,6 @@ fn extract_archive(env: &BuildEnv<'_>, path: &Path) -> Result<Option<PathBuf>> {
         source,
     })?;
     Ok(Some(dir))
-}
-
-/// What a COPY or ADD reads, for its cache key: one digest over every source (names and
-/// contents), and each input by name — the context files it selects, the stage or image
-/// `--from` names, a URL's content (its checksum when given).
-pub(crate) fn sources_digest(
-    env: &mut BuildEnv<'_>,
-    file: &File,
-    built: &Built,
-) -> Result<(crate::digest::Digest, Vec<(String, crate::digest::Digest)>)> {
-    let mut h = crate::digest::Hasher::default();
-    let mut inputs = Vec::new();
-    if let Some(from) = &file.from {
-        let label = from_label(env, from);
-        let digest = match from {
-            From::Stage(i) => {
-                h.update(b"stage\0");
-                built.wait(*i, env.cancel)?.key
-            }
-            From::Image(name) => {
-                h.update(b"image\0");
-                resolve_image(env, name)?.manifest_digest
-            }
-        };
-        h.update(digest.as_bytes());
-        inputs.push((label, digest));
-        return Ok((h.finish().0, inputs));
-    }
-    for source in &file.sources {
-        let Source::Path(path) = source else {
-            continue;
-        };
-        h.update(path.as_bytes());
-        h.update(b"\0");
-        if is_url(path) {
-            if file.action != "add" {
-                continue;
-            }
-            // With a checksum the content is known without fetching; without one, fetch it.
-            let digest = match &file.checksum {
-                Some(c) => {
-                    h.update(c.as_bytes());
-                    crate::digest::Digest::of(c.as_bytes())
-                }
-                None => {
-                    let d = download(env, path, None)?.digest;
-                    h.update(d.as_bytes());
-                    d
-                }
-            };
-            inputs.push((path.clone(), digest));
-            continue;
-        }
-        context_inputs(env, path, &mut h, &mut inputs)?;
-    }
-    Ok((h.finish().0, inputs))
-}
-
-/// The context files `path` selects, each hashed into `h` and named in `inputs`.
-fn context_inputs(
-    env: &BuildEnv<'_>,
-    path: &str,
-    h: &mut crate::digest::Hasher,
-    inputs: &mut Vec<(String, crate::digest::Digest)>,
-) -> Result<()> {
-    let entries = if has_wildcard(path) {
-        env.context
-            .walk(".")?
-            .into_iter()
-            .filter(|e| !e.rel.is_empty() && glob_match(path, &e.rel))
-            .collect()
-    } else {
-        match env.context.walk(path) {
-            Ok(e) => e,
-            // The step itself reports it, with its line.
-            Err(
-                crate::context::Error::NotFound { .. }
-                | crate::context::Error::OutsideContext { .. },
-            ) => {
-                h.update(b"missing\0");
-                inputs.push((format!("{path} (missing)"), crate::digest::Digest::of(b"")));
-                return Ok(());
-            }
-            Err(e) => return Err(e.into()),
-        }
-    };
-    for e in entries {
-        let digest = env.hash(&e.path, &e.info)?;
-        h.update(e.rel.as_bytes());
-        h.update(b"\0");
-        h.update(digest.as_bytes());
-        let shown = if e.rel.is_empty() {
-            crate::context::clean_path(path)
-        } else if has_wildcard(path) {
-            e.rel.clone()
-        } else {
-            crate::context::clean_path(&format!("{path}/{}", e.rel))
-        };
-        inputs.push((shown, digest));
-    }
-    Ok(())
-}
-
-/// The root filesystem `--from` names: a built stage's snapshot or an image unpacked.
-pub(crate) fn from_rootfs(env: &BuildEnv<'_>, from: &From, built: &Built) -> Result<PathBuf> {
-    match from {
-        From::Stage(i) => built.wait(*i, env.cancel)?.ensure_rootfs(env),
-        From::Image(name) => image_rootfs(env, name),
-    }
-}
-
-/// How errors and explanations name what `--from` reads: ``stage `name` `` or ``image `name` ``.
-pub(crate) fn from_label(env: &BuildEnv<'_>, from: &From) -> String {
-    match from {
-        From::Stage(i) => {
-            let stage = &env.checked.stages[*i];
-            format!(
-                "stage `{}`",
-                stage.name.clone().unwrap_or_else(|| i.to_string())
-            )
-        }
-        From::Image(name) => format!("image `{name}`"),
-    }
 }
 
 #[cfg(test)]

@@ -37,7 +37,14 @@ pub const DEFAULT_MAX_DOWNLOAD: u64 = 8 << 30;
 
 /// Fetches `url` into `dir`, refusing bytes that do not match `checksum` (`sha256:<hex>`) and a
 /// body of more than `limit` bytes (the download stops there, so the disk never fills).
-pub(crate) fn fetch(url: &str, dir: &Path, checksum: Option<&str>, limit: u64) -> Result<Download> {
+/// Stops at the next read once `cancel` is set.
+pub(crate) fn fetch(
+    url: &str,
+    dir: &Path,
+    checksum: Option<&str>,
+    limit: u64,
+    cancel: &crate::cancel::Cancel,
+) -> Result<Download> {
     let expected = match checksum {
         None => None,
         Some(c) => Some(c.parse::<Digest>().map_err(|_| Error::InvalidFlag {
@@ -67,11 +74,17 @@ pub(crate) fn fetch(url: &str, dir: &Path, checksum: Option<&str>, limit: u64) -
     fs_err::create_dir_all(dir).map_err(io_at(dir))?;
     let tmp = tempfile::NamedTempFile::new_in(dir).map_err(io_at(dir))?;
     let mut w = HashingWriter::new(std::io::BufWriter::new(tmp));
-    let copied = std::io::copy(&mut (&mut response).take(limit.saturating_add(1)), &mut w)
-        .map_err(|e| Error::Download {
-            url: url.to_owned(),
-            reason: e.to_string(),
-        })?;
+    let mut body = cancel.reader(&mut response).take(limit.saturating_add(1));
+    let copied = std::io::copy(&mut body, &mut w).map_err(|e| {
+        if crate::cancel::Cancelled::is(&e) {
+            Error::Cancelled
+        } else {
+            Error::Download {
+                url: url.to_owned(),
+                reason: e.to_string(),
+            }
+        }
+    })?;
     if copied > limit {
         return Err(Error::Download {
             url: url.to_owned(),

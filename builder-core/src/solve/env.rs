@@ -1,128 +1,17 @@
-//! What every op of a build shares: the build's settings and tables ([`BuildEnv`]), a stage's
-//! state as built so far ([`StageState`]), and the helpers COPY, RUN and WORKDIR all use.
+//! What the stages of a build share: the stages built so far ([`Built`]), a stage's state
+//! ([`StageState`]), how images are found by name ([`Images`]), and the helpers COPY, RUN and
+//! WORKDIR all use.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, PoisonError};
 
-use crate::context::{Context, StatCache};
+use crate::cancel::Cancel;
 use crate::digest::Digest;
-use crate::dockerfile::Checked;
 use crate::oci::{Image, ImageConfig};
 use crate::snapshot::{self, Entry, TarOptions};
 use crate::store::Store;
 
 use super::{Error, Event, Result};
-
-/// Everything a stage needs from the build.
-pub(crate) struct BuildEnv<'a> {
-    pub(crate) store: &'a Store,
-    pub(crate) context: &'a Context,
-    pub(crate) stat_cache: &'a std::sync::Mutex<StatCache>,
-    pub(crate) checked: &'a Checked,
-    /// The epoch and the clamp of file times.
-    pub(crate) times: super::times::Times,
-    pub(crate) no_cache: bool,
-    /// What every RUN's sandbox gets from the request.
-    pub(crate) sandbox: Sandbox<'a>,
-    /// `--explain-cache`: misses name every changed input, with digests.
-    pub(crate) explain: bool,
-    pub(crate) no_cache_stages: &'a std::collections::BTreeSet<usize>,
-    pub(crate) dockerfile: &'a Path,
-    /// Remote files fetched in this build, by URL and checksum.
-    pub(crate) downloads:
-        &'a std::sync::Mutex<std::collections::HashMap<String, super::download::Download>>,
-    /// The most one `ADD <url>` downloads.
-    pub(crate) max_download: u64,
-    /// How images are found by name, each once per build.
-    pub(crate) images: &'a Images<'a>,
-    /// The build lowered: each stage's steps as plan ops.
-    pub(crate) graph: &'a crate::plan::Graph,
-    /// The platform pulled for.
-    pub(crate) platform: &'a crate::registry::Platform,
-    /// How registries are reached.
-    pub(crate) registry: &'a crate::registry::Options,
-    /// Set to stop the build: no further step starts and a running RUN is killed.
-    pub(crate) cancel: &'a std::sync::atomic::AtomicBool,
-    /// Steps being run by any build of this builder.
-    pub(crate) inflight: &'a super::inflight::Inflight,
-    /// Layers an imported cache can provide, fetched when first read.
-    pub(crate) lazy_layers: &'a super::remote_cache::LazyLayers,
-    /// (stage, key) of every step this build went through, for `--cache-to`.
-    pub(crate) step_keys: &'a std::sync::Mutex<Vec<(usize, Digest)>>,
-    pub(crate) work: &'a Path,
-    /// The step this stage is at (numbers are shared by all stages, which may run at once).
-    pub(crate) step: usize,
-    pub(crate) next_step: &'a std::sync::atomic::AtomicUsize,
-    pub(crate) total: usize,
-    pub(crate) events: &'a std::sync::Mutex<&'a mut (dyn FnMut(&Event) + Send)>,
-}
-
-/// What the build gives every RUN's sandbox, from the request.
-#[derive(Clone, Copy)]
-pub(crate) struct Sandbox<'a> {
-    pub(crate) secrets: &'a std::collections::BTreeMap<String, Vec<u8>>,
-    /// `--run-timeout`.
-    pub(crate) run_timeout: Option<std::time::Duration>,
-    /// `--network`: the default network of RUN.
-    pub(crate) network: crate::exec::Network,
-    /// Whether RUN may use the host's network.
-    pub(crate) allow_network_host: bool,
-    /// `--userns`: whose ids RUN's root has.
-    pub(crate) userns: crate::exec::Userns,
-    /// RUN's cgroup limits.
-    pub(crate) limits: &'a crate::exec::Limits,
-    /// RUN's resource limits.
-    pub(crate) ulimits: &'a [crate::exec::Ulimit],
-}
-
-impl BuildEnv<'_> {
-    /// The same build, for another stage (possibly on another thread).
-    pub(crate) fn for_stage(&self) -> Self {
-        Self { step: 0, ..*self }
-    }
-
-    /// Notes that stage `index` went through step `key`.
-    pub(crate) fn record_key(&self, index: usize, key: Digest) {
-        if let Ok(mut k) = self.step_keys.lock() {
-            k.push((index, key));
-        }
-    }
-
-    /// Reports an event.
-    pub(crate) fn emit(&self, event: &Event) {
-        let mut on_event = self
-            .events
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        (on_event)(event);
-    }
-
-    /// Takes the next step number.
-    /// Fails with [`Error::Cancelled`] once the build's cancel flag is set.
-    pub(crate) fn check_cancelled(&self) -> Result<()> {
-        if self.cancel.load(std::sync::atomic::Ordering::SeqCst) {
-            Err(Error::Cancelled)
-        } else {
-            Ok(())
-        }
-    }
-
-    pub(crate) fn next_step(&mut self) -> usize {
-        self.step = self
-            .next_step
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
-            + 1;
-        self.step
-    }
-
-    /// A context file's digest, through the shared stat cache.
-    pub(crate) fn hash(&self, path: &Path, info: &crate::context::FileInfo) -> Result<Digest> {
-        let mut cache = self
-            .stat_cache
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        Ok(crate::context::hash_file(path, info, &mut cache)?)
-    }
-}
 
 /// The stages of a build as they are built, shared by the stages running: a step that reads
 /// another stage (`COPY --from`, `RUN --mount=from=`) waits here until that stage is built, so
@@ -134,30 +23,37 @@ pub(crate) struct Built {
     changed: std::sync::Condvar,
 }
 
+impl crate::cancel::Wake for Built {
+    fn wake(&self) {
+        let _guard = self.states.lock().unwrap_or_else(PoisonError::into_inner);
+        self.changed.notify_all();
+    }
+}
+
 impl Built {
-    /// Stage `index` once it is built; [`Error::Cancelled`] if the build stops first.
-    pub(crate) fn wait(
-        &self,
-        index: usize,
-        cancel: &std::sync::atomic::AtomicBool,
-    ) -> Result<StageState> {
-        let mut guard = self
-            .states
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+    /// A table whose waiters `cancel` wakes.
+    pub(crate) fn new(cancel: &Cancel) -> Arc<Self> {
+        let built = Arc::new(Self::default());
+        let weak: std::sync::Weak<dyn crate::cancel::Wake> = Arc::downgrade(&built) as _;
+        cancel.wake_on_cancel(weak);
+        built
+    }
+
+    /// Stage `index` once it is built; [`Error::Cancelled`] if the build stops or is
+    /// cancelled first (woken by either, never polling).
+    pub(crate) fn wait(&self, index: usize, cancel: &Cancel) -> Result<StageState> {
+        let mut guard = self.states.lock().unwrap_or_else(PoisonError::into_inner);
         loop {
             if let Some(state) = guard.0.get(&index) {
                 return Ok(state.clone());
             }
-            if guard.1 || cancel.load(std::sync::atomic::Ordering::SeqCst) {
+            if guard.1 || cancel.is_cancelled() {
                 return Err(Error::Cancelled);
             }
-            // Woken when a stage is built or the build stops; a cancel is seen within 100 ms.
             guard = self
                 .changed
-                .wait_timeout(guard, std::time::Duration::from_millis(100))
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .0;
+                .wait(guard)
+                .unwrap_or_else(PoisonError::into_inner);
         }
     }
 
@@ -190,11 +86,8 @@ impl Built {
     }
 
     /// Every stage built.
-    pub(crate) fn into_states(self) -> std::collections::BTreeMap<usize, StageState> {
-        self.states
-            .into_inner()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .0
+    pub(crate) fn take_states(&self) -> std::collections::BTreeMap<usize, StageState> {
+        std::mem::take(&mut self.states.lock().unwrap_or_else(PoisonError::into_inner).0)
     }
 }
 
@@ -248,24 +141,7 @@ impl StageState {
         self.vars.push((key.to_owned(), value.to_owned()));
     }
 
-    /// The root filesystem of the state's layers: a read-only snapshot shared by every build
-    /// (made only now, so a fully cached build never unpacks anything).
-    pub(crate) fn ensure_rootfs(&self, env: &BuildEnv<'_>) -> Result<std::path::PathBuf> {
-        super::remote_cache::ensure_layers(
-            env.store,
-            &self.config.rootfs.diff_ids,
-            env.lazy_layers,
-            env.registry,
-        )?;
-        let dir = super::snapshots::snapshot_for(env.store, &self.config.rootfs.diff_ids)?;
-        self.rootfs
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone_from(&dir);
-        Ok(dir)
-    }
-
-    /// The snapshot [`Self::ensure_rootfs`] last gave.
+    /// The snapshot `Job::rootfs` last gave.
     pub(crate) fn rootfs(&self) -> std::path::PathBuf {
         self.rootfs
             .lock()
@@ -286,7 +162,23 @@ pub(crate) struct Images<'a> {
     pub(crate) resolved: std::sync::Mutex<std::collections::HashMap<String, Image>>,
 }
 
-impl Images<'_> {
+impl<'a> Images<'a> {
+    /// Nothing resolved yet.
+    pub(crate) fn new(
+        store: &'a Store,
+        pull: bool,
+        platform: &'a crate::registry::Platform,
+        registry: &'a crate::registry::Options,
+    ) -> Self {
+        Self {
+            store,
+            pull,
+            platform,
+            registry,
+            resolved: std::sync::Mutex::default(),
+        }
+    }
+
     /// The image `name`, telling `emit` when it was pulled.
     pub(crate) fn resolve(&self, name: &str, emit: &dyn Fn(&Event)) -> Result<Image> {
         if let Some(image) = self.resolved.lock().ok().and_then(|p| p.get(name).cloned()) {
@@ -321,11 +213,6 @@ impl Images<'_> {
         });
         Ok(pulled.image)
     }
-}
-
-/// An image by name, as `FROM` finds it (see [`Images`]).
-pub(crate) fn resolve_image(env: &BuildEnv<'_>, name: &str) -> Result<Image> {
-    env.images.resolve(name, &|e| env.emit(e))
 }
 
 /// Finds `name` among the local tags: as written, with `:latest`, and docker's long forms.
@@ -374,18 +261,20 @@ pub(crate) fn rootless_owners(entries: &mut [Entry]) {
     }
 }
 
-/// Adds a layer made of `entries` to the stage, written to the store.
+/// Adds a layer made of `entries` to the stage, written to the store, file times clamped to
+/// `clamp`.
 pub(crate) fn add_layer(
-    env: &BuildEnv<'_>,
+    store: &Store,
+    clamp: Option<i64>,
     state: &mut StageState,
     mut entries: Vec<Entry>,
 ) -> Result<Digest> {
     rootless_owners(&mut entries);
     let layer = snapshot::write_layer(
-        env.store,
+        store,
         &mut entries,
         TarOptions {
-            source_date_epoch: env.times.clamp,
+            source_date_epoch: clamp,
         },
     )?;
     state.config.rootfs.diff_ids.push(layer.diff_id);
@@ -454,4 +343,22 @@ pub(crate) fn missing_dirs(
 /// the image: a link in the image never makes the answer depend on the host.
 pub(crate) fn in_image(rootfs: &std::path::Path, path: &str) -> bool {
     crate::fs::entry(rootfs, path, crate::fs::Last::NoFollow).is_ok_and(|e| e.is_some())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_step_waiting_for_a_stage_wakes_at_the_cancel() {
+        let cancel = Cancel::new();
+        let built = Built::new(&cancel);
+        std::thread::scope(|s| {
+            let waiter = s.spawn(|| built.wait(0, &cancel).map(|_| ()));
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            assert!(!waiter.is_finished(), "the wait did not wait");
+            cancel.cancel();
+            assert!(matches!(waiter.join().unwrap(), Err(Error::Cancelled)));
+        });
+    }
 }

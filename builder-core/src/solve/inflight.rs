@@ -3,10 +3,9 @@
 //! cache, so two builds of the same Dockerfile posted at once run each step once.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
-use std::time::Duration;
 
+use crate::cancel::Cancel;
 use crate::digest::Digest;
 
 use super::{Error, Result};
@@ -15,6 +14,14 @@ use super::{Error, Result};
 struct Slot {
     done: Mutex<bool>,
     finished: Condvar,
+}
+
+/// A waiter's cancel wakes it (the other waiters check their own token and sleep on).
+impl crate::cancel::Wake for Slot {
+    fn wake(&self) {
+        let _done = self.done.lock().unwrap_or_else(PoisonError::into_inner);
+        self.finished.notify_all();
+    }
 }
 
 /// The table; shared by the clones of a builder.
@@ -40,7 +47,7 @@ pub(crate) struct Running<'a> {
 
 impl Inflight {
     /// Claims step `key`, or waits for the build running it (stopping if `cancel` is set).
-    pub(crate) fn claim(&self, key: Digest, cancel: &AtomicBool) -> Result<Claim<'_>> {
+    pub(crate) fn claim(&self, key: Digest, cancel: &Cancel) -> Result<Claim<'_>> {
         let slot = {
             let mut running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
             match running.get(&key) {
@@ -56,16 +63,17 @@ impl Inflight {
                 }
             }
         };
+        let weak: std::sync::Weak<dyn crate::cancel::Wake> = Arc::downgrade(&slot) as _;
+        cancel.wake_on_cancel(weak);
         let mut done = slot.done.lock().unwrap_or_else(PoisonError::into_inner);
         while !*done {
-            if cancel.load(Ordering::SeqCst) {
+            if cancel.is_cancelled() {
                 return Err(Error::Cancelled);
             }
             done = slot
                 .finished
-                .wait_timeout(done, Duration::from_millis(100))
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
+                .wait(done)
+                .unwrap_or_else(PoisonError::into_inner);
         }
         Ok(Claim::Waited)
     }
@@ -94,7 +102,7 @@ mod tests {
     #[test]
     fn a_second_claim_waits_for_the_first_and_a_later_one_runs() {
         let table = Inflight::default();
-        let never = AtomicBool::new(false);
+        let never = Cancel::new();
         let key = Digest::of(b"step");
         let first = match table.claim(key, &never).unwrap() {
             Claim::Mine(r) => r,
@@ -102,7 +110,7 @@ mod tests {
         };
         let woke = std::thread::scope(|s| {
             let waiter = s.spawn(|| matches!(table.claim(key, &never), Ok(Claim::Waited)));
-            std::thread::sleep(Duration::from_millis(150));
+            std::thread::sleep(std::time::Duration::from_millis(150));
             assert!(!waiter.is_finished(), "the second claim did not wait");
             drop(first);
             waiter.join().unwrap()
@@ -115,9 +123,25 @@ mod tests {
     fn a_cancelled_waiter_stops_waiting() {
         let table = Inflight::default();
         let key = Digest::of(b"step");
-        let never = AtomicBool::new(false);
+        let never = Cancel::new();
         let _first = table.claim(key, &never).unwrap();
-        let cancel = AtomicBool::new(true);
+        let cancel = Cancel::new();
+        cancel.cancel();
         assert!(matches!(table.claim(key, &cancel), Err(Error::Cancelled)));
+    }
+
+    #[test]
+    fn a_waiter_wakes_at_its_cancel_while_the_step_still_runs() {
+        let table = Inflight::default();
+        let key = Digest::of(b"step");
+        let _first = table.claim(key, &Cancel::new()).unwrap();
+        let cancel = Cancel::new();
+        std::thread::scope(|s| {
+            let waiter = s.spawn(|| table.claim(key, &cancel).map(|_| ()));
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            assert!(!waiter.is_finished(), "the claim did not wait");
+            cancel.cancel();
+            assert!(matches!(waiter.join().unwrap(), Err(Error::Cancelled)));
+        });
     }
 }

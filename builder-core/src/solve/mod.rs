@@ -1,6 +1,11 @@
-//! Running a build: the Dockerfile is parsed and checked, the needed stages planned, and each
-//! stage's instructions executed on a working root filesystem; layers go to the store, and the
+//! Running a build: the Dockerfile is parsed, checked and lowered to its op graph (`plan`),
+//! then each stage's ops run as soon as their inputs are ready; layers go to the store, and the
 //! target stage becomes an image there.
+//!
+//! The solver (`builder`, `schedule`, `stage`, `inputs`) owns the build's state (`job::Job`):
+//! it computes each op's key, asks the step cache, materialises what a missed op reads as
+//! paths, and hands those to an executor: `copy` (COPY/ADD), `run` (RUN in the sandbox),
+//! `config` (the config edits). Executors never see the job.
 //!
 //! This is the only module that uses all the others (see `tests/architecture.rs`).
 
@@ -17,6 +22,8 @@ mod export;
 mod fsck;
 mod import;
 mod inflight;
+mod inputs;
+mod job;
 mod load;
 mod progress;
 mod prune;

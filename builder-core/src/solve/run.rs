@@ -2,16 +2,70 @@
 //! changed (the overlay's upper directory) becomes the step's layer.
 
 use std::collections::VecDeque;
+use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 
+use crate::cancel::Cancel;
 use crate::exec::{self, Network, SandboxSpec};
-use crate::plan::{Exec, From};
+use crate::plan::Exec;
 use crate::snapshot;
 
 use super::chown::resolve_user;
-use super::env::{BuildEnv, Built, StageState, add_layer, in_image};
+use super::env::in_image;
 use super::error::io_at;
-use super::{Error, Event, Result};
+use super::{Error, Result};
+
+/// What a RUN reads, on the host: the solver materialises it before the command runs.
+pub(crate) struct Inputs {
+    /// The stage's root filesystem, the overlay's lower directory (never written).
+    pub(crate) rootfs: PathBuf,
+    /// The step's own scratch directory: the overlay's upper and work directories, the files
+    /// the sandbox binds.
+    pub(crate) dir: PathBuf,
+    /// One per mount of the op, in order: a bind's source on the host (in the context, or in
+    /// the stage or image it names); `None` for the other kinds.
+    pub(crate) binds: Vec<Option<PathBuf>>,
+    /// Where cache mounts' directories live (in the store).
+    pub(crate) cache_root: PathBuf,
+    /// The time of the files the sandbox makes (`/etc/hosts`).
+    pub(crate) epoch: i64,
+}
+
+/// What the build gives every RUN's sandbox, from the request.
+#[derive(Clone, Copy)]
+pub(crate) struct Sandbox<'a> {
+    pub(crate) secrets: &'a std::collections::BTreeMap<String, Vec<u8>>,
+    /// `--run-timeout`.
+    pub(crate) run_timeout: Option<std::time::Duration>,
+    /// `--network`: the default network of RUN.
+    pub(crate) network: crate::exec::Network,
+    /// Whether RUN may use the host's network.
+    pub(crate) allow_network_host: bool,
+    /// `--userns`: whose ids RUN's root has.
+    pub(crate) userns: crate::exec::Userns,
+    /// RUN's cgroup limits.
+    pub(crate) limits: &'a crate::exec::Limits,
+    /// RUN's resource limits.
+    pub(crate) ulimits: &'a [crate::exec::Ulimit],
+}
+
+impl Sandbox<'_> {
+    /// RUN's network: its own `--network` (expanded and checked by the plan), else the
+    /// build's default.
+    pub(crate) fn network_of(&self, exec: &Exec) -> Network {
+        match exec.network {
+            crate::plan::Network::Default => self.network,
+            crate::plan::Network::None => Network::None,
+            crate::plan::Network::Host => Network::Host,
+        }
+    }
+}
+
+/// Where a RUN reports: each line of its output, and a cancel it must stop at.
+pub(crate) struct Io<'a> {
+    pub(crate) cancel: &'a Cancel,
+    pub(crate) log: &'a (dyn Fn(String) + Sync),
+}
 
 /// Lines of output kept to show with a failure.
 const TAIL: usize = 10;
@@ -23,16 +77,6 @@ fn with_home(mut env: Vec<String>, user: &str, uid: u32, rootfs: &std::path::Pat
         env.push(format!("HOME={}", super::chown::home_of(user, uid, rootfs)));
     }
     env
-}
-
-/// RUN's network: its own `--network` (expanded and checked by the plan), else the build's
-/// default.
-pub(crate) fn step_network(env: &BuildEnv<'_>, exec: &Exec) -> Network {
-    match exec.network {
-        crate::plan::Network::Default => env.sandbox.network,
-        crate::plan::Network::None => Network::None,
-        crate::plan::Network::Host => Network::Host,
-    }
 }
 
 /// The `/etc/resolv.conf` RUN sees: the host's with the host's network; with a private one,
@@ -112,7 +156,7 @@ struct Mounts {
 /// What RUN's mounts are on the host: binds (the context, a stage, an image, a cache
 /// directory, a secret's file), tmpfs mounts, secret variables, and the locks of
 /// `sharing=locked` caches, held while the RUN runs.
-fn plan_mounts(env: &mut BuildEnv<'_>, exec: &Exec, built: &Built) -> Result<Mounts> {
+fn plan_mounts(inputs: &Inputs, exec: &Exec, sandbox: &Sandbox<'_>) -> Result<Mounts> {
     use crate::dockerfile::MountType;
     let mut out = Mounts {
         binds: Vec::new(),
@@ -130,12 +174,12 @@ fn plan_mounts(env: &mut BuildEnv<'_>, exec: &Exec, built: &Built) -> Result<Mou
         match m.kind {
             MountType::Bind => {
                 let target = target("bind")?;
-                let source = bind_source(env, m, i, built)?;
+                let source = bind_source(inputs, m, i)?;
                 out.bind(source, target, m.readonly);
             }
             MountType::Cache => {
                 let target = target("cache")?;
-                let dir = cache_dir(env, m, &target, &mut out.locks)?;
+                let dir = cache_dir(&inputs.cache_root, m, &target, &mut out.locks)?;
                 out.bind(dir, target, m.readonly);
             }
             MountType::Tmpfs => {
@@ -143,7 +187,7 @@ fn plan_mounts(env: &mut BuildEnv<'_>, exec: &Exec, built: &Built) -> Result<Mou
                 out.tmpfs.push((target.clone(), m.size));
                 out.targets.push(target);
             }
-            MountType::Secret => secret(env, m, i, &mut out)?,
+            MountType::Secret => secret(inputs, sandbox, m, i, &mut out)?,
             MountType::Ssh => {
                 return Err(Error::Unsupported {
                     what: "RUN --mount=type=ssh".into(),
@@ -165,26 +209,19 @@ impl Mounts {
     }
 }
 
-/// A bind's host path: in the context, or in the stage or image `from` names; `rw` binds a
-/// scratch copy whose writes are discarded, as in BuildKit.
-fn bind_source(
-    env: &BuildEnv<'_>,
-    m: &crate::plan::Mount,
-    i: usize,
-    built: &Built,
-) -> Result<std::path::PathBuf> {
-    let source = m.source.clone().unwrap_or_else(|| ".".into());
-    let host = match &m.from {
-        None => env.context.resolve(&source)?.1,
-        Some(from) => {
-            let root = super::copy::from_rootfs(env, from, built)?;
-            root.join(crate::context::resolve_scoped(&root, &source)?)
-        }
-    };
+/// Bind `i`'s host path, as the solver resolved it; `rw` binds a scratch copy whose writes
+/// are discarded, as in BuildKit.
+fn bind_source(inputs: &Inputs, m: &crate::plan::Mount, i: usize) -> Result<std::path::PathBuf> {
+    let host = inputs
+        .binds
+        .get(i)
+        .cloned()
+        .flatten()
+        .ok_or_else(|| Error::Internal(format!("bind mount {i} has no source")))?;
     if m.readonly {
         return Ok(host);
     }
-    let copy = env.work.join(format!("bind-{}-{i}", env.step));
+    let copy = inputs.dir.join(format!("bind-{i}"));
     super::snapshots::copy_tree(&host, &copy, false)?;
     Ok(copy)
 }
@@ -192,7 +229,7 @@ fn bind_source(
 /// A cache mount's directory in the store (by id, else target), made with the mount's mode
 /// and owner the first time; `sharing=locked|private` takes its lock into `locks`.
 fn cache_dir(
-    env: &BuildEnv<'_>,
+    root: &std::path::Path,
     m: &crate::plan::Mount,
     target: &str,
     locks: &mut Vec<fs_err::File>,
@@ -200,11 +237,7 @@ fn cache_dir(
     use crate::dockerfile::Sharing;
     use fs4::fs_std::FileExt;
     let id = m.id.clone().unwrap_or_else(|| target.to_owned());
-    let dir = env
-        .store
-        .root()
-        .join("cache-mounts")
-        .join(crate::digest::Digest::of(id.as_bytes()).hex());
+    let dir = root.join(crate::digest::Digest::of(id.as_bytes()).hex());
     if !dir.exists() {
         fs_err::create_dir_all(&dir).map_err(io_at(&dir))?;
         set_mode_and_owner(&dir, m, 0o755)?;
@@ -225,7 +258,13 @@ fn cache_dir(
 
 /// A secret mount: a variable (`env=`) and/or a read-only file (`target`, else
 /// `/run/secrets/ID`); a missing secret is skipped unless `required`.
-fn secret(env: &BuildEnv<'_>, m: &crate::plan::Mount, i: usize, out: &mut Mounts) -> Result<()> {
+fn secret(
+    inputs: &Inputs,
+    sandbox: &Sandbox<'_>,
+    m: &crate::plan::Mount,
+    i: usize,
+    out: &mut Mounts,
+) -> Result<()> {
     let id =
         m.id.clone()
             .or_else(|| {
@@ -236,7 +275,7 @@ fn secret(env: &BuildEnv<'_>, m: &crate::plan::Mount, i: usize, out: &mut Mounts
             })
             .or_else(|| m.env.clone())
             .unwrap_or_default();
-    let Some(value) = env.sandbox.secrets.get(&id) else {
+    let Some(value) = sandbox.secrets.get(&id) else {
         if m.required {
             return Err(Error::MissingSecret { id });
         }
@@ -251,7 +290,7 @@ fn secret(env: &BuildEnv<'_>, m: &crate::plan::Mount, i: usize, out: &mut Mounts
             .target
             .clone()
             .unwrap_or_else(|| format!("/run/secrets/{id}"));
-        let file = env.work.join(format!("secret-{}-{i}", env.step));
+        let file = inputs.dir.join(format!("secret-{i}"));
         fs_err::write(&file, value).map_err(io_at(&file))?;
         set_mode_and_owner(&file, m, 0o400)?;
         out.bind(file, target, true);
@@ -260,39 +299,32 @@ fn secret(env: &BuildEnv<'_>, m: &crate::plan::Mount, i: usize, out: &mut Mounts
 }
 
 /// `warning: WHAT` in this step's log, the first time `said` is asked (once a process).
-fn warn_once(env: &BuildEnv<'_>, said: &AtomicBool, what: &str) {
+fn warn_once(io: &Io<'_>, said: &AtomicBool, what: &str) {
     if !said.swap(true, std::sync::atomic::Ordering::SeqCst) {
-        env.emit(&Event::Log {
-            number: env.step,
-            line: format!("warning: {what}"),
-        });
+        (io.log)(format!("warning: {what}"));
     }
 }
 
 /// Runs `spec`, streaming each line of output as a log event of this step and keeping the
 /// last [`TAIL`] lines in `tail`.
 fn run_logged(
-    env: &BuildEnv<'_>,
+    io: &Io<'_>,
     helper: &std::path::Path,
     spec: &exec::SandboxSpec,
     tail: &mut VecDeque<String>,
 ) -> Result<exec::Exit> {
     // Where cgroups cannot be written (rootless without delegation), said once.
     static SAID: AtomicBool = AtomicBool::new(false);
-    let number = env.step;
-    let exit = exec::run_cancellable(helper, spec, env.cancel, &mut |line| {
+    let exit = exec::run_cancellable(helper, spec, io.cancel, &mut |line| {
         if tail.len() == TAIL {
             tail.pop_front();
         }
         tail.push_back(line.to_owned());
-        env.emit(&Event::Log {
-            number,
-            line: line.to_owned(),
-        });
+        (io.log)(line.to_owned());
     })?;
     if let Some(why) = &exit.no_cgroup {
         warn_once(
-            env,
+            io,
             &SAID,
             &format!(
                 "RUN has no cgroup here, so --memory, --pids-limit and --cpus do not apply: {why}"
@@ -316,43 +348,6 @@ fn set_mode_and_owner(
     .map_err(io_at(path))?;
     std::os::unix::fs::chown(path, Some(m.uid.unwrap_or(0)), Some(m.gid.unwrap_or(0)))
         .map_err(io_at(path))
-}
-
-/// What the bind mounts of a RUN read, for its cache key: content digests of context sources,
-/// the key of a stage mounted from.
-pub(crate) fn mount_inputs(
-    env: &mut BuildEnv<'_>,
-    exec: &Exec,
-    built: &Built,
-) -> Result<Vec<(String, crate::digest::Digest)>> {
-    let mut inputs = Vec::new();
-    for m in exec
-        .mounts
-        .iter()
-        .filter(|m| m.kind == crate::dockerfile::MountType::Bind)
-    {
-        let source = m.source.clone().unwrap_or_else(|| ".".into());
-        match &m.from {
-            Some(from @ From::Stage(i)) => {
-                let key = built.wait(*i, env.cancel)?.key;
-                inputs.push((super::copy::from_label(env, from), key));
-            }
-            Some(from @ From::Image(name)) => {
-                let image = super::env::resolve_image(env, name)?;
-                inputs.push((super::copy::from_label(env, from), image.manifest_digest));
-            }
-            None => {
-                for e in env.context.walk(&source)? {
-                    let d = env.hash(&e.path, &e.info)?;
-                    inputs.push((
-                        crate::context::clean_path(&format!("{source}/{}", e.rel)),
-                        d,
-                    ));
-                }
-            }
-        }
-    }
-    Ok(inputs)
 }
 
 /// Drops directories overlay copied up only to hold something left out (a mount point): same
@@ -392,17 +387,19 @@ fn unchanged_dirs_removed(
         .collect()
 }
 
-/// Runs the command; gives whether it changed anything (an unchanged filesystem adds no layer,
-/// as in BuildKit).
+/// Runs the command; gives what it changed, the entries of its layer (none: an unchanged
+/// filesystem adds no layer, as in BuildKit).
 pub(crate) fn run(
-    env: &mut BuildEnv<'_>,
-    state: &mut StageState,
+    inputs: &Inputs,
     exec: &Exec,
-    built: &Built,
-) -> Result<bool> {
-    let mounts = plan_mounts(env, exec, built)?;
+    sandbox: &Sandbox<'_>,
+    io: &Io<'_>,
+) -> Result<Vec<snapshot::Entry>> {
+    let dir = inputs.dir.clone();
+    fs_err::create_dir_all(&dir).map_err(io_at(&dir))?;
+    let mounts = plan_mounts(inputs, exec, sandbox)?;
     let args = exec.args.clone();
-    let rootfs = state.ensure_rootfs(env)?;
+    let rootfs = inputs.rootfs.clone();
     let user = exec.user.clone();
     let (uid, gid) = if user.is_empty() {
         (0, 0)
@@ -410,8 +407,6 @@ pub(crate) fn run(
         resolve_user(&user, &rootfs)?
     };
     let name = user.split(':').next().unwrap_or_default().to_owned();
-    let dir = env.work.join(format!("run-{}", env.step));
-    fs_err::create_dir_all(&dir).map_err(io_at(&dir))?;
     let upper = dir.join("upper");
     let mut binds = mounts.binds.clone();
     if let Some(bind) = script_bind(exec, &dir)? {
@@ -421,10 +416,10 @@ pub(crate) fn run(
     sandbox_file(
         &hosts,
         "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\tbuildkitsandbox\n",
-        env.times.epoch,
+        inputs.epoch,
     )?;
-    let network = sandbox_network(env, exec)?;
-    let resolv_conf = resolv_conf(network, &dir, env.times.epoch)?;
+    let network = sandbox_network(sandbox, io, exec)?;
+    let resolv_conf = resolv_conf(network, &dir, inputs.epoch)?;
     let spec = SandboxSpec {
         env: with_home(exec.env.clone(), &user, uid, &rootfs)
             .into_iter()
@@ -440,17 +435,17 @@ pub(crate) fn run(
         },
         network,
         resolv_conf,
-        limits: env.sandbox.limits.clone(),
-        ulimits: env.sandbox.ulimits.to_vec(),
+        limits: sandbox.limits.clone(),
+        ulimits: sandbox.ulimits.to_vec(),
         hosts: Some(hosts),
         binds,
         tmpfs: mounts.tmpfs.clone(),
-        timeout: env.sandbox.run_timeout,
-        userns: exec::IdMap::for_run(env.sandbox.userns),
+        timeout: sandbox.run_timeout,
+        userns: exec::IdMap::for_run(sandbox.userns),
         ..SandboxSpec::new(rootfs.clone(), &dir, args)
     };
     spec.make_dirs().map_err(io_at(&dir))?;
-    let copied = execute(env, spec, &dir, &rootfs)?;
+    let copied = execute(sandbox, io, spec, &dir, &rootfs)?;
     let changes = copied.clone().unwrap_or_else(|| upper.clone());
     let skip = left_out(&rootfs, &changes, copied.is_some(), &mounts.targets);
     let entries = match &copied {
@@ -460,11 +455,7 @@ pub(crate) fn run(
             snapshot::upper_entries(&upper, &skip).map_err(io_at(&upper))?,
         ),
     };
-    if entries.is_empty() {
-        return Ok(false);
-    }
-    add_layer(env, state, entries)?;
-    Ok(true)
+    Ok(entries)
 }
 
 /// The `#!` heredoc RUN runs as a file: written beside the sandbox, bound at
@@ -489,15 +480,15 @@ fn script_bind(exec: &Exec, dir: &std::path::Path) -> Result<Option<exec::Bind>>
 
 /// The network RUN gets: the op's, checked against what the build allows and what this
 /// process can give (rootless without a tap device: the user's network, said once).
-fn sandbox_network(env: &BuildEnv<'_>, exec: &Exec) -> Result<Network> {
-    let network = step_network(env, exec);
-    if network == Network::Host && !env.sandbox.allow_network_host {
+fn sandbox_network(sandbox: &Sandbox<'_>, io: &Io<'_>, exec: &Exec) -> Result<Network> {
+    let network = sandbox.network_of(exec);
+    if network == Network::Host && !sandbox.allow_network_host {
         return Err(Error::NetworkHostDenied);
     }
     Ok(match (network, Network::private_available()) {
         (Network::Private, Err(reason @ exec::PrivateUnavailable::Rootless)) => {
             static SAID: AtomicBool = AtomicBool::new(false);
-            warn_once(env, &SAID, &reason.to_string());
+            warn_once(io, &SAID, &reason.to_string());
             Network::Host
         }
         (Network::Private, Err(reason)) => {
@@ -512,35 +503,32 @@ fn sandbox_network(env: &BuildEnv<'_>, exec: &Exec) -> Result<Network> {
 /// Runs the sandbox on an overlay, or where overlayfs cannot mount on a copy of the root
 /// filesystem (given back, to diff); a command that did not succeed is the step's error.
 fn execute(
-    env: &BuildEnv<'_>,
+    sandbox: &Sandbox<'_>,
+    io: &Io<'_>,
     spec: SandboxSpec,
     dir: &std::path::Path,
     rootfs: &std::path::Path,
 ) -> Result<Option<std::path::PathBuf>> {
     let helper = std::env::current_exe().map_err(io_at("/proc/self/exe"))?;
     let mut tail: VecDeque<String> = VecDeque::new();
-    let number = env.step;
     let mut spec = spec;
     let force_copy = std::env::var_os("RBUILD_SNAPSHOTTER").is_some_and(|v| v == "copy");
     let mut copied = None;
     let mut exit = None;
     if !force_copy {
-        exit = Some(run_logged(env, &helper, &spec, &mut tail)?);
+        exit = Some(run_logged(io, &helper, &spec, &mut tail)?);
     }
     let overlay_failed = exit.as_ref().is_some_and(|e| e.code == 125)
         && tail.iter().any(|l| l.contains("mount overlay"));
     if force_copy || overlay_failed {
         // Where overlayfs cannot mount: a copy of the root filesystem, compared afterwards.
-        env.emit(&Event::Log {
-            number,
-            line: "rbuild: overlayfs is not available here; running on a copy of the root filesystem and diffing the trees".into(),
-        });
+        (io.log)("rbuild: overlayfs is not available here; running on a copy of the root filesystem and diffing the trees".into());
         tail.clear();
         let copy = dir.join("copy");
         super::snapshots::copy_tree(rootfs, &copy, false)?;
         spec.merged.clone_from(&copy);
         spec.copied_rootfs = true;
-        exit = Some(run_logged(env, &helper, &spec, &mut tail)?);
+        exit = Some(run_logged(io, &helper, &spec, &mut tail)?);
         copied = Some(copy);
     }
     let exit = exit.ok_or_else(|| Error::Internal("the RUN did not run".into()))?;
@@ -549,13 +537,13 @@ fn execute(
     }
     if exit.timed_out {
         return Err(Error::RunTimedOut {
-            limit: env.sandbox.run_timeout.unwrap_or_default(),
+            limit: sandbox.run_timeout.unwrap_or_default(),
             last_lines: tail.into(),
         });
     }
     if exit.oom_killed {
         return Err(Error::OutOfMemory {
-            limit: env.sandbox.limits.memory,
+            limit: sandbox.limits.memory,
             last_lines: tail.into(),
         });
     }

@@ -7,13 +7,14 @@ use std::collections::BTreeMap;
 
 use crate::dockerfile::Source;
 
-use super::env::{BuildEnv, Built, StageState};
+use super::env::{Built, StageState};
+use super::job::Job;
 use super::stage::run_stage;
 use super::{Error, Result};
 
 /// The stages `stage` uses (`FROM`, `COPY --from`, `RUN --mount=from=`).
-fn uses<'e>(env: &'e BuildEnv<'_>, stage: usize) -> impl Iterator<Item = usize> + 'e {
-    env.checked.stages[stage]
+fn uses<'e>(job: &'e Job<'_>, stage: usize) -> impl Iterator<Item = usize> + 'e {
+    job.checked.stages[stage]
         .dependencies
         .iter()
         .filter_map(|d| match d.source {
@@ -25,24 +26,24 @@ fn uses<'e>(env: &'e BuildEnv<'_>, stage: usize) -> impl Iterator<Item = usize> 
 /// Whether stage `i` can start: its base (a stage it is built FROM) is built, and every
 /// other stage it reads has started, so the steps that read one wait only for it. (Stages
 /// read only earlier stages, and each awaited one runs, so no wait can block the pool.)
-fn can_start(env: &BuildEnv<'_>, i: usize, started: &[usize], built: &Built) -> bool {
-    let base_built = match env.checked.stages[i].base.source {
+fn can_start(job: &Job<'_>, i: usize, started: &[usize], built: &Built) -> bool {
+    let base_built = match job.checked.stages[i].base.source {
         Source::Stage(j) => built.has(j),
         _ => true,
     };
-    base_built && uses(env, i).all(|j| started.contains(&j))
+    base_built && uses(job, i).all(|j| started.contains(&j))
 }
 
 /// Builds the stages of `order`. On a failure no new stage starts; those running finish (a
 /// step waiting for the failed stage gives up), and the first error is returned.
 pub(crate) fn run_stages(
-    env: &BuildEnv<'_>,
+    job: &Job<'_>,
     order: &[usize],
     jobs: usize,
 ) -> Result<BTreeMap<usize, StageState>> {
     let mut pending: Vec<usize> = order.to_vec();
     let mut started: Vec<usize> = Vec::new();
-    let built = Built::default();
+    let built = Built::new(job.cancel);
     let mut failed: Option<Error> = None;
     std::thread::scope(|scope| {
         let (done, finished) = std::sync::mpsc::channel::<(usize, Result<StageState>)>();
@@ -51,17 +52,16 @@ pub(crate) fn run_stages(
             while failed.is_none() && running < jobs.max(1) {
                 let Some(at) = pending
                     .iter()
-                    .position(|&i| can_start(env, i, &started, &built))
+                    .position(|&i| can_start(job, i, &started, &built))
                 else {
                     break;
                 };
                 let i = pending.remove(at);
                 started.push(i);
-                let mut stage_env = env.for_stage();
                 let (done, built) = (done.clone(), &built);
                 scope.spawn(move || {
                     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        run_stage(&mut stage_env, i, built)
+                        run_stage(job, i, built)
                     }))
                     .unwrap_or_else(|_| Err(Error::Internal(format!("stage {i} panicked"))));
                     let _ = done.send((i, result));
@@ -92,6 +92,6 @@ pub(crate) fn run_stages(
     });
     match failed {
         Some(e) => Err(e),
-        None => Ok(built.into_states()),
+        None => Ok(built.take_states()),
     }
 }

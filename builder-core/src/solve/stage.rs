@@ -10,10 +10,9 @@ use crate::dockerfile::{Instruction, Source};
 use crate::oci::{History, ImageConfig};
 use crate::snapshot::Entry;
 
-use super::env::{
-    BuildEnv, Built, StageState, add_layer, missing_dirs, resolve_image, walked_prefixes,
-};
-use super::{Error, Event, Result, copy};
+use super::env::{Built, StageState, missing_dirs, walked_prefixes};
+use super::job::Job;
+use super::{Error, Event, Result, copy, inputs, run};
 
 /// What the step cache remembers of a step's result. Variables are not kept: they are
 /// recomputed from the instructions, which is cheap and keeps build args out of the chain.
@@ -25,19 +24,19 @@ struct Cached {
 
 /// Resolves a stage's base: scratch, an earlier stage, or an image in the local store. Nothing is
 /// unpacked here.
-fn base(env: &BuildEnv<'_>, index: usize, built: &Built, rootfs: &Path) -> Result<StageState> {
-    let stage = &env.checked.stages[index];
-    let (os, arch) = (&env.platform.os, &env.platform.architecture);
+fn base(job: &Job<'_>, index: usize, built: &Built, rootfs: &Path) -> Result<StageState> {
+    let stage = &job.checked.stages[index];
+    let (os, arch) = (&job.platform.os, &job.platform.architecture);
     let mut key = crate::digest::Hasher::default();
     key.update(b"rbuild-base-v1\0");
-    key.update(format!("{os}/{arch}\0{}\0", env.times.key_text()).as_bytes());
+    key.update(format!("{os}/{arch}\0{}\0", job.times.key_text()).as_bytes());
     // A stage built FROM another stage goes on with everything in scope there, its ARGs too
     // (BuildKit's rule, documented since moby/buildkit#5381); an image gives only its ENV.
     let mut inherited_vars: Option<Vec<(String, String)>> = None;
     let mut config = ImageConfig {
         architecture: arch.clone(),
         os: os.clone(),
-        variant: env.platform.variant.clone(),
+        variant: job.platform.variant.clone(),
         ..ImageConfig::default()
     };
     match &stage.base.source {
@@ -47,13 +46,13 @@ fn base(env: &BuildEnv<'_>, index: usize, built: &Built, rootfs: &Path) -> Resul
             config.config.working_dir = Some("/".into());
         }
         Source::Stage(i) => {
-            let from = &built.wait(*i, env.cancel)?;
+            let from = &built.wait(*i, job.cancel)?;
             config = from.config.clone();
             inherited_vars = Some(from.vars.clone());
             key.update(from.key.as_bytes());
         }
         Source::Image(name) | Source::Deferred(name) => {
-            let image = resolve_image(env, name)?;
+            let image = job.image(name)?;
             key.update(image.manifest_digest.as_bytes());
             config = image.config;
             config.created = None;
@@ -88,25 +87,29 @@ fn base(env: &BuildEnv<'_>, index: usize, built: &Built, rootfs: &Path) -> Resul
 
 /// Runs stage `index` on top of the stages already built: FROM, the base's ONBUILD triggers
 /// (run first, and not passed on; the plan lowered each), then its instructions.
-pub(crate) fn run_stage(env: &mut BuildEnv<'_>, index: usize, built: &Built) -> Result<StageState> {
-    let stage = &env.checked.stages[index];
-    let graph = env.graph;
+pub(crate) fn run_stage(job: &Job<'_>, index: usize, built: &Built) -> Result<StageState> {
+    let stage = &job.checked.stages[index];
+    let graph = job.graph;
     let label = stage.name.clone().unwrap_or_else(|| index.to_string());
     let line = stage.span.line;
     let from = format!("FROM {}", stage.base.expanded);
-    let mut state = step(env, &label, "FROM", line, from, |env| {
-        from_step(env, index, built).map(|s| (s, true))
+    let mut state = step(job, &label, "FROM", line, from, |_| {
+        from_step(job, index, built).map(|s| (s, true))
     })?;
     let triggers = state.config.config.on_build.take().unwrap_or_default();
-    let steps = stage_steps(env, index, triggers.len())?;
+    let steps = stage_steps(job, index, triggers.len())?;
     for (t, text) in triggers.into_iter().enumerate() {
         let op = &graph.ops[steps[1 + t]];
         let shown = format!("ONBUILD {text}");
-        step(env, &label, "ONBUILD", line, shown, |env| {
+        step(job, &label, "ONBUILD", line, shown, |number| {
             // The plan lowered the same text already: it parses.
             let inst = crate::plan::trigger(&text)?;
-            let position = 10_000 + env.step;
-            let cached = run_cached(env, index, position, &mut state, &inst, op, built)?;
+            let at = At {
+                index,
+                position: 10_000 + number,
+                number,
+            };
+            let cached = run_cached(job, at, &mut state, &inst, op, built)?;
             Ok(((), cached))
         })?;
     }
@@ -115,13 +118,18 @@ pub(crate) fn run_stage(env: &mut BuildEnv<'_>, index: usize, built: &Built) -> 
         let op = &graph.ops[steps[first + position]];
         let keyword = inst.keyword.as_str();
         step(
-            env,
+            job,
             &label,
             keyword,
             inst.span.line,
             inst_text(inst),
-            |env| {
-                let cached = run_cached(env, index, position + 1, &mut state, inst, op, built)?;
+            |number| {
+                let at = At {
+                    index,
+                    position: position + 1,
+                    number,
+                };
+                let cached = run_cached(job, at, &mut state, inst, op, built)?;
                 Ok(((), cached))
             },
         )?;
@@ -132,31 +140,31 @@ pub(crate) fn run_stage(env: &mut BuildEnv<'_>, index: usize, built: &Built) -> 
 /// One step as progress shows it: numbered, started, then done (cached or not); its error
 /// names the keyword, line and instruction. Nothing starts once the build is cancelled.
 fn step<T>(
-    env: &mut BuildEnv<'_>,
+    job: &Job<'_>,
     stage: &str,
     keyword: &str,
     line: usize,
     instruction: String,
-    run: impl FnOnce(&mut BuildEnv<'_>) -> Result<(T, bool)>,
+    run: impl FnOnce(usize) -> Result<(T, bool)>,
 ) -> Result<T> {
-    env.check_cancelled()?;
-    env.next_step();
-    env.emit(&Event::Step {
-        number: env.step,
-        total: env.total,
+    job.check_cancelled()?;
+    let number = job.next_step();
+    job.emit(&Event::Step {
+        number,
+        total: job.progress.total,
         stage: stage.to_owned(),
         instruction: instruction.clone(),
         line,
     });
     let started = Instant::now();
-    let (out, cached) = run(env).map_err(|e| Error::Step {
+    let (out, cached) = run(number).map_err(|e| Error::Step {
         keyword: keyword.to_owned(),
         line,
         instruction,
         source: Box::new(e),
     })?;
-    env.emit(&Event::StepDone {
-        number: env.step,
+    job.emit(&Event::StepDone {
+        number,
         millis: started.elapsed().as_millis(),
         cached,
     });
@@ -165,17 +173,17 @@ fn step<T>(
 
 /// FROM: the stage's base, and why it differs from last build's at this place if it does
 /// (said by the next step that misses because of it).
-fn from_step(env: &BuildEnv<'_>, index: usize, built: &Built) -> Result<StageState> {
-    let stage = &env.checked.stages[index];
-    let mut state = base(env, index, built, &env.work.join(format!("stage-{index}")))?;
+fn from_step(job: &Job<'_>, index: usize, built: &Built) -> Result<StageState> {
+    let stage = &job.checked.stages[index];
+    let mut state = base(job, index, built, &job.work.join(format!("stage-{index}")))?;
     let from = super::explain::StepInputs {
         parent: None,
         instruction: format!("FROM {}", stage.base.expanded),
         inputs: vec![("base".into(), state.key)],
         ..super::explain::StepInputs::default()
     };
-    let place = super::explain::place(env.dockerfile, index, 0);
-    let before = super::explain::previous(env.store, &place);
+    let place = super::explain::place(job.dockerfile, index, 0);
+    let before = super::explain::previous(job.store, &place);
     if let Some(b) = before.as_ref().filter(|b| **b != from) {
         state.parent_reason = Some(if b.instruction == from.instruction {
             format!("FROM: base `{}` changed", stage.base.expanded)
@@ -184,7 +192,7 @@ fn from_step(env: &BuildEnv<'_>, index: usize, built: &Built) -> Result<StageSta
         });
     }
     if before.as_ref() != Some(&from) {
-        super::explain::remember(env.store, env.dockerfile, &place, &from);
+        super::explain::remember(job.store, job.dockerfile, &place, &from);
     }
     Ok(state)
 }
@@ -216,30 +224,41 @@ fn used_vars<'v>(text: &str, vars: &'v [(String, String)]) -> Vec<(&'v str, &'v 
         .collect()
 }
 
+/// Where a step is: its stage, its place in the stage (what explanations are kept by), its
+/// number in the build's progress.
+#[derive(Clone, Copy)]
+struct At {
+    index: usize,
+    position: usize,
+    number: usize,
+}
+
 /// Runs one instruction through the step cache: a hit restores the recorded result and runs
 /// nothing; a miss runs it and records the result. Returns whether it was a hit.
 fn run_cached(
-    env: &mut BuildEnv<'_>,
-    index: usize,
-    position: usize,
+    job: &Job<'_>,
+    at: At,
     state: &mut StageState,
     inst: &Instruction,
     op: &crate::plan::Op,
     built: &Built,
 ) -> Result<bool> {
-    let now = step_inputs(env, state, inst, op, built)?;
+    let At {
+        index, position, ..
+    } = at;
+    let now = step_inputs(job, state, inst, op, built)?;
     let key = now.key();
-    let no_cache = env.no_cache || env.no_cache_stages.contains(&index);
+    let no_cache = job.policy.no_cache || job.policy.no_cache_stages.contains(&index);
     // Held until the result is in the step cache: another build of this builder reaching the
     // same step waits, then hits.
     let mut _running = None;
     if !no_cache {
         loop {
-            if let Some(cached) = lookup(env, &key) {
-                take_hit(env, index, position, state, op, &now, cached);
+            if let Some(cached) = lookup(job, &key) {
+                take_hit(job, at, state, op, &now, cached);
                 return Ok(true);
             }
-            match env.inflight.claim(key, env.cancel)? {
+            match job.inflight.claim(key, job.cancel)? {
                 super::inflight::Claim::Mine(r) => {
                     _running = Some(r);
                     break;
@@ -249,17 +268,17 @@ fn run_cached(
             }
         }
     }
-    let place = super::explain::place(env.dockerfile, index, position);
-    let before = super::explain::previous(env.store, &place);
-    env.emit(&Event::Miss {
-        number: env.step,
+    let place = super::explain::place(job.dockerfile, index, position);
+    let before = super::explain::previous(job.store, &place);
+    job.emit(&Event::Miss {
+        number: at.number,
         instruction: inst.original.clone(),
         line: inst.span.line,
-        reason: miss_reason(env, no_cache, state, before.as_ref(), &now),
+        reason: miss_reason(job, no_cache, state, before.as_ref(), &now),
         first: before.is_none(),
     });
-    super::explain::remember(env.store, env.dockerfile, &place, &now);
-    run_instruction(env, state, inst, op, built)?;
+    super::explain::remember(job.store, job.dockerfile, &place, &now);
+    run_instruction(job, at.number, state, inst, op, built)?;
     state.key = key;
     state.parent_reason = Some(format!("an earlier step changed (line {})", inst.span.line));
     let result = Cached {
@@ -268,16 +287,16 @@ fn run_cached(
     };
     if let Ok(result) = serde_json::to_value(&result) {
         let record = crate::store::StepRecord::new(state.config.rootfs.diff_ids.clone(), result);
-        env.store.set_step_record(&key, &record)?;
+        job.store.set_step_record(&key, &record)?;
     }
-    env.record_key(index, key);
+    job.record_key(index, key);
     Ok(false)
 }
 
 /// Every input of the step's key (`plan/key.rs` has the table), in the one value the
 /// explanation reads too.
 fn step_inputs(
-    env: &mut BuildEnv<'_>,
+    job: &Job<'_>,
     state: &StageState,
     inst: &Instruction,
     op: &crate::plan::Op,
@@ -300,7 +319,7 @@ fn step_inputs(
     };
     match &op.kind {
         crate::plan::Kind::File(file) => {
-            let (digest, read) = copy::sources_digest(env, file, built)?;
+            let (digest, read) = inputs::file_key(job, file, built)?;
             now.inputs = read;
             now.sources = Some(digest);
         }
@@ -314,13 +333,13 @@ fn step_inputs(
                     None => (e.clone(), String::new()),
                 })
                 .collect();
-            now.inputs = super::run::mount_inputs(env, exec, built)?;
-            let network = match super::run::step_network(env, exec) {
+            now.inputs = inputs::exec_key(job, exec, built)?;
+            let network = match job.sandbox.network_of(exec) {
                 crate::exec::Network::Private => "private",
                 crate::exec::Network::Host => "host",
                 crate::exec::Network::None => "none",
             };
-            let userns = match env.sandbox.userns {
+            let userns = match job.sandbox.userns {
                 crate::exec::Userns::Auto => "auto",
                 crate::exec::Userns::Host => "host",
             };
@@ -337,20 +356,25 @@ fn step_inputs(
 /// Why the step missed: `--no-cache`, else what differs from last time at its place (an
 /// earlier step's change, named once, when nothing of its own did).
 fn miss_reason(
-    env: &BuildEnv<'_>,
+    job: &Job<'_>,
     no_cache: bool,
     state: &StageState,
     before: Option<&super::explain::StepInputs>,
     now: &super::explain::StepInputs,
 ) -> String {
     if no_cache {
-        return if env.no_cache {
+        return if job.policy.no_cache {
             "--no-cache".into()
         } else {
             "--no-cache-filter".into()
         };
     }
-    let reason = super::explain::explain(before, now, state.parent_reason.is_some(), env.explain);
+    let reason = super::explain::explain(
+        before,
+        now,
+        state.parent_reason.is_some(),
+        job.policy.explain,
+    );
     match (&state.parent_reason, before) {
         (Some(why), Some(b))
             if b.parent != now.parent
@@ -369,18 +393,17 @@ fn miss_reason(
 
 /// A step the cache answered: its result becomes the state.
 fn take_hit(
-    env: &BuildEnv<'_>,
-    index: usize,
-    position: usize,
+    job: &Job<'_>,
+    at: At,
     state: &mut StageState,
     op: &crate::plan::Op,
     now: &super::explain::StepInputs,
     cached: Cached,
 ) {
     // The next miss here is explained against this build, not an older one.
-    let place = super::explain::place(env.dockerfile, index, position);
-    if super::explain::previous(env.store, &place).as_ref() != Some(now) {
-        super::explain::remember(env.store, env.dockerfile, &place, now);
+    let place = super::explain::place(job.dockerfile, at.index, at.position);
+    if super::explain::previous(job.store, &place).as_ref() != Some(now) {
+        super::explain::remember(job.store, job.dockerfile, &place, now);
     }
     state.config = cached.config;
     state.cmd_set = cached.cmd_set;
@@ -388,23 +411,24 @@ fn take_hit(
         super::config::replay_vars(state, edit);
     }
     state.key = now.key();
-    env.record_key(index, state.key);
+    job.record_key(at.index, state.key);
     state.parent_reason = None;
 }
 
-fn lookup(env: &BuildEnv<'_>, key: &Digest) -> Option<Cached> {
+fn lookup(job: &Job<'_>, key: &Digest) -> Option<Cached> {
     // A record this rbuild cannot read (damaged, another version's) is a miss, rewritten after.
-    let record = env.store.step_record(key).ok()??;
+    let record = job.store.step_record(key).ok()??;
     let cached: Cached = serde_json::from_value(record.result).ok()?;
     // Only a result whose layers are all still there, or can be fetched from an imported cache.
-    super::remote_cache::available(env.store, &cached.config.rootfs.diff_ids, env.lazy_layers)
-        .then_some(cached)
+    let layers = &cached.config.rootfs.diff_ids;
+    super::remote_cache::available(job.store, layers, &job.tables.lazy_layers).then_some(cached)
 }
 
 /// Runs one instruction on the stage: RUN, COPY and ADD make a layer; every other
 /// instruction is its plan op's config edit (WORKDIR also makes its directories).
 fn run_instruction(
-    env: &mut BuildEnv<'_>,
+    job: &Job<'_>,
+    number: usize,
     state: &mut StageState,
     inst: &Instruction,
     op: &crate::plan::Op,
@@ -413,19 +437,29 @@ fn run_instruction(
     let created_by = inst_text(inst);
     match (&inst.command, &op.kind) {
         (_, crate::plan::Kind::Exec(exec)) => {
-            let layer = super::run::run(env, state, exec, built)?;
+            let inputs = inputs::exec_inputs(job, state, exec, built, number)?;
+            let log = |line| job.emit(&Event::Log { number, line });
+            let io = run::Io {
+                cancel: job.cancel,
+                log: &log,
+            };
+            let entries = run::run(&inputs, exec, &job.sandbox, &io)?;
+            let layer = !entries.is_empty();
+            if layer {
+                job.add_layer(state, entries)?;
+            }
             history(state, created_by, !layer);
         }
         (_, crate::plan::Kind::File(file)) => {
-            state.ensure_rootfs(env)?;
-            let entries = copy::entries(env, state, file, built)?;
-            add_layer(env, state, entries)?;
+            let inputs = inputs::file_inputs(job, state, file, built)?;
+            let entries = copy::entries(inputs, file)?;
+            job.add_layer(state, entries)?;
             history(state, format!("{created_by} # rbuild"), false);
         }
         (_, crate::plan::Kind::Config(edit)) => {
             super::config::apply(state, edit);
             let layer = match edit {
-                crate::plan::Config::Workdir(dir) => workdir_layer(env, state, dir)?,
+                crate::plan::Config::Workdir(dir) => workdir_layer(job, state, dir)?,
                 _ => false,
             };
             history(state, created_by, !layer);
@@ -442,15 +476,15 @@ fn run_instruction(
 
 /// WORKDIR's directories, made as `mkdir -p` walks the path as written (`a` of `/w/a/../b`
 /// too), owned by the stage's user: a layer if any was missing. Gives whether it made one.
-fn workdir_layer(env: &BuildEnv<'_>, state: &mut StageState, dir: &str) -> Result<bool> {
-    state.ensure_rootfs(env)?;
+fn workdir_layer(job: &Job<'_>, state: &mut StageState, dir: &str) -> Result<bool> {
+    job.rootfs(state)?;
     let (uid, gid) = match &state.config.config.user {
         Some(u) if !u.is_empty() => super::chown::resolve_chown(u, &state.rootfs()),
         _ => (0, 0),
     };
     let mut dirs: Vec<Entry> = Vec::new();
     for prefix in walked_prefixes(dir) {
-        for e in missing_dirs(&state.rootfs(), &prefix, 0o755, uid, gid, env.times.epoch)? {
+        for e in missing_dirs(&state.rootfs(), &prefix, 0o755, uid, gid, job.times.epoch)? {
             if !dirs.iter().any(|d| d.path == e.path) {
                 dirs.push(e);
             }
@@ -459,25 +493,25 @@ fn workdir_layer(env: &BuildEnv<'_>, state: &mut StageState, dir: &str) -> Resul
     if dirs.is_empty() {
         return Ok(false);
     }
-    add_layer(env, state, dirs)?;
+    job.add_layer(state, dirs)?;
     Ok(true)
 }
 
 /// The plan's steps of stage `index`, checked against the stage: FROM, `triggers` ONBUILD
 /// triggers, one per instruction.
-fn stage_steps(env: &BuildEnv<'_>, index: usize, triggers: usize) -> Result<Vec<usize>> {
-    let steps = env
+fn stage_steps(job: &Job<'_>, index: usize, triggers: usize) -> Result<Vec<usize>> {
+    let steps = job
         .graph
         .stages
         .iter()
         .find(|s| s.index == index)
         .map(|s| s.steps.clone())
         .unwrap_or_default();
-    if steps.len() != 1 + triggers + env.checked.stages[index].instructions.len() {
+    if steps.len() != 1 + triggers + job.checked.stages[index].instructions.len() {
         return Err(Error::Internal(format!(
             "the plan of stage {index} has {} steps, the stage {triggers} triggers and {} instructions",
             steps.len(),
-            env.checked.stages[index].instructions.len()
+            job.checked.stages[index].instructions.len()
         )));
     }
     Ok(steps)

@@ -228,7 +228,7 @@ fn run(
         }
     };
     // The client going away (its response stream dropped) cancels the build.
-    let cancel = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let cancel = builder_core::cancel::Cancel::new();
     let req = BuildRequest {
         context: context.path().to_owned(),
         dockerfile: Some(dockerfile),
@@ -246,7 +246,7 @@ fn run(
         allow_network_host: state.allow_network_host,
         limits: params.limits.clone(),
         ulimits: params.ulimits.clone(),
-        cancel: Some(cancel.clone()),
+        cancel: cancel.clone(),
         ..BuildRequest::default()
     };
     let mut on_event = |e: &Event| {
@@ -259,27 +259,21 @@ fn run(
                 .blocking_send(line(&serde_json::Value::Object(obj)))
                 .is_err()
             {
-                cancel.store(true, std::sync::atomic::Ordering::SeqCst);
+                cancel.cancel();
             }
         }
     };
-    // A RUN may print nothing for a long time: watch for the client going away meanwhile.
-    let finished = std::sync::atomic::AtomicBool::new(false);
-    let result = std::thread::scope(|scope| {
-        scope.spawn(|| {
-            use std::sync::atomic::Ordering::SeqCst;
-            while !finished.load(SeqCst) {
-                if events.is_closed() {
-                    cancel.store(true, SeqCst);
-                    break;
-                }
-                std::thread::sleep(std::time::Duration::from_millis(100));
-            }
-        });
-        let result = state.builder.build(&req, &mut on_event);
-        finished.store(true, std::sync::atomic::Ordering::SeqCst);
-        result
-    });
+    // A RUN may print nothing for a long time: the client going away meanwhile (the stream's
+    // receiver dropped) cancels the build at once.
+    let watcher = {
+        let (events, cancel) = (events.clone(), cancel.clone());
+        tokio::runtime::Handle::current().spawn(async move {
+            events.closed().await;
+            cancel.cancel();
+        })
+    };
+    let result = state.builder.build(&req, &mut on_event);
+    watcher.abort();
     let last = match result {
         Ok(out) => {
             let pushed = if params.push {

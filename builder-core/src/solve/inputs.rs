@@ -1,0 +1,290 @@
+//! What an op reads, for the solver, in two forms from one reading: the inputs its key hashes
+//! (the content digests of the context files a COPY selects or a RUN binds, the key of a stage
+//! read, an image's digest, a URL's content), and the same inputs materialised for its
+//! executor (the host paths of the trees and files it reads, downloads on disk). The
+//! executors (`copy`, `run`) see only the second.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use crate::digest::{Digest, Hasher};
+use crate::plan::{Exec, File, FileSource as Source, From};
+
+use super::copy::{self, Root, glob_match, has_wildcard, is_url};
+use super::download::Download;
+use super::env::{Built, StageState};
+use super::error::io_at;
+use super::job::Job;
+use super::{Error, Result};
+
+/// Named digests of what a step read, as its key and its explanation list them.
+pub(crate) type Read = Vec<(String, Digest)>;
+
+/// The root filesystem of the image `name`, unpacked once per build (`COPY --from` and
+/// `RUN --mount=type=bind,from=` an image).
+fn image_rootfs(job: &Job<'_>, name: &str) -> Result<PathBuf> {
+    let image = job.image(name)?;
+    let dir = job
+        .work
+        .join(format!("image-{}", image.config_digest.hex()));
+    if !dir.exists() {
+        // Unpacked beside and renamed into place, so a stage running at the same time never
+        // sees half of it.
+        let part = tempfile::Builder::new()
+            .prefix("image-")
+            .tempdir_in(job.work)
+            .map_err(io_at(job.work))?;
+        for d in image.diff_ids() {
+            job.check_cancelled()?;
+            crate::snapshot::apply_layer(job.store, d, part.path())?;
+        }
+        let part = part.keep();
+        if fs_err::rename(&part, &dir).is_err() {
+            // Another stage got there first: theirs is the same.
+            let _ = fs_err::remove_dir_all(&part);
+        }
+    }
+    Ok(dir)
+}
+
+/// The root filesystem `--from` names: a built stage's snapshot or an image unpacked.
+fn from_rootfs(job: &Job<'_>, from: &From, built: &Built) -> Result<PathBuf> {
+    match from {
+        From::Stage(i) => job.rootfs(&built.wait(*i, job.cancel)?),
+        From::Image(name) => image_rootfs(job, name),
+    }
+}
+
+/// How errors and explanations name what `--from` reads: ``stage `name` `` or ``image `name` ``.
+fn from_label(job: &Job<'_>, from: &From) -> String {
+    match from {
+        From::Stage(i) => {
+            let stage = &job.checked.stages[*i];
+            format!(
+                "stage `{}`",
+                stage.name.clone().unwrap_or_else(|| i.to_string())
+            )
+        }
+        From::Image(name) => format!("image `{name}`"),
+    }
+}
+
+/// What `--from` reads, for the key: a stage's key, an image's manifest digest.
+fn from_digest(job: &Job<'_>, from: &From, built: &Built) -> Result<Digest> {
+    Ok(match from {
+        From::Stage(i) => built.wait(*i, job.cancel)?.key,
+        From::Image(name) => job.image(name)?.manifest_digest,
+    })
+}
+
+/// A remote source, fetched once per build (and checked against `--checksum`).
+fn download(job: &Job<'_>, url: &str, checksum: Option<&str>) -> Result<Download> {
+    if url.starts_with("git@")
+        || url.split(['?', '#']).next().is_some_and(|u| {
+            std::path::Path::new(u)
+                .extension()
+                .is_some_and(|e| e.eq_ignore_ascii_case("git"))
+        })
+    {
+        return Err(Error::Unsupported {
+            what: format!("ADD of a git repository (`{url}`)"),
+        });
+    }
+    let key = format!("{url}\0{}", checksum.unwrap_or(""));
+    let downloads = &job.tables.downloads;
+    let known = downloads
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .get(&key)
+        .cloned();
+    if let Some(d) = known {
+        return Ok(d);
+    }
+    let dir = job.work.join("downloads");
+    let d = super::download::fetch(url, &dir, checksum, job.max_download, job.cancel)?;
+    downloads
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .insert(key, d.clone());
+    Ok(d)
+}
+
+/// What a COPY or ADD reads, for its cache key: one digest over every source (names and
+/// contents), and each input by name — the context files it selects, the stage or image
+/// `--from` names, a URL's content (its checksum when given).
+pub(crate) fn file_key(job: &Job<'_>, file: &File, built: &Built) -> Result<(Digest, Read)> {
+    let mut h = Hasher::default();
+    let mut inputs = Vec::new();
+    if let Some(from) = &file.from {
+        h.update(match from {
+            From::Stage(_) => b"stage\0",
+            From::Image(_) => b"image\0",
+        });
+        let digest = from_digest(job, from, built)?;
+        h.update(digest.as_bytes());
+        inputs.push((from_label(job, from), digest));
+        return Ok((h.finish().0, inputs));
+    }
+    for source in &file.sources {
+        let Source::Path(path) = source else {
+            continue;
+        };
+        h.update(path.as_bytes());
+        h.update(b"\0");
+        if is_url(path) {
+            if file.action != "add" {
+                continue;
+            }
+            // With a checksum the content is known without fetching; without one, fetch it.
+            let digest = match &file.checksum {
+                Some(c) => {
+                    h.update(c.as_bytes());
+                    Digest::of(c.as_bytes())
+                }
+                None => {
+                    let d = download(job, path, None)?.digest;
+                    h.update(d.as_bytes());
+                    d
+                }
+            };
+            inputs.push((path.clone(), digest));
+            continue;
+        }
+        context_inputs(job, path, &mut h, &mut inputs)?;
+    }
+    Ok((h.finish().0, inputs))
+}
+
+/// The context files `path` selects, each hashed into `h` and named in `inputs`.
+fn context_inputs(job: &Job<'_>, path: &str, h: &mut Hasher, inputs: &mut Read) -> Result<()> {
+    let entries = if has_wildcard(path) {
+        job.context
+            .walk(".")?
+            .into_iter()
+            .filter(|e| !e.rel.is_empty() && glob_match(path, &e.rel))
+            .collect()
+    } else {
+        match job.context.walk(path) {
+            Ok(e) => e,
+            // The step itself reports it, with its line.
+            Err(
+                crate::context::Error::NotFound { .. }
+                | crate::context::Error::OutsideContext { .. },
+            ) => {
+                h.update(b"missing\0");
+                inputs.push((format!("{path} (missing)"), Digest::of(b"")));
+                return Ok(());
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
+    for e in entries {
+        let digest = job.hash(&e.path, &e.info)?;
+        h.update(e.rel.as_bytes());
+        h.update(b"\0");
+        h.update(digest.as_bytes());
+        let shown = if e.rel.is_empty() {
+            crate::context::clean_path(path)
+        } else if has_wildcard(path) {
+            e.rel.clone()
+        } else {
+            crate::context::clean_path(&format!("{path}/{}", e.rel))
+        };
+        inputs.push((shown, digest));
+    }
+    Ok(())
+}
+
+/// A COPY's or ADD's inputs on the host: the stage's tree, the tree it reads, its downloads.
+pub(crate) fn file_inputs<'j>(
+    job: &Job<'j>,
+    state: &StageState,
+    file: &File,
+    built: &Built,
+) -> Result<copy::Inputs<'j>> {
+    let root = match &file.from {
+        None => Root::Context(job.context),
+        Some(from) => Root::Dir {
+            path: from_rootfs(job, from, built)?,
+            label: from_label(job, from),
+        },
+    };
+    let mut downloads = HashMap::new();
+    if file.action == "add" {
+        for source in &file.sources {
+            if let Source::Path(url) = source {
+                if is_url(url) {
+                    let d = download(job, url, file.checksum.as_deref())?;
+                    downloads.insert(url.clone(), d);
+                }
+            }
+        }
+    }
+    Ok(copy::Inputs {
+        rootfs: job.rootfs(state)?,
+        root,
+        downloads,
+        scratch: job.work.to_owned(),
+        mtime: job.times.epoch,
+    })
+}
+
+/// What the bind mounts of a RUN read, for its cache key: content digests of context sources,
+/// the key of a stage or the digest of an image mounted from.
+pub(crate) fn exec_key(job: &Job<'_>, exec: &Exec, built: &Built) -> Result<Read> {
+    let mut inputs = Vec::new();
+    for m in exec
+        .mounts
+        .iter()
+        .filter(|m| m.kind == crate::dockerfile::MountType::Bind)
+    {
+        let source = m.source.clone().unwrap_or_else(|| ".".into());
+        match &m.from {
+            Some(from) => {
+                inputs.push((from_label(job, from), from_digest(job, from, built)?));
+            }
+            None => {
+                for e in job.context.walk(&source)? {
+                    let d = job.hash(&e.path, &e.info)?;
+                    inputs.push((
+                        crate::context::clean_path(&format!("{source}/{}", e.rel)),
+                        d,
+                    ));
+                }
+            }
+        }
+    }
+    Ok(inputs)
+}
+
+/// A RUN's inputs on the host: the stage's tree, each bind's source, its scratch directory.
+pub(crate) fn exec_inputs(
+    job: &Job<'_>,
+    state: &StageState,
+    exec: &Exec,
+    built: &Built,
+    step: usize,
+) -> Result<super::run::Inputs> {
+    let mut binds = Vec::with_capacity(exec.mounts.len());
+    for m in &exec.mounts {
+        if m.kind != crate::dockerfile::MountType::Bind {
+            binds.push(None);
+            continue;
+        }
+        let source = m.source.clone().unwrap_or_else(|| ".".into());
+        binds.push(Some(match &m.from {
+            None => job.context.resolve(&source)?.1,
+            Some(from) => {
+                let root = from_rootfs(job, from, built)?;
+                root.join(crate::context::resolve_scoped(&root, &source)?)
+            }
+        }));
+    }
+    Ok(super::run::Inputs {
+        rootfs: job.rootfs(state)?,
+        dir: job.work.join(format!("run-{step}")),
+        binds,
+        cache_root: job.store.root().join("cache-mounts"),
+        epoch: job.times.epoch,
+    })
+}
