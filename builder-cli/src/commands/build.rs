@@ -160,13 +160,16 @@ pub(crate) fn run(
         cancel: builder_core::cancel::Cancel::default(),
     };
     if let Some(format) = plan.or(args.print_plan.then_some("json")) {
-        let graph = Builder::new(store.clone())
+        let planned = Builder::new(store.clone())
             .plan(&req)
             .map_err(|e| framed(e, &dockerfile))?;
+        if let Some(why) = &planned.unkeyed {
+            eprintln!("warning: the steps from here on have no key yet: {why}");
+        }
         let text = if format == "dot" {
-            graph.dot()
+            planned.graph.dot()
         } else {
-            serde_json::to_string_pretty(&graph)? + "\n"
+            serde_json::to_string_pretty(&planned.graph)? + "\n"
         };
         std::io::Write::write_all(&mut std::io::stdout().lock(), text.as_bytes())?;
         return Ok(ExitCode::SUCCESS);

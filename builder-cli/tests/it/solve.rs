@@ -1,6 +1,6 @@
 //! How the stages of a build are scheduled.
 
-use crate::support::{Project, import_busybox};
+use crate::support::{Project, import_busybox, text};
 
 /// The first number of a `/proc/uptime` line a step wrote.
 fn uptime(path: &std::path::Path) -> f64 {
@@ -159,4 +159,97 @@ fn the_printed_plan_is_what_the_build_runs() {
         dot.contains(&format!("op{tools_result} -> op{};", ops.len() - 2)),
         "{dot}"
     );
+}
+
+/// The ops of `graph` that are steps, stage by stage.
+fn steps(graph: &serde_json::Value) -> Vec<serde_json::Value> {
+    let ops = graph["ops"].as_array().unwrap();
+    graph["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["steps"].as_array().unwrap().clone())
+        .map(|id| ops[usize::try_from(id.as_u64().unwrap()).unwrap()].clone())
+        .collect()
+}
+
+/// The keys `rbuild plan` prints are the keys the build uses: before a build no step is
+/// cached; after it every step is, under the same keys; a changed context file moves the key
+/// of the COPY that reads it and of every step after it, and no other.
+#[test]
+fn the_plan_gives_the_keys_the_build_uses() {
+    let p = Project::new();
+    import_busybox(&p.root());
+    p.file(
+        "Dockerfile",
+        "FROM busybox AS tools\nRUN echo t > /t\n\
+         FROM busybox\nENV A=1\nCOPY a.txt /a.txt\nCOPY --from=tools /t /t\nRUN cat /a.txt > /b\n",
+    );
+    p.file("a.txt", "one\n");
+    // The steps' ops (sources of context files are not steps and have no key).
+    let plan = |p: &Project| -> Vec<serde_json::Value> {
+        let out = p.ok(&["plan", "--network", "none", "."]);
+        let graph: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        steps(&graph)
+    };
+    let keys = |ops: &[serde_json::Value]| -> Vec<String> {
+        ops.iter()
+            .map(|o| o["key"].as_str().expect("every op has a key").to_owned())
+            .collect()
+    };
+    let cached = |ops: &[serde_json::Value]| -> Vec<Option<bool>> {
+        ops.iter().map(|o| o["cached"].as_bool()).collect()
+    };
+    let before = plan(&p);
+    let from = |o: &serde_json::Value| o["instruction"].as_str().unwrap().starts_with("FROM");
+    assert!(
+        before.iter().all(|o| from(o) || o["cached"] == false),
+        "{before:#?}"
+    );
+    p.ok(&["build", "-q", "--network", "none", "."]);
+    let after = plan(&p);
+    assert_eq!(keys(&after), keys(&before), "the build used other keys");
+    assert!(
+        after.iter().all(|o| from(o) || o["cached"] == true),
+        "{after:#?}"
+    );
+    p.file("a.txt", "two\n");
+    let changed = plan(&p);
+    let copy_a = changed
+        .iter()
+        .position(|o| o["instruction"] == "COPY a.txt /a.txt")
+        .unwrap();
+    for (i, (now, then)) in keys(&changed).iter().zip(keys(&after)).enumerate() {
+        let moved = changed[i]["stage"] == changed[copy_a]["stage"] && i >= copy_a;
+        assert_eq!(now != &then, moved, "op {i}: {:#?}", changed[i]);
+    }
+    assert_eq!(
+        cached(&changed)[copy_a..],
+        vec![Some(false); changed.len() - copy_a],
+        "{changed:#?}"
+    );
+}
+
+/// A step whose key needs a download (`ADD <url>` without `--checksum`) has no key in the
+/// plan, nor does any step after it; the plan says why, and fetches nothing.
+#[test]
+fn the_plan_says_where_keys_stop_and_fetches_nothing() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    listener.set_nonblocking(true).unwrap();
+    let p = Project::new();
+    p.file(
+        "Dockerfile",
+        &format!("FROM scratch\nENV A=1\nADD http://127.0.0.1:{port}/f /f\nENV B=2\n"),
+    );
+    let out = p.ok(&["plan", "."]);
+    let graph: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let keyed: Vec<bool> = steps(&graph)
+        .iter()
+        .map(|o| o.get("key").is_some())
+        .collect();
+    assert_eq!(keyed, [true, true, false, false], "{graph:#}");
+    let err = text(&out.stderr);
+    assert!(err.contains("ADD") && err.contains("--checksum"), "{err}");
+    assert!(listener.accept().is_err(), "the plan fetched the URL");
 }

@@ -50,6 +50,13 @@ pub struct Op {
     /// step's cache key holds of the op. The key also hashes the parent step's key and the
     /// content the step reads, which are known only while solving.
     pub digest: String,
+    /// The step's cache key, when the plan was solved for keys ([`Graph::ops`] of
+    /// `Builder::plan`); a bare lowering has none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// Whether the store's step cache holds that key (a build would not run the step).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cached: Option<bool>,
     /// What it does.
     #[serde(flatten)]
     pub kind: Kind,
@@ -368,6 +375,11 @@ impl Config {
     }
 }
 
+/// The first 12 hex digits of a `sha256:` digest.
+fn short(digest: &str) -> &str {
+    digest.get(7..19).unwrap_or_default()
+}
+
 impl Graph {
     /// The graph in Graphviz's DOT language: one node per op, clustered by stage.
     pub fn dot(&self) -> String {
@@ -394,12 +406,17 @@ impl Graph {
                 if summary.chars().count() > 60 {
                     summary = summary.chars().take(57).collect::<String>() + "…";
                 }
+                // The step key when known (`cached` marked), else the definition's digest.
+                let shown = match (&op.key, op.cached) {
+                    (Some(k), Some(true)) => format!("key {} cached", short(k)),
+                    (Some(k), _) => format!("key {}", short(k)),
+                    (None, _) => format!("def {}", short(&op.digest)),
+                };
                 let _ = writeln!(
                     out,
-                    "    op{id} [label=\"{id}: {}\\nline {} · {}\"];",
+                    "    op{id} [label=\"{id}: {}\\nline {} · {shown}\"];",
                     quote(&summary),
                     op.line,
-                    op.digest.get(7..19).unwrap_or_default()
                 );
             }
             out.push_str("  }\n");

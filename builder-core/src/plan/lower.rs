@@ -177,6 +177,8 @@ impl Lowering<'_> {
             };
         scope.last = self.push(Op {
             digest: String::new(),
+            key: None,
+            cached: None,
             stage: index,
             line,
             instruction: format!("FROM {}", stage.base.expanded),
@@ -270,6 +272,8 @@ impl Lowering<'_> {
                 };
                 let id = self.push(Op {
                     digest: String::new(),
+                    key: None,
+                    cached: None,
                     stage: index,
                     line,
                     instruction: inst.original.clone(),
@@ -281,6 +285,8 @@ impl Lowering<'_> {
         }
         scope.last = self.push(Op {
             digest: String::new(),
+            key: None,
+            cached: None,
             stage: index,
             line,
             instruction: trigger.map_or_else(
@@ -340,6 +346,8 @@ impl Lowering<'_> {
             })?;
         let id = self.push(Op {
             digest: String::new(),
+            key: None,
+            cached: None,
             stage: usize::MAX,
             line,
             instruction: format!("--from={name}"),

@@ -12,6 +12,14 @@ use super::times::Times;
 use super::{CacheSpec, Error, Event, Image, Result, Store};
 use super::{download, env, inflight, job, remote_cache, run, schedule, squash};
 use crate::store::rfc3339;
+use std::sync::atomic::Ordering;
+
+/// What a build's job comes with: the stages to build, and where the context's stat cache is
+/// kept (none for a context built once).
+struct Around<'a> {
+    plan: &'a plan::Plan,
+    stat_cache: Option<&'a Path>,
+}
 
 /// What to build.
 #[derive(Debug, Clone, Default)]
@@ -86,6 +94,16 @@ pub struct BuildRequest {
     pub cancel: crate::cancel::Cancel,
 }
 
+/// A build planned without building ([`Builder::plan`]).
+#[derive(Debug, Clone)]
+pub struct Planned {
+    /// The op graph, each op with its step key and whether the step cache holds it.
+    pub graph: plan::Graph,
+    /// Why the keys stop short, if they do: the step whose key needs what only a build
+    /// fetches (an `ADD <url>` without `--checksum`), and every step after it.
+    pub unkeyed: Option<String>,
+}
+
 /// What a build produced.
 #[derive(Debug, Clone)]
 pub struct BuildOutput {
@@ -135,7 +153,39 @@ impl Builder {
     ///
     /// # Errors
     /// The Dockerfile cannot be read or is wrong, an unknown target, an image not in the store.
-    pub fn plan(&self, req: &BuildRequest) -> Result<plan::Graph> {
+    pub fn plan(&self, req: &BuildRequest) -> Result<Planned> {
+        let mut graph = self.lower_offline(req)?;
+        let _lock = self.store.lock_shared()?;
+        // Keys as a build would compute them, offline: context files are hashed, nothing runs.
+        let (keys, stopped) = self.with_job(req, &mut |_| {}, true, |job, at| {
+            let stopped = schedule::run_stages(job, &at.plan.order, jobs(req)).err();
+            let keys = std::mem::take(
+                &mut *job
+                    .tables
+                    .op_keys
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner),
+            );
+            Ok((keys, stopped))
+        })?;
+        let unkeyed = match stopped {
+            None => None,
+            Some(e @ Error::Step { .. }) if matches!(e.root(), Error::KeyUnknown { .. }) => {
+                Some(format!("{e}: {}", e.root()))
+            }
+            Some(other) => return Err(other),
+        };
+        for (id, (key, cached)) in keys {
+            if let Some(op) = graph.ops.get_mut(id) {
+                op.key = Some(key.to_string());
+                op.cached = cached;
+            }
+        }
+        Ok(Planned { graph, unkeyed })
+    }
+
+    /// The op graph of `req`, base images from the store only.
+    fn lower_offline(&self, req: &BuildRequest) -> Result<plan::Graph> {
         let front = front(req)?;
         let opts = plan::Options {
             build_args: req.build_args.clone(),
@@ -176,6 +226,60 @@ impl Builder {
         req: &BuildRequest,
         on_event: &mut (dyn FnMut(&Event) + Send),
     ) -> Result<BuildOutput> {
+        let lock = self.store.lock_shared()?;
+        let mut tally = Tally::default();
+        let mut count = |e: &Event| {
+            tally.observe(e);
+            on_event(e);
+        };
+        let (image, steps, files_read) = self.with_job(req, &mut count, false, |job, at| {
+            let mut states = schedule::run_stages(job, &at.plan.order, jobs(req))?;
+            let steps = job.progress.next_step.load(Ordering::SeqCst);
+            let files_read = {
+                let stat_cache = job
+                    .tables
+                    .stat_cache
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                if let Some(path) = at.stat_cache {
+                    stat_cache.save(path, job.context.root())?;
+                }
+                stat_cache.stats().1
+            };
+            let final_state = states
+                .remove(&at.plan.target)
+                .ok_or_else(|| Error::Internal("target stage was not built".into()))?;
+            let lazy = &job.tables.lazy_layers;
+            let image = self.store_image(req, job.registry, final_state, lazy)?;
+            let step_keys = job
+                .tables
+                .step_keys
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone();
+            let emit = |e: &Event| job.emit(e);
+            self.export_cache(req, job.registry, &step_keys, at.plan.target, &emit)?;
+            Ok((image, steps, files_read))
+        })?;
+        Ok(BuildOutput {
+            image,
+            steps,
+            cached: tally.cached,
+            misses: tally.misses,
+            files_read,
+            lock,
+        })
+    }
+
+    /// Reads, checks and lowers `req`, makes the build's [`job::Job`] and gives it to `then`.
+    /// `dry`: keys only, offline (no pull, no cache import; see [`job::Policy::dry`]).
+    fn with_job<R>(
+        &self,
+        req: &BuildRequest,
+        on_event: &mut (dyn FnMut(&Event) + Send),
+        dry: bool,
+        then: impl FnOnce(&job::Job<'_>, Around<'_>) -> Result<R>,
+    ) -> Result<R> {
         let Front {
             dockerfile_path,
             parsed,
@@ -183,12 +287,9 @@ impl Builder {
             automatic_args,
         } = front(req)?;
         let (plan, no_cache_stages) = announce(&parsed, &checked, req, on_event)?;
-
-        let lock = self.store.lock_shared()?;
         let context = Context::open(&req.context, Some(&dockerfile_path))?;
         let (stat_cache_path, stat_cache) = self.stat_cache(&context);
-        let work = self.store.work_dir("build-")?;
-
+        let work = self.store.work_dir(if dry { "plan-" } else { "build-" })?;
         let total = plan
             .order
             .iter()
@@ -199,19 +300,19 @@ impl Builder {
             cancel: req.cancel.clone(),
             ..req.registry.clone()
         };
-        let lazy_layers = self.import_caches(req, &registry, on_event)?;
-        let mut tally = Tally::default();
-        let mut count = |e: &Event| {
-            tally.observe(e);
-            on_event(e);
+        let lazy_layers = if dry {
+            remote_cache::LazyLayers::default()
+        } else {
+            self.import_caches(req, &registry, on_event)?
         };
         let platform = (req.platform.clone()).unwrap_or_else(crate::registry::Platform::host);
         let progress = job::Progress {
             next_step: std::sync::atomic::AtomicUsize::new(0),
             total,
-            events: std::sync::Mutex::new(&mut count),
+            events: std::sync::Mutex::new(on_event),
         };
-        let images = env::Images::new(&self.store, req.pull, &platform, &registry);
+        let mut images = env::Images::new(&self.store, req.pull, &platform, &registry);
+        images.offline = dry;
         let tables = job::Tables::new(stat_cache, images, lazy_layers);
         let graph = lower(&checked, req, &automatic_args, &tables.images, &progress)?;
         let job = job::Job {
@@ -225,6 +326,7 @@ impl Builder {
                 no_cache: req.no_cache,
                 no_cache_stages: &no_cache_stages,
                 explain: req.explain_cache,
+                dry,
             },
             sandbox: sandbox(req),
             max_download: req.max_download.unwrap_or(download::DEFAULT_MAX_DOWNLOAD),
@@ -236,34 +338,11 @@ impl Builder {
             work: work.path(),
             progress: &progress,
         };
-        let mut states: BTreeMap<usize, StageState> =
-            schedule::run_stages(&job, &plan.order, jobs(req))?;
-        let steps = progress.next_step.load(std::sync::atomic::Ordering::SeqCst);
-        let job::Tables {
-            stat_cache,
-            lazy_layers,
-            step_keys,
-            ..
-        } = tables;
-        let stat_cache = unlocked(stat_cache);
-        if let Some(path) = &stat_cache_path {
-            stat_cache.save(path, context.root())?;
-        }
-        let (_, files_read) = stat_cache.stats();
-        let final_state = states
-            .remove(&plan.target)
-            .ok_or_else(|| Error::Internal("target stage was not built".into()))?;
-        let image = self.store_image(req, &registry, final_state, &lazy_layers)?;
-        let step_keys = unlocked(step_keys);
-        self.export_cache(req, &registry, &step_keys, plan.target, on_event)?;
-        Ok(BuildOutput {
-            image,
-            steps,
-            cached: tally.cached,
-            misses: tally.misses,
-            files_read,
-            lock,
-        })
+        let around = Around {
+            plan: &plan,
+            stat_cache: stat_cache_path.as_deref(),
+        };
+        then(&job, around)
     }
 
     /// The context's stat cache, and where it is kept. A context in the store's own work
@@ -339,7 +418,7 @@ impl Builder {
         registry: &crate::registry::Options,
         step_keys: &[(usize, crate::digest::Digest)],
         target: usize,
-        on_event: &mut (dyn FnMut(&Event) + Send),
+        on_event: &dyn Fn(&Event),
     ) -> Result<()> {
         for spec in &req.cache_to {
             let keys: Vec<crate::digest::Digest> = step_keys
@@ -571,12 +650,6 @@ fn jobs(req: &BuildRequest) -> usize {
     req.jobs
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, std::num::NonZero::get))
         .max(1)
-}
-
-/// What a mutex held, whether or not a thread panicked holding it.
-fn unlocked<T>(m: std::sync::Mutex<T>) -> T {
-    m.into_inner()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// What every RUN's sandbox gets from the request.

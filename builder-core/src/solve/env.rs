@@ -157,6 +157,8 @@ pub(crate) struct Images<'a> {
     pub(crate) store: &'a Store,
     /// `--pull`.
     pub(crate) pull: bool,
+    /// Never ask a registry: the local store only (`rbuild plan`).
+    pub(crate) offline: bool,
     pub(crate) platform: &'a crate::registry::Platform,
     pub(crate) registry: &'a crate::registry::Options,
     pub(crate) resolved: std::sync::Mutex<std::collections::HashMap<String, Image>>,
@@ -173,6 +175,7 @@ impl<'a> Images<'a> {
         Self {
             store,
             pull,
+            offline: false,
             platform,
             registry,
             resolved: std::sync::Mutex::default(),
@@ -192,6 +195,9 @@ impl<'a> Images<'a> {
     }
 
     fn find(&self, name: &str, emit: &dyn Fn(&Event)) -> Result<Image> {
+        if self.offline {
+            return load_local(self.store, name);
+        }
         if !self.pull {
             match load_local(self.store, name) {
                 Err(Error::ImageNotFound { .. }) => {}

@@ -60,6 +60,12 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// A step's key needs what only a build fetches (`rbuild plan` computes keys offline).
+    #[error("its key needs {what}, which only a build fetches")]
+    KeyUnknown {
+        /// What.
+        what: String,
+    },
     /// Something this version cannot do yet.
     #[error("{what} is not supported yet")]
     Unsupported {
@@ -208,6 +214,16 @@ pub enum Error {
     /// A broken invariant: a bug in rbuild.
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+impl Error {
+    /// The cause at the bottom of a failed step ([`Error::Step`]'s), else the error itself.
+    pub fn root(&self) -> &Error {
+        match self {
+            Self::Step { source, .. } => source.root(),
+            other => other,
+        }
+    }
 }
 
 pub(crate) fn io_at(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Error {

@@ -141,6 +141,11 @@ pub(crate) fn file_key(job: &Job<'_>, file: &File, built: &Built) -> Result<(Dig
                     h.update(c.as_bytes());
                     Digest::of(c.as_bytes())
                 }
+                None if job.policy.dry => {
+                    return Err(Error::KeyUnknown {
+                        what: format!("the content of `{path}` (`--checksum` makes it known)"),
+                    });
+                }
                 None => {
                     let d = download(job, path, None)?.digest;
                     h.update(d.as_bytes());

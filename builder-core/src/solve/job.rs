@@ -56,6 +56,9 @@ pub(crate) struct Policy<'a> {
     pub(crate) no_cache_stages: &'a BTreeSet<usize>,
     /// Misses name every changed input, with digests.
     pub(crate) explain: bool,
+    /// Keys only (`rbuild plan`): each step's key is computed and looked up, config edits
+    /// applied, and nothing runs, is fetched or is recorded.
+    pub(crate) dry: bool,
 }
 
 /// What the stages of one build look up once and share.
@@ -70,6 +73,8 @@ pub(crate) struct Tables<'a> {
     pub(crate) lazy_layers: remote_cache::LazyLayers,
     /// (stage, key) of every step this build went through, for `--cache-to`.
     pub(crate) step_keys: Mutex<Vec<(usize, Digest)>>,
+    /// Each op's step key, and whether the step cache holds it (not asked for FROM).
+    pub(crate) op_keys: Mutex<std::collections::BTreeMap<usize, (Digest, Option<bool>)>>,
 }
 
 impl<'a> Tables<'a> {
@@ -85,6 +90,7 @@ impl<'a> Tables<'a> {
             images,
             lazy_layers,
             step_keys: Mutex::default(),
+            op_keys: Mutex::default(),
         }
     }
 }
@@ -117,6 +123,13 @@ impl Job<'_> {
     pub(crate) fn record_key(&self, index: usize, key: Digest) {
         if let Ok(mut k) = self.tables.step_keys.lock() {
             k.push((index, key));
+        }
+    }
+
+    /// Notes op `op`'s step key (and whether it was cached).
+    pub(crate) fn note_key(&self, op: usize, key: Digest, cached: Option<bool>) {
+        if let Ok(mut k) = self.tables.op_keys.lock() {
+            k.insert(op, (key, cached));
         }
     }
 

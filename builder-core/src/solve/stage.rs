@@ -98,6 +98,7 @@ pub(crate) fn run_stage(job: &Job<'_>, index: usize, built: &Built) -> Result<St
     })?;
     let triggers = state.config.config.on_build.take().unwrap_or_default();
     let steps = stage_steps(job, index, triggers.len())?;
+    job.note_key(steps[0], state.key, None);
     for (t, text) in triggers.into_iter().enumerate() {
         let op = &graph.ops[steps[1 + t]];
         let shown = format!("ONBUILD {text}");
@@ -108,6 +109,7 @@ pub(crate) fn run_stage(job: &Job<'_>, index: usize, built: &Built) -> Result<St
                 index,
                 position: 10_000 + number,
                 number,
+                op: steps[1 + t],
             };
             let cached = run_cached(job, at, &mut state, &inst, op, built)?;
             Ok(((), cached))
@@ -128,6 +130,7 @@ pub(crate) fn run_stage(job: &Job<'_>, index: usize, built: &Built) -> Result<St
                     index,
                     position: position + 1,
                     number,
+                    op: steps[first + position],
                 };
                 let cached = run_cached(job, at, &mut state, inst, op, built)?;
                 Ok(((), cached))
@@ -191,7 +194,7 @@ fn from_step(job: &Job<'_>, index: usize, built: &Built) -> Result<StageState> {
             format!("FROM changed: `{}` → `{}`", b.instruction, from.instruction)
         });
     }
-    if before.as_ref() != Some(&from) {
+    if before.as_ref() != Some(&from) && !job.policy.dry {
         super::explain::remember(job.store, job.dockerfile, &place, &from);
     }
     Ok(state)
@@ -225,12 +228,13 @@ fn used_vars<'v>(text: &str, vars: &'v [(String, String)]) -> Vec<(&'v str, &'v 
 }
 
 /// Where a step is: its stage, its place in the stage (what explanations are kept by), its
-/// number in the build's progress.
+/// number in the build's progress, its op in the graph.
 #[derive(Clone, Copy)]
 struct At {
     index: usize,
     position: usize,
     number: usize,
+    op: usize,
 }
 
 /// Runs one instruction through the step cache: a hit restores the recorded result and runs
@@ -249,6 +253,9 @@ fn run_cached(
     let now = step_inputs(job, state, inst, op, built)?;
     let key = now.key();
     let no_cache = job.policy.no_cache || job.policy.no_cache_stages.contains(&index);
+    if job.policy.dry {
+        return Ok(dry_step(job, at, state, op, key, no_cache));
+    }
     // Held until the result is in the step cache: another build of this builder reaching the
     // same step waits, then hits.
     let mut _running = None;
@@ -291,6 +298,25 @@ fn run_cached(
     }
     job.record_key(index, key);
     Ok(false)
+}
+
+/// A step of a keys-only solve: its key noted with whether the cache holds it, its config
+/// edit applied (what later keys read), nothing run or recorded.
+fn dry_step(
+    job: &Job<'_>,
+    at: At,
+    state: &mut StageState,
+    op: &crate::plan::Op,
+    key: Digest,
+    no_cache: bool,
+) -> bool {
+    let cached = !no_cache && lookup(job, &key).is_some();
+    job.note_key(at.op, key, Some(cached));
+    if let crate::plan::Kind::Config(edit) = &op.kind {
+        super::config::apply(state, edit);
+    }
+    state.key = key;
+    cached
 }
 
 /// Every input of the step's key (`plan/key.rs` has the table), in the one value the
