@@ -9,8 +9,8 @@ use crate::state::AppState;
 
 /// The service's routes.
 pub(crate) fn app(state: AppState) -> Router {
+    let auth = axum::middleware::from_fn_with_state(state.clone(), crate::auth::require);
     Router::new()
-        .route("/healthz", get(routes::health::healthz))
         .route("/v1/images", get(routes::images::list))
         .route("/v1/images/{*name}", get(routes::images::inspect))
         // Contexts stream to disk as they arrive: no size limit in memory to enforce.
@@ -18,6 +18,9 @@ pub(crate) fn app(state: AppState) -> Router {
             "/v1/build",
             post(routes::build::build).layer(DefaultBodyLimit::disable()),
         )
+        // Every route above needs a token (when the service has tokens); health checks do not.
+        .route_layer(auth)
+        .route("/healthz", get(routes::health::healthz))
         .with_state(state)
 }
 
@@ -40,6 +43,7 @@ mod tests {
             store,
             registry: builder_core::registry::Options::default(),
             allow_network_host: false,
+            tokens: None,
         };
         (dir, state)
     }

@@ -3,6 +3,7 @@
 //! store holds.
 
 mod app;
+mod auth;
 mod error;
 mod routes;
 mod state;
@@ -36,6 +37,42 @@ struct Args {
     /// service on the host's loopback.
     #[arg(long)]
     allow_network_host: bool,
+    /// Who may build: a file of `TOKEN TENANT` lines (read again on SIGHUP). Without it,
+    /// `RBUILD_TOKENS` holds the same text. Clients send `Authorization: Bearer TOKEN`.
+    #[arg(long, value_name = "FILE")]
+    tokens: Option<PathBuf>,
+    /// Listen on a non-loopback address without tokens: anyone who reaches it can run any
+    /// RUN. Only for a network that is itself the boundary.
+    #[arg(long)]
+    insecure_no_auth: bool,
+}
+
+/// The service's tokens: `--tokens FILE` (reloaded on SIGHUP once the runtime runs), else
+/// `RBUILD_TOKENS`, else none, which only a loopback address (or `--insecure-no-auth`) allows.
+fn tokens(args: &Args) -> anyhow::Result<auth::Shared> {
+    let tokens = match (&args.tokens, std::env::var("RBUILD_TOKENS")) {
+        (Some(path), _) => Some(auth::Tokens::load(path)?),
+        (None, Ok(text)) => Some(auth::Tokens::parse(&text, "RBUILD_TOKENS")?),
+        (None, Err(_)) => None,
+    };
+    match &tokens {
+        Some(t) => {
+            let (n, tenants) = t.counts();
+            eprintln!("authentication: {n} tokens, {tenants} tenants");
+        }
+        None if args.listen.ip().is_loopback() => eprintln!(
+            "authentication: none (no --tokens); only this machine can connect, and anyone on it can build"
+        ),
+        None if args.insecure_no_auth => eprintln!(
+            "authentication: none (--insecure-no-auth); anyone who reaches {} can run any RUN",
+            args.listen
+        ),
+        None => anyhow::bail!(
+            "refusing to listen on {} without tokens: give --tokens FILE (or RBUILD_TOKENS), listen on loopback, or pass --insecure-no-auth",
+            args.listen
+        ),
+    }
+    Ok(tokens.map(|t| std::sync::Arc::new(std::sync::RwLock::new(t))))
 }
 
 /// The cheap part of `rbuild fsck` (no blob hashed, no snapshot walked), repairing what it
@@ -89,6 +126,7 @@ fn main() -> anyhow::Result<()> {
     // RUN's sandbox helper is this binary re-executed; it must start before any thread.
     builder_core::exec::helper_main();
     let args = Args::parse();
+    let tokens = tokens(&args)?;
     let root = args
         .root
         .or_else(|| std::env::var_os("RBUILD_ROOT").map(PathBuf::from))
@@ -104,11 +142,15 @@ fn main() -> anyhow::Result<()> {
             ..builder_core::registry::Options::default()
         },
         allow_network_host: args.allow_network_host,
+        tokens: tokens.clone(),
     };
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?
         .block_on(async {
+            if let (Some(path), Some(shared)) = (&args.tokens, &tokens) {
+                auth::reload_on_hangup(path.clone(), std::sync::Arc::clone(shared))?;
+            }
             let listener = tokio::net::TcpListener::bind(args.listen)
                 .await
                 .with_context(|| format!("cannot listen on {}", args.listen))?;

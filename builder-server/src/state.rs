@@ -13,4 +13,6 @@ pub(crate) struct AppState {
     /// `--allow-network-host`: builds may use the host's network (`network=host`,
     /// `RUN --network=host`); without it they get a private one or none.
     pub(crate) allow_network_host: bool,
+    /// Who may build (`None`: no authentication, loopback only).
+    pub(crate) tokens: crate::auth::Shared,
 }

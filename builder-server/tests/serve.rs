@@ -289,3 +289,163 @@ fn two_builds_posted_at_once_run_a_shared_step_once() {
     }
     assert_eq!(runs, ["run\n"], "the RUN ran {runs:?}:\n{a}\n{b}");
 }
+
+/// The server on a free loopback port with `args` (and `envs`) added; its stderr is kept.
+fn start_with(args: &[&str], envs: &[(&str, &str)]) -> (tempfile::TempDir, Server, u16) {
+    let root = tempfile::tempdir().unwrap();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let server = Server(
+        Command::new(env!("CARGO_BIN_EXE_rbuild-server"))
+            .args(["--listen", &format!("127.0.0.1:{port}"), "--root"])
+            .arg(root.path())
+            .args(args)
+            .envs(envs.iter().copied())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    (root, server, port)
+}
+
+/// `GET path` with `token` as bearer (none: no header); the status line and the body.
+fn get_as(port: u16, path: &str, token: Option<&str>) -> String {
+    let mut stream = connect(port);
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\n{auth}Connection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+}
+
+const TOKEN_A: &str = "token-of-team-a-0123456789";
+const TOKEN_B: &str = "token-of-team-b-9876543210";
+
+/// Issue 14, tokens: with `--tokens`, no token and a wrong one get 401 with
+/// `WWW-Authenticate`, a known one is served, health checks need none, and the server keeps
+/// serving through refusals; `RBUILD_TOKENS` works the same.
+#[test]
+fn issue_14_tokens_guard_every_route_but_health() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tokens");
+    fs_err::write(&file, format!("# CI\n{TOKEN_A} team-a\n{TOKEN_B} team-b\n")).unwrap();
+    let (_root, _server, port) = start_with(&["--tokens", file.to_str().unwrap()], &[]);
+    for _ in 0..3 {
+        let none = get_as(port, "/v1/images", None);
+        assert!(none.starts_with("HTTP/1.1 401"), "{none}");
+        assert!(
+            none.to_lowercase().contains("www-authenticate: bearer"),
+            "{none}"
+        );
+        let wrong = get_as(port, "/v1/images", Some("token-of-team-a-012345678X"));
+        assert!(wrong.starts_with("HTTP/1.1 401"), "{wrong}");
+        let prefix = get_as(port, "/v1/images", Some(&TOKEN_A[..20]));
+        assert!(prefix.starts_with("HTTP/1.1 401"), "{prefix}");
+    }
+    for t in [TOKEN_A, TOKEN_B] {
+        let ok = get_as(port, "/v1/images", Some(t));
+        assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
+    }
+    let health = get_as(port, "/healthz", None);
+    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    // A build posted without a token never starts.
+    let mut stream = connect(port);
+    let ctx = context_tar(b"FROM scratch\nCOPY busybox /bin/busybox\n");
+    write!(
+        stream,
+        "POST /v1/build?t=x:1 HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        ctx.len()
+    )
+    .unwrap();
+    let _ = stream.write_all(&ctx);
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    assert!(response.starts_with("HTTP/1.1 401"), "{response}");
+    let images = get_as(port, "/v1/images", Some(TOKEN_A));
+    assert!(!images.contains("\"x:1\""), "{images}");
+
+    let (_root, _server, port) = start_with(&[], &[("RBUILD_TOKENS", &format!("{TOKEN_A} a\n"))]);
+    assert!(get_as(port, "/v1/images", None).starts_with("HTTP/1.1 401"));
+    assert!(get_as(port, "/v1/images", Some(TOKEN_A)).starts_with("HTTP/1.1 200"));
+}
+
+/// Issue 14, tokens: SIGHUP reads the file again (a token taken out stops working, a new one
+/// starts); a file that became unusable keeps the tokens in force.
+#[test]
+fn issue_14_a_hangup_rereads_the_tokens_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tokens");
+    fs_err::write(&file, format!("{TOKEN_A} team-a\n")).unwrap();
+    let (_root, server, port) = start_with(&["--tokens", file.to_str().unwrap()], &[]);
+    assert!(get_as(port, "/v1/images", Some(TOKEN_A)).starts_with("HTTP/1.1 200"));
+    let hangup = || {
+        let ok = Command::new("kill")
+            .args(["-HUP", &server.0.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+    };
+    let until = |token: &str, status: &str| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !get_as(port, "/v1/images", Some(token)).starts_with(status) {
+            assert!(Instant::now() < deadline, "{token} never got {status}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    fs_err::write(&file, format!("{TOKEN_B} team-b\n")).unwrap();
+    hangup();
+    until(TOKEN_B, "HTTP/1.1 200");
+    until(TOKEN_A, "HTTP/1.1 401");
+    // Broken now: the tokens in force stay.
+    fs_err::write(&file, "no-tenant-on-this-line\n").unwrap();
+    hangup();
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(get_as(port, "/v1/images", Some(TOKEN_B)).starts_with("HTTP/1.1 200"));
+}
+
+/// Issue 14, tokens: without tokens the server will not listen beyond loopback, and says how
+/// to; `--insecure-no-auth` is the explicit way around.
+#[test]
+fn issue_14_without_tokens_only_loopback_is_served() {
+    let root = tempfile::tempdir().unwrap();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = Command::new(env!("CARGO_BIN_EXE_rbuild-server"))
+        .args(["--listen", &format!("0.0.0.0:{port}"), "--root"])
+        .arg(root.path())
+        .env_remove("RBUILD_TOKENS")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("--tokens") && err.contains("--insecure-no-auth"),
+        "{err}"
+    );
+    let _server = Server(
+        Command::new(env!("CARGO_BIN_EXE_rbuild-server"))
+            .args([
+                "--listen",
+                &format!("0.0.0.0:{port}"),
+                "--insecure-no-auth",
+                "--root",
+            ])
+            .arg(root.path())
+            .env_remove("RBUILD_TOKENS")
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    assert!(get_as(port, "/v1/images", None).starts_with("HTTP/1.1 200"));
+}
