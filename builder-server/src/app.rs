@@ -43,6 +43,7 @@ mod tests {
             store,
             registry: builder_core::registry::Options::default(),
             allow_network_host: false,
+            max_context_size: u64::MAX,
             tokens: None,
         };
         (dir, state)

@@ -45,6 +45,10 @@ struct Args {
     /// RUN. Only for a network that is itself the boundary.
     #[arg(long)]
     insecure_no_auth: bool,
+    /// The most a posted build context may be, as posted (`512m`, `10g`); a larger one is
+    /// refused with 413, by its `Content-Length` or while it streams.
+    #[arg(long, value_name = "SIZE", default_value = "10g", value_parser = builder_core::exec::parse_bytes)]
+    max_context_size: u64,
 }
 
 /// The service's tokens: `--tokens FILE` (reloaded on SIGHUP once the runtime runs), else
@@ -143,6 +147,7 @@ fn main() -> anyhow::Result<()> {
         },
         allow_network_host: args.allow_network_host,
         tokens: tokens.clone(),
+        max_context_size: args.max_context_size,
     };
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()

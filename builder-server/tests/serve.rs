@@ -449,3 +449,80 @@ fn issue_14_without_tokens_only_loopback_is_served() {
     );
     assert!(get_as(port, "/v1/images", None).starts_with("HTTP/1.1 200"));
 }
+
+/// A context tar of a Dockerfile that copies `big`, a file of `size` bytes that does not
+/// compress.
+fn big_context(size: usize) -> Vec<u8> {
+    let mut data = vec![0u8; size];
+    let mut x: u32 = 0x9e37_79b9;
+    for b in &mut data {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        *b = (x & 0xff) as u8;
+    }
+    let mut b = tar::Builder::new(Vec::new());
+    for (path, body) in [
+        ("Dockerfile", &b"FROM scratch\nCOPY big /big\n"[..]),
+        ("big", &data[..]),
+    ] {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(body.len() as u64);
+        h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
+        b.append_data(&mut h, path, body).unwrap();
+    }
+    b.into_inner().unwrap()
+}
+
+/// Posts `ctx` chunked (no `Content-Length`: the size is known only as it streams).
+fn post_chunked(port: u16, query: &str, ctx: &[u8], token: &str) -> String {
+    let mut stream = connect(port);
+    let _ = write!(
+        stream,
+        "POST /v1/build?{query} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    );
+    for chunk in ctx.chunks(64 << 10) {
+        if write!(stream, "{:x}\r\n", chunk.len()).is_err()
+            || stream.write_all(chunk).is_err()
+            || stream.write_all(b"\r\n").is_err()
+        {
+            break;
+        }
+    }
+    let _ = stream.write_all(b"0\r\n\r\n");
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    response
+}
+
+/// Issue 14, limits: a context past `--max-context-size` is a 413 naming the limit, whether
+/// its `Content-Length` says so or it streams chunked; nothing is built or stored, and a
+/// context under the limit still builds.
+#[test]
+fn issue_14_a_context_past_the_size_limit_is_refused_while_it_streams() {
+    let tokens = format!("{TOKEN_A} a\n");
+    let (_root, _server, port) =
+        start_with(&["--max-context-size", "1m"], &[("RBUILD_TOKENS", &tokens)]);
+    let big = big_context(3 << 20);
+    let chunked = post_chunked(port, "t=big:1", &big, TOKEN_A);
+    assert!(chunked.starts_with("HTTP/1.1 413"), "{chunked}");
+    assert!(chunked.contains("--max-context-size"), "{chunked}");
+    let mut stream = connect(port);
+    let _ = write!(
+        stream,
+        "POST /v1/build?t=big:2 HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {TOKEN_A}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        big.len()
+    );
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    assert!(response.starts_with("HTTP/1.1 413"), "{response}");
+    let small = post_chunked(port, "t=small:1", &big_context(100 << 10), TOKEN_A);
+    assert!(small.starts_with("HTTP/1.1 200"), "{small}");
+    assert!(small.contains("\"type\":\"result\""), "{small}");
+    let images = get_as(port, "/v1/images", Some(TOKEN_A));
+    assert!(images.contains("small:1"), "{images}");
+    assert!(!images.contains("big:"), "{images}");
+}

@@ -166,6 +166,7 @@ fn run(
     state: &AppState,
     params: &Params,
     body: ChannelReader,
+    over_limit: &std::sync::atomic::AtomicBool,
     ready: oneshot::Sender<Result<(), ApiError>>,
     events: &mpsc::Sender<Bytes>,
 ) {
@@ -178,6 +179,9 @@ fn run(
             ));
         }
         let context = solve::unpack_context(&state.store, body).map_err(|e| {
+            if over_limit.load(std::sync::atomic::Ordering::SeqCst) {
+                return too_large(state.max_context_size);
+            }
             let mut err = ApiError::from(e);
             err.status = axum::http::StatusCode::BAD_REQUEST;
             err.error = format!("the build context is not a readable tar: {}", err.error);
@@ -329,22 +333,52 @@ fn with_type(kind: &str, mut body: serde_json::Value) -> serde_json::Value {
     body
 }
 
+/// A context past `--max-context-size`.
+fn too_large(limit: u64) -> ApiError {
+    let mut err = ApiError::bad_request(format!(
+        "the build context is larger than this server takes ({limit} bytes, --max-context-size)"
+    ));
+    err.status = axum::http::StatusCode::PAYLOAD_TOO_LARGE;
+    err
+}
+
 /// `POST /v1/build`.
 pub(crate) async fn build(
     State(state): State<AppState>,
     RawQuery(query): RawQuery,
+    headers: axum::http::HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
     let params = params(query.as_deref())?;
+    let limit = state.max_context_size;
+    let announced = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if announced.is_some_and(|n| n > limit) {
+        return Err(too_large(limit));
+    }
     let (chunks_tx, chunks_rx) = mpsc::channel(16);
     let (ready_tx, ready_rx) = oneshot::channel();
     let (events_tx, events_rx) = mpsc::channel::<Bytes>(256);
-    // The body, chunk by chunk, to the unpacker (bounded: a slow disk slows the upload).
+    let over_limit = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // The body, chunk by chunk, to the unpacker (bounded: a slow disk slows the upload),
+    // counted: past the limit the unpacker gets an error and reading stops.
+    let over = std::sync::Arc::clone(&over_limit);
     tokio::spawn(async move {
         let mut stream = body.into_data_stream();
+        let mut seen: u64 = 0;
         while let Some(chunk) = stream.next().await {
-            let item = chunk.map_err(std::io::Error::other);
-            if chunks_tx.send(item).await.is_err() {
+            let item = chunk.map_err(std::io::Error::other).and_then(|c| {
+                seen = seen.saturating_add(c.len() as u64);
+                if seen > limit {
+                    over.store(true, std::sync::atomic::Ordering::SeqCst);
+                    return Err(std::io::Error::other("the context is too large"));
+                }
+                Ok(c)
+            });
+            let stop = item.is_err();
+            if chunks_tx.send(item).await.is_err() || stop {
                 break;
             }
         }
@@ -353,7 +387,9 @@ pub(crate) async fn build(
         rx: chunks_rx,
         chunk: Bytes::new(),
     };
-    tokio::task::spawn_blocking(move || run(&state, &params, reader, ready_tx, &events_tx));
+    tokio::task::spawn_blocking(move || {
+        run(&state, &params, reader, &over_limit, ready_tx, &events_tx);
+    });
     ready_rx
         .await
         .map_err(|_| ApiError::internal("the build stopped before reading the context"))??;
