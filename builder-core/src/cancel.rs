@@ -42,6 +42,14 @@ pub trait Wake: Send + Sync {
     fn wake(&self);
 }
 
+/// A token woken is set: registered on another token, it follows that one (a service's
+/// shutdown cancelling each build it runs).
+impl Wake for Cancel {
+    fn wake(&self) {
+        self.cancel();
+    }
+}
+
 /// A cancel token. Clones share one state; [`Default`] is a token nobody has set yet.
 #[derive(Clone, Default)]
 pub struct Cancel(Arc<Inner>);
@@ -240,6 +248,20 @@ mod tests {
         });
         cancel.wake_on_cancel(Arc::downgrade(&after) as Weak<dyn Wake>);
         assert!(*after.woke.lock().unwrap());
+    }
+
+    #[test]
+    fn a_token_registered_on_another_follows_it_while_it_is_kept() {
+        let parent = Cancel::new();
+        let kept = Arc::new(Cancel::new());
+        let dropped = Arc::new(Cancel::new());
+        parent.wake_on_cancel(Arc::downgrade(&kept) as Weak<dyn Wake>);
+        parent.wake_on_cancel(Arc::downgrade(&dropped) as Weak<dyn Wake>);
+        let dropped_token = (*dropped).clone();
+        drop(dropped);
+        parent.cancel();
+        assert!(kept.is_cancelled());
+        assert!(!dropped_token.is_cancelled());
     }
 
     #[test]

@@ -44,6 +44,7 @@ mod tests {
             registry: builder_core::registry::Options::default(),
             allow_network_host: false,
             max_context_size: u64::MAX,
+            shutdown: builder_core::cancel::Cancel::default(),
             tokens: None,
         };
         (dir, state)

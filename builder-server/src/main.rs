@@ -49,6 +49,36 @@ struct Args {
     /// refused with 413, by its `Content-Length` or while it streams.
     #[arg(long, value_name = "SIZE", default_value = "10g", value_parser = builder_core::exec::parse_bytes)]
     max_context_size: u64,
+    /// On SIGTERM or Ctrl-C, how long running builds may take to finish (new connections
+    /// are refused meanwhile) before they are cancelled as interrupted.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+    grace: u64,
+}
+
+/// Resolves at SIGTERM or Ctrl-C; then, past `grace`, sets `shutdown` (which cancels every
+/// build still running).
+async fn stopped(grace: std::time::Duration, shutdown: builder_core::cancel::Cancel) {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = term => {}
+    }
+    eprintln!(
+        "shutting down: no new connections; running builds have {} s to finish",
+        grace.as_secs()
+    );
+    tokio::spawn(async move {
+        tokio::time::sleep(grace).await;
+        eprintln!("grace over: cancelling the builds still running");
+        shutdown.cancel();
+    });
 }
 
 /// The service's tokens: `--tokens FILE` (reloaded on SIGHUP once the runtime runs), else
@@ -148,7 +178,9 @@ fn main() -> anyhow::Result<()> {
         allow_network_host: args.allow_network_host,
         tokens: tokens.clone(),
         max_context_size: args.max_context_size,
+        shutdown: builder_core::cancel::Cancel::new(),
     };
+    let shutdown = state.shutdown.clone();
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?
@@ -160,11 +192,11 @@ fn main() -> anyhow::Result<()> {
                 .await
                 .with_context(|| format!("cannot listen on {}", args.listen))?;
             eprintln!("rbuild-server listening on {}", listener.local_addr()?);
+            let grace = std::time::Duration::from_secs(args.grace);
             axum::serve(listener, app::app(state))
-                .with_graceful_shutdown(async {
-                    let _ = tokio::signal::ctrl_c().await;
-                })
+                .with_graceful_shutdown(stopped(grace, shutdown))
                 .await?;
+            eprintln!("rbuild-server stopped");
             Ok(())
         })
 }

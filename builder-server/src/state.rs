@@ -15,6 +15,8 @@ pub(crate) struct AppState {
     pub(crate) allow_network_host: bool,
     /// `--max-context-size`: the most bytes a posted context may have (as posted).
     pub(crate) max_context_size: u64,
+    /// Set when a shutdown's grace has passed: every running build follows it.
+    pub(crate) shutdown: builder_core::cancel::Cancel,
     /// Who may build (`None`: no authentication, loopback only).
     pub(crate) tokens: crate::auth::Shared,
 }

@@ -526,3 +526,105 @@ fn issue_14_a_context_past_the_size_limit_is_refused_while_it_streams() {
     assert!(images.contains("small:1"), "{images}");
     assert!(!images.contains("big:"), "{images}");
 }
+
+/// Posts `dockerfile` (with busybox) and gives the response, read line by line.
+fn post_build(port: u16, dockerfile: &[u8]) -> std::io::BufReader<TcpStream> {
+    let mut stream = connect(port);
+    let ctx = context_tar(dockerfile);
+    write!(
+        stream,
+        "POST /v1/build?t=graceful:1 HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        ctx.len()
+    )
+    .unwrap();
+    stream.write_all(&ctx).unwrap();
+    // A server that never ends the stream fails the test instead of hanging it.
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    std::io::BufReader::new(stream)
+}
+
+/// Reads lines until one holds one of `needles`; gives that line (`None` at the end).
+fn read_until(r: &mut std::io::BufReader<TcpStream>, needles: &[&str]) -> Option<String> {
+    use std::io::BufRead;
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if r.read_line(&mut line).ok()? == 0 {
+            return None;
+        }
+        if needles.iter().any(|n| line.contains(n)) {
+            return Some(line);
+        }
+    }
+}
+
+const RESULT: &str = "\"type\":\"result\"";
+const ERROR: &str = "\"type\":\"error\"";
+
+/// Sends SIGTERM to the server.
+fn terminate(server: &mut Server) {
+    let ok = Command::new("kill")
+        .args(["-TERM", &server.0.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+}
+
+fn exited_within(server: &mut Server, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if server.0.try_wait().unwrap().is_some() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+/// Issue 14, graceful shutdown: on SIGTERM the server takes no new connection, lets a
+/// running build finish within `--grace`, then exits.
+#[test]
+fn issue_14_sigterm_lets_a_running_build_finish_within_the_grace() {
+    let (_root, mut server, port) = start_with(&["--grace", "60"], &[]);
+    let mut response = post_build(
+        port,
+        b"FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"sleep\", \"2\"]\n",
+    );
+    read_until(&mut response, &["\"type\":\"miss\",\"number\":3"]).expect("the RUN started");
+    terminate(&mut server);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "a connection was taken after SIGTERM"
+    );
+    let last = read_until(&mut response, &[RESULT, ERROR]).expect("a last line");
+    assert!(last.contains("\"type\":\"result\""), "{last}");
+    assert!(exited_within(&mut server, Duration::from_secs(20)));
+}
+
+/// Issue 14, graceful shutdown: a build still running when the grace is over is cancelled
+/// (its RUN killed) and told it was interrupted; the server exits.
+#[test]
+fn issue_14_past_the_grace_a_running_build_is_interrupted_and_its_run_killed() {
+    let (_root, mut server, port) = start_with(&["--grace", "1"], &[]);
+    let mut response = post_build(
+        port,
+        b"FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"sleep\", \"4242\"]\n",
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !running("sleep 4242") {
+        assert!(Instant::now() < deadline, "the RUN never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    terminate(&mut server);
+    let last = read_until(&mut response, &[RESULT, ERROR]).expect("a last line");
+    assert!(
+        last.contains("\"type\":\"error\"") && last.contains("interrupted"),
+        "{last}"
+    );
+    assert!(!running("sleep 4242"), "the RUN outlived the shutdown");
+    assert!(exited_within(&mut server, Duration::from_secs(20)));
+}

@@ -231,8 +231,13 @@ fn run(
             return;
         }
     };
-    // The client going away (its response stream dropped) cancels the build.
+    // The client going away (its response stream dropped) cancels the build, and so does a
+    // shutdown whose grace has passed (while `follows` is kept).
     let cancel = builder_core::cancel::Cancel::new();
+    let follows = std::sync::Arc::new(cancel.clone());
+    state
+        .shutdown
+        .wake_on_cancel(std::sync::Arc::downgrade(&follows) as _);
     let req = BuildRequest {
         context: context.path().to_owned(),
         dockerfile: Some(dockerfile),
@@ -278,6 +283,7 @@ fn run(
     };
     let result = state.builder.build(&req, &mut on_event);
     watcher.abort();
+    drop(follows);
     let last = match result {
         Ok(out) => {
             let pushed = if params.push {
@@ -303,6 +309,11 @@ fn run(
                 ),
             }
         }
+        Err(solve::Error::Cancelled) if state.shutdown.is_cancelled() => with_type(
+            "error",
+            ApiError::internal("interrupted: the server shut down before the build finished")
+                .body(),
+        ),
         Err(e) => with_type("error", ApiError::from(e).body()),
     };
     let _ = events.blocking_send(line(&last));
