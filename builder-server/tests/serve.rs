@@ -628,3 +628,48 @@ fn issue_14_past_the_grace_a_running_build_is_interrupted_and_its_run_killed() {
     assert!(!running("sleep 4242"), "the RUN outlived the shutdown");
     assert!(exited_within(&mut server, Duration::from_secs(20)));
 }
+
+/// Issue 14, secrets: a build's secrets come in the `X-Rbuild-Secrets` JSON header (a string
+/// or base64), reach `RUN --mount=type=secret`, and appear in no event; a bad header is a 400.
+#[test]
+fn issue_14_secrets_come_in_a_header_and_reach_the_run_only() {
+    let (_root, _server, port) = start();
+    let ctx = context_tar(
+        b"FROM scratch\nCOPY busybox /bin/busybox\n\
+          RUN --mount=type=secret,id=token,required --mount=type=secret,id=bin,required [\"/bin/busybox\", \"sh\", \"-c\", \"/bin/busybox cat /run/secrets/token /run/secrets/bin | /bin/busybox sha256sum\"]\n",
+    );
+    // Every build runs its RUN: secrets are not in its key, so a cached one would not look.
+    let send = |header: Option<&str>| {
+        let mut stream = connect(port);
+        let h = header.map_or(String::new(), |v| format!("X-Rbuild-Secrets: {v}\r\n"));
+        write!(
+            stream,
+            "POST /v1/build?t=secret:1&nocache=1 HTTP/1.1\r\nHost: localhost\r\n{h}Content-Length: {}\r\nConnection: close\r\n\r\n",
+            ctx.len()
+        )
+        .unwrap();
+        stream.write_all(&ctx).unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        response
+    };
+    // "b1n-9a2c" in base64.
+    let ok = send(Some(
+        r#"{"token": "s3cret-7f1e", "bin": {"base64": "YjFuLTlhMmM="}}"#,
+    ));
+    // The RUN printed the digest of both values, read from their files.
+    let seen = "6901864c9f573ba30c791c0c7f6b3b8d229eed06040550d33da46c1ff7f412f1";
+    assert!(ok.contains(seen) && ok.contains(RESULT), "{ok}");
+    assert!(
+        !ok.contains("s3cret-7f1e") && !ok.contains("b1n-9a2c"),
+        "a secret reached the events: {ok}"
+    );
+    let missing = send(None);
+    assert!(
+        missing.contains(ERROR) && missing.contains("token"),
+        "{missing}"
+    );
+    let bad = send(Some("not json"));
+    assert!(bad.starts_with("HTTP/1.1 400"), "{bad}");
+    assert!(bad.contains("x-rbuild-secrets"), "{bad}");
+}

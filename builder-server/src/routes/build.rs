@@ -40,6 +40,18 @@ struct Params {
     network: Network,
     limits: builder_core::exec::Limits,
     ulimits: Vec<builder_core::exec::Ulimit>,
+    /// From [`SECRETS_HEADER`], never the query (which proxies log).
+    secrets: Secrets,
+}
+
+/// A build's secret values; `Debug` shows their ids only.
+#[derive(Default)]
+struct Secrets(BTreeMap<String, Vec<u8>>);
+
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.0.keys()).finish()
+    }
 }
 
 fn flag(v: &str) -> Result<bool, ApiError> {
@@ -255,6 +267,7 @@ fn run(
         allow_network_host: state.allow_network_host,
         limits: params.limits.clone(),
         ulimits: params.ulimits.clone(),
+        secrets: params.secrets.0.clone(),
         cancel: cancel.clone(),
         ..BuildRequest::default()
     };
@@ -353,6 +366,44 @@ fn too_large(limit: u64) -> ApiError {
     err
 }
 
+/// The header that carries a build's secrets: a JSON object of id → value, a string (its
+/// UTF-8 bytes) or `{"base64": "…"}`. Secrets never reach an event, a log, a record or a key.
+pub(crate) const SECRETS_HEADER: &str = "x-rbuild-secrets";
+
+/// The secrets of [`SECRETS_HEADER`].
+fn secrets(headers: &axum::http::HeaderMap) -> Result<Secrets, ApiError> {
+    use base64::Engine as _;
+    let Some(value) = headers.get(SECRETS_HEADER) else {
+        return Ok(Secrets::default());
+    };
+    let bad = |why: &str| ApiError::bad_request(format!("header `{SECRETS_HEADER}`: {why}"));
+    let map: BTreeMap<String, serde_json::Value> = serde_json::from_slice(value.as_bytes())
+        .map_err(|_| bad("not a JSON object of id → value"))?;
+    let mut out = BTreeMap::new();
+    for (id, v) in map {
+        let bytes = match &v {
+            serde_json::Value::String(s) => s.clone().into_bytes(),
+            serde_json::Value::Object(o) => match o.get("base64").and_then(|b| b.as_str()) {
+                Some(b) => base64::engine::general_purpose::STANDARD
+                    .decode(b)
+                    .map_err(|_| bad(&format!("secret `{id}`: not base64")))?,
+                None => {
+                    return Err(bad(&format!(
+                        "secret `{id}`: a string or {{\"base64\": …}}"
+                    )));
+                }
+            },
+            _ => {
+                return Err(bad(&format!(
+                    "secret `{id}`: a string or {{\"base64\": …}}"
+                )));
+            }
+        };
+        out.insert(id, bytes);
+    }
+    Ok(Secrets(out))
+}
+
 /// `POST /v1/build`.
 pub(crate) async fn build(
     State(state): State<AppState>,
@@ -360,7 +411,8 @@ pub(crate) async fn build(
     headers: axum::http::HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let params = params(query.as_deref())?;
+    let mut params = params(query.as_deref())?;
+    params.secrets = secrets(&headers)?;
     let limit = state.max_context_size;
     let announced = headers
         .get(header::CONTENT_LENGTH)
