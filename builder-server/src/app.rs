@@ -45,6 +45,8 @@ mod tests {
             allow_network_host: false,
             max_context_size: u64::MAX,
             shutdown: builder_core::cancel::Cancel::default(),
+            build_timeout: None,
+            limits: builder_core::exec::Limits::default(),
             tokens: None,
         };
         (dir, state)

@@ -53,6 +53,16 @@ struct Args {
     /// are refused meanwhile) before they are cancelled as interrupted.
     #[arg(long, value_name = "SECONDS", default_value_t = 30)]
     grace: u64,
+    /// How long one build may take in all (pulls, RUNs, export); past it the build is
+    /// cancelled and fails saying so.
+    #[arg(long, value_name = "SECONDS")]
+    build_timeout: Option<u64>,
+    /// The most memory any RUN may use (`512m`, `2g`); a build may ask for less.
+    #[arg(long, value_name = "SIZE", value_parser = builder_core::exec::parse_bytes)]
+    memory: Option<u64>,
+    /// The most processes any RUN may have; a build may ask for fewer.
+    #[arg(long, value_name = "N")]
+    pids_limit: Option<u64>,
 }
 
 /// Resolves at SIGTERM or Ctrl-C; then, past `grace`, sets `shutdown` (which cancels every
@@ -179,6 +189,12 @@ fn main() -> anyhow::Result<()> {
         tokens: tokens.clone(),
         max_context_size: args.max_context_size,
         shutdown: builder_core::cancel::Cancel::new(),
+        build_timeout: args.build_timeout.map(std::time::Duration::from_secs),
+        limits: builder_core::exec::Limits {
+            memory: args.memory,
+            pids: args.pids_limit,
+            cpus: None,
+        },
     };
     let shutdown = state.shutdown.clone();
     tokio::runtime::Builder::new_multi_thread()

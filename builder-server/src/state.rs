@@ -15,6 +15,11 @@ pub(crate) struct AppState {
     pub(crate) allow_network_host: bool,
     /// `--max-context-size`: the most bytes a posted context may have (as posted).
     pub(crate) max_context_size: u64,
+    /// `--build-timeout`: how long one build may take, its pulls and RUNs included.
+    pub(crate) build_timeout: Option<std::time::Duration>,
+    /// `--memory`, `--pids-limit`, `--cpus`: the most any RUN of any build gets; a build's own
+    /// query may ask for less, never more.
+    pub(crate) limits: builder_core::exec::Limits,
     /// Set when a shutdown's grace has passed: every running build follows it.
     pub(crate) shutdown: builder_core::cancel::Cancel,
     /// Who may build (`None`: no authentication, loopback only).

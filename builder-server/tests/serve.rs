@@ -673,3 +673,30 @@ fn issue_14_secrets_come_in_a_header_and_reach_the_run_only() {
     assert!(bad.starts_with("HTTP/1.1 400"), "{bad}");
     assert!(bad.contains("x-rbuild-secrets"), "{bad}");
 }
+
+/// Issue 14, limits: past `--build-timeout` a build is cancelled, its RUN killed, and its
+/// stream says which limit it hit; the server's `--pids-limit` applies to every RUN.
+#[test]
+fn issue_14_the_servers_build_timeout_and_run_limits_apply_to_every_build() {
+    let (_root, _server, port) = start_with(&["--build-timeout", "2", "--pids-limit", "12"], &[]);
+    let mut response = post_build(
+        port,
+        b"FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"sleep\", \"4343\"]\n",
+    );
+    let last = read_until(&mut response, &[RESULT, ERROR]).expect("a last line");
+    assert!(
+        last.contains(ERROR) && last.contains("--build-timeout"),
+        "{last}"
+    );
+    assert!(
+        !running("sleep 4343"),
+        "the RUN outlived its build's timeout"
+    );
+    // 30 background sleeps cannot all start under 12 processes.
+    let mut response = post_build(
+        port,
+        b"FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"sh\", \"-c\", \"for i in $(/bin/busybox seq 30); do /bin/busybox sleep 1 & done; wait\"]\n",
+    );
+    let last = read_until(&mut response, &[RESULT, ERROR]).expect("a last line");
+    assert!(last.contains(ERROR), "the pids limit did not apply: {last}");
+}

@@ -265,7 +265,7 @@ fn run(
         cache_to: params.cache_to.clone(),
         network: params.network,
         allow_network_host: state.allow_network_host,
-        limits: params.limits.clone(),
+        limits: capped(&params.limits, &state.limits),
         ulimits: params.ulimits.clone(),
         secrets: params.secrets.0.clone(),
         cancel: cancel.clone(),
@@ -294,8 +294,21 @@ fn run(
             cancel.cancel();
         })
     };
+    // Past `--build-timeout`, the build is cancelled and says why.
+    let timed_out = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let timer = state.build_timeout.map(|limit| {
+        let (cancel, timed_out) = (cancel.clone(), std::sync::Arc::clone(&timed_out));
+        tokio::runtime::Handle::current().spawn(async move {
+            tokio::time::sleep(limit).await;
+            timed_out.store(true, std::sync::atomic::Ordering::SeqCst);
+            cancel.cancel();
+        })
+    });
     let result = state.builder.build(&req, &mut on_event);
     watcher.abort();
+    if let Some(t) = timer {
+        t.abort();
+    }
     drop(follows);
     let last = match result {
         Ok(out) => {
@@ -322,6 +335,14 @@ fn run(
                 ),
             }
         }
+        Err(solve::Error::Cancelled) if timed_out.load(std::sync::atomic::Ordering::SeqCst) => {
+            let limit = state.build_timeout.unwrap_or_default().as_secs();
+            let mut err = ApiError::bad_request(format!(
+                "the build took longer than this server allows ({limit} s, --build-timeout)"
+            ));
+            err.status = axum::http::StatusCode::REQUEST_TIMEOUT;
+            with_type("error", err.body())
+        }
         Err(solve::Error::Cancelled) if state.shutdown.is_cancelled() => with_type(
             "error",
             ApiError::internal("interrupted: the server shut down before the build finished")
@@ -330,6 +351,25 @@ fn run(
         Err(e) => with_type("error", ApiError::from(e).body()),
     };
     let _ = events.blocking_send(line(&last));
+}
+
+/// A build's RUN limits, none above the server's: each limit is the lower of the two (the
+/// server's when the build asks for none).
+fn capped(
+    asked: &builder_core::exec::Limits,
+    most: &builder_core::exec::Limits,
+) -> builder_core::exec::Limits {
+    fn lower<T: PartialOrd + Copy>(a: Option<T>, b: Option<T>) -> Option<T> {
+        match (a, b) {
+            (Some(a), Some(b)) => Some(if a < b { a } else { b }),
+            (a, b) => a.or(b),
+        }
+    }
+    builder_core::exec::Limits {
+        memory: lower(asked.memory, most.memory),
+        pids: lower(asked.pids, most.pids),
+        cpus: lower(asked.cpus, most.cpus),
+    }
 }
 
 /// Pushes the built image under each tag; gives the manifest digests.
@@ -468,6 +508,28 @@ pub(crate) async fn build(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_builds_limits_never_pass_the_servers() {
+        use builder_core::exec::Limits;
+        let most = Limits {
+            memory: Some(256 << 20),
+            pids: Some(100),
+            cpus: None,
+        };
+        let asked = Limits {
+            memory: Some(1 << 30),
+            pids: Some(10),
+            cpus: Some(1.5),
+        };
+        let got = capped(&asked, &most);
+        assert_eq!(
+            (got.memory, got.pids, got.cpus),
+            (Some(256 << 20), Some(10), Some(1.5))
+        );
+        let got = capped(&Limits::default(), &most);
+        assert_eq!((got.memory, got.pids), (Some(256 << 20), Some(100)));
+    }
 
     #[test]
     fn query_parameters_read_as_flags() {
