@@ -12,6 +12,7 @@ pub(crate) fn app(state: AppState) -> Router {
     let auth = axum::middleware::from_fn_with_state(state.clone(), crate::auth::require);
     Router::new()
         .route("/v1/images", get(routes::images::list))
+        .route("/metrics", get(crate::metrics::metrics))
         .route("/v1/images/{*name}", get(routes::images::inspect))
         // Contexts stream to disk as they arrive: no size limit in memory to enforce.
         .route(
@@ -46,6 +47,7 @@ mod tests {
             max_context_size: u64::MAX,
             shutdown: builder_core::cancel::Cancel::default(),
             build_timeout: None,
+            metrics: std::sync::Arc::default(),
             limits: builder_core::exec::Limits::default(),
             tokens: None,
         };

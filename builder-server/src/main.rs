@@ -5,6 +5,7 @@
 mod app;
 mod auth;
 mod error;
+mod metrics;
 mod routes;
 mod state;
 
@@ -190,6 +191,7 @@ fn main() -> anyhow::Result<()> {
         max_context_size: args.max_context_size,
         shutdown: builder_core::cancel::Cancel::new(),
         build_timeout: args.build_timeout.map(std::time::Duration::from_secs),
+        metrics: std::sync::Arc::default(),
         limits: builder_core::exec::Limits {
             memory: args.memory,
             pids: args.pids_limit,

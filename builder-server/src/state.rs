@@ -22,6 +22,8 @@ pub(crate) struct AppState {
     pub(crate) limits: builder_core::exec::Limits,
     /// Set when a shutdown's grace has passed: every running build follows it.
     pub(crate) shutdown: builder_core::cancel::Cancel,
+    /// What `/metrics` shows.
+    pub(crate) metrics: std::sync::Arc<crate::metrics::Metrics>,
     /// Who may build (`None`: no authentication, loopback only).
     pub(crate) tokens: crate::auth::Shared,
 }

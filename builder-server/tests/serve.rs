@@ -700,3 +700,60 @@ fn issue_14_the_servers_build_timeout_and_run_limits_apply_to_every_build() {
     let last = read_until(&mut response, &[RESULT, ERROR]).expect("a last line");
     assert!(last.contains(ERROR), "the pids limit did not apply: {last}");
 }
+
+/// Issue 14, observability: `/metrics` (behind the tokens) counts builds by tenant and final
+/// state, the steps run and cached, and each tenant's context bytes, in the text format
+/// Prometheus scrapes.
+#[test]
+fn issue_14_metrics_count_builds_by_tenant_and_state() {
+    let tokens = format!("{TOKEN_A} team-a\n{TOKEN_B} team-b\n");
+    let (_root, _server, port) = start_with(&[], &[("RBUILD_TOKENS", &tokens)]);
+    assert!(get_as(port, "/metrics", None).starts_with("HTTP/1.1 401"));
+    let ok =
+        context_tar(b"FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"true\"]\n");
+    let post_as = |token: &str, ctx: &[u8]| {
+        let mut stream = connect(port);
+        write!(
+            stream,
+            "POST /v1/build?t=m:1 HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            ctx.len()
+        )
+        .unwrap();
+        stream.write_all(ctx).unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        response
+    };
+    assert!(post_as(TOKEN_A, &ok).contains(RESULT));
+    assert!(post_as(TOKEN_A, &ok).contains(RESULT));
+    let bad = context_tar(b"FROM scratch\nFROBNICATE\n");
+    assert!(post_as(TOKEN_B, &bad).starts_with("HTTP/1.1 400"));
+    let text = get_as(port, "/metrics", Some(TOKEN_B));
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    let has = |line: &str| text.lines().any(|l| l == line);
+    assert!(
+        has("rbuild_builds_total{tenant=\"team-a\",state=\"succeeded\"} 2"),
+        "{text}"
+    );
+    assert!(
+        has("rbuild_builds_total{tenant=\"team-b\",state=\"failed\"} 1"),
+        "{text}"
+    );
+    assert!(has("rbuild_builds_running 0"), "{text}");
+    // The first build ran COPY and RUN (FROM is never run); the second ran nothing.
+    assert!(has("rbuild_steps_run_total 2"), "{text}");
+    assert!(has("rbuild_steps_cached_total 4"), "{text}");
+    let bytes = |tenant: &str| -> u64 {
+        let prefix = format!("rbuild_context_bytes_received_total{{tenant=\"{tenant}\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    };
+    assert_eq!(bytes("team-a"), 2 * ok.len() as u64, "{text}");
+    assert_eq!(bytes("team-b"), bad.len() as u64, "{text}");
+    assert!(
+        text.contains("rbuild_build_duration_seconds_count 3"),
+        "{text}"
+    );
+}

@@ -181,8 +181,10 @@ fn run(
     over_limit: &std::sync::atomic::AtomicBool,
     ready: oneshot::Sender<Result<(), ApiError>>,
     events: &mpsc::Sender<Bytes>,
+    tenant: &str,
 ) {
     let start = Instant::now();
+    let mut counted = state.metrics.start(tenant);
     let setup = (|| -> Result<(builder_core::store::WorkDir, std::path::PathBuf), ApiError> {
         if params.network == Network::Host && !state.allow_network_host {
             return Err(ApiError::bad_request(
@@ -310,6 +312,17 @@ fn run(
         t.abort();
     }
     drop(follows);
+    let cancelled = |e: &solve::Error| matches!(e, solve::Error::Cancelled);
+    match &result {
+        Ok(out) => counted.ended("succeeded", out.steps, out.cached),
+        Err(e) if cancelled(e) && state.shutdown.is_cancelled() => {
+            counted.ended("interrupted", 0, 0);
+        }
+        Err(e) if cancelled(e) && !timed_out.load(std::sync::atomic::Ordering::SeqCst) => {
+            counted.ended("cancelled", 0, 0);
+        }
+        Err(_) => counted.ended("failed", 0, 0),
+    }
     let last = match result {
         Ok(out) => {
             let pushed = if params.push {
@@ -448,6 +461,7 @@ fn secrets(headers: &axum::http::HeaderMap) -> Result<Secrets, ApiError> {
 pub(crate) async fn build(
     State(state): State<AppState>,
     RawQuery(query): RawQuery,
+    axum::Extension(tenant): axum::Extension<crate::auth::Tenant>,
     headers: axum::http::HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
@@ -468,12 +482,15 @@ pub(crate) async fn build(
     // The body, chunk by chunk, to the unpacker (bounded: a slow disk slows the upload),
     // counted: past the limit the unpacker gets an error and reading stops.
     let over = std::sync::Arc::clone(&over_limit);
+    let metrics = std::sync::Arc::clone(&state.metrics);
+    let sender = tenant.0.clone();
     tokio::spawn(async move {
         let mut stream = body.into_data_stream();
         let mut seen: u64 = 0;
         while let Some(chunk) = stream.next().await {
             let item = chunk.map_err(std::io::Error::other).and_then(|c| {
                 seen = seen.saturating_add(c.len() as u64);
+                metrics.received(&sender, c.len() as u64);
                 if seen > limit {
                     over.store(true, std::sync::atomic::Ordering::SeqCst);
                     return Err(std::io::Error::other("the context is too large"));
@@ -491,7 +508,15 @@ pub(crate) async fn build(
         chunk: Bytes::new(),
     };
     tokio::task::spawn_blocking(move || {
-        run(&state, &params, reader, &over_limit, ready_tx, &events_tx);
+        run(
+            &state,
+            &params,
+            reader,
+            &over_limit,
+            ready_tx,
+            &events_tx,
+            &tenant.0,
+        );
     });
     ready_rx
         .await
