@@ -17,21 +17,16 @@ impl Drop for Server {
 
 /// The server binary on a free port of 127.0.0.1, with a store of its own.
 fn start() -> (tempfile::TempDir, Server, u16) {
-    let root = tempfile::tempdir().unwrap();
-    let port = TcpListener::bind("127.0.0.1:0")
+    start_with(&[], &[])
+}
+
+/// A port of 127.0.0.1 free just now.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
-        .port();
-    let server = Server(
-        Command::new(env!("CARGO_BIN_EXE_rbuild-server"))
-            .args(["--listen", &format!("127.0.0.1:{port}"), "--root"])
-            .arg(root.path())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    (root, server, port)
+        .port()
 }
 
 fn connect(port: u16) -> TcpStream {
@@ -149,10 +144,23 @@ fn a_client_going_away_cancels_its_build_and_kills_the_run() {
 
 /// POSTs `ctx` to `/v1/build?query` and reads the whole response.
 fn post(port: u16, query: &str, ctx: &[u8]) -> String {
+    post_with(port, query, &[], ctx)
+}
+
+/// [`post`] with `headers` added.
+fn post_with(port: u16, query: &str, headers: &[(&str, &str)], ctx: &[u8]) -> String {
     let mut stream = connect(port);
     write!(
         stream,
-        "POST /v1/build?{query} HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "POST /v1/build?{query} HTTP/1.1\r\nHost: localhost\r\n"
+    )
+    .unwrap();
+    for (k, v) in headers {
+        write!(stream, "{k}: {v}\r\n").unwrap();
+    }
+    write!(
+        stream,
+        "Content-Length: {}\r\nConnection: close\r\n\r\n",
         ctx.len()
     )
     .unwrap();
@@ -217,11 +225,7 @@ fn at_start_the_server_repairs_what_a_crash_left_in_its_store() {
     let half = r.join("snapshots").join("cd".repeat(32));
     fs_err::create_dir_all(half.join("rootfs/etc")).unwrap();
     fs_err::write(r.join("tmp/build-dead/junk"), b"junk").unwrap();
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let mut child = Command::new(env!("CARGO_BIN_EXE_rbuild-server"))
         .args(["--listen", &format!("127.0.0.1:{port}"), "--root"])
         .arg(r)
@@ -290,14 +294,10 @@ fn two_builds_posted_at_once_run_a_shared_step_once() {
     assert_eq!(runs, ["run\n"], "the RUN ran {runs:?}:\n{a}\n{b}");
 }
 
-/// The server on a free loopback port with `args` (and `envs`) added; its stderr is kept.
+/// The server on a free loopback port with `args` (and `envs`) added.
 fn start_with(args: &[&str], envs: &[(&str, &str)]) -> (tempfile::TempDir, Server, u16) {
     let root = tempfile::tempdir().unwrap();
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let server = Server(
         Command::new(env!("CARGO_BIN_EXE_rbuild-server"))
             .args(["--listen", &format!("127.0.0.1:{port}"), "--root"])
@@ -416,11 +416,7 @@ fn issue_14_a_hangup_rereads_the_tokens_file() {
 #[test]
 fn issue_14_without_tokens_only_loopback_is_served() {
     let root = tempfile::tempdir().unwrap();
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let out = Command::new(env!("CARGO_BIN_EXE_rbuild-server"))
         .args(["--listen", &format!("0.0.0.0:{port}"), "--root"])
         .arg(root.path())
@@ -640,18 +636,11 @@ fn issue_14_secrets_come_in_a_header_and_reach_the_run_only() {
     );
     // Every build runs its RUN: secrets are not in its key, so a cached one would not look.
     let send = |header: Option<&str>| {
-        let mut stream = connect(port);
-        let h = header.map_or(String::new(), |v| format!("X-Rbuild-Secrets: {v}\r\n"));
-        write!(
-            stream,
-            "POST /v1/build?t=secret:1&nocache=1 HTTP/1.1\r\nHost: localhost\r\n{h}Content-Length: {}\r\nConnection: close\r\n\r\n",
-            ctx.len()
-        )
-        .unwrap();
-        stream.write_all(&ctx).unwrap();
-        let mut response = String::new();
-        stream.read_to_string(&mut response).unwrap();
-        response
+        let headers: Vec<(&str, &str)> = header
+            .map(|v| ("X-Rbuild-Secrets", v))
+            .into_iter()
+            .collect();
+        post_with(port, "t=secret:1&nocache=1", &headers, &ctx)
     };
     // "b1n-9a2c" in base64.
     let ok = send(Some(
@@ -712,17 +701,8 @@ fn issue_14_metrics_count_builds_by_tenant_and_state() {
     let ok =
         context_tar(b"FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"true\"]\n");
     let post_as = |token: &str, ctx: &[u8]| {
-        let mut stream = connect(port);
-        write!(
-            stream,
-            "POST /v1/build?t=m:1 HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-            ctx.len()
-        )
-        .unwrap();
-        stream.write_all(ctx).unwrap();
-        let mut response = String::new();
-        stream.read_to_string(&mut response).unwrap();
-        response
+        let bearer = format!("Bearer {token}");
+        post_with(port, "t=m:1", &[("Authorization", &bearer)], ctx)
     };
     assert!(post_as(TOKEN_A, &ok).contains(RESULT));
     assert!(post_as(TOKEN_A, &ok).contains(RESULT));
