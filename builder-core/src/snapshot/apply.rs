@@ -36,6 +36,28 @@ pub enum ApplyError {
         /// The entry's path.
         entry: String,
     },
+    /// A build context's entry with an absolute name (a layer's is made relative).
+    #[error("context entry `{entry}` has an absolute name")]
+    Absolute {
+        /// The entry's path.
+        entry: String,
+    },
+    /// A build context's entry placed under a symlink an earlier entry made.
+    #[error("context entry `{entry}` would be written through the symlink `{link}`")]
+    ThroughLink {
+        /// The entry's path.
+        entry: String,
+        /// The symlink on its way.
+        link: String,
+    },
+    /// A build context's symlink whose relative target climbs out of the context.
+    #[error("context symlink `{entry}` points outside the context (`{target}`)")]
+    LinkOut {
+        /// The symlink's path.
+        entry: String,
+        /// Its target.
+        target: String,
+    },
     /// A whiteout that names no entry (`.wh.`, `.wh..`, `.wh...`).
     #[error("layer entry `{entry}` is a whiteout of no name")]
     BadWhiteout {
@@ -64,6 +86,42 @@ fn nix_is_root() -> bool {
 /// under that resolved directory by name, so neither a whiteout, nor the removal of what an
 /// entry replaces, nor a hard link's source can reach outside.
 pub fn apply_tar<R: Read>(reader: R, dir: &Path) -> Result<(), ApplyError> {
+    apply(reader, dir, false)
+}
+
+/// Unpacks a build context's tar into `dir`, as [`apply_tar`] does, more strictly (as docker's
+/// untar refuses breakouts): an absolute name, an entry under a symlink another entry made, and
+/// a symlink whose relative target climbs out are refused rather than cleaned or resolved.
+pub fn apply_context_tar<R: Read>(reader: R, dir: &Path) -> Result<(), ApplyError> {
+    apply(reader, dir, true)
+}
+
+/// What [`apply_context_tar`] refuses of `name` (made of `parts`), given the symlinks seen.
+fn context_check(
+    raw: &Path,
+    name: &str,
+    parts: &[String],
+    links: &std::collections::HashSet<String>,
+) -> Result<(), ApplyError> {
+    if raw.has_root() {
+        return Err(ApplyError::Absolute {
+            entry: name.to_owned(),
+        });
+    }
+    for n in 1..parts.len() {
+        let above = parts[..n].join("/");
+        if links.contains(&above) {
+            return Err(ApplyError::ThroughLink {
+                entry: name.to_owned(),
+                link: above,
+            });
+        }
+    }
+    Ok(())
+}
+
+fn apply<R: Read>(reader: R, dir: &Path, strict: bool) -> Result<(), ApplyError> {
+    let mut links = std::collections::HashSet::new();
     let io = |entry: &str, source| ApplyError::Io {
         entry: entry.to_owned(),
         dir: dir.to_owned(),
@@ -91,6 +149,25 @@ pub fn apply_tar<R: Read>(reader: R, dir: &Path) -> Result<(), ApplyError> {
             return Err(ApplyError::Escape { entry: name });
         }
         let mut parts = crate::fs::clean(&name);
+        if strict {
+            context_check(&raw, &name, &parts, &links)?;
+            if entry.header().entry_type().is_symlink() {
+                let target = entry
+                    .link_name()
+                    .map_err(|e| io(&name, e))?
+                    .map(std::borrow::Cow::into_owned)
+                    .unwrap_or_default();
+                let from_parent =
+                    Path::new(&parts[..parts.len().saturating_sub(1)].join("/")).join(&target);
+                if !target.has_root() && escapes(&from_parent) {
+                    return Err(ApplyError::LinkOut {
+                        entry: name,
+                        target: target.to_string_lossy().into_owned(),
+                    });
+                }
+                links.insert(parts.join("/"));
+            }
+        }
         let Some(file_name) = parts.pop() else {
             // The layer's root itself (`./`): nothing to make.
             continue;
@@ -353,6 +430,62 @@ mod tests {
             !outside.path().join("pwned").exists(),
             "a layer wrote outside its directory"
         );
+    }
+
+    /// Issue 14: a build context is unpacked strictly. Each of these is refused with an error
+    /// naming the entry, where a layer would have the same entries cleaned or resolved inside.
+    #[test]
+    fn a_context_with_an_absolute_name_a_link_out_or_a_write_through_a_link_is_refused() {
+        let raw = |entries: Vec<(&str, tar::EntryType, &str)>| {
+            let mut b = tar::Builder::new(Vec::new());
+            for (path, kind, link) in entries {
+                let mut h = header(kind, u64::from(kind.is_file()));
+                if !link.is_empty() {
+                    h.set_link_name(link).unwrap();
+                }
+                // `set_path` refuses an absolute name: the bytes go in by hand.
+                h.as_old_mut().name[..path.len()].copy_from_slice(path.as_bytes());
+                h.set_cksum();
+                let data: &[u8] = if kind.is_file() { b"x" } else { b"" };
+                b.append(&h, data).unwrap();
+            }
+            b.into_inner().unwrap()
+        };
+        let cases = [
+            (
+                vec![("/etc/abs", tar::EntryType::Regular, "")],
+                "absolute name",
+            ),
+            (
+                vec![
+                    ("out", tar::EntryType::Symlink, "/tmp"),
+                    ("out/x", tar::EntryType::Regular, ""),
+                ],
+                "through the symlink `out`",
+            ),
+            (
+                vec![("d/up", tar::EntryType::Symlink, "../../etc")],
+                "points outside the context",
+            ),
+        ];
+        for (entries, says) in cases {
+            let tar = raw(entries);
+            let dir = tempfile::tempdir().unwrap();
+            let err = apply_context_tar(tar.as_slice(), dir.path()).unwrap_err();
+            assert!(err.to_string().contains(says), "{err}");
+            // A layer takes the same entries, placed inside.
+            let dir = tempfile::tempdir().unwrap();
+            apply_tar(tar.as_slice(), dir.path()).unwrap();
+        }
+        // Links that stay inside, and absolute ones (resolved in the image at COPY), are kept.
+        let ok = raw(vec![
+            ("d/in", tar::EntryType::Symlink, "../f"),
+            ("abs", tar::EntryType::Symlink, "/usr/bin"),
+            ("f", tar::EntryType::Regular, ""),
+        ]);
+        let dir = tempfile::tempdir().unwrap();
+        apply_context_tar(ok.as_slice(), dir.path()).unwrap();
+        assert!(dir.path().join("d/in").is_symlink());
     }
 
     /// A header with every numeric field set (`tar` refuses blank ones).

@@ -14,6 +14,6 @@ pub fn unpack_context(store: &Store, input: impl Read) -> Result<crate::store::W
     let dir = store.work_dir("context-")?;
     let input = BufReader::with_capacity(1 << 20, input);
     let reader = crate::oci::decompressed(input).map_err(io_at("<stdin>"))?;
-    crate::snapshot::apply_tar(reader, dir.path())?;
+    crate::snapshot::apply_context_tar(reader, dir.path())?;
     Ok(dir)
 }
