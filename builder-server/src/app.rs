@@ -2,26 +2,51 @@
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::get;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::routes;
 use crate::state::AppState;
 
+/// The API's routes and their OpenAPI document, from the same declarations.
+pub(crate) fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(crate::openapi::ApiDoc::openapi())
+        .routes(routes!(routes::build::build))
+        .routes(routes!(routes::builds::post, routes::builds::list))
+        .routes(routes!(routes::builds::get, routes::builds::cancel))
+        .routes(routes!(routes::builds::events))
+        .routes(routes!(routes::builds::logs))
+        .routes(routes!(routes::builds::image))
+        .routes(routes!(routes::images::list))
+        // An image's name may hold `/` (`host:5000/team/app:v1`): a wildcard axum route, documented
+        // in `ApiDoc` as `{name}`.
+        .route("/v1/images/{*name}", get(routes::images::inspect))
+        .routes(routes!(crate::metrics::metrics))
+        .split_for_parts()
+}
+
 /// The service's routes.
 pub(crate) fn app(state: AppState) -> Router {
     let auth = axum::middleware::from_fn_with_state(state.clone(), crate::auth::require);
-    Router::new()
-        .route("/v1/images", get(routes::images::list))
-        .route("/metrics", get(crate::metrics::metrics))
-        .route("/v1/images/{*name}", get(routes::images::inspect))
-        // Contexts stream to disk as they arrive: no size limit in memory to enforce.
-        .route(
-            "/v1/build",
-            post(routes::build::build).layer(DefaultBodyLimit::disable()),
-        )
-        // Every route above needs a token (when the service has tokens); health checks do not.
+    let (api, doc) = api();
+    let doc = std::sync::Arc::new(doc);
+    api
+        // Every route above needs a token (when the service has tokens); health checks, the
+        // document and the web page's files do not (the page asks for the token itself).
         .route_layer(auth)
         .route("/healthz", get(routes::health::healthz))
+        .route(
+            "/openapi.json",
+            get(move || {
+                let doc = std::sync::Arc::clone(&doc);
+                async move { axum::Json(doc.as_ref().clone()) }
+            }),
+        )
+        .merge(routes::web::routes())
+        // Contexts stream to disk as they arrive: no size limit in memory to enforce.
+        .layer(DefaultBodyLimit::disable())
         .with_state(state)
 }
 
@@ -50,6 +75,16 @@ mod tests {
             metrics: std::sync::Arc::default(),
             limits: builder_core::exec::Limits::default(),
             tokens: None,
+            jobs: std::sync::Arc::new(crate::jobs::Jobs::new(
+                std::sync::Arc::new(
+                    crate::records::Records::open(&dir.path().join("builds.sqlite"))
+                        .unwrap()
+                        .0,
+                ),
+                1,
+                10,
+            )),
+            body_idle: std::time::Duration::from_secs(60),
         };
         (dir, state)
     }
@@ -98,6 +133,70 @@ mod tests {
         let json = body_json(res).await;
         assert_eq!(json["status"], "ok");
         assert_eq!(json["version"], env!("CARGO_PKG_VERSION"));
+    }
+
+    /// Issue 14, item 8: every documented path and method is served (a 404 from it is the
+    /// API's JSON one, never the router's empty one), and what is served is documented.
+    #[tokio::test]
+    async fn the_openapi_document_matches_what_the_router_serves() {
+        let (_dir, state) = state();
+        let res = app(state.clone())
+            .oneshot(Request::get("/openapi.json").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        let doc = body_json(res).await;
+        assert_eq!(
+            doc["components"]["securitySchemes"]["bearer"]["scheme"],
+            "bearer"
+        );
+        let mut documented = std::collections::BTreeSet::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for method in item.as_object().unwrap().keys() {
+                documented.insert(format!("{} {path}", method.to_uppercase()));
+                let uri = path
+                    .replace("{id}", "0123456789abcdef0123")
+                    .replace("{name}", "nope:v1");
+                let req = Request::builder()
+                    .method(method.to_uppercase().as_str())
+                    .uri(&uri)
+                    .body(Body::empty())
+                    .unwrap();
+                let res = app(state.clone()).oneshot(req).await.unwrap();
+                let status = res.status();
+                assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+                let body = res.into_body().collect().await.unwrap().to_bytes();
+                if status == StatusCode::NOT_FOUND {
+                    let err: serde_json::Value =
+                        serde_json::from_slice(&body).unwrap_or_else(|_| {
+                            panic!("{method} {path}: the router's 404, not the API's")
+                        });
+                    assert!(err["error"].is_string(), "{method} {path}: {err}");
+                }
+            }
+        }
+        let served = [
+            "POST /v1/build",
+            "POST /v1/builds",
+            "GET /v1/builds",
+            "GET /v1/builds/{id}",
+            "DELETE /v1/builds/{id}",
+            "GET /v1/builds/{id}/events",
+            "GET /v1/builds/{id}/logs",
+            "GET /v1/builds/{id}/image",
+            "GET /v1/images",
+            "GET /v1/images/{name}",
+            "GET /metrics",
+        ];
+        let served: std::collections::BTreeSet<String> =
+            served.iter().map(|s| (*s).to_owned()).collect();
+        assert_eq!(documented, served);
+        // A method the document does not list is not served.
+        let res = app(state)
+            .oneshot(Request::put("/v1/builds").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::METHOD_NOT_ALLOWED);
     }
 
     #[tokio::test]

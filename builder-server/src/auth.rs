@@ -177,9 +177,9 @@ pub(crate) fn reload_on_hangup(path: PathBuf, tokens: Arc<RwLock<Tokens>>) -> st
                     *tokens
                         .write()
                         .unwrap_or_else(std::sync::PoisonError::into_inner) = new;
-                    eprintln!("tokens reloaded: {n} tokens, {t} tenants");
+                    tracing::info!("tokens reloaded: {n} tokens, {t} tenants");
                 }
-                Err(e) => eprintln!("tokens not reloaded, the old ones stay: {e}"),
+                Err(e) => tracing::error!("tokens not reloaded, the old ones stay: {e}"),
             }
         }
     });

@@ -14,6 +14,25 @@ pub(crate) struct ApiError {
     pub(crate) error: String,
     pub(crate) causes: Vec<String>,
     pub(crate) line: Option<usize>,
+    /// Seconds a `429` asks the client to wait (`Retry-After`).
+    pub(crate) retry_after: Option<u64>,
+}
+
+/// The JSON body of every error answer.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct ErrorBody {
+    /// What went wrong.
+    error: String,
+    /// What caused it, outermost first.
+    causes: Vec<String>,
+    /// Where in the Dockerfile, when it is about a line.
+    location: Option<Location>,
+}
+
+/// A Dockerfile line.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct Location {
+    line: usize,
 }
 
 impl ApiError {
@@ -24,6 +43,7 @@ impl ApiError {
             error: message.into(),
             causes: Vec::new(),
             line: None,
+            retry_after: None,
         }
     }
 
@@ -34,6 +54,7 @@ impl ApiError {
             error: message.into(),
             causes: Vec::new(),
             line: None,
+            retry_after: None,
         }
     }
 
@@ -44,6 +65,7 @@ impl ApiError {
             error: message.into(),
             causes: Vec::new(),
             line: None,
+            retry_after: None,
         }
     }
 
@@ -96,6 +118,7 @@ impl From<solve::Error> for ApiError {
             error: err.to_string(),
             causes: causes(&err),
             line,
+            retry_after: None,
         }
     }
 }
@@ -107,6 +130,7 @@ impl From<builder_core::store::Error> for ApiError {
             error: err.to_string(),
             causes: causes(&err),
             line: None,
+            retry_after: None,
         }
     }
 }
@@ -118,12 +142,18 @@ impl From<builder_core::oci::Error> for ApiError {
             error: err.to_string(),
             causes: causes(&err),
             line: None,
+            retry_after: None,
         }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(self.body())).into_response()
+        let mut res = (self.status, Json(self.body())).into_response();
+        if let Some(secs) = self.retry_after {
+            res.headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, secs.into());
+        }
+        res
     }
 }

@@ -4,8 +4,12 @@
 
 mod app;
 mod auth;
+mod build;
 mod error;
+mod jobs;
 mod metrics;
+mod openapi;
+mod records;
 mod routes;
 mod state;
 
@@ -64,11 +68,44 @@ struct Args {
     /// The most processes any RUN may have; a build may ask for fewer.
     #[arg(long, value_name = "N")]
     pids_limit: Option<u64>,
+    /// How many posted builds (`POST /v1/builds`) run at once (default: the machine's cores).
+    #[arg(long, value_name = "N")]
+    max_builds: Option<usize>,
+    /// How many builds one tenant may have waiting; past it a post gets 429 with Retry-After.
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    max_queued: usize,
+    /// Keep the records (options, events, results) of this many finished builds.
+    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    keep_builds: u64,
+    /// Remove records of builds posted more than this many days ago.
+    #[arg(long, value_name = "DAYS", default_value_t = 30)]
+    keep_days: u64,
+    /// After a build, drop the least recently used step-cache records (and the layers only they
+    /// hold) until the store's blobs fit in this size (`20g`), as BuildKit's gcpolicy does.
+    #[arg(long, value_name = "SIZE", value_parser = builder_core::exec::parse_bytes)]
+    cache_max_size: Option<u64>,
+    /// How long a request body may send nothing before it is refused with 408.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    body_timeout: u64,
+    /// Serve HTTPS with this certificate chain (PEM); needs --tls-key.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Log as JSON lines (for a log collector) instead of text.
+    #[arg(long)]
+    log_json: bool,
 }
 
 /// Resolves at SIGTERM or Ctrl-C; then, past `grace`, sets `shutdown` (which cancels every
 /// build still running).
-async fn stopped(grace: std::time::Duration, shutdown: builder_core::cancel::Cancel) {
+async fn stopped(
+    grace: std::time::Duration,
+    shutdown: builder_core::cancel::Cancel,
+    jobs: std::sync::Arc<jobs::Jobs>,
+    handle: Option<axum_server::Handle>,
+) {
     let term = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(mut s) => {
@@ -81,13 +118,19 @@ async fn stopped(grace: std::time::Duration, shutdown: builder_core::cancel::Can
         _ = tokio::signal::ctrl_c() => {}
         () = term => {}
     }
-    eprintln!(
-        "shutting down: no new connections; running builds have {} s to finish",
-        grace.as_secs()
+    tracing::info!(
+        grace_seconds = grace.as_secs(),
+        "shutting down: no new connections or builds; running builds may finish within the grace"
     );
+    // Queued jobs end `interrupted` now: nothing starts after a SIGTERM.
+    let drained = std::sync::Arc::clone(&jobs);
+    let _ = tokio::task::spawn_blocking(move || drained.drain()).await;
+    if let Some(h) = handle {
+        h.graceful_shutdown(None);
+    }
     tokio::spawn(async move {
         tokio::time::sleep(grace).await;
-        eprintln!("grace over: cancelling the builds still running");
+        tracing::warn!("grace over: cancelling the builds still running");
         shutdown.cancel();
     });
 }
@@ -103,12 +146,12 @@ fn tokens(args: &Args) -> anyhow::Result<auth::Shared> {
     match &tokens {
         Some(t) => {
             let (n, tenants) = t.counts();
-            eprintln!("authentication: {n} tokens, {tenants} tenants");
+            tracing::info!("authentication: {n} tokens, {tenants} tenants");
         }
-        None if args.listen.ip().is_loopback() => eprintln!(
+        None if args.listen.ip().is_loopback() => tracing::warn!(
             "authentication: none (no --tokens); only this machine can connect, and anyone on it can build"
         ),
-        None if args.insecure_no_auth => eprintln!(
+        None if args.insecure_no_auth => tracing::warn!(
             "authentication: none (--insecure-no-auth); anyone who reaches {} can run any RUN",
             args.listen
         ),
@@ -153,9 +196,9 @@ fn check_store(store: &builder_core::solve::Store) {
                 } else {
                     "run `rbuild fsck --repair`"
                 };
-                eprintln!("store check: {} ({done})", p.what);
+                tracing::warn!("store check: {} ({done})", p.what);
             }
-            eprintln!(
+            tracing::info!(
                 "store check: {} tags, {} step-cache records, {} snapshots, {} problems",
                 r.tags,
                 r.cache_records,
@@ -163,27 +206,116 @@ fn check_store(store: &builder_core::solve::Store) {
                 r.problems.len()
             );
         }
-        Err(e) => eprintln!("store check failed: {e}"),
+        Err(e) => tracing::error!("store check failed: {e}"),
     }
+}
+
+/// Logs to stderr: text, or JSON lines with `--log-json`; `RBUILD_LOG` filters (`info` by
+/// default, `rbuild_server=debug`, …).
+fn init_logs(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RBUILD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    if json {
+        logs.json().init();
+    } else {
+        logs.init();
+    }
+}
+
+/// The build records under the store, and the jobs over them.
+fn jobs(root: &std::path::Path, args: &Args) -> anyhow::Result<std::sync::Arc<jobs::Jobs>> {
+    let dir = root.join("server");
+    fs_err::create_dir_all(&dir)?;
+    let (records, interrupted) = records::Records::open(&dir.join("builds.sqlite"))?;
+    if interrupted > 0 {
+        tracing::warn!(
+            builds = interrupted,
+            "builds the last run left queued or running are now interrupted"
+        );
+    }
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let mut jobs = jobs::Jobs::new(
+        std::sync::Arc::new(records),
+        args.max_builds.unwrap_or(cores),
+        args.max_queued,
+    );
+    jobs.keep_builds = args.keep_builds;
+    jobs.keep_ms = i64::try_from(args.keep_days.saturating_mul(86_400_000)).unwrap_or(i64::MAX);
+    jobs.cache_max_size = args.cache_max_size;
+    tracing::info!(
+        max_builds = jobs.max_builds,
+        max_queued = jobs.max_queued,
+        "build jobs: records at {}",
+        dir.join("builds.sqlite").display()
+    );
+    Ok(std::sync::Arc::new(jobs))
+}
+
+/// Serves `app` until a shutdown has drained it, over TLS when given a certificate.
+async fn serve(
+    args: &Args,
+    app: axum::Router,
+    stop: impl Future<Output = ()> + Send + 'static,
+    handle: axum_server::Handle,
+) -> anyhow::Result<()> {
+    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let config = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot read the TLS certificate `{}` or key `{}`",
+                    cert.display(),
+                    key.display()
+                )
+            })?;
+        let listener = std::net::TcpListener::bind(args.listen)
+            .with_context(|| format!("cannot listen on {}", args.listen))?;
+        tracing::info!(
+            "rbuild-server listening on https://{}",
+            listener.local_addr()?
+        );
+        tokio::spawn(stop);
+        axum_server::from_tcp_rustls(listener, config)
+            .handle(handle)
+            .serve(app.into_make_service())
+            .await?;
+    } else {
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", args.listen))?;
+        tracing::info!("rbuild-server listening on {}", listener.local_addr()?);
+        axum::serve(listener, app)
+            .with_graceful_shutdown(stop)
+            .await?;
+    }
+    Ok(())
 }
 
 fn main() -> anyhow::Result<()> {
     // RUN's sandbox helper is this binary re-executed; it must start before any thread.
     builder_core::exec::helper_main();
     let args = Args::parse();
+    init_logs(args.log_json);
     let tokens = tokens(&args)?;
     let root = args
         .root
+        .clone()
         .or_else(|| std::env::var_os("RBUILD_ROOT").map(PathBuf::from))
         .unwrap_or_else(|| PathBuf::from("/var/lib/rbuild"));
     let store = builder_core::solve::Store::open(&root)
         .with_context(|| format!("cannot open the store at `{}`", root.display()))?;
     check_store(&store);
+    let jobs = jobs(&root, &args)?;
     let state = state::AppState {
         builder: builder_core::solve::Builder::new(store.clone()),
         store,
         registry: builder_core::registry::Options {
-            insecure: args.insecure_registries,
+            insecure: args.insecure_registries.clone(),
             ..builder_core::registry::Options::default()
         },
         allow_network_host: args.allow_network_host,
@@ -197,6 +329,8 @@ fn main() -> anyhow::Result<()> {
             pids: args.pids_limit,
             cpus: None,
         },
+        jobs: std::sync::Arc::clone(&jobs),
+        body_idle: std::time::Duration::from_secs(args.body_timeout.max(1)),
     };
     let shutdown = state.shutdown.clone();
     tokio::runtime::Builder::new_multi_thread()
@@ -206,15 +340,16 @@ fn main() -> anyhow::Result<()> {
             if let (Some(path), Some(shared)) = (&args.tokens, &tokens) {
                 auth::reload_on_hangup(path.clone(), std::sync::Arc::clone(shared))?;
             }
-            let listener = tokio::net::TcpListener::bind(args.listen)
-                .await
-                .with_context(|| format!("cannot listen on {}", args.listen))?;
-            eprintln!("rbuild-server listening on {}", listener.local_addr()?);
             let grace = std::time::Duration::from_secs(args.grace);
-            axum::serve(listener, app::app(state))
-                .with_graceful_shutdown(stopped(grace, shutdown))
-                .await?;
-            eprintln!("rbuild-server stopped");
+            let handle = axum_server::Handle::new();
+            let tls = args.tls_cert.is_some().then(|| handle.clone());
+            let stop = stopped(grace, shutdown, std::sync::Arc::clone(&jobs), tls);
+            serve(&args, app::app(state), stop, handle).await?;
+            // Connections are done; jobs nobody follows may still run until the grace ends.
+            while jobs.counts().1 > 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            tracing::info!("rbuild-server stopped");
             Ok(())
         })
 }

@@ -1,7 +1,8 @@
 //! `GET /metrics`: the service's metrics in the `OpenMetrics` text format Prometheus scrapes,
 //! kept with `prometheus-client` (the Prometheus project's own Rust client): builds by final
 //! state and tenant, their duration, the builds running, steps run and answered by the cache,
-//! and context bytes received by tenant.
+//! context bytes received by tenant, posts refused by tenant and status, the queue's length and
+//! the store's size.
 
 use axum::extract::State;
 use axum::http::header;
@@ -27,6 +28,13 @@ struct ByTenant {
     tenant: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Refused {
+    tenant: String,
+    /// The HTTP status the post got.
+    status: u16,
+}
+
 /// The service's metrics.
 #[derive(Debug)]
 pub(crate) struct Metrics {
@@ -37,6 +45,9 @@ pub(crate) struct Metrics {
     steps_cached: Counter,
     steps_run: Counter,
     context_bytes: Family<ByTenant, Counter>,
+    refused: Family<Refused, Counter>,
+    queued: Gauge,
+    store_bytes: Gauge,
 }
 
 impl Default for Metrics {
@@ -75,6 +86,24 @@ impl Default for Metrics {
             "Bytes of build contexts received, by tenant",
             context_bytes.clone(),
         );
+        let refused = Family::<Refused, Counter>::default();
+        registry.register(
+            "posts_refused",
+            "Build posts refused before anything was built (a bad context, Dockerfile or option, a full queue), by tenant and status",
+            refused.clone(),
+        );
+        let queued = Gauge::default();
+        registry.register(
+            "builds_queued",
+            "Build jobs waiting for a slot",
+            queued.clone(),
+        );
+        let store_bytes = Gauge::default();
+        registry.register(
+            "store_blob_bytes",
+            "Bytes of the store's blobs (layers, configs, manifests)",
+            store_bytes.clone(),
+        );
         Self {
             registry,
             builds,
@@ -83,6 +112,9 @@ impl Default for Metrics {
             steps_cached,
             steps_run,
             context_bytes,
+            refused,
+            queued,
+            store_bytes,
         }
     }
 }
@@ -115,6 +147,16 @@ impl Metrics {
                 tenant: tenant.to_owned(),
             })
             .inc_by(n);
+    }
+
+    /// A post from `tenant` was refused with `status`.
+    pub(crate) fn refused(&self, tenant: &str, status: u16) {
+        self.refused
+            .get_or_create(&Refused {
+                tenant: tenant.to_owned(),
+                status,
+            })
+            .inc();
     }
 
     /// The text a scrape gets.
@@ -152,7 +194,37 @@ impl Drop for Running<'_> {
 }
 
 /// `GET /metrics`.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "service",
+    responses(
+        (status = 200, description = "Prometheus' text format", content_type = "text/plain"),
+        (status = 401, description = "No valid token", body = crate::error::ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
 pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
+    let (queued, _) = state.jobs.counts();
+    state
+        .metrics
+        .queued
+        .set(i64::try_from(queued).unwrap_or(i64::MAX));
+    let blobs = state.store.root().join("blobs/sha256");
+    let bytes = tokio::task::spawn_blocking(move || {
+        fs_err::read_dir(&blobs).map_or(0, |d| {
+            d.flatten()
+                .filter_map(|e| e.metadata().ok())
+                .map(|m| m.len())
+                .sum::<u64>()
+        })
+    })
+    .await
+    .unwrap_or(0);
+    state
+        .metrics
+        .store_bytes
+        .set(i64::try_from(bytes).unwrap_or(i64::MAX));
     match state.metrics.encode() {
         Ok(text) => (
             [(

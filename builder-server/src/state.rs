@@ -26,4 +26,8 @@ pub(crate) struct AppState {
     pub(crate) metrics: std::sync::Arc<crate::metrics::Metrics>,
     /// Who may build (`None`: no authentication, loopback only).
     pub(crate) tokens: crate::auth::Shared,
+    /// The posted build jobs: queue, running, records.
+    pub(crate) jobs: std::sync::Arc<crate::jobs::Jobs>,
+    /// How long a request body may send nothing (a slow or stuck upload).
+    pub(crate) body_idle: std::time::Duration,
 }

@@ -2,66 +2,16 @@
 //! socket (RUN's sandbox helper is the server binary re-executed), events read as they stream.
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+mod common;
+use common::{Server, connect, context_tar, free_port, running, start_with};
 
 /// The server binary on a free port of 127.0.0.1, with a store of its own.
 fn start() -> (tempfile::TempDir, Server, u16) {
     start_with(&[], &[])
-}
-
-/// A port of 127.0.0.1 free just now.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn connect(port: u16) -> TcpStream {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        match TcpStream::connect(("127.0.0.1", port)) {
-            Ok(s) => return s,
-            Err(e) => {
-                assert!(Instant::now() < deadline, "the server did not start: {e}");
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
-    }
-}
-
-fn context_tar(dockerfile: &[u8]) -> Vec<u8> {
-    let busybox = std::path::Path::new("/bin/busybox");
-    assert!(
-        busybox.is_file(),
-        "`busybox` is not installed: apt-get install -y busybox-static (.ci/run installs it)"
-    );
-    let mut b = tar::Builder::new(Vec::new());
-    let mut add = |path: &str, mode: u32, data: &[u8]| {
-        let mut h = tar::Header::new_gnu();
-        h.set_size(data.len() as u64);
-        h.set_mode(mode);
-        h.set_uid(0);
-        h.set_gid(0);
-        h.set_mtime(0);
-        h.set_cksum();
-        b.append_data(&mut h, path, data).unwrap();
-    };
-    add("Dockerfile", 0o644, dockerfile);
-    add("busybox", 0o755, &fs_err::read(busybox).unwrap());
-    b.into_inner().unwrap()
 }
 
 #[test]
@@ -94,17 +44,6 @@ fn the_server_builds_a_posted_context_with_run_and_streams_events() {
     let mut listing = String::new();
     stream.read_to_string(&mut listing).unwrap();
     assert!(listing.contains("served:v1"), "{listing}");
-}
-
-/// Whether a process whose command line holds `needle` is running.
-fn running(needle: &str) -> bool {
-    fs_err::read_dir("/proc").unwrap().flatten().any(|e| {
-        fs_err::read(e.path().join("cmdline")).is_ok_and(|c| {
-            String::from_utf8_lossy(&c)
-                .replace('\0', " ")
-                .contains(needle)
-        })
-    })
 }
 
 #[test]
@@ -292,23 +231,6 @@ fn two_builds_posted_at_once_run_a_shared_step_once() {
         }
     }
     assert_eq!(runs, ["run\n"], "the RUN ran {runs:?}:\n{a}\n{b}");
-}
-
-/// The server on a free loopback port with `args` (and `envs`) added.
-fn start_with(args: &[&str], envs: &[(&str, &str)]) -> (tempfile::TempDir, Server, u16) {
-    let root = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let server = Server(
-        Command::new(env!("CARGO_BIN_EXE_rbuild-server"))
-            .args(["--listen", &format!("127.0.0.1:{port}"), "--root"])
-            .arg(root.path())
-            .args(args)
-            .envs(envs.iter().copied())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    (root, server, port)
 }
 
 /// `GET path` with `token` as bearer (none: no header); the status line and the body.
@@ -715,8 +637,16 @@ fn issue_14_metrics_count_builds_by_tenant_and_state() {
         has("rbuild_builds_total{tenant=\"team-a\",state=\"succeeded\"} 2"),
         "{text}"
     );
+    // A post refused before building is no build: counted as refused, with its status.
+    assert!(!text.contains("tenant=\"team-b\",state="), "{text}");
     assert!(
-        has("rbuild_builds_total{tenant=\"team-b\",state=\"failed\"} 1"),
+        has("rbuild_posts_refused_total{tenant=\"team-b\",status=\"400\"} 1"),
+        "{text}"
+    );
+    assert!(has("rbuild_builds_queued 0"), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("rbuild_store_blob_bytes ") && l != "rbuild_store_blob_bytes 0"),
         "{text}"
     );
     assert!(has("rbuild_builds_running 0"), "{text}");
@@ -733,7 +663,7 @@ fn issue_14_metrics_count_builds_by_tenant_and_state() {
     assert_eq!(bytes("team-a"), 2 * ok.len() as u64, "{text}");
     assert_eq!(bytes("team-b"), bad.len() as u64, "{text}");
     assert!(
-        text.contains("rbuild_build_duration_seconds_count 3"),
+        text.contains("rbuild_build_duration_seconds_count 2"),
         "{text}"
     );
 }

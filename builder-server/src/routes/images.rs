@@ -8,6 +8,16 @@ use crate::error::ApiError;
 use crate::state::AppState;
 
 /// The tagged images: name, image ID, manifest digest, size.
+#[utoipa::path(
+    get,
+    path = "/v1/images",
+    tag = "images",
+    responses(
+        (status = 200, description = "`[{name, id, digest, size}]`", body = Object),
+        (status = 401, description = "No valid token", body = crate::error::ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
 pub(crate) async fn list(
     State(state): State<AppState>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
@@ -32,6 +42,18 @@ pub(crate) async fn list(
 }
 
 /// One image: its ID, manifest digest and config.
+#[utoipa::path(
+    get,
+    path = "/v1/images/{name}",
+    tag = "images",
+    params(("name" = String, Path, description = "The image's name (`app:v1`)")),
+    responses(
+        (status = 200, description = "`{Id, Digest, Config}`", body = Object),
+        (status = 401, description = "No valid token", body = crate::error::ErrorBody),
+        (status = 404, description = "No such image", body = crate::error::ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
 pub(crate) async fn inspect(
     State(state): State<AppState>,
     Path(name): Path<String>,
