@@ -283,14 +283,9 @@ impl Jobs {
         live.progress.send_replace((n, true));
     }
 
-    /// A running job ended: its slot goes to the next, old records go.
-    fn finished(&self, state: &AppState, id: &str) {
-        {
-            let mut inner = self.lock();
-            inner.running -= 1;
-            inner.live.remove(id);
-        }
-        self.dispatch(state);
+    /// Old records go, and the step cache is cut to `--cache-max-size`: before a finished
+    /// job is recorded as ended, so what its followers see next is the pruned store.
+    fn tidy(&self, state: &AppState) {
         match self.records.prune(self.keep_builds, self.keep_ms) {
             Ok(0) => {}
             Ok(n) => tracing::info!(removed = n, "old build records removed"),
@@ -299,6 +294,16 @@ impl Jobs {
         if let Some(limit) = self.cache_max_size {
             prune_cache(state, limit);
         }
+    }
+
+    /// A running job ended: its slot goes to the next.
+    fn finished(&self, state: &AppState, id: &str) {
+        {
+            let mut inner = self.lock();
+            inner.running -= 1;
+            inner.live.remove(id);
+        }
+        self.dispatch(state);
     }
 }
 
@@ -347,6 +352,7 @@ fn run(state: &AppState, job: Queued, live: &Live) {
     );
     tracing::info!(build = %job.id, tenant = %job.tenant, state = ended.state, "build ended");
     drop(job.ready);
+    jobs.tidy(state);
     jobs.end(&job.id, ended.state, &ended.last, live, n);
     jobs.finished(state, &job.id);
 }

@@ -2,105 +2,13 @@
 //! post, follow the events, download and `skopeo inspect` the image, cancel, restart after
 //! `kill -9`, tenants' queues, and the posts that must be refused.
 
-use std::io::BufRead;
 use std::time::{Duration, Instant};
 
-use reqwest::blocking::{Client, Response};
+use reqwest::blocking::Client;
 use serde_json::Value;
 
 mod common;
-use common::{connect, context_tar, running, start_in, start_with};
-
-/// The service at `port`, as one tenant.
-struct Api {
-    base: String,
-    http: Client,
-    token: Option<&'static str>,
-}
-
-impl Api {
-    fn new(port: u16, token: Option<&'static str>) -> Self {
-        drop(connect(port));
-        Self {
-            base: format!("http://127.0.0.1:{port}"),
-            http: Client::builder()
-                .timeout(Duration::from_secs(120))
-                .build()
-                .unwrap(),
-            token,
-        }
-    }
-
-    fn req(&self, method: reqwest::Method, path: &str) -> reqwest::blocking::RequestBuilder {
-        let r = self.http.request(method, format!("{}{path}", self.base));
-        match self.token {
-            Some(t) => r.bearer_auth(t),
-            None => r,
-        }
-    }
-
-    fn post(&self, query: &str, ctx: Vec<u8>) -> Response {
-        self.req(reqwest::Method::POST, &format!("/v1/builds?{query}"))
-            .body(ctx)
-            .send()
-            .unwrap()
-    }
-
-    /// Posts and gives the new build's id (the post must be accepted).
-    fn submit(&self, query: &str, ctx: Vec<u8>) -> String {
-        let res = self.post(query, ctx);
-        assert_eq!(res.status(), 202, "{:?}", res.text());
-        let body: Value = res.json().unwrap();
-        assert_eq!(body["state"], "queued", "{body}");
-        body["id"].as_str().unwrap().to_owned()
-    }
-
-    fn get(&self, path: &str) -> Response {
-        self.req(reqwest::Method::GET, path).send().unwrap()
-    }
-
-    fn json(&self, path: &str) -> Value {
-        let res = self.get(path);
-        assert!(res.status().is_success(), "{path}: {}", res.status());
-        res.json().unwrap()
-    }
-
-    /// Waits for build `id` to reach a final state; gives its record.
-    fn wait_done(&self, id: &str) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            let b = self.json(&format!("/v1/builds/{id}"));
-            if !matches!(b["state"].as_str(), Some("queued" | "running")) {
-                return b;
-            }
-            assert!(Instant::now() < deadline, "build {id} never ended: {b}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// The build's server-sent events after `after` (none: from the start), to the stream's end:
-    /// `(id, data)` pairs.
-    fn events(&self, id: &str, after: Option<u64>) -> Vec<(u64, Value)> {
-        let mut req = self.req(reqwest::Method::GET, &format!("/v1/builds/{id}/events"));
-        if let Some(n) = after {
-            req = req.header("Last-Event-ID", n.to_string());
-        }
-        let res = req.send().unwrap();
-        assert_eq!(res.status(), 200);
-        assert_eq!(res.headers()["content-type"], "text/event-stream");
-        let mut out = Vec::new();
-        let mut n = None;
-        for line in std::io::BufReader::new(res).lines() {
-            let line = line.unwrap();
-            if let Some(v) = line.strip_prefix("id:") {
-                n = Some(v.trim().parse().unwrap());
-            } else if let Some(v) = line.strip_prefix("data:") {
-                out.push((n.take().unwrap(), serde_json::from_str(v.trim()).unwrap()));
-            }
-        }
-        out
-    }
-}
+use common::{Api, connect, context_tar, running, start_in, start_with};
 
 fn skopeo_inspect(transport: &str, file: &std::path::Path) -> Value {
     let out = std::process::Command::new("skopeo")
@@ -700,4 +608,59 @@ fn issue_14_with_a_certificate_the_server_speaks_tls_only() {
         .get(format!("http://127.0.0.1:{port}/healthz"))
         .send();
     assert!(plain.is_err() || !plain.unwrap().status().is_success());
+}
+
+/// A context of busybox and `payload.bin`: `size` bytes that do not compress, from `seed`.
+fn payload_context(seed: u8, size: usize) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    let mut add = |path: &str, mode: u32, data: &[u8]| {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(mode);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
+        h.set_cksum();
+        b.append_data(&mut h, path, data).unwrap();
+    };
+    add(
+        "Dockerfile",
+        0o644,
+        b"FROM scratch\nCOPY busybox /bin/busybox\nCOPY payload.bin /\n",
+    );
+    add("busybox", 0o755, &fs_err::read("/bin/busybox").unwrap());
+    // xorshift: fast, incompressible enough, the same for the same seed.
+    let mut x = 0x9e37_79b9_7f4a_7c15_u64 ^ u64::from(seed);
+    let data: Vec<u8> = (0..size)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x.to_le_bytes()[0]
+        })
+        .collect();
+    add("payload.bin", 0o644, &data);
+    b.into_inner().unwrap()
+}
+
+/// Issue 14, item 2: past `--cache-max-size` the step cache is pruned least recently used
+/// first: the build used again just before survives, the one not used since goes.
+#[test]
+fn issue_14_the_step_cache_is_pruned_least_recently_used_to_its_size() {
+    let (_root, _server, port) = start_with(&["--cache-max-size", "6m", "--max-builds", "1"], &[]);
+    let api = Api::new(port, None);
+    let build = |seed: u8| {
+        let id = api.submit("", payload_context(seed, 1_500_000));
+        let b = api.wait_done(&id);
+        assert_eq!(b["state"], "succeeded", "{b}");
+        b["steps"][2]["cached"] == true
+    };
+    assert!(!build(1), "first build of payload 1");
+    assert!(!build(2), "first build of payload 2");
+    // Payload 1 used again: now it is the more recently used.
+    assert!(build(1), "payload 1 is still cached (under the size)");
+    // A third payload passes 6 MB: the least recently used record (payload 2) goes.
+    assert!(!build(3));
+    assert!(build(1), "the recently used payload 1 was kept");
+    assert!(!build(2), "the least recently used payload 2 was pruned");
 }

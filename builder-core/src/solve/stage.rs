@@ -447,7 +447,11 @@ fn lookup(job: &Job<'_>, key: &Digest) -> Option<Cached> {
     let cached: Cached = serde_json::from_value(record.result).ok()?;
     // Only a result whose layers are all still there, or can be fetched from an imported cache.
     let layers = &cached.config.rootfs.diff_ids;
-    super::remote_cache::available(job.store, layers, &job.tables.lazy_layers).then_some(cached)
+    let hit = super::remote_cache::available(job.store, layers, &job.tables.lazy_layers);
+    if hit && !job.policy.dry {
+        job.store.touch_step_record(key);
+    }
+    hit.then_some(cached)
 }
 
 /// Runs one instruction on the stage: RUN, COPY and ADD make a layer; every other

@@ -73,7 +73,17 @@ impl Store {
         self.remove_meta(KIND, &key.hex())
     }
 
-    /// Every step key with a record, with when it was written, oldest first.
+    /// Marks the record of step `key` used now: a hit makes it the most recently used, so a
+    /// prune to a size (`keep_storage`, the service's `--cache-max-size`) drops the least
+    /// recently used first. Best effort: a record that cannot be touched stays as it was.
+    pub fn touch_step_record(&self, key: &Digest) {
+        let path = self.root().join("meta").join(KIND).join(key.hex());
+        if let Ok(f) = fs_err::File::open(&path) {
+            let _ = f.file().set_modified(SystemTime::now());
+        }
+    }
+
+    /// Every step key with a record, with when it was last written or hit, oldest first.
     pub fn step_record_keys(&self) -> Result<Vec<(SystemTime, Digest)>> {
         Ok(self
             .meta_keys(KIND)?

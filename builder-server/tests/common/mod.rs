@@ -2,9 +2,13 @@
 //! contexts, and a look at the processes running.
 #![allow(dead_code)] // Each test file uses some of these.
 
+use std::io::BufRead;
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use reqwest::blocking::{Client, Response};
+use serde_json::Value;
 
 /// The server process, killed when dropped.
 pub(crate) struct Server(pub(crate) Child);
@@ -96,4 +100,99 @@ pub(crate) fn start_in(
             .unwrap(),
     );
     (server, port)
+}
+
+/// The service at `port`, as one tenant.
+pub(crate) struct Api {
+    base: String,
+    http: Client,
+    pub(crate) token: Option<&'static str>,
+}
+
+impl Api {
+    pub(crate) fn new(port: u16, token: Option<&'static str>) -> Self {
+        drop(connect(port));
+        Self {
+            base: format!("http://127.0.0.1:{port}"),
+            http: Client::builder()
+                .timeout(Duration::from_secs(120))
+                .build()
+                .unwrap(),
+            token,
+        }
+    }
+
+    pub(crate) fn req(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+    ) -> reqwest::blocking::RequestBuilder {
+        let r = self.http.request(method, format!("{}{path}", self.base));
+        match self.token {
+            Some(t) => r.bearer_auth(t),
+            None => r,
+        }
+    }
+
+    pub(crate) fn post(&self, query: &str, ctx: Vec<u8>) -> Response {
+        self.req(reqwest::Method::POST, &format!("/v1/builds?{query}"))
+            .body(ctx)
+            .send()
+            .unwrap()
+    }
+
+    /// Posts and gives the new build's id (the post must be accepted).
+    pub(crate) fn submit(&self, query: &str, ctx: Vec<u8>) -> String {
+        let res = self.post(query, ctx);
+        assert_eq!(res.status(), 202, "{:?}", res.text());
+        let body: Value = res.json().unwrap();
+        assert_eq!(body["state"], "queued", "{body}");
+        body["id"].as_str().unwrap().to_owned()
+    }
+
+    pub(crate) fn get(&self, path: &str) -> Response {
+        self.req(reqwest::Method::GET, path).send().unwrap()
+    }
+
+    pub(crate) fn json(&self, path: &str) -> Value {
+        let res = self.get(path);
+        assert!(res.status().is_success(), "{path}: {}", res.status());
+        res.json().unwrap()
+    }
+
+    /// Waits for build `id` to reach a final state; gives its record.
+    pub(crate) fn wait_done(&self, id: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let b = self.json(&format!("/v1/builds/{id}"));
+            if !matches!(b["state"].as_str(), Some("queued" | "running")) {
+                return b;
+            }
+            assert!(Instant::now() < deadline, "build {id} never ended: {b}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The build's server-sent events after `after` (none: from the start), to the stream's end:
+    /// `(id, data)` pairs.
+    pub(crate) fn events(&self, id: &str, after: Option<u64>) -> Vec<(u64, Value)> {
+        let mut req = self.req(reqwest::Method::GET, &format!("/v1/builds/{id}/events"));
+        if let Some(n) = after {
+            req = req.header("Last-Event-ID", n.to_string());
+        }
+        let res = req.send().unwrap();
+        assert_eq!(res.status(), 200);
+        assert_eq!(res.headers()["content-type"], "text/event-stream");
+        let mut out = Vec::new();
+        let mut n = None;
+        for line in std::io::BufReader::new(res).lines() {
+            let line = line.unwrap();
+            if let Some(v) = line.strip_prefix("id:") {
+                n = Some(v.trim().parse().unwrap());
+            } else if let Some(v) = line.strip_prefix("data:") {
+                out.push((n.take().unwrap(), serde_json::from_str(v.trim()).unwrap()));
+            }
+        }
+        out
+    }
 }
