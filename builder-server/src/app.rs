@@ -85,6 +85,7 @@ mod tests {
                 10,
             )),
             body_idle: std::time::Duration::from_secs(60),
+            uploads: std::sync::Arc::new(tokio::sync::Semaphore::new(2)),
         };
         (dir, state)
     }

@@ -211,6 +211,8 @@ pub(crate) struct Receiving {
     over_limit: Arc<AtomicBool>,
     stalled: Arc<AtomicBool>,
     bytes: Arc<std::sync::atomic::AtomicU64>,
+    /// The upload slot, given back when the context is unpacked.
+    _permit: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 impl Receiving {
@@ -223,7 +225,9 @@ impl Receiving {
 /// Starts reading `body` (chunk by chunk, bounded: a slow disk slows the upload), counted for
 /// `tenant`: past `--max-context-size`, or silent for `--body-timeout`, the reader gets an error
 /// and reading stops.
-pub(crate) fn receive(state: &AppState, tenant: &str, body: Body) -> Receiving {
+pub(crate) async fn receive(state: &AppState, tenant: &str, body: Body) -> Receiving {
+    // One of `--max-uploads`, held until the context is unpacked and checked (see `setup`).
+    let permit = Arc::clone(&state.uploads).acquire_owned().await.ok();
     let (tx, rx) = mpsc::channel(16);
     let over_limit = Arc::new(AtomicBool::new(false));
     let stalled = Arc::new(AtomicBool::new(false));
@@ -272,6 +276,7 @@ pub(crate) fn receive(state: &AppState, tenant: &str, body: Body) -> Receiving {
         over_limit,
         stalled,
         bytes,
+        _permit: permit,
     }
 }
 

@@ -71,6 +71,10 @@ struct Args {
     /// How many posted builds (`POST /v1/builds`) run at once (default: the machine's cores).
     #[arg(long, value_name = "N")]
     max_builds: Option<usize>,
+    /// How many contexts are received and unpacked at once (default: --max-builds); more
+    /// uploads wait, held back by TCP, so memory does not grow with the number posted.
+    #[arg(long, value_name = "N")]
+    max_uploads: Option<usize>,
     /// How many builds one tenant may have waiting; past it a post gets 429 with Retry-After.
     #[arg(long, value_name = "N", default_value_t = 100)]
     max_queued: usize,
@@ -329,6 +333,9 @@ fn main() -> anyhow::Result<()> {
             pids: args.pids_limit,
             cpus: None,
         },
+        uploads: std::sync::Arc::new(tokio::sync::Semaphore::new(
+            args.max_uploads.unwrap_or(jobs.max_builds).max(1),
+        )),
         jobs: std::sync::Arc::clone(&jobs),
         body_idle: std::time::Duration::from_secs(args.body_timeout.max(1)),
     };

@@ -30,4 +30,8 @@ pub(crate) struct AppState {
     pub(crate) jobs: std::sync::Arc<crate::jobs::Jobs>,
     /// How long a request body may send nothing (a slow or stuck upload).
     pub(crate) body_idle: std::time::Duration,
+    /// Contexts being received and unpacked at once (`--max-uploads`): each holds buffers, so
+    /// the server's memory follows this, not the number of builds posted. Others wait, their
+    /// bodies held back by TCP.
+    pub(crate) uploads: std::sync::Arc<tokio::sync::Semaphore>,
 }

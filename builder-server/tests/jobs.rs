@@ -664,3 +664,88 @@ fn issue_14_the_step_cache_is_pruned_least_recently_used_to_its_size() {
     assert!(build(1), "the recently used payload 1 was kept");
     assert!(!build(2), "the least recently used payload 2 was pruned");
 }
+
+#[test]
+fn issue_14_a_failed_job_records_its_error_with_the_dockerfile_line() {
+    let (_root, _server, port) = start_with(&[], &[]);
+    let api = Api::new(port, None);
+    let id = api.submit(
+        "",
+        context_tar(
+            b"FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"false\"]\n",
+        ),
+    );
+    let b = api.wait_done(&id);
+    assert_eq!(b["state"], "failed", "{b}");
+    assert_eq!(b["error"]["location"]["line"], 3, "{b}");
+    assert!(b["result"].is_null());
+    let (_, last) = api.events(&id, None).pop().unwrap();
+    assert_eq!(last["type"], "error");
+    let res = api.get(&format!("/v1/builds/{id}/image"));
+    assert_eq!(res.status(), 409, "a failed build has no image");
+    assert!(
+        api.get(&format!("/v1/builds/{id}/logs"))
+            .text()
+            .unwrap()
+            .contains("ERROR")
+    );
+}
+
+#[test]
+fn issue_14_sigterm_interrupts_queued_jobs_at_once_and_running_ones_past_the_grace() {
+    let root = tempfile::tempdir().unwrap();
+    let (mut server, port) = start_in(root.path(), &["--max-builds", "1", "--grace", "1"], &[]);
+    let api = Api::new(port, None);
+    let sleeper = api.submit(
+        "",
+        context_tar(b"FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"sleep\", \"4545\"]\n"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !running("sleep 4545") {
+        assert!(Instant::now() < deadline, "the RUN never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let waiting = api.submit(
+        "",
+        context_tar(b"FROM scratch\nCOPY busybox /bin/busybox\n"),
+    );
+    let pid = server.0.id().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while server.0.try_wait().unwrap().is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "the server did not exit after its grace"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!running("sleep 4545"), "the RUN outlived the shutdown");
+    drop(server);
+    let (_server, port) = start_in(root.path(), &[], &[]);
+    let api = Api::new(port, None);
+    // Each says what ended it: the drain (queued), the grace (running) — not the restart.
+    let b = api.json(&format!("/v1/builds/{waiting}"));
+    assert_eq!(b["state"], "interrupted");
+    assert!(
+        b["error"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("before the build started"),
+        "{b}"
+    );
+    let b = api.json(&format!("/v1/builds/{sleeper}"));
+    assert_eq!(b["state"], "interrupted");
+    assert!(
+        b["error"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("shut down before the build finished"),
+        "{b}"
+    );
+}

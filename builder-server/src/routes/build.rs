@@ -70,7 +70,7 @@ pub(crate) async fn build(
     let mut params = params(query.as_deref()).map_err(refused)?;
     params.secrets = secrets(&headers).map_err(refused)?;
     announced_size(&state, &headers).map_err(refused)?;
-    let receiving = build::receive(&state, &tenant.0, body);
+    let receiving = build::receive(&state, &tenant.0, body).await;
     let (ready_tx, ready_rx) = oneshot::channel();
     let (events_tx, events_rx) = mpsc::channel::<Bytes>(256);
     tokio::task::spawn_blocking(move || {

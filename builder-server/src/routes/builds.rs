@@ -256,7 +256,7 @@ pub(crate) async fn post(
         .room_for(&tenant.0)
         .map_err(refused)
         .map_err(count)?;
-    let receiving = build::receive(&state, &tenant.0, body);
+    let receiving = build::receive(&state, &tenant.0, body).await;
     let bytes = receiving.bytes();
     let st = state.clone();
     let (tenant_name, id) = (tenant.0.clone(), crate::jobs::new_id());
