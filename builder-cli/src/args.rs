@@ -370,6 +370,16 @@ pub(crate) struct BuildOptions {
     /// Manifest media types for --push.
     #[arg(long = "push-format", value_parser = ["oci", "docker"], default_value = "oci")]
     pub(crate) push_format: String,
+    /// Build on rbuild-server at this URL (`http://builder:8420`), then load the image here;
+    /// several (or a name with several addresses) are replicas, tried in an order sticky to the
+    /// context. `RBUILD_TOKEN` is sent as the bearer token.
+    #[arg(
+        long = "host",
+        value_name = "URL",
+        env = "RBUILD_HOST",
+        value_delimiter = ','
+    )]
+    pub(crate) hosts: Vec<String>,
 }
 
 #[derive(Debug, clap::Args)]

@@ -284,7 +284,7 @@ pub(crate) async fn receive(state: &AppState, tenant: &str, body: Body) -> Recei
 pub(crate) struct Ready {
     /// The unpacked context (removed when dropped).
     pub(crate) context: builder_core::store::WorkDir,
-    pub(crate) dockerfile: PathBuf,
+    pub(crate) dockerfile: KeptDockerfile,
     pub(crate) platform: Option<builder_core::registry::Platform>,
 }
 
@@ -339,6 +339,16 @@ pub(crate) fn setup(state: &AppState, params: &Params, body: Receiving) -> Resul
         err.causes = crate::error::causes(&e);
         err
     })?;
+    // A Dockerfile from outside the context, put in by the client as `.dockerfile.<random>`
+    // (docker's CLI does it; so does `rbuild build --host`): read, then removed, so COPY never
+    // sees it, as docker's builder removes it.
+    let dockerfile = if cleaned.starts_with(".dockerfile.") && !cleaned.contains('/') {
+        let keep = keep_outside(&state.store, &src)?;
+        fs_err::remove_file(&path).map_err(|e| ApiError::internal(e.to_string()))?;
+        keep
+    } else {
+        KeptDockerfile::InContext(path)
+    };
     let opts = CheckOptions {
         build_args: params.build_args.clone(),
         ..CheckOptions::default()
@@ -351,9 +361,37 @@ pub(crate) fn setup(state: &AppState, params: &Params, body: Receiving) -> Resul
     }
     Ok(Ready {
         context,
-        dockerfile: path,
+        dockerfile,
         platform,
     })
+}
+
+/// Where a ready build's Dockerfile is.
+pub(crate) enum KeptDockerfile {
+    /// In the context.
+    InContext(PathBuf),
+    /// Taken out of the context into a file of its own (removed when dropped).
+    Outside(tempfile::TempPath),
+}
+
+impl KeptDockerfile {
+    pub(crate) fn path(&self) -> &std::path::Path {
+        match self {
+            Self::InContext(p) => p,
+            Self::Outside(t) => t,
+        }
+    }
+}
+
+/// Keeps `src` in a file of the store's scratch space, outside the context.
+fn keep_outside(store: &solve::Store, src: &str) -> Result<KeptDockerfile, ApiError> {
+    let mut tmp = tempfile::Builder::new()
+        .prefix("Dockerfile-posted-")
+        .tempfile_in(store.root().join("tmp"))
+        .map_err(|e| ApiError::internal(format!("cannot keep the Dockerfile: {e}")))?;
+    std::io::Write::write_all(&mut tmp, src.as_bytes())
+        .map_err(|e| ApiError::internal(format!("cannot keep the Dockerfile: {e}")))?;
+    Ok(KeptDockerfile::Outside(tmp.into_temp_path()))
 }
 
 /// How a build ended: its final state and its last event (`result` or `error`).
@@ -381,7 +419,7 @@ pub(crate) fn execute(
     state.shutdown.wake_on_cancel(Arc::downgrade(&follows) as _);
     let req = BuildRequest {
         context: ready.context.path().to_owned(),
-        dockerfile: Some(ready.dockerfile.clone()),
+        dockerfile: Some(ready.dockerfile.path().to_owned()),
         build_args: params.build_args.clone(),
         target: params.target.clone(),
         labels: params.labels.clone(),

@@ -263,7 +263,7 @@ fn cache_specs(flag: &str, raw: &[String]) -> anyhow::Result<Vec<solve::CacheSpe
 }
 
 /// `--secret id=ID,src=PATH` (or `source=`) / `id=ID,env=VAR`, as docker takes them.
-fn secrets(raw: &[String]) -> anyhow::Result<BTreeMap<String, Vec<u8>>> {
+pub(crate) fn secrets(raw: &[String]) -> anyhow::Result<BTreeMap<String, Vec<u8>>> {
     let mut out = BTreeMap::new();
     for spec in raw {
         let (mut id, mut src, mut var) = (None, None, None);

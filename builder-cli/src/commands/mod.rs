@@ -4,6 +4,7 @@ mod build;
 mod images;
 mod parse;
 mod registry;
+mod remote;
 
 use std::process::ExitCode;
 
@@ -16,6 +17,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let reg = registry::options(&cli.insecure_registries, cli.registry_timeout);
     match cli.command {
         Command::Parse(args) => parse::run(&args),
+        Command::Build(args) if !args.hosts.is_empty() => remote::run(&store(root)?, &args),
         Command::Build(args) => build::run(&store(root)?, &args, &reg, None),
         Command::Plan { format, build } => build::run(&store(root)?, &build, &reg, Some(&format)),
         Command::Pull { image, platform } => {

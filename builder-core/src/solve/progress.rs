@@ -1,7 +1,7 @@
 //! What a build reports as it goes.
 
 /// Something a build reports as it goes.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event {
     /// Something in the Dockerfile BuildKit accepts but warns about.
