@@ -32,7 +32,8 @@ pub(crate) fn app(state: AppState) -> Router {
     let auth = axum::middleware::from_fn_with_state(state.clone(), crate::auth::require);
     let (api, doc) = api();
     let doc = std::sync::Arc::new(doc);
-    api
+    let routed = api
+        .merge(crate::docker::routes())
         // Every route above needs a token (when the service has tokens); health checks, the
         // document and the web page's files do not (the page asks for the token itself).
         .route_layer(auth)
@@ -47,7 +48,12 @@ pub(crate) fn app(state: AppState) -> Router {
         .merge(routes::web::routes())
         // Contexts stream to disk as they arrive: no size limit in memory to enforce.
         .layer(DefaultBodyLimit::disable())
-        .with_state(state)
+        .with_state(state);
+    // The docker API's `/v1.NN` prefix comes off before routing (an outer router whose one
+    // route, the fallback, is the routed service).
+    Router::new()
+        .fallback_service(routed)
+        .layer(axum::middleware::from_fn(crate::docker::versions))
 }
 
 #[cfg(test)]

@@ -40,6 +40,8 @@ pub(crate) struct Params {
     pub(crate) ulimits: Vec<builder_core::exec::Ulimit>,
     /// From [`SECRETS_HEADER`], never the query (which proxies log).
     pub(crate) secrets: Secrets,
+    /// One layer on top of the base (docker's `--squash`).
+    pub(crate) squash: bool,
     /// The query's pairs as given (for the record).
     pub(crate) raw: Vec<(String, String)>,
 }
@@ -436,6 +438,7 @@ pub(crate) fn execute(
         ulimits: params.ulimits.clone(),
         secrets: params.secrets.0.clone(),
         cancel: cancel.clone(),
+        squash: params.squash,
         ..BuildRequest::default()
     };
     let mut on_event = |e: &Event| {
@@ -531,6 +534,72 @@ pub(crate) fn execute(
     }
 }
 
+/// How a streamed build's events are written to its client.
+pub(crate) trait Render: Send + 'static {
+    /// The bytes for one event (none to leave it out).
+    fn event(&mut self, e: &serde_json::Value) -> Vec<Bytes>;
+    /// The bytes that end the stream.
+    fn end(&mut self, ended: &Ended) -> Vec<Bytes>;
+}
+
+/// Sets the build up (a 4xx before anything streams), then builds it, streaming what `render`
+/// makes of its events as `content_type`. The client going away cancels the build at once,
+/// even while a RUN prints nothing.
+pub(crate) async fn stream(
+    state: AppState,
+    params: Params,
+    receiving: Receiving,
+    tenant: String,
+    content_type: &'static str,
+    mut render: impl Render,
+) -> Result<axum::response::Response, ApiError> {
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    let (events_tx, events_rx) = mpsc::channel::<Bytes>(256);
+    tokio::task::spawn_blocking(move || {
+        let ready = match setup(&state, &params, receiving) {
+            Ok(r) => {
+                let _ = ready_tx.send(Ok(()));
+                r
+            }
+            Err(e) => {
+                let _ = ready_tx.send(Err(e));
+                return;
+            }
+        };
+        let cancel = Cancel::new();
+        let watcher = {
+            let (events, cancel) = (events_tx.clone(), cancel.clone());
+            tokio::runtime::Handle::current().spawn(async move {
+                events.closed().await;
+                cancel.cancel();
+            })
+        };
+        let ended = execute(&state, &params, &ready, &cancel, &tenant, &mut |e| {
+            for b in render.event(&e) {
+                if events_tx.blocking_send(b).is_err() {
+                    cancel.cancel();
+                }
+            }
+        });
+        watcher.abort();
+        for b in render.end(&ended) {
+            let _ = events_tx.blocking_send(b);
+        }
+    });
+    ready_rx
+        .await
+        .map_err(|_| ApiError::internal("the build stopped before reading the context"))??;
+    let body = futures_util::stream::unfold(events_rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|b| (Ok::<_, std::convert::Infallible>(b), rx))
+    });
+    axum::response::Response::builder()
+        .header(axum::http::header::CONTENT_TYPE, content_type)
+        .body(Body::from_stream(body))
+        .map_err(|e| ApiError::internal(e.to_string()))
+}
+
 /// A build's RUN limits, none above the server's: each limit is the lower of the two (the
 /// server's when the build asks for none).
 fn capped(
@@ -620,6 +689,55 @@ pub(crate) fn secrets(headers: &axum::http::HeaderMap) -> Result<Secrets, ApiErr
         out.insert(id, bytes);
     }
     Ok(Secrets(out))
+}
+
+/// A blocking `Write` into a response body, 64 KiB at a time (never the whole of it held).
+pub(crate) struct BodyWriter {
+    tx: mpsc::Sender<Result<Bytes, std::io::Error>>,
+    buf: Vec<u8>,
+}
+
+impl std::io::Write for BodyWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= 64 << 10 {
+            self.flush()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = Bytes::from(std::mem::take(&mut self.buf));
+        self.tx
+            .blocking_send(Ok(chunk))
+            .map_err(|_| std::io::Error::other("the client went away"))
+    }
+}
+
+/// A response body that `write` fills on a blocking thread (an image archive): streamed as it is
+/// written; an error ends the body with an error, so the client sees it cut short.
+pub(crate) fn written_body(
+    write: impl FnOnce(&mut BodyWriter) -> Result<(), String> + Send + 'static,
+) -> Body {
+    let (tx, rx) = mpsc::channel(8);
+    tokio::task::spawn_blocking(move || {
+        let mut w = BodyWriter {
+            tx: tx.clone(),
+            buf: Vec::new(),
+        };
+        let done = write(&mut w)
+            .map_err(std::io::Error::other)
+            .and_then(|()| std::io::Write::flush(&mut w));
+        if let Err(e) = done {
+            let _ = tx.blocking_send(Err(e));
+        }
+    });
+    Body::from_stream(futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|b| (b, rx))
+    }))
 }
 
 #[cfg(test)]

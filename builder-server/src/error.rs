@@ -27,6 +27,8 @@ pub(crate) struct ErrorBody {
     causes: Vec<String>,
     /// Where in the Dockerfile, when it is about a line.
     location: Option<Location>,
+    /// The error and its causes in one line (what docker's clients print).
+    message: String,
 }
 
 /// A Dockerfile line.
@@ -71,7 +73,14 @@ impl ApiError {
 
     /// The JSON body (also streamed as a build's last line when the build fails).
     pub(crate) fn body(&self) -> serde_json::Value {
-        let mut v = serde_json::json!({ "error": self.error, "causes": self.causes });
+        // `message` is what docker's clients read (the docker API's routes answer through this too).
+        let mut message = self.error.clone();
+        for c in &self.causes {
+            message.push_str(": ");
+            message.push_str(c);
+        }
+        let mut v =
+            serde_json::json!({ "error": self.error, "causes": self.causes, "message": message });
         if let Some(line) = self.line {
             v["location"] = serde_json::json!({ "line": line });
         }

@@ -5,6 +5,7 @@
 mod app;
 mod auth;
 mod build;
+mod docker;
 mod error;
 mod jobs;
 mod metrics;

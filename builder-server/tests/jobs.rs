@@ -411,7 +411,13 @@ fn issue_14_bad_posts_are_4xx_with_a_json_error_and_keep_nothing() {
     let df: &[u8] = b"FROM scratch\nCOPY a /a\n";
     let good = raw_tar(&[("Dockerfile", b'0', "", df), ("a", b'0', "", b"a")]);
     let cases: Vec<(&str, &str, Vec<u8>, u16, &str)> = vec![
-        ("truncated tar", "", good[..700].to_vec(), 400, "tar"),
+        (
+            "truncated tar (cut in a header)",
+            "",
+            good[..1100].to_vec(),
+            400,
+            "tar",
+        ),
         (
             "not a tar",
             "",

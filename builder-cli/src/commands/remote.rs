@@ -478,6 +478,8 @@ pub(crate) fn run(store: &Store, args: &BuildOptions) -> anyhow::Result<ExitCode
         .send()
         .and_then(reqwest::blocking::Response::error_for_status)
         .context("cannot download the image")?;
+        // Held from the first blob to the last tag: a prune in between would take the blobs.
+        let _lock = store.lock_shared()?;
         let loaded = builder_core::solve::load_archive(store, res)
             .context("cannot load the built image into the local store")?;
         let (image, _) = loaded

@@ -6,13 +6,10 @@
 //! events as `rbuild build --progress rawjson`, and a last line that is either
 //! `{"type":"result",...}` or `{"type":"error",...}`. The client going away cancels the build.
 
-use std::convert::Infallible;
-
 use axum::body::{Body, Bytes};
 use axum::extract::{RawQuery, State};
 use axum::http::header;
 use axum::response::Response;
-use tokio::sync::{mpsc, oneshot};
 
 use crate::build::{self, params, secrets, too_large};
 use crate::error::ApiError;
@@ -71,47 +68,27 @@ pub(crate) async fn build(
     params.secrets = secrets(&headers).map_err(refused)?;
     announced_size(&state, &headers).map_err(refused)?;
     let receiving = build::receive(&state, &tenant.0, body).await;
-    let (ready_tx, ready_rx) = oneshot::channel();
-    let (events_tx, events_rx) = mpsc::channel::<Bytes>(256);
-    tokio::task::spawn_blocking(move || {
-        let ready = match build::setup(&state, &params, receiving) {
-            Ok(r) => {
-                let _ = ready_tx.send(Ok(()));
-                r
-            }
-            Err(e) => {
-                let _ = ready_tx.send(Err(e));
-                return;
-            }
-        };
-        // The client going away (its response stream dropped) cancels the build at once, even
-        // while a RUN prints nothing.
-        let cancel = builder_core::cancel::Cancel::new();
-        let watcher = {
-            let (events, cancel) = (events_tx.clone(), cancel.clone());
-            tokio::runtime::Handle::current().spawn(async move {
-                events.closed().await;
-                cancel.cancel();
-            })
-        };
-        let ended = build::execute(&state, &params, &ready, &cancel, &tenant.0, &mut |e| {
-            if events_tx.blocking_send(line(&e)).is_err() {
-                cancel.cancel();
-            }
-        });
-        watcher.abort();
-        let _ = events_tx.blocking_send(line(&ended.last));
-    });
-    let metrics = std::sync::Arc::clone(&metrics);
-    ready_rx
-        .await
-        .map_err(|_| ApiError::internal("the build stopped before reading the context"))?
-        .inspect_err(|e| metrics.refused(&who, e.status.as_u16()))?;
-    let stream = futures_util::stream::unfold(events_rx, |mut rx| async move {
-        rx.recv().await.map(|b| (Ok::<_, Infallible>(b), rx))
-    });
-    Response::builder()
-        .header(header::CONTENT_TYPE, "application/x-ndjson")
-        .body(Body::from_stream(stream))
-        .map_err(|e| ApiError::internal(e.to_string()))
+    build::stream(
+        state,
+        params,
+        receiving,
+        tenant.0,
+        "application/x-ndjson",
+        Lines,
+    )
+    .await
+    .inspect_err(|e| metrics.refused(&who, e.status.as_u16()))
+}
+
+/// The streamed form: each event a JSON line, the last one too.
+struct Lines;
+
+impl build::Render for Lines {
+    fn event(&mut self, e: &serde_json::Value) -> Vec<Bytes> {
+        vec![line(e)]
+    }
+
+    fn end(&mut self, ended: &build::Ended) -> Vec<Bytes> {
+        vec![line(&ended.last)]
+    }
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Json;
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -18,7 +18,7 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::Stream;
 use serde::{Deserialize, Serialize};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::Tenant;
@@ -628,32 +628,6 @@ pub(crate) async fn logs(
     Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response())
 }
 
-/// A blocking `Write` into a response body, 64 KiB at a time (never the whole archive held).
-struct BodyWriter {
-    tx: mpsc::Sender<Result<Bytes, std::io::Error>>,
-    buf: Vec<u8>,
-}
-
-impl std::io::Write for BodyWriter {
-    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        self.buf.extend_from_slice(data);
-        if self.buf.len() >= 64 << 10 {
-            self.flush()?;
-        }
-        Ok(data.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        if self.buf.is_empty() {
-            return Ok(());
-        }
-        let chunk = Bytes::from(std::mem::take(&mut self.buf));
-        self.tx
-            .blocking_send(Ok(chunk))
-            .map_err(|_| std::io::Error::other("the client went away"))
-    }
-}
-
 /// `GET /v1/builds/{id}/image`.
 #[utoipa::path(
     get,
@@ -707,17 +681,12 @@ pub(crate) async fn image(
                     "the image of build `{id}` is no longer in the store"
                 ))
             })?;
-    let (tx, rx) = mpsc::channel(8);
     let store = state.store.clone();
     let tags = b.tags.clone();
-    tokio::task::spawn_blocking(move || {
-        let mut w = BodyWriter {
-            tx: tx.clone(),
-            buf: Vec::new(),
-        };
+    let body = crate::build::written_body(move |w| {
         let epoch = u64::try_from(builder_core::solve::DEFAULT_EPOCH).unwrap_or(0);
         let written = if docker {
-            builder_core::oci::write_docker_archive(&store, &image, &tags, epoch, &mut w).map(drop)
+            builder_core::oci::write_docker_archive(&store, &image, &tags, epoch, w).map(drop)
         } else {
             builder_core::oci::write_oci_archive(
                 &store,
@@ -725,19 +694,12 @@ pub(crate) async fn image(
                 tags.first().map(String::as_str),
                 builder_core::solve::Compression::Gzip,
                 epoch,
-                &mut w,
+                w,
             )
             .map(drop)
         };
-        let done = written
-            .map_err(|e| std::io::Error::other(e.to_string()))
-            .and_then(|()| std::io::Write::flush(&mut w));
-        if let Err(e) = done {
-            let _ = tx.blocking_send(Err(e));
-        }
+        written.map_err(|e| e.to_string())
     });
-    let stream =
-        futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (b, rx)) });
     let name = format!("{id}-{}.tar", if docker { "docker" } else { "oci" });
     Response::builder()
         .header(header::CONTENT_TYPE, "application/x-tar")
@@ -745,7 +707,7 @@ pub(crate) async fn image(
             header::CONTENT_DISPOSITION,
             format!("attachment; filename=\"{name}\""),
         )
-        .body(Body::from_stream(stream))
+        .body(body)
         .map_err(|e| ApiError::internal(e.to_string()))
 }
 
