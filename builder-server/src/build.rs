@@ -50,6 +50,12 @@ pub(crate) struct Params {
 #[derive(Default)]
 pub(crate) struct Secrets(BTreeMap<String, Vec<u8>>);
 
+impl Secrets {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
 impl std::fmt::Debug for Secrets {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_list().entries(self.0.keys()).finish()
@@ -293,6 +299,77 @@ pub(crate) struct Ready {
 /// Unpacks the context and checks the Dockerfile: what is wrong here is a 4xx before anything
 /// is built or queued.
 pub(crate) fn setup(state: &AppState, params: &Params, body: Receiving) -> Result<Ready, ApiError> {
+    let Receiving {
+        reader,
+        over_limit,
+        stalled,
+        ..
+    } = body;
+    let why = |e: solve::Error| body_error(state, e, &over_limit, &stalled);
+    setup_from(state, params, reader, &why)
+}
+
+/// What a context that failed to arrive or unpack gets: 413 past the limit, 408 when it
+/// stalled, else a 400 naming the problem.
+fn body_error(
+    state: &AppState,
+    e: solve::Error,
+    over_limit: &AtomicBool,
+    stalled: &AtomicBool,
+) -> ApiError {
+    if over_limit.load(Ordering::SeqCst) {
+        return too_large(state.max_context_size);
+    }
+    if stalled.load(Ordering::SeqCst) {
+        let mut err = ApiError::bad_request(format!(
+            "the request body sent nothing for {} s",
+            state.body_idle.as_secs()
+        ));
+        err.status = axum::http::StatusCode::REQUEST_TIMEOUT;
+        return err;
+    }
+    let mut err = ApiError::from(e);
+    err.status = axum::http::StatusCode::BAD_REQUEST;
+    err.error = format!("the build context is not a readable tar: {}", err.error);
+    err
+}
+
+impl Receiving {
+    /// The whole body into a file of the store's scratch space (a fleet keeps the posted
+    /// context to store it in the registry), with the limits `setup` applies.
+    pub(crate) fn into_file(self, state: &AppState) -> Result<tempfile::NamedTempFile, ApiError> {
+        let Receiving {
+            mut reader,
+            over_limit,
+            stalled,
+            ..
+        } = self;
+        let mut file = tempfile::Builder::new()
+            .prefix("posted-context-")
+            .tempfile_in(state.store.root().join("tmp"))
+            .map_err(|e| ApiError::internal(format!("cannot keep the context: {e}")))?;
+        std::io::copy(&mut reader, &mut file).map_err(|e| {
+            body_error(
+                state,
+                solve::Error::Io {
+                    path: "<request body>".into(),
+                    source: e,
+                },
+                &over_limit,
+                &stalled,
+            )
+        })?;
+        Ok(file)
+    }
+}
+
+/// [`setup`] from any reader of the context (`why` says what its failure means).
+pub(crate) fn setup_from(
+    state: &AppState,
+    params: &Params,
+    reader: impl Read,
+    why: &dyn Fn(solve::Error) -> ApiError,
+) -> Result<Ready, ApiError> {
     if params.network == Network::Host && !state.allow_network_host {
         return Err(ApiError::bad_request(
             "network `host` is not allowed: start rbuild-server with --allow-network-host",
@@ -304,29 +381,7 @@ pub(crate) fn setup(state: &AppState, params: &Params, body: Receiving) -> Resul
         .map(str::parse)
         .transpose()
         .map_err(|e| ApiError::bad_request(format!("platform: {e}")))?;
-    let Receiving {
-        reader,
-        over_limit,
-        stalled,
-        ..
-    } = body;
-    let context = solve::unpack_context(&state.store, reader).map_err(|e| {
-        if over_limit.load(Ordering::SeqCst) {
-            return too_large(state.max_context_size);
-        }
-        if stalled.load(Ordering::SeqCst) {
-            let mut err = ApiError::bad_request(format!(
-                "the request body sent nothing for {} s",
-                state.body_idle.as_secs()
-            ));
-            err.status = axum::http::StatusCode::REQUEST_TIMEOUT;
-            return err;
-        }
-        let mut err = ApiError::from(e);
-        err.status = axum::http::StatusCode::BAD_REQUEST;
-        err.error = format!("the build context is not a readable tar: {}", err.error);
-        err
-    })?;
+    let context = solve::unpack_context(&state.store, reader).map_err(why)?;
     let rel = params.dockerfile.as_deref().unwrap_or("Dockerfile");
     let cleaned = builder_core::context::clean_path(rel);
     if cleaned.starts_with("..") || cleaned.starts_with('/') {

@@ -57,6 +57,8 @@ pub(crate) struct Jobs {
     pub(crate) keep_ms: i64,
     /// `--cache-max-size`.
     pub(crate) cache_max_size: Option<u64>,
+    /// Fleet mode: the replica's settings and the dispatcher's bell.
+    pub(crate) fleet: Option<(crate::fleet::Settings, Arc<crate::fleet::Bell>)>,
 }
 
 impl std::fmt::Debug for Jobs {
@@ -104,6 +106,7 @@ impl Jobs {
             keep_builds: 10_000,
             keep_ms: 30 * 86_400_000,
             cache_max_size: None,
+            fleet: None,
         }
     }
 
@@ -111,8 +114,15 @@ impl Jobs {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Whether `tenant` may queue one more job.
+    /// Whether `tenant` may queue one more job (fleet-wide in a fleet).
     pub(crate) fn room_for(&self, tenant: &str) -> Result<(), Refused> {
+        if let Some(pg) = self.records.fleet() {
+            let queued = pg.queued(tenant).unwrap_or(0);
+            if queued >= self.max_queued {
+                return Err(Refused::Full { queued });
+            }
+            return Ok(());
+        }
         let inner = self.lock();
         let queued = inner.queues.get(tenant).map_or(0, VecDeque::len);
         if queued >= self.max_queued {
@@ -213,6 +223,19 @@ impl Jobs {
     /// Cancels job `id`: a queued one ends at once, a running one has its build cancelled (its
     /// RUN killed). Gives whether the job was queued or running.
     pub(crate) fn cancel(&self, id: &str) -> bool {
+        if let Some(pg) = self.records.fleet() {
+            if let Some(live) = self.live(id) {
+                live.cancel.cancel();
+                return true;
+            }
+            return match pg.cancel(id) {
+                Ok(found) => found,
+                Err(e) => {
+                    tracing::error!(error = %e, build = %id, "cannot cancel");
+                    false
+                }
+            };
+        }
         let mut inner = self.lock();
         let Some(live) = inner.live.get(id).cloned() else {
             return false;
@@ -355,4 +378,203 @@ fn run(state: &AppState, job: Queued, live: &Live) {
     jobs.tidy(state);
     jobs.end(&job.id, ended.state, &ended.last, live, n);
     jobs.finished(state, &job.id);
+}
+
+/// Fleet mode: stores a posted (and checked) context in the registry and queues the job in
+/// PostgreSQL for whichever replica claims it.
+pub(crate) fn submit_to_fleet(
+    state: &AppState,
+    context: &std::path::Path,
+    record: &Build,
+    query: &str,
+) -> Result<(), crate::error::ApiError> {
+    use crate::error::ApiError;
+    let jobs = &state.jobs;
+    let (Some(pg), Some((settings, bell))) = (jobs.records.fleet(), jobs.fleet.as_ref()) else {
+        return Err(ApiError::internal("not a fleet"));
+    };
+    let file = fs_err::File::open(context).map_err(|e| ApiError::internal(e.to_string()))?;
+    let image =
+        builder_core::solve::import_rootfs(&state.store, file, crate::records::now_ms() / 1000)
+            .map_err(|e| ApiError::internal(format!("cannot keep the context: {e}")))?;
+    let key = image
+        .diff_ids()
+        .first()
+        .map(ToString::to_string)
+        .unwrap_or_default();
+    let tag = format!("{}:ctx-{}", settings.context_store, record.id);
+    let reference: builder_core::registry::Reference = tag
+        .parse()
+        .map_err(|e: builder_core::registry::Error| ApiError::internal(e.to_string()))?;
+    let pushed = builder_core::registry::push(
+        &state.store,
+        &image,
+        std::slice::from_ref(&reference),
+        &state.registry,
+        &builder_core::registry::PushOptions::default(),
+    )
+    .map_err(|e| ApiError::internal(format!("cannot store the context in `{tag}`: {e}")))?;
+    let digest = pushed
+        .first()
+        .map(|p| p.digest.to_string())
+        .unwrap_or_default();
+    let context_ref = format!("{}@{digest}", settings.context_store);
+    let live = pg
+        .heartbeat(&settings.me, settings.lease * 3)
+        .unwrap_or_default();
+    let preferred = crate::fleet::preferred(&key, &live);
+    pg.insert_job(
+        record,
+        Some(&context_ref),
+        preferred.as_deref(),
+        Some(query),
+    )
+    .map_err(|e| ApiError::internal(e.to_string()))?;
+    bell.ring();
+    Ok(())
+}
+
+/// The fleet's side of this replica's jobs.
+pub(crate) struct FleetRunner {
+    pub(crate) state: AppState,
+    pub(crate) runtime: tokio::runtime::Handle,
+}
+
+impl crate::fleet::Runner for FleetRunner {
+    fn slots(&self) -> (usize, usize) {
+        (self.state.jobs.lock().running, self.state.jobs.max_builds)
+    }
+
+    fn run(self: Arc<Self>, job: crate::fleet::Claimed) {
+        let (progress, _) = watch::channel((job.events, false));
+        let live = Arc::new(Live {
+            cancel: Cancel::new(),
+            progress,
+        });
+        {
+            let mut inner = self.state.jobs.lock();
+            inner.running += 1;
+            inner.live.insert(job.id.clone(), Arc::clone(&live));
+        }
+        let state = self.state.clone();
+        self.runtime
+            .spawn_blocking(move || run_claimed(&state, &job, &live));
+    }
+
+    fn running(&self) -> Vec<String> {
+        self.state.jobs.lock().live.keys().cloned().collect()
+    }
+
+    fn cancel_local(&self, id: &str) {
+        if let Some(l) = self.state.jobs.live(id) {
+            l.cancel.cancel();
+        }
+    }
+
+    fn draining(&self) -> bool {
+        self.state.jobs.lock().draining
+    }
+}
+
+/// Runs a job this replica claimed: its context from the registry, its options from its query,
+/// the shared step cache in and out, events into the fleet's records.
+fn run_claimed(state: &AppState, job: &crate::fleet::Claimed, live: &Live) {
+    let jobs = &state.jobs;
+    let mut n = job.events;
+    let ended = match prepare(state, job) {
+        Ok((params, ready)) => {
+            let ended = build::execute(
+                state,
+                &params,
+                &ready,
+                &live.cancel,
+                &job.tenant,
+                &mut |e| {
+                    n += 1;
+                    if let Err(err) = jobs.records.event(&job.id, n, &e.to_string()) {
+                        tracing::error!(error = %err, build = %job.id, "cannot record an event");
+                    }
+                    live.progress.send_replace((n, false));
+                },
+            );
+            (ended.state, ended.last)
+        }
+        Err(e) => ("failed", build::with_type("error", e.body())),
+    };
+    tracing::info!(build = %job.id, state = ended.0, "build ended");
+    jobs.tidy(state);
+    jobs.end(&job.id, ended.0, &ended.1, live, n);
+    {
+        let mut inner = jobs.lock();
+        inner.running -= 1;
+        inner.live.remove(&job.id);
+    }
+    if let Some((_, bell)) = &jobs.fleet {
+        bell.ring();
+    }
+}
+
+/// A claimed job's options and context, checked as at its post.
+fn prepare(
+    state: &AppState,
+    job: &crate::fleet::Claimed,
+) -> Result<(Params, Ready), crate::error::ApiError> {
+    use crate::error::ApiError;
+    let mut params = build::params(Some(&job.query))?;
+    let reference: builder_core::registry::Reference = job
+        .context_ref
+        .parse()
+        .map_err(|e: builder_core::registry::Error| ApiError::internal(e.to_string()))?;
+    let platform = builder_core::registry::Platform::host();
+    let pulled = builder_core::registry::pull(&state.store, &reference, &platform, &state.registry)
+        .map_err(|e| {
+            ApiError::internal(format!(
+                "cannot fetch the context `{}`: {e}",
+                job.context_ref
+            ))
+        })?;
+    let layer = pulled
+        .image
+        .diff_ids()
+        .first()
+        .copied()
+        .ok_or_else(|| ApiError::internal("the stored context has no layer"))?;
+    if let Some((settings, _)) = &state.jobs.fleet {
+        if let Some(cache) = &settings.cache_registry {
+            let spec = |s: String| {
+                builder_core::solve::CacheSpec::parse(&s)
+                    .map_err(|e| ApiError::internal(format!("--cache-registry `{cache}`: {e}")))
+            };
+            // An export replaces what its ref held, so each context (by content) and each
+            // (context, options) has a ref of its own: the same post again finds all its steps,
+            // a post of the same context with other options its shared ones.
+            for r in cache_refs(cache, &layer.to_string(), &job.query) {
+                params
+                    .cache_from
+                    .push(spec(format!("type=registry,ref={r}"))?);
+                params
+                    .cache_to
+                    .push(spec(format!("type=registry,ref={r},mode=max"))?);
+            }
+        }
+    }
+    let file = fs_err::File::open(state.store.blob_path(&layer))
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    let why = |e: builder_core::solve::Error| ApiError::from(e);
+    let ready = build::setup_from(state, &params, file, &why)?;
+    Ok((params, ready))
+}
+
+/// The step-cache refs of a fleet job under `--cache-registry REPO[:TAG]`: `REPO:TAG-C` for its
+/// context and `REPO:TAG-CO` for its context and options (hashes of them).
+fn cache_refs(cache: &str, context: &str, query: &str) -> [String; 2] {
+    let (repo, tag) = match cache.rsplit_once(':') {
+        Some((r, t)) if !t.contains('/') => (r, t),
+        _ => (cache, "steps"),
+    };
+    let short = |s: &str| builder_core::digest::Digest::of(s.as_bytes()).hex()[..16].to_owned();
+    [
+        format!("{repo}:{tag}-{}", short(context)),
+        format!("{repo}:{tag}-{}", short(&format!("{context}\n{query}"))),
+    ]
 }

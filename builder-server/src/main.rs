@@ -7,6 +7,7 @@ mod auth;
 mod build;
 mod docker;
 mod error;
+mod fleet;
 mod jobs;
 mod metrics;
 mod openapi;
@@ -98,6 +99,29 @@ struct Args {
     /// The certificate's private key (PEM).
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// Fleet mode: records, events, tenants and the queue in this PostgreSQL database
+    /// (`postgres://user@host/db`), shared by every replica; SQLite under --root otherwise.
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "RBUILD_DATABASE",
+        requires = "context_store"
+    )]
+    database: Option<String>,
+    /// Fleet mode: where posted contexts are kept for the replica that runs them
+    /// (`registry:5000/rbuild/contexts`).
+    #[arg(long, value_name = "REPO")]
+    context_store: Option<String>,
+    /// Fleet mode: the step cache every build reads and writes (`registry:5000/rbuild/cache:steps`).
+    #[arg(long, value_name = "REF")]
+    cache_registry: Option<String>,
+    /// Fleet mode: this replica's name in the records (default: HOSTNAME:PORT).
+    #[arg(long, value_name = "NAME")]
+    replica_name: Option<String>,
+    /// Fleet mode: how long a claimed build's lease lasts; a replica that stops renewing it
+    /// (it died) loses the build to another after this.
+    #[arg(long, value_name = "SECONDS", default_value_t = 15)]
+    lease_seconds: u64,
     /// Log as JSON lines (for a log collector) instead of text.
     #[arg(long)]
     log_json: bool,
@@ -235,7 +259,13 @@ fn init_logs(json: bool) {
 fn jobs(root: &std::path::Path, args: &Args) -> anyhow::Result<std::sync::Arc<jobs::Jobs>> {
     let dir = root.join("server");
     fs_err::create_dir_all(&dir)?;
-    let (records, interrupted) = records::Records::open(&dir.join("builds.sqlite"))?;
+    let (records, interrupted) = match &args.database {
+        Some(url) => {
+            let pg = fleet::Pg::connect(url).context("cannot open the fleet's database")?;
+            (records::Records::Postgres(pg), 0)
+        }
+        None => records::Records::open(&dir.join("builds.sqlite"))?,
+    };
     if interrupted > 0 {
         tracing::warn!(
             builds = interrupted,
@@ -251,6 +281,21 @@ fn jobs(root: &std::path::Path, args: &Args) -> anyhow::Result<std::sync::Arc<jo
     jobs.keep_builds = args.keep_builds;
     jobs.keep_ms = i64::try_from(args.keep_days.saturating_mul(86_400_000)).unwrap_or(i64::MAX);
     jobs.cache_max_size = args.cache_max_size;
+    if args.database.is_some() {
+        let host = fs_err::read_to_string("/proc/sys/kernel/hostname")
+            .map_or_else(|_| "replica".into(), |h| h.trim().to_owned());
+        let settings = fleet::Settings {
+            me: args
+                .replica_name
+                .clone()
+                .unwrap_or_else(|| format!("{host}:{}", args.listen.port())),
+            context_store: args.context_store.clone().unwrap_or_default(),
+            cache_registry: args.cache_registry.clone(),
+            lease: std::time::Duration::from_secs(args.lease_seconds.max(1)),
+        };
+        tracing::info!(replica = %settings.me, "fleet mode: records and queue in PostgreSQL");
+        jobs.fleet = Some((settings, std::sync::Arc::default()));
+    }
     tracing::info!(
         max_builds = jobs.max_builds,
         max_queued = jobs.max_queued,
@@ -347,6 +392,18 @@ fn main() -> anyhow::Result<()> {
         .block_on(async {
             if let (Some(path), Some(shared)) = (&args.tokens, &tokens) {
                 auth::reload_on_hangup(path.clone(), std::sync::Arc::clone(shared))?;
+            }
+            if let Some((settings, bell)) = &jobs.fleet {
+                let runner = std::sync::Arc::new(jobs::FleetRunner {
+                    state: state.clone(),
+                    runtime: tokio::runtime::Handle::current(),
+                });
+                fleet::dispatch(
+                    std::sync::Arc::clone(&jobs.records),
+                    settings.clone(),
+                    runner,
+                    std::sync::Arc::clone(bell),
+                );
             }
             let grace = std::time::Duration::from_secs(args.grace);
             let handle = axum_server::Handle::new();

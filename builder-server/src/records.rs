@@ -13,6 +13,9 @@ use rusqlite::{Connection, OptionalExtension, params};
 /// What can go wrong with the records.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum RecordsError {
+    /// PostgreSQL refused.
+    #[error("build records in PostgreSQL: {0}")]
+    Postgres(#[from] postgres::Error),
     /// SQLite refused.
     #[error("build records `{path}`: {source}")]
     Sqlite {
@@ -22,9 +25,9 @@ pub(crate) enum RecordsError {
     },
 }
 
-/// The open records.
+/// The records in SQLite (the embedded default).
 #[derive(Debug)]
-pub(crate) struct Records {
+pub(crate) struct Sqlite {
     db: Mutex<Connection>,
     path: String,
 }
@@ -48,6 +51,8 @@ pub(crate) struct Build {
     pub(crate) cached: Option<i64>,
     pub(crate) result: Option<serde_json::Value>,
     pub(crate) error: Option<serde_json::Value>,
+    /// The replica that ran it (fleet mode).
+    pub(crate) replica: Option<String>,
 }
 
 /// `GET /v1/builds`' filters.
@@ -124,10 +129,11 @@ fn row_from(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<Build> {
         cached: r.get(at + 11)?,
         result: json(r.get(at + 12)?),
         error: json(r.get(at + 13)?),
+        replica: None,
     })
 }
 
-impl Records {
+impl Sqlite {
     /// Opens (or makes) the records at `path`; builds left `queued` or `running` by a process
     /// that is gone become `interrupted`. Gives how many did.
     pub(crate) fn open(path: &Path) -> Result<(Self, usize), RecordsError> {
@@ -324,6 +330,91 @@ impl Records {
     }
 }
 
+/// The build records: SQLite on one server, PostgreSQL for a fleet (`--database`).
+#[derive(Debug)]
+pub(crate) enum Records {
+    Sqlite(Sqlite),
+    Postgres(crate::fleet::Pg),
+}
+
+macro_rules! both {
+    ($self:ident, $r:ident => $e:expr) => {
+        match $self {
+            Records::Sqlite($r) => $e,
+            Records::Postgres($r) => $e,
+        }
+    };
+}
+
+impl Records {
+    /// The SQLite records at `path`; see [`Sqlite::open`].
+    pub(crate) fn open(path: &Path) -> Result<(Self, usize), RecordsError> {
+        Sqlite::open(path).map(|(s, n)| (Self::Sqlite(s), n))
+    }
+
+    /// The fleet's records, when they are PostgreSQL's.
+    pub(crate) fn fleet(&self) -> Option<&crate::fleet::Pg> {
+        match self {
+            Self::Postgres(p) => Some(p),
+            Self::Sqlite(_) => None,
+        }
+    }
+
+    pub(crate) fn insert(&self, b: &Build) -> Result<(), RecordsError> {
+        both!(self, r => r.insert(b))
+    }
+
+    pub(crate) fn started(&self, id: &str, order: i64) -> Result<(), RecordsError> {
+        both!(self, r => r.started(id, order))
+    }
+
+    pub(crate) fn event(&self, id: &str, n: u64, data: &str) -> Result<(), RecordsError> {
+        both!(self, r => r.event(id, n, data))
+    }
+
+    pub(crate) fn finished(
+        &self,
+        id: &str,
+        state: &str,
+        last: &serde_json::Value,
+    ) -> Result<(), RecordsError> {
+        both!(self, r => r.finished(id, state, last))
+    }
+
+    pub(crate) fn get(
+        &self,
+        id: &str,
+        tenant: Option<&str>,
+    ) -> Result<Option<Build>, RecordsError> {
+        both!(self, r => r.get(id, tenant))
+    }
+
+    pub(crate) fn list(&self, f: &Filter<'_>) -> Result<Vec<(i64, Build)>, RecordsError> {
+        both!(self, r => r.list(f))
+    }
+
+    pub(crate) fn max_start_order(&self) -> Result<i64, RecordsError> {
+        both!(self, r => r.max_start_order())
+    }
+
+    pub(crate) fn seq(&self, id: &str) -> Result<Option<i64>, RecordsError> {
+        both!(self, r => r.seq(id))
+    }
+
+    pub(crate) fn events_after(
+        &self,
+        id: &str,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<(u64, String)>, RecordsError> {
+        both!(self, r => r.events_after(id, after, limit))
+    }
+
+    pub(crate) fn prune(&self, keep: u64, max_age_ms: i64) -> Result<usize, RecordsError> {
+        both!(self, r => r.prune(keep, max_age_ms))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -344,6 +435,7 @@ mod tests {
             cached: None,
             result: None,
             error: None,
+            replica: None,
         }
     }
 

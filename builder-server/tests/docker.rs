@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 mod common;
-use common::{Server, connect, free_port, start_with};
+use common::{registry, start_with};
 
 /// Debian's docker CLI (20.10, API 1.41). `/usr/local/bin/docker`, where a newer one lives on
 /// some machines, is not the one under test.
@@ -93,33 +93,6 @@ fn context(dir: &Path) -> PathBuf {
     )
     .unwrap();
     ctx
-}
-
-/// A registry on loopback: the suite's (`RBUILD_TEST_REGISTRY`) or one of this test's own.
-fn registry(dir: &Path) -> (String, Option<Server>) {
-    if let Ok(host) = std::env::var("RBUILD_TEST_REGISTRY") {
-        return (host, None);
-    }
-    let port = free_port();
-    let config = dir.join("registry.yml");
-    fs_err::write(
-        &config,
-        format!(
-            "version: 0.1\nlog: {{level: error, accesslog: {{disabled: true}}}}\nstorage: {{filesystem: {{rootdirectory: {}}}}}\nhttp: {{addr: 127.0.0.1:{port}}}\n",
-            dir.join("registry-data").display()
-        ),
-    )
-    .unwrap();
-    let child = Command::new("docker-registry")
-        .arg("serve")
-        .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("docker-registry is installed (apt-get install -y docker-registry)");
-    let server = Server(child);
-    drop(connect(port));
-    (format!("127.0.0.1:{port}"), Some(server))
 }
 
 fn podman(dir: &Path) -> Command {

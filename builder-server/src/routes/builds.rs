@@ -71,6 +71,8 @@ pub(crate) struct Summary {
     step_count: Option<i64>,
     cached_count: Option<i64>,
     context_bytes: Option<i64>,
+    /// The replica that ran it (in a fleet).
+    replica: Option<String>,
     links: Links,
 }
 
@@ -184,6 +186,7 @@ fn summary(b: Build) -> Summary {
         step_count: b.steps,
         cached_count: b.cached,
         context_bytes: b.context_bytes,
+        replica: b.replica,
     }
 }
 
@@ -251,9 +254,10 @@ pub(crate) async fn post(
     params.secrets = secrets(&headers).map_err(count)?;
     crate::routes::build::announced_size(&state, &headers).map_err(count)?;
     // A full queue is refused before the body is read.
-    state
-        .jobs
-        .room_for(&tenant.0)
+    let (jobs, who2) = (Arc::clone(&state.jobs), tenant.0.clone());
+    tokio::task::spawn_blocking(move || jobs.room_for(&who2))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?
         .map_err(refused)
         .map_err(count)?;
     let receiving = build::receive(&state, &tenant.0, body).await;
@@ -261,8 +265,28 @@ pub(crate) async fn post(
     let st = state.clone();
     let (tenant_name, id) = (tenant.0.clone(), crate::jobs::new_id());
     let job_id = id.clone();
+    let fleet = state.jobs.fleet.is_some();
+    if fleet && !params.secrets.is_empty() {
+        return Err(count(ApiError::bad_request(
+            "secrets are never stored, so a fleet cannot queue a build with them: post it with POST /v1/build (streamed) instead",
+        )));
+    }
     tokio::task::spawn_blocking(move || {
-        let ready = build::setup(&st, &params, receiving)?;
+        // In a fleet the context is kept whole, to be stored in the registry once checked.
+        let (ready, kept) = if fleet {
+            let kept = receiving.into_file(&st)?;
+            let file =
+                fs_err::File::open(kept.path()).map_err(|e| ApiError::internal(e.to_string()))?;
+            let why = |e: builder_core::solve::Error| {
+                let mut err = ApiError::from(e);
+                err.status = StatusCode::BAD_REQUEST;
+                err.error = format!("the build context is not a readable tar: {}", err.error);
+                err
+            };
+            (build::setup_from(&st, &params, file, &why)?, Some(kept))
+        } else {
+            (build::setup(&st, &params, receiving)?, None)
+        };
         let record = Build {
             id: job_id.clone(),
             tenant: tenant_name.clone(),
@@ -278,7 +302,16 @@ pub(crate) async fn post(
             cached: None,
             result: None,
             error: None,
+            replica: None,
         };
+        if let Some(kept) = kept {
+            drop(ready);
+            let mut query = form_urlencoded::Serializer::new(String::new());
+            for (k, v) in &params.raw {
+                query.append_pair(k, v);
+            }
+            return crate::jobs::submit_to_fleet(&st, kept.path(), &record, &query.finish());
+        }
         let job = Queued {
             id: job_id,
             tenant: tenant_name,
@@ -534,6 +567,23 @@ fn follow(
                 .unwrap_or_default();
             if !page.is_empty() {
                 f.buf.extend(page);
+                continue;
+            }
+            if ended && f.progress.is_none() {
+                // Not running here: it may be queued or running on another replica, whose
+                // events reach the shared records; they are polled until it ends.
+                let (records, id) = (Arc::clone(&f.records), f.id.clone());
+                let state = tokio::task::spawn_blocking(move || records.get(&id, None))
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+                    .flatten()
+                    .map(|b| b.state);
+                if matches!(state.as_deref(), Some("queued" | "running")) {
+                    tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+                    continue;
+                }
+                f.done = true;
                 continue;
             }
             if ended {

@@ -196,3 +196,134 @@ impl Api {
         out
     }
 }
+
+/// A registry on loopback: the suite's (`RBUILD_TEST_REGISTRY`) or one of this test's own.
+pub(crate) fn registry(dir: &std::path::Path) -> (String, Option<Server>) {
+    if let Ok(host) = std::env::var("RBUILD_TEST_REGISTRY") {
+        return (host, None);
+    }
+    let port = free_port();
+    let config = dir.join("registry.yml");
+    fs_err::write(
+        &config,
+        format!(
+            "version: 0.1\nlog: {{level: error, accesslog: {{disabled: true}}}}\nstorage: {{filesystem: {{rootdirectory: {}}}}}\nhttp: {{addr: 127.0.0.1:{port}}}\n",
+            dir.join("registry-data").display()
+        ),
+    )
+    .unwrap();
+    let child = Command::new("docker-registry")
+        .arg("serve")
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("docker-registry is installed (apt-get install -y docker-registry)");
+    let server = Server(child);
+    drop(connect(port));
+    (format!("127.0.0.1:{port}"), Some(server))
+}
+
+/// A PostgreSQL database of this test's own: on the suite's server (`RBUILD_TEST_DATABASE`,
+/// which `.ci/run` starts) or on one this test starts in `dir`. Gives its URL.
+pub(crate) fn database(dir: &std::path::Path) -> (String, Option<Server>) {
+    let (server_url, server) = match std::env::var("RBUILD_TEST_DATABASE") {
+        Ok(url) => (url, None),
+        Err(_) => {
+            let (url, s) = start_postgres(dir);
+            (url, Some(s))
+        }
+    };
+    let name = format!("rbuild_test_{}_{}", std::process::id(), free_port());
+    let mut admin = postgres::Client::connect(&server_url, postgres::NoTls)
+        .unwrap_or_else(|e| panic!("cannot reach PostgreSQL at {server_url}: {e}"));
+    admin
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .unwrap();
+    let base = server_url
+        .rsplit_once('/')
+        .map_or(server_url.as_str(), |(b, _)| b);
+    (format!("{base}/{name}"), server)
+}
+
+/// Debian's PostgreSQL server, run as its `postgres` user on a free port of 127.0.0.1 with its
+/// data in `dir` (trust auth; loopback only).
+fn start_postgres(dir: &std::path::Path) -> (String, Server) {
+    use std::os::unix::process::CommandExt as _;
+    let bin = fs_err::read_dir("/usr/lib/postgresql")
+        .expect("PostgreSQL is installed (apt-get install -y postgresql; .ci/run does)")
+        .flatten()
+        .map(|e| e.path().join("bin"))
+        .find(|b| b.join("postgres").is_file())
+        .expect("a PostgreSQL server binary under /usr/lib/postgresql/*/bin");
+    let id = |flag: &str| -> u32 {
+        let out = Command::new("id")
+            .args([flag, "postgres"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .expect("a `postgres` user")
+    };
+    let (uid, gid) = (id("-u"), id("-g"));
+    let data = dir.join("pg");
+    fs_err::create_dir_all(&data).unwrap();
+    // The test's temporary directory is root's: its parents must let postgres through.
+    let mut p = Some(dir);
+    while let Some(d) =
+        p.filter(|d| d.starts_with(std::env::temp_dir()) && *d != std::env::temp_dir())
+    {
+        let _ = Command::new("chmod").arg("a+x").arg(d).status();
+        p = d.parent();
+    }
+    assert!(
+        Command::new("chown")
+            .args(["-R", "postgres:postgres"])
+            .arg(&data)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let init = Command::new(bin.join("initdb"))
+        .args(["-A", "trust", "-U", "postgres", "--no-sync", "-D"])
+        .arg(&data)
+        .uid(uid)
+        .gid(gid)
+        .output()
+        .unwrap();
+    assert!(
+        init.status.success(),
+        "initdb: {}",
+        String::from_utf8_lossy(&init.stderr)
+    );
+    let port = free_port();
+    let child = Command::new(bin.join("postgres"))
+        .arg("-D")
+        .arg(&data)
+        .arg("-k")
+        .arg(&data)
+        .args([
+            "-p",
+            &port.to_string(),
+            "-c",
+            "listen_addresses=127.0.0.1",
+            "-c",
+            "fsync=off",
+        ])
+        .uid(uid)
+        .gid(gid)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let server = Server(child);
+    drop(connect(port));
+    let url = format!("postgres://postgres@127.0.0.1:{port}/postgres");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while postgres::Client::connect(&url, postgres::NoTls).is_err() {
+        assert!(Instant::now() < deadline, "PostgreSQL did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    (url, server)
+}
