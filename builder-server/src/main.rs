@@ -122,6 +122,10 @@ struct Args {
     /// (it died) loses the build to another after this.
     #[arg(long, value_name = "SECONDS", default_value_t = 15)]
     lease_seconds: u64,
+    /// Ask the server at --listen for `/healthz` and exit 0 if it answers 200, 1 if not (for a
+    /// container's health check: the image has no curl).
+    #[arg(long)]
+    health_check: bool,
     /// Log as JSON lines (for a log collector) instead of text.
     #[arg(long)]
     log_json: bool,
@@ -346,10 +350,35 @@ async fn serve(
     Ok(())
 }
 
+/// `--health-check`: `GET /healthz` on `listen` (its loopback when it is a wildcard).
+fn health_check(listen: SocketAddr) -> anyhow::Result<()> {
+    use std::io::{Read, Write};
+    let mut addr = listen;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let timeout = std::time::Duration::from_secs(3);
+    let mut s = std::net::TcpStream::connect_timeout(&addr, timeout)
+        .with_context(|| format!("cannot connect to {addr}"))?;
+    s.set_read_timeout(Some(timeout))?;
+    s.write_all(b"GET /healthz HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head)?;
+    anyhow::ensure!(
+        head.starts_with(b"HTTP/1.0 200") || head.starts_with(b"HTTP/1.1 200"),
+        "{addr}/healthz answered {}",
+        String::from_utf8_lossy(&head)
+    );
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     // RUN's sandbox helper is this binary re-executed; it must start before any thread.
     builder_core::exec::helper_main();
     let args = Args::parse();
+    if args.health_check {
+        return health_check(args.listen);
+    }
     init_logs(args.log_json);
     let tokens = tokens(&args)?;
     let root = args
