@@ -35,6 +35,7 @@ mod squash;
 mod stage;
 mod stdin_context;
 mod times;
+mod tree_copy;
 
 pub use crate::oci::{Compression, Image};
 pub use crate::store::{Store, tag_name};

@@ -39,24 +39,11 @@ pub(crate) fn chain_ids(diff_ids: &[Digest]) -> Vec<Digest> {
     out
 }
 
-/// Copies the tree `src` to `dst` (which must not exist) with `cp -a`, keeping owners, modes,
-/// times, xattrs and hardlinks; with `hardlinks`, files are linked rather than copied (`cp -al`).
+/// Copies the tree `src` to `dst` (which must not exist), keeping owners, modes, times, xattrs
+/// and hardlinks; with `hardlinks`, files are linked rather than copied. In-process (see
+/// [`super::tree_copy`]): no `cp` on the hot path.
 pub(crate) fn copy_tree(src: &Path, dst: &Path, hardlinks: bool) -> Result<()> {
-    let flags = if hardlinks { "-al" } else { "-a" };
-    let status = std::process::Command::new("cp")
-        .arg(flags)
-        .arg(src)
-        .arg(dst)
-        .status()
-        .map_err(io_at(dst))?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(Error::Io {
-            path: dst.to_owned(),
-            source: std::io::Error::other(format!("cp {flags} failed ({status})")),
-        })
-    }
+    super::tree_copy::copy_tree(src, dst, hardlinks)
 }
 
 /// What `snapshots/<chain>/complete` holds.
