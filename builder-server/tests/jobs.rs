@@ -159,6 +159,8 @@ fn issue_14_deleting_a_job_kills_its_run_and_a_queued_one_never_starts() {
     let res = api.post("", context_tar(b"FROM scratch\n"));
     assert_eq!(res.status(), 429);
     assert!(res.headers().contains_key("retry-after"));
+    // Refused before its body was read: the connection is not to be reused.
+    assert_eq!(res.headers()["connection"], "close");
     let err: Value = res.json().unwrap();
     assert!(
         err["error"].as_str().unwrap().contains("--max-queued"),

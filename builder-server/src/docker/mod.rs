@@ -100,9 +100,23 @@ fn versioned(path: &str) -> Option<((u32, u32), &str)> {
     Some((v, &path[2 + version.len()..]))
 }
 
-/// Strips the docker API's `/vX.Y` prefix before routing, refusing versions this server does
-/// not speak as the daemon does; every answer carries the headers docker's clients read.
-pub(crate) async fn versions(mut req: Request, next: Next) -> Response {
+/// The outer middleware: strips the docker API's `/vX.Y` prefix before routing, refusing
+/// versions this server does not speak as the daemon does; every answer carries the headers
+/// docker's clients read.
+pub(crate) async fn versions(req: Request, next: Next) -> Response {
+    let has_body =
+        req.method() == axum::http::Method::POST || req.method() == axum::http::Method::PUT;
+    let mut res = route_version(req, next).await;
+    // A refusal may come before the body was read (a full queue, a bad option): hyper then
+    // drops the connection, so the client is told not to send another request on it.
+    if has_body && (res.status().is_client_error() || res.status().is_server_error()) {
+        res.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    res
+}
+
+async fn route_version(mut req: Request, next: Next) -> Response {
     if let Some((v, rest)) = versioned(req.uri().path()) {
         let shown = format!("{}.{}", v.0, v.1);
         let max = API_VERSION
