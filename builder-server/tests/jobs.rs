@@ -8,7 +8,7 @@ use reqwest::blocking::Client;
 use serde_json::Value;
 
 mod common;
-use common::{Api, connect, context_tar, running, start_in, start_with};
+use common::{Api, connect, context_tar, running, start_in, start_with, tar_of};
 
 fn skopeo_inspect(transport: &str, file: &std::path::Path) -> Value {
     let out = std::process::Command::new("skopeo")
@@ -620,23 +620,6 @@ fn issue_14_with_a_certificate_the_server_speaks_tls_only() {
 
 /// A context of busybox and `payload.bin`: `size` bytes that do not compress, from `seed`.
 fn payload_context(seed: u8, size: usize) -> Vec<u8> {
-    let mut b = tar::Builder::new(Vec::new());
-    let mut add = |path: &str, mode: u32, data: &[u8]| {
-        let mut h = tar::Header::new_gnu();
-        h.set_size(data.len() as u64);
-        h.set_mode(mode);
-        h.set_uid(0);
-        h.set_gid(0);
-        h.set_mtime(0);
-        h.set_cksum();
-        b.append_data(&mut h, path, data).unwrap();
-    };
-    add(
-        "Dockerfile",
-        0o644,
-        b"FROM scratch\nCOPY busybox /bin/busybox\nCOPY payload.bin /\n",
-    );
-    add("busybox", 0o755, &fs_err::read("/bin/busybox").unwrap());
     // xorshift: fast, incompressible enough, the same for the same seed.
     let mut x = 0x9e37_79b9_7f4a_7c15_u64 ^ u64::from(seed);
     let data: Vec<u8> = (0..size)
@@ -647,8 +630,15 @@ fn payload_context(seed: u8, size: usize) -> Vec<u8> {
             x.to_le_bytes()[0]
         })
         .collect();
-    add("payload.bin", 0o644, &data);
-    b.into_inner().unwrap()
+    tar_of(&[
+        (
+            "Dockerfile",
+            0o644,
+            b"FROM scratch\nCOPY busybox /bin/busybox\nCOPY payload.bin /\n",
+        ),
+        ("busybox", 0o755, &fs_err::read("/bin/busybox").unwrap()),
+        ("payload.bin", 0o644, &data),
+    ])
 }
 
 /// Issue 14, item 2: past `--cache-max-size` the step cache is pruned least recently used

@@ -24,20 +24,10 @@ fn framed(err: solve::Error, dockerfile: &std::path::Path) -> anyhow::Error {
         }
         solve::Error::Step { line, .. } => {
             let src = fs_err::read_to_string(dockerfile).unwrap_or_default();
-            let text = src.lines().nth(line.saturating_sub(1)).unwrap_or_default();
-            let span = builder_core::dockerfile::parse(&src)
-                .ok()
-                .and_then(|df| {
-                    df.instructions
-                        .into_iter()
-                        .find(|n| n.span.line == line)
-                        .map(|n| n.span)
-                })
-                .unwrap_or_default();
+            let span = line_span(&src, line);
             let label = std::error::Error::source(&err)
                 .map(ToString::to_string)
                 .unwrap_or_default();
-            let _ = text;
             anyhow!(render::DockerfileError {
                 error: Box::new(err),
                 path: shown,
@@ -49,6 +39,19 @@ fn framed(err: solve::Error, dockerfile: &std::path::Path) -> anyhow::Error {
         }
         other => anyhow!(other),
     }
+}
+
+/// The span of the instruction at Dockerfile `line` (what a code frame points at).
+pub(crate) fn line_span(src: &str, line: usize) -> builder_core::dockerfile::Span {
+    builder_core::dockerfile::parse(src)
+        .ok()
+        .and_then(|df| {
+            df.instructions
+                .into_iter()
+                .find(|n| n.span.line == line)
+                .map(|n| n.span)
+        })
+        .unwrap_or_default()
 }
 
 /// Builds, or with `plan` (`json`, `dot`; `--print-plan` is `json`) prints the op graph.

@@ -283,15 +283,7 @@ fn remote_error(body: serde_json::Value, dockerfile: &Path) -> anyhow::Error {
     };
     let src = fs_err::read_to_string(dockerfile).unwrap_or_default();
     let line = usize::try_from(line).unwrap_or(0);
-    let span = builder_core::dockerfile::parse(&src)
-        .ok()
-        .and_then(|df| {
-            df.instructions
-                .into_iter()
-                .find(|n| n.span.line == line)
-                .map(|n| n.span)
-        })
-        .unwrap_or_default();
+    let span = super::build::line_span(&src, line);
     let label = body["causes"][0].as_str().unwrap_or_default().to_owned();
     anyhow!(render::DockerfileError {
         error: Box::new(RemoteError(body)),

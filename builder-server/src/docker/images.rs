@@ -206,13 +206,18 @@ pub(crate) async fn list(
     Ok(axum::Json(out).into_response())
 }
 
-fn inspect(store: &Store, image: &Image) -> serde_json::Value {
-    let tags: Vec<String> = tagged(store)
+/// The image's tags, as docker prints them.
+fn tags_of(store: &Store, image: &Image) -> Vec<String> {
+    tagged(store)
         .unwrap_or_default()
         .into_iter()
         .filter(|(_, i)| i.config_digest == image.config_digest)
         .map(|(n, _)| familiar(&n))
-        .collect();
+        .collect()
+}
+
+fn inspect(store: &Store, image: &Image) -> serde_json::Value {
+    let tags = tags_of(store, image);
     let size = image.size(store).unwrap_or(0);
     let mut config = serde_json::to_value(&image.config.config).unwrap_or_default();
     for key in [
@@ -259,12 +264,7 @@ fn inspect(store: &Store, image: &Image) -> serde_json::Value {
 }
 
 fn history(store: &Store, image: &Image) -> serde_json::Value {
-    let tags: Vec<String> = tagged(store)
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|(_, i)| i.config_digest == image.config_digest)
-        .map(|(n, _)| familiar(&n))
-        .collect();
+    let tags = tags_of(store, image);
     let mut layers = image.diff_ids().iter();
     let mut rows: Vec<serde_json::Value> = image
         .config

@@ -48,19 +48,25 @@ pub(crate) fn context_tar(dockerfile: &[u8]) -> Vec<u8> {
         busybox.is_file(),
         "`busybox` is not installed: apt-get install -y busybox-static (.ci/run installs it)"
     );
+    tar_of(&[
+        ("Dockerfile", 0o644, dockerfile),
+        ("busybox", 0o755, &fs_err::read(busybox).unwrap()),
+    ])
+}
+
+/// A tar of `files` (path, mode, content), owned by root, time 0.
+pub(crate) fn tar_of(files: &[(&str, u32, &[u8])]) -> Vec<u8> {
     let mut b = tar::Builder::new(Vec::new());
-    let mut add = |path: &str, mode: u32, data: &[u8]| {
+    for (path, mode, data) in files {
         let mut h = tar::Header::new_gnu();
         h.set_size(data.len() as u64);
-        h.set_mode(mode);
+        h.set_mode(*mode);
         h.set_uid(0);
         h.set_gid(0);
         h.set_mtime(0);
         h.set_cksum();
-        b.append_data(&mut h, path, data).unwrap();
-    };
-    add("Dockerfile", 0o644, dockerfile);
-    add("busybox", 0o755, &fs_err::read(busybox).unwrap());
+        b.append_data(&mut h, path, *data).unwrap();
+    }
     b.into_inner().unwrap()
 }
 
