@@ -161,8 +161,11 @@ fn chaos_kill_9_while_a_build_and_prune_run_leaves_a_whole_store() {
 
 /// The snapshot directory whose tree holds `rel`, the longest chain first.
 fn snapshot_with(root: &std::path::Path, rel: &str) -> std::path::PathBuf {
-    let mut found: Vec<_> = fs_err::read_dir(root.join("snapshots"))
-        .unwrap()
+    // Layer directories (the overlay snapshotter) or merged snapshots (the copy fallback).
+    let mut found: Vec<_> = ["layerfs", "snapshots"]
+        .iter()
+        .filter_map(|d| fs_err::read_dir(root.join(d)).ok())
+        .flatten()
         .map(|e| e.unwrap().path())
         .filter(|d| d.join("rootfs").join(rel).exists())
         .collect();
@@ -233,8 +236,10 @@ fn a_damaged_snapshot_is_noticed_and_rebuilt() {
         55_000
     );
 
-    // 2. The busybox binary truncated with every record in place: the listing tells. Its inode
-    // is shared by hard links with the base image's snapshot, which is damaged too.
+    // 2. The busybox binary truncated with every record in place: the listing tells. (With
+    // merged snapshots its inode is shared by hard links with the base image's snapshot, which
+    // is damaged too; with layer directories it is the base layer's.)
+    let snap = snapshot_with(&root, "bin/busybox");
     let f = fs_err::OpenOptions::new()
         .write(true)
         .open(snap.join("rootfs/bin/busybox"))

@@ -7,6 +7,7 @@ mod correctness;
 mod crash;
 mod interop;
 mod isolation;
+mod layers;
 mod parse;
 mod registry;
 mod registry_safety;

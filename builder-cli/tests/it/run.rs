@@ -298,7 +298,11 @@ fn base_layers_are_unpacked_once_and_shared() {
     use std::os::unix::fs::MetadataExt;
     let p = project("FROM busybox\nRUN echo a > /a\n");
     p.ok(&["build", "."]);
-    let snaps = p.root().join("snapshots");
+    // Layer directories as root (the overlay snapshotter), merged snapshots elsewhere.
+    let snaps = match p.root().join("layerfs") {
+        l if l.is_dir() => l,
+        _ => p.root().join("snapshots"),
+    };
     let listing = |dir: &std::path::Path| -> Vec<(String, u64)> {
         let mut v: Vec<(String, u64)> = fs_err::read_dir(dir)
             .unwrap()

@@ -222,12 +222,7 @@ fn mount_root(
             Some(ns) => idmapped_layers(spec, ns)?,
             None => (spec.lower.clone(), spec.upper.clone(), spec.work.clone()),
         };
-        let mut data = format!(
-            "lowerdir={},upperdir={},workdir={},index=off,redirect_dir=off,metacopy=off",
-            lower.display(),
-            upper.display(),
-            work.display()
-        );
+        let mut data = crate::fs::overlay_options(&lower, Some((&upper, &work)));
         // Unprivileged overlayfs keeps its metadata in user.* xattrs.
         if in_user_namespace {
             data.push_str(",userxattr");
@@ -434,7 +429,7 @@ fn extra_mounts(
 /// The overlay's layers as id-mapped mounts into `userns`, attached beside the upper
 /// directory (in this mount namespace only): the lower directory, and the directory holding
 /// upper and work (overlay wants both on one mount). Returns the paths to give overlay.
-fn idmapped_layers(spec: &SandboxSpec, ns: &Userns) -> R<(PathBuf, PathBuf, PathBuf)> {
+fn idmapped_layers(spec: &SandboxSpec, ns: &Userns) -> R<(Vec<PathBuf>, PathBuf, PathBuf)> {
     use std::os::fd::AsFd;
     let (Some(run), Some(upper_name), Some(work_name)) = (
         spec.upper.parent(),
@@ -450,17 +445,23 @@ fn idmapped_layers(spec: &SandboxSpec, ns: &Userns) -> R<(PathBuf, PathBuf, Path
         ));
     }
     let mut at = Vec::new();
-    for (src, name) in [
-        (&spec.lower, ".idmapped-lower"),
-        (&run.to_owned(), ".idmapped-run"),
-    ] {
+    let sources = spec
+        .lower
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (l.clone(), format!(".idmapped-lower-{i}")))
+        .chain([(run.to_owned(), ".idmapped-run".to_owned())]);
+    for (src, name) in sources {
         let target = run.join(name);
         fs_err::create_dir_all(&target)
             .map_err(|e| failed(format!("mkdir {}", target.display()), e))?;
-        super::sys::idmapped_tree(src, ns.user.as_fd(), false, false)
+        super::sys::idmapped_tree(&src, ns.user.as_fd(), false, false)
             .and_then(|tree| super::sys::attach(&tree, &target))
             .map_err(|e| failed(format!("id-mapped mount of {}", src.display()), e))?;
         at.push(target);
     }
-    Ok((at[0].clone(), at[1].join(upper_name), at[1].join(work_name)))
+    let Some(run_at) = at.pop() else {
+        return Err(failed("id-mapped layers", "nothing mapped"));
+    };
+    Ok((at, run_at.join(upper_name), run_at.join(work_name)))
 }

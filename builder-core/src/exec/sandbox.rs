@@ -140,10 +140,9 @@ fn userns_for(spec: &SandboxSpec) -> Option<Result<Userns, String>> {
         return None;
     }
     Some(make_userns(map).and_then(|ns| {
-        let root = if spec.copied_rootfs {
-            &spec.merged
-        } else {
-            &spec.lower
+        let root = match spec.lower.first() {
+            Some(lower) if !spec.copied_rootfs => lower,
+            _ => &spec.merged,
         };
         idmapped_tree(root, ns.user.as_fd(), false, false)
             .map_err(|e| format!("cannot id-map a mount of {}: {e}", root.display()))?;

@@ -153,8 +153,8 @@ pub enum PrivateUnavailable {
 /// Everything the helper needs to set up and run one command.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct SandboxSpec {
-    /// The read-only root filesystem (overlay lower directory).
-    pub lower: PathBuf,
+    /// The read-only root filesystem: the overlay's lower directories, topmost first.
+    pub lower: Vec<PathBuf>,
     /// Where the command's changes go (overlay upper directory).
     pub upper: PathBuf,
     /// Overlay's work directory (same filesystem as `upper`).
@@ -218,7 +218,7 @@ impl SandboxSpec {
     /// Callers set what differs (`SandboxSpec { env, ..SandboxSpec::new(…) }`).
     pub fn new(lower: PathBuf, dir: &std::path::Path, args: Vec<String>) -> Self {
         Self {
-            lower,
+            lower: vec![lower],
             upper: dir.join("upper"),
             work: dir.join("work"),
             merged: dir.join("merged"),

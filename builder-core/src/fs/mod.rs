@@ -17,6 +17,13 @@
 //!
 //! Imports: nothing in the crate.
 
+mod mounts;
+
+pub use mounts::{
+    MAX_OPTIONS as MAX_OVERLAY_OPTIONS, detach as detach_mount, overlay as mount_overlay,
+    overlay_options, under as mounts_under,
+};
+
 use std::ffi::{OsStr, OsString};
 use std::io::Read;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};

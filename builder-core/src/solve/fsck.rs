@@ -155,11 +155,15 @@ impl Checker<'_> {
     }
 
     fn snapshots(&mut self, quick: bool) -> Result<()> {
-        let dir = super::snapshots::snapshots_dir(self.store);
-        let Ok(entries) = fs_err::read_dir(&dir) else {
-            return Ok(());
-        };
-        let mut paths: Vec<_> = entries.flatten().map(|e| e.path()).collect();
+        let mut paths = Vec::new();
+        for dir in [
+            super::snapshots::snapshots_dir(self.store),
+            super::snapshots::layers_dir(self.store),
+        ] {
+            if let Ok(entries) = fs_err::read_dir(&dir) {
+                paths.extend(entries.flatten().map(|e| e.path()));
+            }
+        }
         paths.sort();
         for path in paths {
             let name = path

@@ -285,8 +285,10 @@ pub(crate) fn exec_inputs(
             }
         }));
     }
+    let stack = job.stack(state)?;
     Ok(super::run::Inputs {
-        rootfs: job.rootfs(state)?,
+        rootfs: stack.view,
+        lowers: stack.lowers,
         dir: job.work.join(format!("run-{step}")),
         binds,
         cache_root: job.store.root().join("cache-mounts"),

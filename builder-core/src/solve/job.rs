@@ -75,6 +75,8 @@ pub(crate) struct Tables<'a> {
     pub(crate) step_keys: Mutex<Vec<(usize, Digest)>>,
     /// Each op's step key, and whether the step cache holds it (not asked for FROM).
     pub(crate) op_keys: Mutex<std::collections::BTreeMap<usize, (Digest, Option<bool>)>>,
+    /// The build's read-only views of layer stacks, detached when it ends.
+    pub(crate) views: super::snapshots::Views,
 }
 
 impl<'a> Tables<'a> {
@@ -91,6 +93,7 @@ impl<'a> Tables<'a> {
             lazy_layers,
             step_keys: Mutex::default(),
             op_keys: Mutex::default(),
+            views: super::snapshots::Views::default(),
         }
     }
 }
@@ -162,19 +165,25 @@ impl Job<'_> {
         self.tables.images.resolve(name, &|e| self.emit(e))
     }
 
-    /// The root filesystem of `state`'s layers: a read-only snapshot shared by every build
-    /// (made only now, so a fully cached build never unpacks anything).
+    /// The root filesystem of `state`'s layers, read-only (see [`Job::stack`]).
     pub(crate) fn rootfs(&self, state: &StageState) -> Result<PathBuf> {
+        Ok(self.stack(state)?.view)
+    }
+
+    /// The root filesystem of `state`'s layers: layer directories shared by every build and a
+    /// merged view of them for this build (made only now, so a fully cached build never
+    /// unpacks anything).
+    pub(crate) fn stack(&self, state: &StageState) -> Result<super::snapshots::Stack> {
         let layers = &state.config.rootfs.diff_ids;
         remote_cache::ensure_layers(self.store, layers, &self.tables.lazy_layers, self.registry)?;
         self.check_cancelled()?;
-        let dir = super::snapshots::snapshot_for(self.store, layers)?;
+        let stack = super::snapshots::stack_for(self.store, layers, &self.tables.views)?;
         state
             .rootfs
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone_from(&dir);
-        Ok(dir)
+            .clone_from(&stack.view);
+        Ok(stack)
     }
 
     /// Adds a layer of `entries` to `state`.

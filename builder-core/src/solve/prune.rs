@@ -216,8 +216,13 @@ pub fn prune(store: &Store, opts: &PruneOptions) -> Result<PruneReport> {
         .flat_map(|ids| super::snapshots::chain_ids(ids))
         .map(|c| c.hex())
         .collect();
-    let snaps = super::snapshots::snapshots_dir(store);
-    if let Ok(entries) = fs_err::read_dir(&snaps) {
+    for snaps in [
+        super::snapshots::snapshots_dir(store),
+        super::snapshots::layers_dir(store),
+    ] {
+        let Ok(entries) = fs_err::read_dir(&snaps) else {
+            continue;
+        };
         for e in entries {
             let e = e.map_err(io_at(&snaps))?;
             let name = e.file_name().to_string_lossy().into_owned();
@@ -296,7 +301,8 @@ pub fn disk_usage(store: &Store) -> Result<DiskUsage> {
     let mut usage = DiskUsage {
         images: live.images.len(),
         cache_records: store.step_record_keys()?.len(),
-        snapshot_bytes: tree_bytes(&store.root().join("snapshots")),
+        snapshot_bytes: tree_bytes(&store.root().join("snapshots"))
+            + tree_bytes(&super::snapshots::layers_dir(store)),
         cache_mount_bytes: tree_bytes(&store.root().join("cache-mounts")),
         work_bytes: tree_bytes(&store.root().join("tmp")),
         ..DiskUsage::default()

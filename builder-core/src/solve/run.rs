@@ -17,8 +17,10 @@ use super::{Error, Result};
 
 /// What a RUN reads, on the host: the solver materialises it before the command runs.
 pub(crate) struct Inputs {
-    /// The stage's root filesystem, the overlay's lower directory (never written).
+    /// The stage's root filesystem, merged and read-only (never written).
     pub(crate) rootfs: PathBuf,
+    /// The same tree as the overlay's lower directories, topmost first.
+    pub(crate) lowers: Vec<PathBuf>,
     /// The step's own scratch directory: the overlay's upper and work directories, the files
     /// the sandbox binds.
     pub(crate) dir: PathBuf,
@@ -442,6 +444,7 @@ pub(crate) fn run(
         tmpfs: mounts.tmpfs.clone(),
         timeout: sandbox.run_timeout,
         userns: exec::IdMap::for_run(sandbox.userns),
+        lower: inputs.lowers.clone(),
         ..SandboxSpec::new(rootfs.clone(), &dir, args)
     };
     spec.make_dirs().map_err(io_at(&dir))?;

@@ -44,7 +44,12 @@ impl WorkDir {
 
 impl Drop for WorkDir {
     fn drop(&mut self) {
-        let _ = remove_tree(&self.path);
+        if remove_tree(&self.path).is_err() {
+            // A mount left in it (a view or an unpack whose guard did not run): detached, then
+            // removed.
+            let _ = detach_under(&self.path);
+            let _ = remove_tree(&self.path);
+        }
         let _ = fs_err::remove_file(&self.owner_path);
     }
 }
@@ -177,6 +182,9 @@ impl Store {
                 }
             }
             if fs_err::symlink_metadata(&path).is_ok() {
+                // A dead process's overlay views and unpacks are detached first: removing
+                // through a mount would reach the layers under it.
+                detach_under(&path).at(&path)?;
                 cleaned.bytes += tree_bytes(&path);
                 remove_tree(&path).at(&path)?;
                 cleaned.entries += 1;
@@ -225,6 +233,14 @@ pub(crate) fn entry_count(dir: &Path) -> usize {
 
 /// Removes `path` (a file or a tree) without crossing into another file system: a mount left
 /// below it (it should never be) keeps what it shows.
+/// Detaches every mount at or below `path`, deepest first.
+fn detach_under(path: &Path) -> std::io::Result<()> {
+    for m in crate::fs::mounts_under(path)? {
+        crate::fs::detach_mount(&m)?;
+    }
+    Ok(())
+}
+
 pub(crate) fn remove_tree(path: &Path) -> std::io::Result<()> {
     let m = match fs_err::symlink_metadata(path) {
         Ok(m) => m,
