@@ -86,14 +86,89 @@ fn nix_is_root() -> bool {
 /// under that resolved directory by name, so neither a whiteout, nor the removal of what an
 /// entry replaces, nor a hard link's source can reach outside.
 pub fn apply_tar<R: Read>(reader: R, dir: &Path) -> Result<(), ApplyError> {
-    apply(reader, dir, false)
+    apply(reader, dir, false, None).map(|_| ())
+}
+
+/// Unpacks stored layer `diff_id` into the empty directory `upper` so that `upper` stacked by
+/// overlayfs on `view` (the layers below, merged, read-only) reads as the layer applied to
+/// `view`: a parent directory the layer only reaches into is made with the attributes and
+/// time it has in `view`, as overlayfs's copy-up would. This writes each file once, without
+/// the cost of creating it through an overlay mount.
+///
+/// `Ok(false)` when the layer needs what only an overlay mount gives: a whiteout or an opaque
+/// directory, a hard link to a file of a lower layer, a path through a symlink or a file, or a
+/// directory with extended attributes below. `upper` is then partly written: the caller
+/// empties it and unpacks through an overlay instead.
+pub fn apply_layer_over(
+    store: &Store,
+    diff_id: &crate::digest::Digest,
+    upper: &Path,
+    view: &Path,
+) -> Result<bool, ApplyError> {
+    let reader = store.open_blob(diff_id)?;
+    apply(reader, upper, false, Some(view))
 }
 
 /// Unpacks a build context's tar into `dir`, as [`apply_tar`] does, more strictly (as docker's
 /// untar refuses breakouts): an absolute name, an entry under a symlink another entry made, and
 /// a symlink whose relative target climbs out are refused rather than cleaned or resolved.
 pub fn apply_context_tar<R: Read>(reader: R, dir: &Path) -> Result<(), ApplyError> {
-    apply(reader, dir, true)
+    apply(reader, dir, true, None).map(|_| ())
+}
+
+/// What an unpack into an upper directory over a view found of a path: fine, or something
+/// only an overlay mount can do.
+struct NeedsOverlay;
+
+/// Makes the ancestors of `parts` that `upper` lacks and `view` has as directories, with the
+/// view's mode, owner and (into `times`) mtime; [`NeedsOverlay`] for a non-directory on the
+/// way, in either, or a directory with extended attributes. Each prefix is checked top-down
+/// with `lstat`, so no symlink is ever followed.
+fn copy_up_parents(
+    upper: &Path,
+    view: &Path,
+    parts: &[String],
+    seen: &mut std::collections::HashSet<String>,
+    times: &mut DirTimes,
+) -> Result<(), NeedsOverlay> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    for n in 1..=parts.len() {
+        let rel = parts[..n].join("/");
+        if seen.contains(&rel) {
+            continue;
+        }
+        match fs_err::symlink_metadata(upper.join(&rel)) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => return Err(NeedsOverlay),
+            Err(_) => match fs_err::symlink_metadata(view.join(&rel)) {
+                Err(_) => {}
+                Ok(m) if !m.is_dir() => return Err(NeedsOverlay),
+                Ok(m) => {
+                    let has_xattrs =
+                        xattr::list(view.join(&rel)).map_or(true, |mut l| l.next().is_some());
+                    if has_xattrs {
+                        return Err(NeedsOverlay);
+                    }
+                    let at = upper.join(&rel);
+                    fs_err::create_dir(&at)
+                        .and_then(|()| {
+                            fs_err::set_permissions(
+                                &at,
+                                std::fs::Permissions::from_mode(m.mode() & 0o7777),
+                            )
+                        })
+                        .map_err(|_| NeedsOverlay)?;
+                    if nix_is_root() {
+                        std::os::unix::fs::lchown(&at, Some(m.uid()), Some(m.gid()))
+                            .map_err(|_| NeedsOverlay)?;
+                    }
+                    times.before.insert(rel.clone(), m.modified().ok());
+                }
+            },
+        }
+        seen.insert(rel);
+    }
+    Ok(())
 }
 
 /// What [`apply_context_tar`] refuses of `name` (made of `parts`), given the symlinks seen.
@@ -120,8 +195,16 @@ fn context_check(
     Ok(())
 }
 
-fn apply<R: Read>(reader: R, dir: &Path, strict: bool) -> Result<(), ApplyError> {
+/// Applies the tar to `dir`; with `over`, into the upper directory `dir` of the view `over`
+/// (see [`apply_layer_over`]): `Ok(false)` when that cannot be done without an overlay.
+fn apply<R: Read>(
+    reader: R,
+    dir: &Path,
+    strict: bool,
+    over: Option<&Path>,
+) -> Result<bool, ApplyError> {
     let mut links = std::collections::HashSet::new();
+    let mut seen = std::collections::HashSet::new();
     let io = |entry: &str, source| ApplyError::Io {
         entry: entry.to_owned(),
         dir: dir.to_owned(),
@@ -173,6 +256,12 @@ fn apply<R: Read>(reader: R, dir: &Path, strict: bool) -> Result<(), ApplyError>
             continue;
         };
         let parent = parts.join("/");
+        if let Some(view) = over {
+            let whiteout = file_name.starts_with(".wh.");
+            if whiteout || copy_up_parents(dir, view, &parts, &mut seen, &mut times).is_err() {
+                return Ok(false);
+            }
+        }
         // Everything below changes `parent` (and makes what is missing above it): their times
         // are taken now, to be put back when the layer is applied.
         times.before_change(&root, &parts);
@@ -214,7 +303,15 @@ fn apply<R: Read>(reader: R, dir: &Path, strict: bool) -> Result<(), ApplyError>
             }
             // The link's source is the entry it names, resolved inside the root; a symlink
             // there is linked itself, never followed.
-            let (src_dir, src_name) = root.parent(&link, false).map_err(|e| fs_err(&name, e))?;
+            let (src_dir, src_name) = match root.parent(&link, false) {
+                Ok(found) => found,
+                Err(_) if over.is_some() => return Ok(false),
+                Err(e) => return Err(fs_err(&name, e)),
+            };
+            if over.is_some() && fs_err::symlink_metadata(src_dir.path().join(&src_name)).is_err() {
+                // A link to a file of a lower layer: only the overlay's copy-up has it.
+                return Ok(false);
+            }
             rustix::fs::linkat(
                 src_dir.fd(),
                 src_name.as_str(),
@@ -226,12 +323,23 @@ fn apply<R: Read>(reader: R, dir: &Path, strict: bool) -> Result<(), ApplyError>
             continue;
         }
         if kind.is_dir() {
+            if let Some(view) = over {
+                // A directory merging with one below keeps that one's extended attributes
+                // through a copy-up; a new directory has none to keep.
+                let below = view.join(format!("{parent}/{file_name}"));
+                let has_xattrs = fs_err::symlink_metadata(&below).is_ok_and(|m| m.is_dir())
+                    && xattr::list(&below).map_or(true, |mut l| l.next().is_some());
+                if has_xattrs {
+                    return Ok(false);
+                }
+            }
             let mtime = entry.header().mtime().map_err(|e| io(&name, e))?;
             times.in_layer(format!("{parent}/{file_name}"), mtime);
         }
         entry.unpack(&target).map_err(|e| io(&name, e))?;
     }
-    times.restore(&root).map_err(|(entry, e)| io(&entry, e))
+    times.restore(&root).map_err(|(entry, e)| io(&entry, e))?;
+    Ok(true)
 }
 
 /// The times directories get back once the layer is applied.
@@ -625,6 +733,96 @@ mod tests {
         assert_eq!(mtime(dir.path()), 12345, "the root: kept");
         assert_eq!(mtime(&dir.path().join("x")), 0, "made, not named");
         assert_eq!(mtime(&dir.path().join("x/y")), 0, "made, not named");
+    }
+
+    fn tar(mut entries: Vec<Entry>) -> Vec<u8> {
+        write_tar(&mut entries, Vec::new(), TarOptions::default()).unwrap()
+    }
+
+    /// A layer unpacked into an upper directory over a view reads, stacked, as the layer
+    /// applied to the view: a parent it only reaches into has the view's mode and time.
+    #[test]
+    fn issue_16_an_upper_directory_gets_the_attributes_of_what_it_reaches_into() {
+        let mtime = |p: &Path| nix::sys::stat::lstat(p).unwrap().st_mtime;
+        let work = tempfile::tempdir().unwrap();
+        let (view, upper, tree) = (
+            work.path().join("view"),
+            work.path().join("upper"),
+            work.path().join("tree"),
+        );
+        for d in [&view, &upper, &tree] {
+            fs_err::create_dir(d).unwrap();
+        }
+        for root in [&view, &tree] {
+            apply_tar(
+                tar(vec![entry("d", EntryKind::Dir), file("d/f", "f")]).as_slice(),
+                root,
+            )
+            .unwrap();
+            fs_err::set_permissions(root.join("d"), std::fs::Permissions::from_mode(0o700))
+                .unwrap();
+            let old = std::time::UNIX_EPOCH + std::time::Duration::from_secs(12345);
+            fs_err::File::open(root.join("d"))
+                .unwrap()
+                .file()
+                .set_times(std::fs::FileTimes::new().set_modified(old))
+                .unwrap();
+        }
+        let layer = tar(vec![file("d/g", "g"), file("n/m/o", "o")]);
+        let done = apply(layer.as_slice(), &upper, false, Some(&view)).unwrap();
+        assert!(done);
+        apply_tar(layer.as_slice(), &tree).unwrap();
+        for rel in ["d", "n", "n/m"] {
+            let (u, t) = (
+                fs_err::metadata(upper.join(rel)).unwrap(),
+                fs_err::metadata(tree.join(rel)).unwrap(),
+            );
+            assert_eq!(u.permissions().mode(), t.permissions().mode(), "{rel}");
+            assert_eq!(mtime(&upper.join(rel)), mtime(&tree.join(rel)), "{rel}");
+        }
+        assert_eq!(mtime(&upper.join("d")), 12345);
+        assert!(!upper.join("d/f").exists(), "a lower file was copied up");
+    }
+
+    /// What only an overlay does is left to one: the unpack says so instead of guessing.
+    #[test]
+    fn issue_16_an_upper_directory_unpack_gives_way_where_only_an_overlay_is_right() {
+        let work = tempfile::tempdir().unwrap();
+        let view = work.path().join("view");
+        fs_err::create_dir(&view).unwrap();
+        apply_tar(
+            tar(vec![
+                entry("d", EntryKind::Dir),
+                file("d/f", "f"),
+                entry("l", EntryKind::Symlink { target: "d".into() }),
+                entry("x", EntryKind::Dir),
+            ])
+            .as_slice(),
+            &view,
+        )
+        .unwrap();
+        xattr::set(view.join("x"), "user.rbuild-test", b"1").unwrap();
+        let cases = [
+            ("a whiteout", vec![entry("d/f", EntryKind::Whiteout)]),
+            ("an opaque directory", vec![entry("d", EntryKind::Opaque)]),
+            ("a path through a lower symlink", vec![file("l/new", "n")]),
+            (
+                "a hard link to a lower file",
+                vec![entry(
+                    "d/h",
+                    EntryKind::Hardlink {
+                        target: "d/f".into(),
+                    },
+                )],
+            ),
+            ("a directory with xattrs below", vec![file("x/y", "y")]),
+        ];
+        for (what, entries) in cases {
+            let upper = work.path().join(what.replace(' ', "-"));
+            fs_err::create_dir(&upper).unwrap();
+            let done = apply(tar(entries).as_slice(), &upper, false, Some(&view)).unwrap();
+            assert!(!done, "{what}: unpacked without an overlay");
+        }
     }
 
     /// Hard links inside the layer still work, and to a symlink link the symlink itself.

@@ -13,7 +13,7 @@ mod listing;
 mod overlay;
 mod treediff;
 
-pub use apply::{ApplyError, apply_context_tar, apply_layer, apply_tar};
+pub use apply::{ApplyError, apply_context_tar, apply_layer, apply_layer_over, apply_tar};
 pub use layer::{Entry, EntryKind, FileSource, Layer, TarOptions, write_layer, write_tar};
 pub use listing::listing_digest;
 pub use overlay::upper_entries;

@@ -379,8 +379,32 @@ fn layer_dirs(store: &Store, diff_ids: &[Digest]) -> Result<Vec<PathBuf>> {
     Ok(lowers)
 }
 
+/// Unpacks layer `diff_id` straight into `upper`, reading what is below through a read-only
+/// view of `below` (see [`crate::snapshot::apply_layer_over`]); `false` if it needs an overlay.
+fn unpacked_over(
+    store: &Store,
+    diff_id: &Digest,
+    upper: &Path,
+    below: &[PathBuf],
+    work: &Path,
+) -> Result<bool> {
+    if let [one] = below {
+        // One layer below is its own view (a read-only overlay needs two).
+        return Ok(crate::snapshot::apply_layer_over(
+            store, diff_id, upper, one,
+        )?);
+    }
+    let view = work.join("below");
+    fs_err::create_dir(&view).map_err(io_at(&view))?;
+    crate::fs::mount_overlay(below, None, &view).map_err(io_at(&view))?;
+    let done = crate::snapshot::apply_layer_over(store, diff_id, upper, &view);
+    crate::fs::detach_mount(&view).map_err(io_at(&view))?;
+    Ok(done?)
+}
+
 /// The directory of layer `diff_id` on `below` (topmost first), the layers of its chain's
-/// parent: unpacked through a writable overlay of them, so it holds only the layer's changes.
+/// parent, so that it holds only the layer's changes: unpacked straight into it where the
+/// layer only adds (a COPY's), else through a writable overlay of the layers below.
 fn layer_dir(
     store: &Store,
     chain: &Digest,
@@ -397,7 +421,11 @@ fn layer_dir(
     fs_err::create_dir_all(&rootfs).map_err(io_at(&rootfs))?;
     if below.is_empty() {
         crate::snapshot::apply_layer(store, diff_id, &rootfs)?;
-    } else {
+    } else if !unpacked_over(store, diff_id, &rootfs, below, work.path())? {
+        // What only an overlay does (whiteouts, links to lower files, paths through lower
+        // symlinks): the layer is unpacked through a writable overlay of the layers below.
+        crate::store::remove_tree(&rootfs).map_err(io_at(&rootfs))?;
+        fs_err::create_dir(&rootfs).map_err(io_at(&rootfs))?;
         let (ovl, merged) = (work.path().join("ovl"), work.path().join("merged"));
         for d in [&ovl, &merged] {
             fs_err::create_dir(d).map_err(io_at(d))?;

@@ -32,7 +32,7 @@ pub use lock::{DEFAULT_LOCK_TIMEOUT, Lock};
 pub use step::{STEP_RECORD_VERSION, StepRecord};
 pub use tag::tag_name;
 pub use work::{Cleaned, WorkDir};
-pub(crate) use work::{entry_count, tree_bytes};
+pub(crate) use work::{entry_count, remove_tree, tree_bytes};
 
 /// The store's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
