@@ -1,0 +1,3 @@
+use strict;
+my $x = 3;
+print "module 3: $x\n";

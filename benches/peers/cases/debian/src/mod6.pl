@@ -1,0 +1,3 @@
+use strict;
+my $x = 6;
+print "module 6: $x\n";
