@@ -107,16 +107,7 @@ fn two_roots_give_identical_archives_and_mtimes_change_nothing() {
         "touching a file changed the image"
     );
     // One byte changes: that COPY's layer and no earlier one.
-    let layers = |tag_root: &str| -> Vec<String> {
-        let o = p.rbuild_in(&p.path(tag_root), &["inspect", "demo:v1"]);
-        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-        v["Config"]["rootfs"]["diff_ids"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|d| d.as_str().unwrap().to_owned())
-            .collect()
-    };
+    let layers = |tag_root: &str| p.diff_ids_in(&p.path(tag_root), "demo:v1");
     let before = layers("root-a");
     p.file("app/sub/w.txt", "World\n");
     oci("root-a", "d.tar");

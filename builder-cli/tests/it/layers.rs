@@ -79,18 +79,6 @@ fn build(p: &Project, root: &Path, envs: &[(&str, &str)], args: &[&str]) -> std:
     out
 }
 
-fn diff_ids(p: &Project, root: &Path, image: &str) -> Vec<String> {
-    let out = p.rbuild_in(root, &["inspect", image]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    v["Config"]["rootfs"]["diff_ids"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d.as_str().unwrap().to_owned())
-        .collect()
-}
-
 /// Mount points below `dir` in this process's namespace (the builder mounts in the same one).
 fn mounts_under(dir: &Path) -> Vec<String> {
     let dir = fs_err::canonicalize(dir).unwrap();
@@ -104,10 +92,10 @@ fn mounts_under(dir: &Path) -> Vec<String> {
 
 /// The layers of both stages, base excluded.
 fn built_layers(p: &Project, root: &Path) -> Vec<String> {
-    let base = diff_ids(p, root, "busybox").len();
-    let mut first = diff_ids(p, root, "stage0");
+    let base = p.diff_ids_in(root, "busybox").len();
+    let mut first = p.diff_ids_in(root, "stage0");
     first.drain(..base);
-    let mut last = diff_ids(p, root, "final");
+    let mut last = p.diff_ids_in(root, "final");
     last.drain(..base);
     first.extend(last);
     first

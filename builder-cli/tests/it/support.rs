@@ -125,6 +125,19 @@ impl Project {
         cmd
     }
 
+    /// The diff IDs of `image` in the store `root`, base first.
+    pub(crate) fn diff_ids_in(&self, root: &std::path::Path, image: &str) -> Vec<String> {
+        let out = self.rbuild_in(root, &["inspect", image]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["Config"]["rootfs"]["diff_ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d.as_str().unwrap().to_owned())
+            .collect()
+    }
+
     pub(crate) fn rbuild(&self, args: &[&str]) -> Output {
         self.rbuild_in(&self.root(), args)
     }

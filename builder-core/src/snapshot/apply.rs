@@ -120,6 +120,12 @@ pub fn apply_context_tar<R: Read>(reader: R, dir: &Path) -> Result<(), ApplyErro
 /// only an overlay mount can do.
 struct NeedsOverlay;
 
+/// Whether `path` has extended attributes (or they cannot be listed): a copy-up would carry
+/// them, an unpack into an upper directory would not.
+fn has_xattrs(path: &Path) -> bool {
+    xattr::list(path).map_or(true, |mut l| l.next().is_some())
+}
+
 /// Makes the ancestors of `parts` that `upper` lacks and `view` has as directories, with the
 /// view's mode, owner and (into `times`) mtime; [`NeedsOverlay`] for a non-directory on the
 /// way, in either, or a directory with extended attributes. Each prefix is checked top-down
@@ -144,9 +150,7 @@ fn copy_up_parents(
                 Err(_) => {}
                 Ok(m) if !m.is_dir() => return Err(NeedsOverlay),
                 Ok(m) => {
-                    let has_xattrs =
-                        xattr::list(view.join(&rel)).map_or(true, |mut l| l.next().is_some());
-                    if has_xattrs {
+                    if has_xattrs(&view.join(&rel)) {
                         return Err(NeedsOverlay);
                     }
                     let at = upper.join(&rel);
@@ -327,9 +331,8 @@ fn apply<R: Read>(
                 // A directory merging with one below keeps that one's extended attributes
                 // through a copy-up; a new directory has none to keep.
                 let below = view.join(format!("{parent}/{file_name}"));
-                let has_xattrs = fs_err::symlink_metadata(&below).is_ok_and(|m| m.is_dir())
-                    && xattr::list(&below).map_or(true, |mut l| l.next().is_some());
-                if has_xattrs {
+                if fs_err::symlink_metadata(&below).is_ok_and(|m| m.is_dir()) && has_xattrs(&below)
+                {
                     return Ok(false);
                 }
             }

@@ -156,10 +156,7 @@ impl Checker<'_> {
 
     fn snapshots(&mut self, quick: bool) -> Result<()> {
         let mut paths = Vec::new();
-        for dir in [
-            super::snapshots::snapshots_dir(self.store),
-            super::snapshots::layers_dir(self.store),
-        ] {
+        for dir in super::snapshots::all_dirs(self.store) {
             if let Ok(entries) = fs_err::read_dir(&dir) {
                 paths.extend(entries.flatten().map(|e| e.path()));
             }

@@ -216,10 +216,7 @@ pub fn prune(store: &Store, opts: &PruneOptions) -> Result<PruneReport> {
         .flat_map(|ids| super::snapshots::chain_ids(ids))
         .map(|c| c.hex())
         .collect();
-    for snaps in [
-        super::snapshots::snapshots_dir(store),
-        super::snapshots::layers_dir(store),
-    ] {
+    for snaps in super::snapshots::all_dirs(store) {
         let Ok(entries) = fs_err::read_dir(&snaps) else {
             continue;
         };
@@ -301,8 +298,10 @@ pub fn disk_usage(store: &Store) -> Result<DiskUsage> {
     let mut usage = DiskUsage {
         images: live.images.len(),
         cache_records: store.step_record_keys()?.len(),
-        snapshot_bytes: tree_bytes(&store.root().join("snapshots"))
-            + tree_bytes(&super::snapshots::layers_dir(store)),
+        snapshot_bytes: super::snapshots::all_dirs(store)
+            .iter()
+            .map(|d| tree_bytes(d))
+            .sum(),
         cache_mount_bytes: tree_bytes(&store.root().join("cache-mounts")),
         work_bytes: tree_bytes(&store.root().join("tmp")),
         ..DiskUsage::default()

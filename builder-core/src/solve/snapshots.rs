@@ -230,6 +230,12 @@ pub(crate) fn layers_dir(store: &Store) -> PathBuf {
     store.root().join("layerfs")
 }
 
+/// Both snapshotters' directories (merged snapshots, then layer directories): what fsck
+/// checks, prune sweeps and df counts.
+pub(crate) fn all_dirs(store: &Store) -> [PathBuf; 2] {
+    [snapshots_dir(store), layers_dir(store)]
+}
+
 /// How this process makes root filesystems.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Mode {
