@@ -152,3 +152,42 @@ fn an_image_the_resolver_cannot_answer_for_is_an_error_naming_it() {
         "cannot resolve image `nowhere`: image `nowhere` not found"
     );
 }
+
+#[test]
+fn a_tree_is_read_later_only_by_a_step_on_it_or_a_stage_using_it() {
+    let graph = lower(
+        "FROM busybox AS base\n\
+         COPY a /a\n\
+         ENV X=1\n\
+         RUN cat /a\n\
+         COPY b /b\n\
+         FROM busybox AS unused-tail\n\
+         COPY c /c\n\
+         FROM busybox\n\
+         COPY --from=base /b /b\n\
+         WORKDIR /w\n\
+         COPY d /d\n\
+         CMD [\"sh\"]\n",
+        &[],
+    );
+    let read = graph.tree_read_later();
+    let at = |line: usize, word: &str| {
+        let id = graph
+            .ops
+            .iter()
+            .position(|op| {
+                op.line == line
+                    && op.instruction.starts_with(word)
+                    && !matches!(op.kind, Kind::Source(_))
+            })
+            .unwrap_or_else(|| panic!("no {word} op at line {line}"));
+        read[id]
+    };
+    // COPY a: read by the RUN through the ENV edit; the RUN's tree by COPY b.
+    assert!(at(2, "COPY") && at(3, "ENV") && at(4, "RUN"));
+    // COPY b: the base stage's result, which the last stage copies from.
+    assert!(at(5, "COPY"));
+    // The last stage's COPY --from is read by WORKDIR; the final COPY by nothing.
+    assert!(at(9, "COPY") && at(10, "WORKDIR"));
+    assert!(!at(11, "COPY") && !at(12, "CMD"));
+}

@@ -250,3 +250,43 @@ fn issue_16_a_killed_builds_overlay_views_are_detached_at_the_next_start() {
     let out = p.rbuild(&["fsck"]);
     assert!(out.status.success(), "{}", text(&out.stdout));
 }
+
+/// One-pass COPY: a layer a later step reads has its directory written with its tar, so
+/// every file of the directory was made before the blob was committed (an unpack after the
+/// fact makes them after), and the directory reads as the blob unpacked.
+#[test]
+fn issue_16_a_copy_read_later_writes_its_layer_directory_with_its_tar() {
+    let p = project();
+    build(&p, &p.root(), &[], &["--target", "base", "-t", "stage0"]);
+    let layerfs = p.root().join("layerfs");
+    let tree = fs_err::read_dir(&layerfs)
+        .unwrap()
+        .map(|e| e.unwrap().path().join("rootfs"))
+        .find(|d| d.join("app/tree/keep").is_file() && !d.join("app/tree/dir/n").exists())
+        .expect("the COPY tree layer's directory");
+    // The ctime of the blob is its rename into the store, the commit.
+    let blob = fs_err::metadata(p.root().join("blobs/sha256").join(&EXPECTED[1][7..])).unwrap();
+    let committed = (blob.ctime(), blob.ctime_nsec());
+    for f in ["app/tree/keep", "app/tree/gone", "app/tree/dir/old"] {
+        let born = fs_err::symlink_metadata(tree.join(f))
+            .unwrap()
+            .created()
+            .expect("the filesystem keeps birth times")
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap();
+        let born = (
+            i64::try_from(born.as_secs()).unwrap(),
+            i64::from(born.subsec_nanos()),
+        );
+        assert!(
+            born < committed,
+            "{f} was unpacked after the blob was stored"
+        );
+    }
+    assert_eq!(
+        fs_err::read_to_string(tree.join("app/tree/keep")).unwrap(),
+        "keep\n"
+    );
+    let out = p.rbuild(&["fsck"]);
+    assert!(out.status.success(), "{}", text(&out.stdout));
+}

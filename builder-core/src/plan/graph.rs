@@ -381,6 +381,29 @@ fn short(digest: &str) -> &str {
 }
 
 impl Graph {
+    /// For each op, whether a later op reads the tree it leaves as files: a RUN, COPY, ADD or
+    /// WORKDIR on it (through any config edits after it), or another stage built on it, copying
+    /// or mounting from it. The last layer of the target stage is read by no step (an export
+    /// reads its tar, not its tree).
+    pub fn tree_read_later(&self) -> Vec<bool> {
+        let mut read = vec![false; self.ops.len()];
+        // Ops come after every op they read: each op's own answer is known before its inputs'.
+        for (id, op) in self.ops.iter().enumerate().rev() {
+            let reads = match &op.kind {
+                Kind::Exec(_) | Kind::File(_) | Kind::Config(Config::Workdir(_)) => true,
+                Kind::Config(_) | Kind::Source(_) => read[id],
+            };
+            if reads {
+                for &input in &op.inputs {
+                    if let Some(r) = read.get_mut(input) {
+                        *r = true;
+                    }
+                }
+            }
+        }
+        read
+    }
+
     /// The graph in Graphviz's DOT language: one node per op, clustered by stage.
     pub fn dot(&self) -> String {
         let quote = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");

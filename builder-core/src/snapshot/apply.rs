@@ -109,6 +109,15 @@ pub fn apply_layer_over(
     apply(reader, upper, false, Some(view))
 }
 
+/// [`apply_layer_over`] of a layer tar read from `reader` rather than from the store.
+pub(crate) fn apply_tar_over<R: Read>(
+    reader: R,
+    upper: &Path,
+    view: &Path,
+) -> Result<bool, ApplyError> {
+    apply(reader, upper, false, Some(view))
+}
+
 /// Unpacks a build context's tar into `dir`, as [`apply_tar`] does, more strictly (as docker's
 /// untar refuses breakouts): an absolute name, an entry under a symlink another entry made, and
 /// a symlink whose relative target climbs out are refused rather than cleaned or resolved.

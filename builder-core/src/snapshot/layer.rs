@@ -273,6 +273,123 @@ pub fn write_layer(store: &Store, entries: &mut [Entry], opts: TarOptions) -> st
     Ok(Layer { diff_id, size })
 }
 
+/// How much of a layer [`write_layer_unpacked`] lets the unpacking thread fall behind: this
+/// many chunks of [`TEE_CHUNK`] bytes.
+const TEE_CHUNKS: usize = 4;
+const TEE_CHUNK: usize = 1 << 20;
+
+/// A writer that also hands every byte to a second thread, in chunks; once that thread stops
+/// reading (it finished or gave way) the bytes only go to `inner`.
+struct Tee<W> {
+    inner: W,
+    chunk: Vec<u8>,
+    to: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
+}
+
+impl<W: Write> Tee<W> {
+    fn pass(&mut self) {
+        if let Some(to) = &self.to {
+            let chunk = std::mem::replace(&mut self.chunk, Vec::with_capacity(TEE_CHUNK));
+            if to.send(chunk).is_err() {
+                self.to = None;
+            }
+        }
+    }
+
+    /// The inner writer, after the last chunk went (the reader then sees the end).
+    fn finish(mut self) -> W {
+        if !self.chunk.is_empty() {
+            self.pass();
+        }
+        self.inner
+    }
+}
+
+impl<W: Write> Write for Tee<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        if self.to.is_some() {
+            self.chunk.extend_from_slice(&buf[..n]);
+            if self.chunk.len() >= TEE_CHUNK {
+                self.pass();
+            }
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// The reading end of a [`Tee`].
+struct Chunks {
+    from: std::sync::mpsc::Receiver<Vec<u8>>,
+    chunk: Vec<u8>,
+    at: usize,
+}
+
+impl Read for Chunks {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.at == self.chunk.len() {
+            match self.from.recv() {
+                Ok(next) => (self.chunk, self.at) = (next, 0),
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.chunk.len() - self.at);
+        buf[..n].copy_from_slice(&self.chunk[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
+}
+
+/// [`write_layer`] that also unpacks the layer into the empty directory `upper` in the same
+/// pass, on a second thread reading the bytes as they are written: with `over` (the layers
+/// below, merged) as [`crate::snapshot::apply_layer_over`] does, else as
+/// [`crate::snapshot::apply_tar`]. Each file is read once and written twice at the same time,
+/// instead of written into the tar, then read back and written again.
+///
+/// Gives the layer and whether `upper` holds it; `false` when the unpack needs an overlay or
+/// failed (`upper` is then partly written and is the caller's to discard). The layer itself
+/// never depends on the unpack.
+pub(crate) fn write_layer_unpacked(
+    store: &Store,
+    entries: &mut [Entry],
+    opts: TarOptions,
+    upper: &std::path::Path,
+    over: Option<&std::path::Path>,
+) -> store::Result<(Layer, bool)> {
+    let (to, from) = std::sync::mpsc::sync_channel(TEE_CHUNKS);
+    std::thread::scope(|scope| {
+        let unpack = scope.spawn(move || {
+            let reader = Chunks {
+                from,
+                chunk: Vec::new(),
+                at: 0,
+            };
+            match over {
+                Some(view) => super::apply::apply_tar_over(reader, upper, view),
+                None => super::apply::apply_tar(reader, upper).map(|()| true),
+            }
+        });
+        let tee = Tee {
+            inner: store.blob_writer()?,
+            chunk: Vec::with_capacity(TEE_CHUNK),
+            to: Some(to),
+        };
+        let written = write_tar(entries, tee, opts).map_err(|source| store::Error::Io {
+            path: store.root().join("blobs"),
+            source,
+        });
+        // Dropping the sender (with the writer, on an error too) ends the unpack's input.
+        let writer = written.map(Tee::finish);
+        let unpacked = matches!(unpack.join(), Ok(Ok(true)));
+        let (diff_id, size) = writer?.commit(None)?;
+        Ok((Layer { diff_id, size }, unpacked))
+    })
+}
+
 #[cfg(test)]
 mod tests {
 
@@ -501,6 +618,61 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn a_layer_unpacked_as_it_is_written_is_the_layer_unpacked_after() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        // Bigger than the tee's chunks and its queue, so the unpack reads across many.
+        let big: Vec<u8> = (0..TEE_CHUNK * (TEE_CHUNKS + 3))
+            .map(|i| u8::try_from(i % 251).unwrap())
+            .collect();
+        let entries = || {
+            vec![
+                Entry::dir("app".into(), 0o755, 0, 0, 5),
+                file("app/big", &big, 7),
+                file("app/small", b"small", 9),
+                Entry {
+                    path: "app/link".into(),
+                    kind: EntryKind::Symlink {
+                        target: "small".into(),
+                    },
+                    mode: 0o777,
+                    uid: 0,
+                    gid: 0,
+                    mtime: 3,
+                    xattrs: Vec::new(),
+                },
+            ]
+        };
+        let (view, upper, after) = (
+            dir.path().join("view"),
+            dir.path().join("upper"),
+            dir.path().join("after"),
+        );
+        for d in [&view, &upper, &after] {
+            fs_err::create_dir(d).unwrap();
+        }
+        let opts = TarOptions::default();
+        let (layer, unpacked) =
+            write_layer_unpacked(&store, &mut entries(), opts, &upper, Some(&view)).unwrap();
+        assert!(unpacked);
+        // The layer's bytes are write_layer's, and the tree is what unpacking them gives.
+        assert_eq!(layer, write_layer(&store, &mut entries(), opts).unwrap());
+        crate::snapshot::apply_layer(&store, &layer.diff_id, &after).unwrap();
+        let listing = |d: &std::path::Path| crate::snapshot::listing_digest(d).unwrap();
+        assert_eq!(listing(&upper), listing(&after));
+        assert_eq!(fs_err::read(upper.join("app/big")).unwrap(), big);
+        // A layer the upper directory cannot hold alone (a whiteout) is still written whole;
+        // the unpack gives way.
+        let gone = dir.path().join("gone");
+        fs_err::create_dir(&gone).unwrap();
+        let mut whiteout = vec![file("app/.wh.small", b"", 1), file("app/big", &big, 7)];
+        let (layer, unpacked) =
+            write_layer_unpacked(&store, &mut whiteout.clone(), opts, &gone, Some(&after)).unwrap();
+        assert!(!unpacked);
+        assert_eq!(layer, write_layer(&store, &mut whiteout, opts).unwrap());
     }
 
     #[test]

@@ -268,21 +268,29 @@ pub(crate) fn rootless_owners(entries: &mut [Entry]) {
 }
 
 /// Adds a layer made of `entries` to the stage, written to the store, file times clamped to
-/// `clamp`.
+/// `clamp`; with `parent_view` (the stage's tree so far, read-only), its layer directory too,
+/// in the same pass.
 pub(crate) fn add_layer(
     store: &Store,
     clamp: Option<i64>,
     state: &mut StageState,
     mut entries: Vec<Entry>,
+    parent_view: Option<&std::path::Path>,
 ) -> Result<Digest> {
     rootless_owners(&mut entries);
-    let layer = snapshot::write_layer(
-        store,
-        &mut entries,
-        TarOptions {
-            source_date_epoch: clamp,
-        },
-    )?;
+    let opts = TarOptions {
+        source_date_epoch: clamp,
+    };
+    let layer = match parent_view {
+        Some(view) => super::snapshots::write_layer_with_dir(
+            store,
+            &state.config.rootfs.diff_ids,
+            view,
+            &mut entries,
+            opts,
+        )?,
+        None => snapshot::write_layer(store, &mut entries, opts)?,
+    };
     state.config.rootfs.diff_ids.push(layer.diff_id);
     Ok(layer.diff_id)
 }

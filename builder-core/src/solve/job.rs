@@ -77,6 +77,8 @@ pub(crate) struct Tables<'a> {
     pub(crate) op_keys: Mutex<std::collections::BTreeMap<usize, (Digest, Option<bool>)>>,
     /// The build's read-only views of layer stacks, detached when it ends.
     pub(crate) views: super::snapshots::Views,
+    /// Per op of the graph, whether a later op reads its tree ([`crate::plan::Graph::tree_read_later`]).
+    pub(crate) tree_read: std::sync::OnceLock<Vec<bool>>,
 }
 
 impl<'a> Tables<'a> {
@@ -94,6 +96,7 @@ impl<'a> Tables<'a> {
             step_keys: Mutex::default(),
             op_keys: Mutex::default(),
             views: super::snapshots::Views::default(),
+            tree_read: std::sync::OnceLock::new(),
         }
     }
 }
@@ -186,8 +189,34 @@ impl Job<'_> {
         Ok(stack)
     }
 
-    /// Adds a layer of `entries` to `state`.
-    pub(crate) fn add_layer(&self, state: &mut StageState, entries: Vec<Entry>) -> Result<Digest> {
-        add_layer(self.store, self.times.clamp, state, entries)
+    /// Adds the layer of `entries` that op `op` makes to `state`. Where a later step reads the
+    /// tree and layer directories are stacked, the layer's directory is written with its tar.
+    pub(crate) fn add_layer(
+        &self,
+        state: &mut StageState,
+        entries: Vec<Entry>,
+        op: crate::plan::OpId,
+    ) -> Result<Digest> {
+        let read = self
+            .tables
+            .tree_read
+            .get_or_init(|| self.graph.tree_read_later())
+            .get(op)
+            .copied()
+            .unwrap_or(false);
+        let layers = super::snapshots::mode(self.store) == super::snapshots::Mode::Layers;
+        // The parent's stack is there already (the step read it); asking again only looks.
+        let view = if read && layers {
+            Some(self.stack(state)?.view)
+        } else {
+            None
+        };
+        add_layer(
+            self.store,
+            self.times.clamp,
+            state,
+            entries,
+            view.as_deref(),
+        )
     }
 }

@@ -445,6 +445,40 @@ fn layer_dir(
     Ok(target.join("rootfs"))
 }
 
+/// Writes the layer of `entries` on `parent` (the chain's diff IDs so far, whose stack is
+/// `parent_view`) and, in the same pass, its layer directory, as [`layer_dir`] would make it
+/// from the written layer (the one-pass COPY: the files are not unpacked again when a later
+/// step reads the chain). If the unpack needs an overlay, the directory is left to be made
+/// when first read. Only for the layers snapshotter.
+pub(crate) fn write_layer_with_dir(
+    store: &Store,
+    parent: &[Digest],
+    parent_view: &Path,
+    entries: &mut [crate::snapshot::Entry],
+    opts: crate::snapshot::TarOptions,
+) -> Result<crate::snapshot::Layer> {
+    let work = store.work_dir("layer-")?;
+    let dir = work.path().join("snapshot");
+    let rootfs = dir.join("rootfs");
+    fs_err::create_dir_all(&rootfs).map_err(io_at(&rootfs))?;
+    let over = (!parent.is_empty()).then_some(parent_view);
+    let (layer, unpacked) =
+        crate::snapshot::write_layer_unpacked(store, entries, opts, &rootfs, over)?;
+    if unpacked {
+        let mut diff_ids = parent.to_vec();
+        diff_ids.push(layer.diff_id);
+        if let Some(chain) = chain_ids(&diff_ids).last() {
+            let root = layers_dir(store);
+            fs_err::create_dir_all(&root).map_err(io_at(&root))?;
+            let target = root.join(chain.hex());
+            if !usable(store, &target, chain)? {
+                seal(&dir, chain, &target)?;
+            }
+        }
+    }
+    Ok(layer)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -285,7 +285,7 @@ fn run_cached(
         first: before.is_none(),
     });
     super::explain::remember(job.store, job.dockerfile, &place, &now);
-    run_instruction(job, at.number, state, inst, op, built)?;
+    run_instruction(job, at, state, inst, op, built)?;
     state.key = key;
     state.parent_reason = Some(format!("an earlier step changed (line {})", inst.span.line));
     let result = Cached {
@@ -458,13 +458,14 @@ fn lookup(job: &Job<'_>, key: &Digest) -> Option<Cached> {
 /// instruction is its plan op's config edit (WORKDIR also makes its directories).
 fn run_instruction(
     job: &Job<'_>,
-    number: usize,
+    at: At,
     state: &mut StageState,
     inst: &Instruction,
     op: &crate::plan::Op,
     built: &Built,
 ) -> Result<()> {
     let created_by = inst_text(inst);
+    let number = at.number;
     match (&inst.command, &op.kind) {
         (_, crate::plan::Kind::Exec(exec)) => {
             let inputs = inputs::exec_inputs(job, state, exec, built, number)?;
@@ -476,20 +477,20 @@ fn run_instruction(
             let entries = run::run(&inputs, exec, &job.sandbox, &io)?;
             let layer = !entries.is_empty();
             if layer {
-                job.add_layer(state, entries)?;
+                job.add_layer(state, entries, at.op)?;
             }
             history(state, created_by, !layer);
         }
         (_, crate::plan::Kind::File(file)) => {
             let inputs = inputs::file_inputs(job, state, file, built)?;
             let entries = copy::entries(inputs, file)?;
-            job.add_layer(state, entries)?;
+            job.add_layer(state, entries, at.op)?;
             history(state, format!("{created_by} # rbuild"), false);
         }
         (_, crate::plan::Kind::Config(edit)) => {
             super::config::apply(state, edit);
             let layer = match edit {
-                crate::plan::Config::Workdir(dir) => workdir_layer(job, state, dir)?,
+                crate::plan::Config::Workdir(dir) => workdir_layer(job, state, dir, at.op)?,
                 _ => false,
             };
             history(state, created_by, !layer);
@@ -506,7 +507,12 @@ fn run_instruction(
 
 /// WORKDIR's directories, made as `mkdir -p` walks the path as written (`a` of `/w/a/../b`
 /// too), owned by the stage's user: a layer if any was missing. Gives whether it made one.
-fn workdir_layer(job: &Job<'_>, state: &mut StageState, dir: &str) -> Result<bool> {
+fn workdir_layer(
+    job: &Job<'_>,
+    state: &mut StageState,
+    dir: &str,
+    op: crate::plan::OpId,
+) -> Result<bool> {
     job.rootfs(state)?;
     let (uid, gid) = match &state.config.config.user {
         Some(u) if !u.is_empty() => super::chown::resolve_chown(u, &state.rootfs()),
@@ -523,7 +529,7 @@ fn workdir_layer(job: &Job<'_>, state: &mut StageState, dir: &str) -> Result<boo
     if dirs.is_empty() {
         return Ok(false);
     }
-    job.add_layer(state, dirs)?;
+    job.add_layer(state, dirs, op)?;
     Ok(true)
 }
 
