@@ -89,18 +89,23 @@ pub(crate) fn explain(
         }
     }
     let (mut changed, mut added, mut removed) = (Vec::new(), Vec::new(), Vec::new());
+    // By name: a COPY of a node_modules tree has tens of thousands of inputs.
+    let old_inputs: std::collections::HashMap<&str, &Digest> =
+        before.inputs.iter().map(|(n, d)| (n.as_str(), d)).collect();
+    let new_names: std::collections::HashSet<&str> =
+        now.inputs.iter().map(|(n, _)| n.as_str()).collect();
     for (name, d) in &now.inputs {
-        match before.inputs.iter().find(|(n, _)| n == name) {
-            Some((_, old)) if old != d && detail => {
+        match old_inputs.get(name.as_str()).copied() {
+            Some(old) if old != d && detail => {
                 changed.push(format!("{name} ({} → {})", short(old), short(d)));
             }
-            Some((_, old)) if old != d => changed.push(name.clone()),
+            Some(old) if old != d => changed.push(name.clone()),
             None => added.push(name.clone()),
             _ => {}
         }
     }
     for (name, _) in &before.inputs {
-        if !now.inputs.iter().any(|(n, _)| n == name) {
+        if !new_names.contains(name.as_str()) {
             removed.push(name.clone());
         }
     }
