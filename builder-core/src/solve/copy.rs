@@ -326,12 +326,16 @@ impl Copying<'_> {
         let (uid, gid) = self.owner.unwrap_or((0, 0));
         let mode = self.chmod.as_ref().map_or(0o755, |c| c.apply(0o755, true));
         let mut parents: BTreeMap<String, Entry> = BTreeMap::new();
-        let mut wanted: Vec<String> = self.out.keys().map(|p| parent_of(p).to_owned()).collect();
+        // Each parent once (the files of a directory share it), in order.
+        let mut wanted: std::collections::BTreeSet<String> =
+            self.out.keys().map(|p| parent_of(p).to_owned()).collect();
         if self.dest_is_dir && !self.out.is_empty() {
-            wanted.push(self.dest.clone());
+            wanted.insert(self.dest.clone());
         }
+        let mut seen = super::env::Prefixes::default();
         for dir in wanted {
-            for e in missing_dirs(&self.rootfs, &dir, mode, uid, gid, self.mtime)? {
+            let attrs = (mode, uid, gid, self.mtime);
+            for e in missing_dirs(&self.rootfs, &dir, attrs, &mut seen)? {
                 if !self.out.contains_key(&e.path) {
                     parents.insert(e.path.clone(), e);
                 }

@@ -315,14 +315,34 @@ pub(crate) fn walked_prefixes(path: &str) -> Vec<String> {
     out
 }
 
-/// Directory entries for `path` and its missing parents in `rootfs`.
+/// What [`missing_dirs`] found of each path in one root filesystem: whether it is a
+/// directory (its links followed; `None`: not there) and whether it is there at all (not
+/// followed). A COPY of a deep tree asks about the same parents thousands of times.
+#[derive(Default)]
+pub(crate) struct Prefixes(std::collections::HashMap<String, (Option<bool>, bool)>);
+
+impl Prefixes {
+    fn look(&mut self, rootfs: &Path, path: &str) -> (Option<bool>, bool) {
+        if let Some(found) = self.0.get(path) {
+            return *found;
+        }
+        let is_dir = match crate::fs::entry(rootfs, path, crate::fs::Last::Follow) {
+            Ok(Some((_, meta))) => Some(meta.is_dir()),
+            _ => None,
+        };
+        let found = (is_dir, in_image(rootfs, path));
+        self.0.insert(path.to_owned(), found);
+        found
+    }
+}
+
+/// Directory entries for `path` and its missing parents in `rootfs`; `seen` remembers what
+/// earlier calls on the same `rootfs` looked up.
 pub(crate) fn missing_dirs(
     rootfs: &Path,
     path: &str,
-    mode: u32,
-    uid: u32,
-    gid: u32,
-    mtime: i64,
+    (mode, uid, gid, mtime): (u32, u32, u32, i64),
+    seen: &mut Prefixes,
 ) -> Result<Vec<Entry>> {
     // Through the image's links, inside the image: the layer names the directories made where
     // they are (`/real/sub`), never through a link (`/w/sub`).
@@ -339,14 +359,13 @@ pub(crate) fn missing_dirs(
             format!("{cur}/{part}")
         };
         // A part that exists must be a directory (or a link to one, inside the image).
-        if let Ok(Some((_, meta))) = crate::fs::entry(rootfs, &cur, crate::fs::Last::Follow) {
-            if !meta.is_dir() {
-                return Err(Error::NotADirectory {
-                    path: format!("/{cur}"),
-                });
-            }
+        let (is_dir, there) = seen.look(rootfs, &cur);
+        if is_dir == Some(false) {
+            return Err(Error::NotADirectory {
+                path: format!("/{cur}"),
+            });
         }
-        if !in_image(rootfs, &cur) {
+        if !there {
             out.push(Entry::dir(cur.clone(), mode, uid, gid, mtime));
         }
     }

@@ -519,8 +519,10 @@ fn workdir_layer(
         _ => (0, 0),
     };
     let mut dirs: Vec<Entry> = Vec::new();
+    let mut seen = super::env::Prefixes::default();
     for prefix in walked_prefixes(dir) {
-        for e in missing_dirs(&state.rootfs(), &prefix, 0o755, uid, gid, job.times.epoch)? {
+        let attrs = (0o755, uid, gid, job.times.epoch);
+        for e in missing_dirs(&state.rootfs(), &prefix, attrs, &mut seen)? {
             if !dirs.iter().any(|d| d.path == e.path) {
                 dirs.push(e);
             }
