@@ -237,6 +237,7 @@ fn apply<R: Read>(
     archive.set_unpack_xattrs(true);
     archive.set_overwrite(true);
     let mut times = DirTimes::default();
+    let mut last_parent: Option<(String, crate::fs::Dir)> = None;
     for entry in archive.entries().map_err(|e| io("<layer>", e))? {
         let mut entry = entry.map_err(|e| io("<layer>", e))?;
         let raw = entry.path().map_err(|e| io("<layer>", e))?.into_owned();
@@ -295,13 +296,19 @@ fn apply<R: Read>(
             // Device nodes need privileges a rootless build has not; the sandbox mounts /dev.
             continue;
         }
-        let parent_dir = root.create_dir_all(&parent).map_err(|e| fs_err(&name, e))?;
+        // Entries in path order come a directory's worth at a time: its handle is kept from
+        // the last entry (one of them only ever changes a child of it, never it).
+        let parent_dir = match last_parent.take() {
+            Some((p, d)) if p == parent => d,
+            _ => root.create_dir_all(&parent).map_err(|e| fs_err(&name, e))?,
+        };
+        let parent_dir = &last_parent.insert((parent.clone(), parent_dir)).1;
         // A file replaces whatever was there (never written through in place); a directory
         // replaces a non-directory and merges with a directory.
         let target = parent_dir.path().join(&file_name);
         match fs_err::symlink_metadata(&target) {
             Ok(m) if !(kind.is_dir() && m.is_dir()) => {
-                crate::fs::remove_in(&parent_dir, &file_name).map_err(|e| io(&name, e))?;
+                crate::fs::remove_in(parent_dir, &file_name).map_err(|e| io(&name, e))?;
             }
             _ => {}
         }
