@@ -23,6 +23,19 @@ pub enum Kind {
     Other,
 }
 
+impl Kind {
+    /// The kind as a file's digest hashes it: fixed names, never `Debug` text (these are the
+    /// names digests were made with when they were that text, so no key changed).
+    fn key_name(self) -> &'static str {
+        match self {
+            Kind::File => "File",
+            Kind::Dir => "Dir",
+            Kind::Symlink => "Symlink",
+            Kind::Other => "Other",
+        }
+    }
+}
+
 /// A file's metadata, as read by `lstat`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileInfo {
@@ -89,6 +102,57 @@ impl FileInfo {
                 .saturating_add(m.ctime_nsec()),
             ino: m.ino(),
             dev: m.dev(),
+        })
+    }
+
+    /// `lstat` of `name` in the open directory `dir` (`path` is the same file, for errors):
+    /// the kernel looks up one name instead of a whole path.
+    pub(crate) fn read_at(
+        dir: &std::os::fd::OwnedFd,
+        name: &std::ffi::OsStr,
+        path: &Path,
+    ) -> Result<Self> {
+        use rustix::fs::{AtFlags, FileType};
+        let st = rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(std::io::Error::from)
+            .at(path)?;
+        let kind = match FileType::from_raw_mode(st.st_mode) {
+            FileType::RegularFile => Kind::File,
+            FileType::Directory => Kind::Dir,
+            FileType::Symlink => Kind::Symlink,
+            _ => Kind::Other,
+        };
+        let link = if kind == Kind::Symlink {
+            let target = rustix::fs::readlinkat(dir, name, Vec::new())
+                .map_err(std::io::Error::from)
+                .at(path)?;
+            Some(target.to_string_lossy().into_owned())
+        } else {
+            None
+        };
+        let ns = |secs: i64, nsec: i64| secs.saturating_mul(1_000_000_000).saturating_add(nsec);
+        #[allow(clippy::useless_conversion)] // the field types differ between architectures
+        Ok(Self {
+            kind,
+            mode: u32::from(st.st_mode) & 0o7777,
+            uid: st.st_uid,
+            gid: st.st_gid,
+            size: if kind == Kind::File {
+                u64::try_from(st.st_size).unwrap_or(0)
+            } else {
+                0
+            },
+            link,
+            mtime_ns: ns(
+                i64::from(st.st_mtime),
+                i64::try_from(st.st_mtime_nsec).unwrap_or(0),
+            ),
+            ctime_ns: ns(
+                i64::from(st.st_ctime),
+                i64::try_from(st.st_ctime_nsec).unwrap_or(0),
+            ),
+            ino: u64::from(st.st_ino),
+            dev: u64::from(st.st_dev),
         })
     }
 
@@ -215,8 +279,12 @@ pub fn hash_file(path: &Path, info: &FileInfo, cache: &mut StatCache) -> Result<
     h.update(b"rbuild-file-v1\0");
     h.update(
         format!(
-            "{:?}\0{:o}\0{}\0{}\0{}\0",
-            info.kind, info.mode, info.uid, info.gid, info.size
+            "{}\0{:o}\0{}\0{}\0{}\0",
+            info.kind.key_name(),
+            info.mode,
+            info.uid,
+            info.gid,
+            info.size
         )
         .as_bytes(),
     );

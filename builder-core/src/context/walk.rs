@@ -1,6 +1,7 @@
 //! Walking a context: paths resolved inside the root (never outside it), ignored files left out,
 //! entries sorted by path so every result is deterministic.
 
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use super::Result;
@@ -143,21 +144,36 @@ fn walk_sorted(
     descend_skipped: bool,
     out: &mut Vec<Entry>,
 ) -> Result<()> {
-    let mut names: Vec<_> = fs_err::read_dir(dir)
+    use rustix::fs::{Mode, OFlags};
+    // Each entry is looked up by name in its open directory, not by its whole path.
+    let fd = rustix::fs::open(
+        dir,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(std::io::Error::from)
+    .at(dir)?;
+    let mut names = Vec::new();
+    for entry in rustix::fs::Dir::read_from(&fd)
+        .map_err(std::io::Error::from)
         .at(dir)?
-        .map(|e| e.map(|e| e.file_name()))
-        .collect::<std::io::Result<_>>()
-        .at(dir)?;
+    {
+        let entry = entry.map_err(std::io::Error::from).at(dir)?;
+        let name = entry.file_name().to_bytes();
+        if name != b"." && name != b".." {
+            names.push(std::ffi::OsStr::from_bytes(name).to_owned());
+        }
+    }
     names.sort();
-    for name in names {
-        let name = name.to_string_lossy().into_owned();
+    for raw in names {
+        let path = dir.join(&raw);
+        let name = raw.to_string_lossy().into_owned();
         let child_rel = if rel.is_empty() {
             name.clone()
         } else {
             format!("{rel}/{name}")
         };
-        let path = dir.join(&name);
-        let info = FileInfo::read(&path)?;
+        let info = FileInfo::read_at(&fd, &raw, &path)?;
         let skipped = skip(&child_rel);
         let is_dir = info.kind == Kind::Dir;
         if !skipped {
