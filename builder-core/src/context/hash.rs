@@ -2,7 +2,9 @@
 //! (type, mode, owner, size, link target, capability xattr, bytes), never when it was touched.
 
 use std::collections::HashMap;
+use std::io::Write as _;
 use std::io::{BufReader, Read};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -172,7 +174,7 @@ impl FileInfo {
 
 /// What must be unchanged for a cached digest to be reused. ctime catches a content change
 /// whose mtime was set back.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct StatKey {
     size: u64,
     mtime_ns: i64,
@@ -194,42 +196,188 @@ pub struct StatCache {
     dirty: bool,
 }
 
-#[derive(serde::Serialize, serde::Deserialize)]
-struct Saved {
-    version: u32,
-    /// The context it was saved for: prune drops the file once that directory is gone.
-    #[serde(default)]
-    context: Option<PathBuf>,
-    entries: Vec<(PathBuf, StatKey, Digest)>,
+/// The saved form's first bytes: the format and its version.
+const MAGIC: &[u8] = b"rbuild-statcache\n2\n";
+/// The most entries a saved cache may claim (a bound on what a damaged file makes us allocate).
+const MAX_SAVED: u64 = 50_000_000;
+
+/// A reader or writer that hashes what goes through it: the saved cache ends with the digest
+/// of everything before it, so a torn or damaged file is never believed.
+struct Hashed<T> {
+    inner: T,
+    hasher: Hasher,
 }
 
-/// The context directory a saved stat cache is for (`None` if unreadable or from before it was
-/// recorded).
-pub fn stat_cache_context(path: &Path) -> Option<PathBuf> {
-    #[derive(serde::Deserialize)]
-    struct Head {
-        context: Option<PathBuf>,
+impl<R: Read> Read for Hashed<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
     }
-    let bytes = fs_err::read(path).ok()?;
-    serde_json::from_slice::<Head>(&bytes).ok()?.context
+}
+
+impl<W: std::io::Write> std::io::Write for Hashed<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+fn take<const N: usize>(r: &mut impl Read) -> std::io::Result<[u8; N]> {
+    let mut b = [0u8; N];
+    r.read_exact(&mut b)?;
+    Ok(b)
+}
+
+fn take_u64(r: &mut impl Read) -> std::io::Result<u64> {
+    take::<8>(r).map(u64::from_le_bytes)
+}
+
+fn take_u32(r: &mut impl Read) -> std::io::Result<u32> {
+    take::<4>(r).map(u32::from_le_bytes)
+}
+
+fn take_bytes(r: &mut impl Read, len: usize) -> std::io::Result<Vec<u8>> {
+    let mut b = vec![0u8; len];
+    r.read_exact(&mut b)?;
+    Ok(b)
+}
+
+/// Reads a saved cache's header: its context, and how many entries follow.
+fn read_head(r: &mut impl Read) -> std::io::Result<(PathBuf, u64)> {
+    let bad = || std::io::Error::from(std::io::ErrorKind::InvalidData);
+    if take_bytes(r, MAGIC.len())? != MAGIC {
+        return Err(bad());
+    }
+    let len = take_u32(r)?;
+    if len > 1 << 16 {
+        return Err(bad());
+    }
+    let context = take_bytes(r, len as usize)?;
+    let count = take_u64(r)?;
+    if count > MAX_SAVED {
+        return Err(bad());
+    }
+    let context = PathBuf::from(std::ffi::OsString::from_vec(context));
+    Ok((context, count))
+}
+
+/// Reads a saved cache whole, checking its trailing digest.
+fn read_saved(path: &Path) -> std::io::Result<HashMap<PathBuf, (StatKey, Digest)>> {
+    let bad = || std::io::Error::from(std::io::ErrorKind::InvalidData);
+    let file = fs_err::File::open(path)?;
+    let mut r = Hashed {
+        inner: BufReader::with_capacity(1 << 16, file),
+        hasher: Hasher::default(),
+    };
+    let (_, count) = read_head(&mut r)?;
+    // Paths are stored sorted, each as the bytes it shares with the one before and the rest.
+    let mut entries = HashMap::with_capacity(usize::try_from(count.min(1 << 20)).unwrap_or(0));
+    let mut last: Vec<u8> = Vec::new();
+    for _ in 0..count {
+        let shared = usize::from(u16::from_le_bytes(take::<2>(&mut r)?));
+        let rest = usize::from(u16::from_le_bytes(take::<2>(&mut r)?));
+        if shared > last.len() {
+            return Err(bad());
+        }
+        last.truncate(shared);
+        last.extend_from_slice(&take_bytes(&mut r, rest)?);
+        let key = StatKey {
+            size: take_u64(&mut r)?,
+            mtime_ns: take::<8>(&mut r).map(i64::from_le_bytes)?,
+            ctime_ns: take::<8>(&mut r).map(i64::from_le_bytes)?,
+            ino: take_u64(&mut r)?,
+            dev: take_u64(&mut r)?,
+            mode: take_u32(&mut r)?,
+            uid: take_u32(&mut r)?,
+            gid: take_u32(&mut r)?,
+        };
+        let digest = Digest::from_bytes(take::<32>(&mut r)?);
+        let path = PathBuf::from(std::ffi::OsStr::from_bytes(&last));
+        entries.insert(path, (key, digest));
+    }
+    let (expected, _) = std::mem::take(&mut r.hasher).finish();
+    let trailer = take::<32>(&mut r.inner)?;
+    if trailer != *expected.as_bytes() || r.inner.read(&mut [0u8; 1])? != 0 {
+        return Err(bad());
+    }
+    Ok(entries)
+}
+
+/// Writes the saved form of `entries` for `context`.
+fn write_saved(
+    out: impl std::io::Write,
+    context: &Path,
+    entries: &HashMap<PathBuf, (StatKey, Digest)>,
+) -> std::io::Result<()> {
+    let mut w = Hashed {
+        inner: std::io::BufWriter::with_capacity(1 << 16, out),
+        hasher: Hasher::default(),
+    };
+    let mut paths: Vec<(&[u8], &(StatKey, Digest))> = entries
+        .iter()
+        .map(|(p, v)| (p.as_os_str().as_bytes(), v))
+        .filter(|(p, _)| u16::try_from(p.len()).is_ok())
+        .collect();
+    paths.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    let context = context.as_os_str().as_bytes();
+    w.write_all(MAGIC)?;
+    w.write_all(&u32::try_from(context.len()).unwrap_or(0).to_le_bytes())?;
+    w.write_all(context)?;
+    w.write_all(&(paths.len() as u64).to_le_bytes())?;
+    let mut last: &[u8] = &[];
+    for (path, (key, digest)) in paths {
+        let shared = path
+            .iter()
+            .zip(last)
+            .take_while(|(a, b)| a == b)
+            .count()
+            .min(usize::from(u16::MAX));
+        let rest = &path[shared..];
+        // Both fit: the path's length does.
+        for n in [shared, rest.len()] {
+            w.write_all(&u16::try_from(n).unwrap_or(u16::MAX).to_le_bytes())?;
+        }
+        w.write_all(rest)?;
+        let times = [key.mtime_ns.to_le_bytes(), key.ctime_ns.to_le_bytes()];
+        for bytes in [key.size.to_le_bytes(), times[0], times[1]] {
+            w.write_all(&bytes)?;
+        }
+        for n in [key.ino, key.dev] {
+            w.write_all(&n.to_le_bytes())?;
+        }
+        for n in [key.mode, key.uid, key.gid] {
+            w.write_all(&n.to_le_bytes())?;
+        }
+        w.write_all(digest.as_bytes())?;
+        last = path;
+    }
+    let (digest, _) = std::mem::take(&mut w.hasher).finish();
+    w.inner.write_all(digest.as_bytes())?;
+    w.inner.flush()
+}
+
+/// The context directory a saved stat cache is for (`None` if it cannot be read).
+pub fn stat_cache_context(path: &Path) -> Option<PathBuf> {
+    let file = fs_err::File::open(path).ok()?;
+    read_head(&mut BufReader::new(file)).ok().map(|(c, _)| c)
 }
 
 impl StatCache {
-    /// Loads a saved cache; a missing or unreadable one is an empty cache.
+    /// Loads a saved cache; a missing, damaged or older one is an empty cache (every file is
+    /// read again, never a digest believed from a file that does not check out).
     pub fn load(path: &Path) -> Self {
-        let Ok(bytes) = fs_err::read(path) else {
-            return Self::default();
-        };
-        match serde_json::from_slice::<Saved>(&bytes) {
-            Ok(saved) if saved.version == 1 => Self {
-                entries: saved
-                    .entries
-                    .into_iter()
-                    .map(|(p, k, d)| (p, (k, d)))
-                    .collect(),
+        match read_saved(path) {
+            Ok(entries) => Self {
+                entries,
                 ..Self::default()
             },
-            _ => Self::default(),
+            Err(_) => Self::default(),
         }
     }
 
@@ -238,22 +386,10 @@ impl StatCache {
         if !self.dirty {
             return Ok(());
         }
-        let mut entries: Vec<_> = self
-            .entries
-            .iter()
-            .map(|(p, (k, d))| (p.clone(), *k, *d))
-            .collect();
-        entries.sort_by(|a, b| a.0.cmp(&b.0));
-        let bytes = serde_json::to_vec(&Saved {
-            version: 1,
-            context: Some(context.to_owned()),
-            entries,
-        })
-        .unwrap_or_default();
         let dir = path.parent().unwrap_or(Path::new("."));
         fs_err::create_dir_all(dir).at(dir)?;
-        let mut tmp = tempfile::NamedTempFile::new_in(dir).at(dir)?;
-        std::io::Write::write_all(&mut tmp, &bytes).at(tmp.path())?;
+        let tmp = tempfile::NamedTempFile::new_in(dir).at(dir)?;
+        write_saved(tmp.as_file(), context, &self.entries).at(tmp.path())?;
         tmp.persist(path).map_err(|e| e.error).at(path)?;
         Ok(())
     }
@@ -380,6 +516,39 @@ mod tests {
         let mut loaded = StatCache::load(&saved);
         assert_eq!(digest(&f, &mut loaded), second);
         assert_eq!(loaded.stats(), (1, 0));
+    }
+
+    #[test]
+    fn a_damaged_or_torn_saved_cache_is_not_believed() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cache = StatCache::default();
+        for name in ["a", "ab", "b/c"] {
+            let f = dir.path().join(name);
+            fs_err::create_dir_all(f.parent().unwrap()).unwrap();
+            fs_err::write(&f, name).unwrap();
+            digest(&f, &mut cache);
+        }
+        let saved = dir.path().join("cache.stat");
+        cache.save(&saved, dir.path()).unwrap();
+        let good = fs_err::read(&saved).unwrap();
+        assert_eq!(StatCache::load(&saved).entries, cache.entries);
+        // Any byte changed, the end cut off, or a byte added: an empty cache.
+        for at in [MAGIC.len() + 2, good.len() / 2, good.len() - 1] {
+            let mut bad = good.clone();
+            bad[at] ^= 1;
+            fs_err::write(&saved, &bad).unwrap();
+            assert!(
+                StatCache::load(&saved).entries.is_empty(),
+                "byte {at} flipped"
+            );
+        }
+        for bad in [
+            &good[..good.len() - 5],
+            &[good.as_slice(), b"x"].concat()[..],
+        ] {
+            fs_err::write(&saved, bad).unwrap();
+            assert!(StatCache::load(&saved).entries.is_empty());
+        }
     }
 
     #[test]

@@ -448,7 +448,7 @@ fn stat_cache_path(store: &Store, context: &Path) -> PathBuf {
     store
         .root()
         .join("statcache")
-        .join(format!("{}.json", key.hex()))
+        .join(format!("{}.stat", key.hex()))
 }
 
 /// The front half of a build: the Dockerfile read inside the context, parsed and checked with

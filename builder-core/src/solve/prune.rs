@@ -55,7 +55,7 @@ fn prune_records(store: &Store, opts: &PruneOptions, now: SystemTime) -> Result<
         for e in entries {
             let path = e.map_err(io_at(&dir))?.path();
             let stale = opts.all
-                || path.extension().is_none_or(|x| x != "json")
+                || path.extension().is_none_or(|x| x != "stat")
                 || crate::context::stat_cache_context(&path).is_none_or(|c| !c.is_dir());
             if stale {
                 fs_err::remove_file(&path).map_err(io_at(&path))?;
