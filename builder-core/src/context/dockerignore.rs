@@ -172,6 +172,9 @@ impl Ignore {
     /// Whether `path` (relative to the context root, `/`-separated) is ignored: the last rule
     /// that matches it or one of its parent directories decides.
     pub fn is_ignored(&self, path: &str) -> bool {
+        if self.patterns.is_empty() {
+            return false;
+        }
         let path = clean(path);
         let parents: Vec<&str> = match path.rsplit_once('/') {
             Some((parent, _)) => parent.split('/').collect(),

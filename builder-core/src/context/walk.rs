@@ -130,6 +130,9 @@ impl Context {
             };
             self.ignore.is_ignored(&ctx_path)
         };
+        if self.ignore.is_empty() {
+            return walk_sorted(dir, "", &|_| false, false, out);
+        }
         // An ignored directory is still walked if a `!` rule may bring something back.
         walk_sorted(dir, "", &ignored, self.ignore.has_exclusions(), out)
     }
