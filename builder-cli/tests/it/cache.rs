@@ -313,3 +313,36 @@ fn a_step_whose_text_changed_is_rebuilt_as_its_history_records_the_text() {
     assert!(history.contains("COPY a.txt /a"), "{history}");
     assert!(!history.contains("COPY   a.txt"), "{history}");
 }
+
+/// A hit makes its inputs the ones the next miss at that step is explained against (the record
+/// is rewritten only when its key differs).
+#[test]
+fn a_miss_after_a_hit_is_explained_against_the_hit() {
+    let p = Project::new();
+    p.file("a.txt", "a").file(
+        "Dockerfile",
+        "FROM scratch\nARG V=1\nCOPY a.txt /a\nLABEL v=$V\n",
+    );
+    let with = |v: &str| {
+        let out = p.ok(&[
+            "build",
+            "--progress",
+            "plain",
+            "--build-arg",
+            &format!("V={v}"),
+            ".",
+        ]);
+        text(&out.stderr)
+    };
+    with("1");
+    with("2");
+    // V=1 again: all hits; the record at the LABEL is V=1's once more.
+    let log = with("1");
+    assert!(misses(&log).is_empty(), "{log}");
+    let log = with("3");
+    assert_eq!(
+        misses(&log)[0],
+        "LABEL v=$V (Dockerfile:4): V 1 → 3",
+        "{log}"
+    );
+}

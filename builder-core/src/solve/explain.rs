@@ -18,9 +18,30 @@ pub(crate) fn place(dockerfile: &std::path::Path, stage: usize, position: usize)
     h.finish().0.hex()
 }
 
+/// A record is the key of its inputs on one line, then the inputs as JSON: a hit compares the
+/// key and parses nothing (the inputs of a large COPY are megabytes of JSON). A record from
+/// before the key line is JSON alone.
+fn split_record(record: &str) -> (Option<&str>, &str) {
+    match record.split_once('\n') {
+        Some((key, json)) if !record.starts_with('{') => (Some(key), json),
+        _ => (None, record),
+    }
+}
+
 pub(crate) fn previous(store: &Store, place: &str) -> Option<StepInputs> {
-    let json = store.meta("explain", place).ok()??;
-    serde_json::from_str(&json).ok()
+    let record = store.meta("explain", place).ok()??;
+    serde_json::from_str(split_record(&record).1).ok()
+}
+
+/// Whether the record at `place` is of `inputs` already.
+pub(crate) fn is_remembered(store: &Store, place: &str, inputs: &StepInputs) -> bool {
+    let Ok(Some(record)) = store.meta("explain", place) else {
+        return false;
+    };
+    match split_record(&record) {
+        (Some(key), _) => key == inputs.key().to_string(),
+        (None, json) => serde_json::from_str::<StepInputs>(json).is_ok_and(|old| old == *inputs),
+    }
 }
 
 pub(crate) fn remember(
@@ -36,7 +57,7 @@ pub(crate) fn remember(
     }
     // Explanations are advice: failing to keep one must not fail the build.
     if let Ok(json) = serde_json::to_string(inputs) {
-        let _ = store.set_meta("explain", place, &json);
+        let _ = store.set_meta("explain", place, &format!("{}\n{json}", inputs.key()));
     }
 }
 

@@ -428,7 +428,7 @@ fn take_hit(
 ) {
     // The next miss here is explained against this build, not an older one.
     let place = super::explain::place(job.dockerfile, at.index, at.position);
-    if super::explain::previous(job.store, &place).as_ref() != Some(now) {
+    if !super::explain::is_remembered(job.store, &place, now) {
         super::explain::remember(job.store, job.dockerfile, &place, now);
     }
     state.config = cached.config;
