@@ -76,7 +76,7 @@ for case in $CASES; do
     # The floor: the case's RUN commands run directly on the host, in the context, under the
     # image's own shell and tools where the host has them (FLOOR_SHELL: busybox sh).
     printf '%s\n' "$FLOOR" > "$out/$case.floor.sh"
-    hf "$case.floor.host" "cd $ctx && ${FLOOR_SHELL:-sh} $out/$case.floor.sh" --warmup 1
+    hf "$case.floor.host" "cd $ctx && ${FLOOR_SHELL:-sh} $out/$case.floor.sh" --warmup 1 --prepare sync
   fi
   for peer in $peers; do
     log "case $case / peer $peer"
@@ -84,7 +84,10 @@ for case in $CASES; do
     build=$(peer_build_cmd "$peer" "$ctx" "$tag")
     reset=$(peer_reset_cmd "$peer")
     echo "$case $peer: $build" >> "$out/commands.txt"
-    if has cold; then hf "$case.cold.$peer" "$build" --prepare "$reset"; fi
+    # Every run starts on a quiet disk: `sync` before it (untimed) flushes what the run before
+    # left in writeback and the discards of a reset's deletions, which otherwise land on
+    # whichever build comes next (this VM's disk is mounted with `discard`).
+    if has cold; then hf "$case.cold.$peer" "$build" --prepare "$reset; sync"; fi
     if [ "$peer" = rbuild ] && command -v /usr/bin/time >/dev/null; then
       # Peak RSS of a cold and of a changed build (GNU time, KiB).
       eval "$reset" || true
@@ -94,13 +97,13 @@ for case in $CASES; do
         /usr/bin/time -f %M -o "$out/$case.rss-change.rbuild" sh -c "$build" >/dev/null 2>&1 || true
       fi
     fi
-    if has noop; then hf "$case.noop.$peer" "$build" --warmup 1; fi
+    if has noop; then hf "$case.noop.$peer" "$build" --warmup 1 --prepare sync; fi
     if has change && [ -n "${MUTATE:-}" ]; then
-      hf "$case.change.$peer" "$build" --warmup 1 --prepare "date +%s%N >> $ctx/$MUTATE"; fi
+      hf "$case.change.$peer" "$build" --warmup 1 --prepare "date +%s%N >> $ctx/$MUTATE; sync"; fi
     if has touch && [ -n "${TOUCH:-}" ]; then
-      hf "$case.touch.$peer" "$build" --warmup 1 --prepare "touch $ctx/$TOUCH"; fi
+      hf "$case.touch.$peer" "$build" --warmup 1 --prepare "touch $ctx/$TOUCH; sync"; fi
     if has dep && [ -n "${MUTATE_DEP:-}" ]; then
-      hf "$case.dep.$peer" "$build" --warmup 1 --prepare "date +%s%N >> $ctx/$MUTATE_DEP"; fi
+      hf "$case.dep.$peer" "$build" --warmup 1 --prepare "date +%s%N >> $ctx/$MUTATE_DEP; sync"; fi
     eval "$reset" || true   # keep disk use bounded between peers
   done
 done
