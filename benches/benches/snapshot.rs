@@ -1,6 +1,6 @@
 //! The snapshotter's hot paths (issue 16): unpacking a layer into its directory, mounting a
 //! read-only overlay of a chain of layer directories, a COPY's layer (tar and digest, then its
-//! directory), and reading a RUN's overlay upper directory back as a layer.
+//! directory; and the one-pass form), and reading a RUN's overlay upper directory back as a layer.
 //!
 //! `cargo bench -p rbuild-benches --bench snapshot` (as root: the overlay benchmark mounts;
 //! `RBUILD_BENCH_LAYER_FILES` sets the files per layer, 2,000 by default).
@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use builder_core::snapshot::{
     Entry, EntryKind, FileSource, TarOptions, apply_tar, upper_entries, write_layer,
+    write_layer_unpacked,
 };
 use builder_core::solve::Store;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
@@ -120,6 +121,26 @@ fn bench(c: &mut Criterion) {
             apply_tar(store.open_blob(&layer.diff_id).unwrap(), &d).unwrap();
         });
     });
+
+    // What a COPY a later step reads does now: the tar, its digest and the directory in one
+    // pass over the sources, the directory written on a second thread.
+    g.bench_function(
+        "COPY one pass: layer tar, digest and directory together",
+        |b| {
+            b.iter(|| {
+                let d = fresh("copy1");
+                let (_, unpacked) = write_layer_unpacked(
+                    &store,
+                    &mut entries(&src),
+                    TarOptions::default(),
+                    &d,
+                    None,
+                )
+                .unwrap();
+                assert!(unpacked);
+            });
+        },
+    );
 
     // A chain of 20 layer directories, each with a file of its own, under a read-only view.
     let lowers: Vec<PathBuf> = (0..20)

@@ -353,7 +353,7 @@ impl Read for Chunks {
 /// Gives the layer and whether `upper` holds it; `false` when the unpack needs an overlay or
 /// failed (`upper` is then partly written and is the caller's to discard). The layer itself
 /// never depends on the unpack.
-pub(crate) fn write_layer_unpacked(
+pub fn write_layer_unpacked(
     store: &Store,
     entries: &mut [Entry],
     opts: TarOptions,

@@ -14,8 +14,9 @@ mod overlay;
 mod treediff;
 
 pub use apply::{ApplyError, apply_context_tar, apply_layer, apply_layer_over, apply_tar};
-pub(crate) use layer::write_layer_unpacked;
-pub use layer::{Entry, EntryKind, FileSource, Layer, TarOptions, write_layer, write_tar};
+pub use layer::{
+    Entry, EntryKind, FileSource, Layer, TarOptions, write_layer, write_layer_unpacked, write_tar,
+};
 pub use listing::listing_digest;
 pub use overlay::upper_entries;
 pub use treediff::tree_diff;
