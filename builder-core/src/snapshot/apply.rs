@@ -105,8 +105,7 @@ pub fn apply_layer_over(
     upper: &Path,
     view: &Path,
 ) -> Result<bool, ApplyError> {
-    let reader = store.open_blob(diff_id)?;
-    apply(reader, upper, false, Some(view))
+    apply_tar_over(store.open_blob(diff_id)?, upper, view)
 }
 
 /// [`apply_layer_over`] of a layer tar read from `reader` rather than from the store.
