@@ -5,7 +5,6 @@ use std::collections::HashMap;
 use std::io::Write as _;
 use std::io::{BufReader, Read};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use crate::digest::{Digest, Hasher};
@@ -66,45 +65,10 @@ pub struct FileInfo {
 impl FileInfo {
     /// `lstat` of `path`.
     pub fn read(path: &Path) -> Result<Self> {
-        let m = fs_err::symlink_metadata(path).at(path)?;
-        let ft = m.file_type();
-        let kind = if ft.is_file() {
-            Kind::File
-        } else if ft.is_dir() {
-            Kind::Dir
-        } else if ft.is_symlink() {
-            Kind::Symlink
-        } else {
-            Kind::Other
-        };
-        let link = if kind == Kind::Symlink {
-            Some(
-                fs_err::read_link(path)
-                    .at(path)?
-                    .to_string_lossy()
-                    .into_owned(),
-            )
-        } else {
-            None
-        };
-        Ok(Self {
-            kind,
-            mode: m.mode() & 0o7777,
-            uid: m.uid(),
-            gid: m.gid(),
-            size: if kind == Kind::File { m.len() } else { 0 },
-            link,
-            mtime_ns: m
-                .mtime()
-                .saturating_mul(1_000_000_000)
-                .saturating_add(m.mtime_nsec()),
-            ctime_ns: m
-                .ctime()
-                .saturating_mul(1_000_000_000)
-                .saturating_add(m.ctime_nsec()),
-            ino: m.ino(),
-            dev: m.dev(),
-        })
+        let st = rustix::fs::lstat(path)
+            .map_err(std::io::Error::from)
+            .at(path)?;
+        Self::from_stat(&st, || rustix::fs::readlink(path, Vec::new()), path)
     }
 
     /// `lstat` of `name` in the open directory `dir` (`path` is the same file, for errors):
@@ -114,10 +78,19 @@ impl FileInfo {
         name: &std::ffi::OsStr,
         path: &Path,
     ) -> Result<Self> {
-        use rustix::fs::{AtFlags, FileType};
-        let st = rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)
+        let st = rustix::fs::statat(dir, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
             .map_err(std::io::Error::from)
             .at(path)?;
+        Self::from_stat(&st, || rustix::fs::readlinkat(dir, name, Vec::new()), path)
+    }
+
+    /// The info of a file whose `lstat` is `st`; `read_link` gives a symlink's target.
+    fn from_stat(
+        st: &rustix::fs::Stat,
+        read_link: impl FnOnce() -> rustix::io::Result<std::ffi::CString>,
+        path: &Path,
+    ) -> Result<Self> {
+        use rustix::fs::FileType;
         let kind = match FileType::from_raw_mode(st.st_mode) {
             FileType::RegularFile => Kind::File,
             FileType::Directory => Kind::Dir,
@@ -125,9 +98,7 @@ impl FileInfo {
             _ => Kind::Other,
         };
         let link = if kind == Kind::Symlink {
-            let target = rustix::fs::readlinkat(dir, name, Vec::new())
-                .map_err(std::io::Error::from)
-                .at(path)?;
+            let target = read_link().map_err(std::io::Error::from).at(path)?;
             Some(target.to_string_lossy().into_owned())
         } else {
             None
