@@ -33,22 +33,24 @@ pub(crate) fn previous(store: &Store, place: &str) -> Option<StepInputs> {
     serde_json::from_str(split_record(&record).1).ok()
 }
 
-/// Whether the record at `place` is of `inputs` already.
-pub(crate) fn is_remembered(store: &Store, place: &str, inputs: &StepInputs) -> bool {
+/// Whether the record at `place` is of `inputs` already (`key` is `inputs.key()`).
+pub(crate) fn is_remembered(store: &Store, place: &str, inputs: &StepInputs, key: &Digest) -> bool {
     let Ok(Some(record)) = store.meta("explain", place) else {
         return false;
     };
     match split_record(&record) {
-        (Some(key), _) => key == inputs.key().to_string(),
+        (Some(recorded), _) => recorded == key.to_string(),
         (None, json) => serde_json::from_str::<StepInputs>(json).is_ok_and(|old| old == *inputs),
     }
 }
 
+/// Keeps `inputs` (whose key is `key`) as what the next miss at `place` is explained against.
 pub(crate) fn remember(
     store: &Store,
     dockerfile: &std::path::Path,
     place: &str,
     inputs: &StepInputs,
+    key: &Digest,
 ) {
     // A Dockerfile in the store's work directories (the service's contexts) is never at the
     // same place again: nothing would read the record.
@@ -57,7 +59,7 @@ pub(crate) fn remember(
     }
     // Explanations are advice: failing to keep one must not fail the build.
     if let Ok(json) = serde_json::to_string(inputs) {
-        let _ = store.set_meta("explain", place, &format!("{}\n{json}", inputs.key()));
+        let _ = store.set_meta("explain", place, &format!("{key}\n{json}"));
     }
 }
 

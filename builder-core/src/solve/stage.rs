@@ -195,7 +195,7 @@ fn from_step(job: &Job<'_>, index: usize, built: &Built) -> Result<StageState> {
         });
     }
     if before.as_ref() != Some(&from) && !job.policy.dry {
-        super::explain::remember(job.store, job.dockerfile, &place, &from);
+        super::explain::remember(job.store, job.dockerfile, &place, &from, &from.key());
     }
     Ok(state)
 }
@@ -262,7 +262,7 @@ fn run_cached(
     if !no_cache {
         loop {
             if let Some(cached) = lookup(job, &key) {
-                take_hit(job, at, state, op, &now, cached);
+                take_hit(job, at, state, op, (&now, key), cached);
                 return Ok(true);
             }
             match job.inflight.claim(key, job.cancel)? {
@@ -284,7 +284,7 @@ fn run_cached(
         reason: miss_reason(job, no_cache, state, before.as_ref(), &now),
         first: before.is_none(),
     });
-    super::explain::remember(job.store, job.dockerfile, &place, &now);
+    super::explain::remember(job.store, job.dockerfile, &place, &now, &key);
     run_instruction(job, at, state, inst, op, built)?;
     state.key = key;
     state.parent_reason = Some(format!("an earlier step changed (line {})", inst.span.line));
@@ -417,26 +417,26 @@ fn miss_reason(
     }
 }
 
-/// A step the cache answered: its result becomes the state.
+/// A step the cache answered (`key` is `now`'s): its result becomes the state.
 fn take_hit(
     job: &Job<'_>,
     at: At,
     state: &mut StageState,
     op: &crate::plan::Op,
-    now: &super::explain::StepInputs,
+    (now, key): (&super::explain::StepInputs, Digest),
     cached: Cached,
 ) {
     // The next miss here is explained against this build, not an older one.
     let place = super::explain::place(job.dockerfile, at.index, at.position);
-    if !super::explain::is_remembered(job.store, &place, now) {
-        super::explain::remember(job.store, job.dockerfile, &place, now);
+    if !super::explain::is_remembered(job.store, &place, now, &key) {
+        super::explain::remember(job.store, job.dockerfile, &place, now, &key);
     }
     state.config = cached.config;
     state.cmd_set = cached.cmd_set;
     if let crate::plan::Kind::Config(edit) = &op.kind {
         super::config::replay_vars(state, edit);
     }
-    state.key = now.key();
+    state.key = key;
     job.record_key(at.index, state.key);
     state.parent_reason = None;
 }
