@@ -129,13 +129,21 @@ impl FileInfo {
         })
     }
 
-    fn stat_key(&self) -> StatKey {
-        StatKey {
+    /// Which file this is, as the stat cache finds it: its device, its inode and (a 64-bit
+    /// FNV-1a hash of) the path it was found at, so the guarantee is the one a path key gives.
+    fn inode(&self, path: &Path) -> Inode {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in path.as_os_str().as_bytes() {
+            h = (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        (self.dev, self.ino, h)
+    }
+
+    fn stamp(&self) -> Stamp {
+        Stamp {
             size: self.size,
             mtime_ns: self.mtime_ns,
             ctime_ns: self.ctime_ns,
-            ino: self.ino,
-            dev: self.dev,
             mode: self.mode,
             uid: self.uid,
             gid: self.gid,
@@ -143,32 +151,37 @@ impl FileInfo {
     }
 }
 
-/// What must be unchanged for a cached digest to be reused. ctime catches a content change
-/// whose mtime was set back.
+/// A stat cache key: device, inode, path hash.
+type Inode = (u64, u64, u64);
+
+/// What must be unchanged, beside the inode, for a cached digest to be reused. ctime catches a
+/// content change whose mtime was set back (and an xattr change).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct StatKey {
+struct Stamp {
     size: u64,
     mtime_ns: i64,
     ctime_ns: i64,
-    ino: u64,
-    dev: u64,
     mode: u32,
     uid: u32,
     gid: u32,
 }
 
-/// Remembered digests of files, keyed by absolute path and stat, so an unchanged file is not
-/// read again. Saved between builds.
+/// Remembered digests of files, so an unchanged file is not read again; saved between builds.
+///
+/// Keyed by the file's device, inode and a hash of its path, not the path itself: a hit needs
+/// the same inode at the same path with the same size, times (ctime to the nanosecond), mode and
+/// owner, which is the same file unchanged (even a path hash collision would need the inode to
+/// match too). The cache holds no paths: a 65,000-file context's is 12 MB in memory, not 20.
 #[derive(Debug, Default)]
 pub struct StatCache {
-    entries: HashMap<PathBuf, (StatKey, Digest)>,
+    entries: HashMap<Inode, (Stamp, Digest)>,
     hits: u64,
     misses: u64,
     dirty: bool,
 }
 
 /// The saved form's first bytes: the format and its version.
-const MAGIC: &[u8] = b"rbuild-statcache\n2\n";
+const MAGIC: &[u8] = b"rbuild-statcache\n3\n";
 /// The most entries a saved cache may claim (a bound on what a damaged file makes us allocate).
 const MAX_SAVED: u64 = 50_000_000;
 
@@ -239,7 +252,7 @@ fn read_head(r: &mut impl Read) -> std::io::Result<(PathBuf, u64)> {
 }
 
 /// Reads a saved cache whole, checking its trailing digest.
-fn read_saved(path: &Path) -> std::io::Result<HashMap<PathBuf, (StatKey, Digest)>> {
+fn read_saved(path: &Path) -> std::io::Result<HashMap<Inode, (Stamp, Digest)>> {
     let bad = || std::io::Error::from(std::io::ErrorKind::InvalidData);
     let file = fs_err::File::open(path)?;
     let mut r = Hashed {
@@ -247,30 +260,19 @@ fn read_saved(path: &Path) -> std::io::Result<HashMap<PathBuf, (StatKey, Digest)
         hasher: Hasher::default(),
     };
     let (_, count) = read_head(&mut r)?;
-    // Paths are stored sorted, each as the bytes it shares with the one before and the rest.
     let mut entries = HashMap::with_capacity(usize::try_from(count.min(1 << 20)).unwrap_or(0));
-    let mut last: Vec<u8> = Vec::new();
     for _ in 0..count {
-        let shared = usize::from(u16::from_le_bytes(take::<2>(&mut r)?));
-        let rest = usize::from(u16::from_le_bytes(take::<2>(&mut r)?));
-        if shared > last.len() {
-            return Err(bad());
-        }
-        last.truncate(shared);
-        last.extend_from_slice(&take_bytes(&mut r, rest)?);
-        let key = StatKey {
+        let inode = (take_u64(&mut r)?, take_u64(&mut r)?, take_u64(&mut r)?);
+        let stamp = Stamp {
             size: take_u64(&mut r)?,
             mtime_ns: take::<8>(&mut r).map(i64::from_le_bytes)?,
             ctime_ns: take::<8>(&mut r).map(i64::from_le_bytes)?,
-            ino: take_u64(&mut r)?,
-            dev: take_u64(&mut r)?,
             mode: take_u32(&mut r)?,
             uid: take_u32(&mut r)?,
             gid: take_u32(&mut r)?,
         };
         let digest = Digest::from_bytes(take::<32>(&mut r)?);
-        let path = PathBuf::from(std::ffi::OsStr::from_bytes(&last));
-        entries.insert(path, (key, digest));
+        entries.insert(inode, (stamp, digest));
     }
     let (expected, _) = std::mem::take(&mut r.hasher).finish();
     let trailer = take::<32>(&mut r.inner)?;
@@ -280,53 +282,40 @@ fn read_saved(path: &Path) -> std::io::Result<HashMap<PathBuf, (StatKey, Digest)
     Ok(entries)
 }
 
-/// Writes the saved form of `entries` for `context`.
+/// Writes the saved form of `entries` for `context`: fixed-width records in inode order (the
+/// same cache, the same bytes), then the digest of all before.
 fn write_saved(
     out: impl std::io::Write,
     context: &Path,
-    entries: &HashMap<PathBuf, (StatKey, Digest)>,
+    entries: &HashMap<Inode, (Stamp, Digest)>,
 ) -> std::io::Result<()> {
     let mut w = Hashed {
         inner: std::io::BufWriter::with_capacity(1 << 16, out),
         hasher: Hasher::default(),
     };
-    let mut paths: Vec<(&[u8], &(StatKey, Digest))> = entries
-        .iter()
-        .map(|(p, v)| (p.as_os_str().as_bytes(), v))
-        .filter(|(p, _)| u16::try_from(p.len()).is_ok())
-        .collect();
-    paths.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    let mut sorted: Vec<_> = entries.iter().collect();
+    sorted.sort_unstable_by_key(|(inode, _)| **inode);
     let context = context.as_os_str().as_bytes();
     w.write_all(MAGIC)?;
     w.write_all(&u32::try_from(context.len()).unwrap_or(0).to_le_bytes())?;
     w.write_all(context)?;
-    w.write_all(&(paths.len() as u64).to_le_bytes())?;
-    let mut last: &[u8] = &[];
-    for (path, (key, digest)) in paths {
-        let shared = path
-            .iter()
-            .zip(last)
-            .take_while(|(a, b)| a == b)
-            .count()
-            .min(usize::from(u16::MAX));
-        let rest = &path[shared..];
-        // Both fit: the path's length does.
-        for n in [shared, rest.len()] {
-            w.write_all(&u16::try_from(n).unwrap_or(u16::MAX).to_le_bytes())?;
-        }
-        w.write_all(rest)?;
-        let times = [key.mtime_ns.to_le_bytes(), key.ctime_ns.to_le_bytes()];
-        for bytes in [key.size.to_le_bytes(), times[0], times[1]] {
+    w.write_all(&(sorted.len() as u64).to_le_bytes())?;
+    for ((dev, ino, path), (stamp, digest)) in sorted {
+        let times = [stamp.mtime_ns.to_le_bytes(), stamp.ctime_ns.to_le_bytes()];
+        for bytes in [
+            dev.to_le_bytes(),
+            ino.to_le_bytes(),
+            path.to_le_bytes(),
+            stamp.size.to_le_bytes(),
+            times[0],
+            times[1],
+        ] {
             w.write_all(&bytes)?;
         }
-        for n in [key.ino, key.dev] {
-            w.write_all(&n.to_le_bytes())?;
-        }
-        for n in [key.mode, key.uid, key.gid] {
+        for n in [stamp.mode, stamp.uid, stamp.gid] {
             w.write_all(&n.to_le_bytes())?;
         }
         w.write_all(digest.as_bytes())?;
-        last = path;
     }
     let (digest, _) = std::mem::take(&mut w.hasher).finish();
     w.inner.write_all(digest.as_bytes())?;
@@ -374,9 +363,9 @@ impl StatCache {
 /// The digest of one file: its kind, mode, owner, size, link target and capability xattr, and
 /// for a regular file its bytes (read only when the stat cache cannot vouch for them).
 pub fn hash_file(path: &Path, info: &FileInfo, cache: &mut StatCache) -> Result<Digest> {
-    let key = info.stat_key();
-    if let Some((cached_key, digest)) = cache.entries.get(path) {
-        if *cached_key == key {
+    let stamp = info.stamp();
+    if let Some((cached, digest)) = cache.entries.get(&info.inode(path)) {
+        if *cached == stamp {
             cache.hits += 1;
             return Ok(*digest);
         }
@@ -404,19 +393,24 @@ pub fn hash_file(path: &Path, info: &FileInfo, cache: &mut StatCache) -> Result<
     }
     h.update(b"\0");
     if info.kind == Kind::File {
-        let file = fs_err::File::open(path).at(path)?;
-        let mut reader = BufReader::with_capacity(1 << 20, file);
-        let mut buf = vec![0u8; 1 << 20];
-        loop {
-            let n = reader.read(&mut buf).at(path)?;
-            if n == 0 {
-                break;
-            }
-            h.update(&buf[..n]);
+        let mut file = fs_err::File::open(path).at(path)?;
+        // One buffer per thread, reused: a megabyte allocated and zeroed per file cost more
+        // than hashing the small files a context is mostly made of.
+        thread_local! {
+            static BUF: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0u8; 256 << 10]);
         }
+        BUF.with_borrow_mut(|buf| -> Result<()> {
+            loop {
+                let n = file.read(buf).at(path)?;
+                if n == 0 {
+                    return Ok(());
+                }
+                h.update(&buf[..n]);
+            }
+        })?;
     }
     let (digest, _) = h.finish();
-    cache.entries.insert(path.to_owned(), (key, digest));
+    cache.entries.insert(info.inode(path), (stamp, digest));
     cache.dirty = true;
     Ok(digest)
 }
@@ -520,6 +514,32 @@ mod tests {
             fs_err::write(&saved, bad).unwrap();
             assert!(StatCache::load(&saved).entries.is_empty());
         }
+    }
+
+    #[test]
+    fn a_hard_link_is_cached_at_each_path_and_a_moved_file_is_read_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b, c) = (
+            dir.path().join("a"),
+            dir.path().join("b"),
+            dir.path().join("c"),
+        );
+        fs_err::write(&a, b"same").unwrap();
+        fs_err::hard_link(&a, &b).unwrap();
+        let mut cache = StatCache::default();
+        let first = digest(&a, &mut cache);
+        assert_eq!(digest(&b, &mut cache), first);
+        assert_eq!(cache.stats(), (0, 2));
+        // Both paths of the one inode stay cached: neither pushes the other out.
+        for _ in 0..2 {
+            digest(&a, &mut cache);
+            digest(&b, &mut cache);
+        }
+        assert_eq!(cache.stats(), (4, 2));
+        // The path is part of the key, as it was when the key was the path.
+        fs_err::rename(&a, &c).unwrap();
+        assert_eq!(digest(&c, &mut cache), first);
+        assert_eq!(cache.stats(), (4, 3));
     }
 
     #[test]
