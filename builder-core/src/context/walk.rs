@@ -97,7 +97,20 @@ impl Context {
 
     /// Every entry at and under `rel` (a file or directory of the context), in path order,
     /// without what `.dockerignore` excludes. The source itself comes first, with `rel` `""`.
+    /// Collects [`Context::walker`]'s entries: a caller that reads each once should visit them
+    /// instead, so a large tree is never held whole.
     pub fn walk(&self, rel: &str) -> Result<Vec<Entry>> {
+        let mut out = Vec::new();
+        self.walker(rel)?.each(|e| {
+            out.push(e);
+            Ok::<_, Error>(())
+        })?;
+        Ok(out)
+    }
+
+    /// The walk of `rel`, its source looked up (a missing one is [`Error::NotFound`] here,
+    /// before any entry is visited).
+    pub fn walker(&self, rel: &str) -> Result<Walker<'_>> {
         let (root_rel, path) = self.resolve(rel)?;
         let info = match FileInfo::read(&path) {
             Ok(i) => i,
@@ -108,45 +121,80 @@ impl Context {
             }
             Err(e) => return Err(e),
         };
-        let mut out = Vec::new();
-        let is_dir = info.kind == Kind::Dir;
-        out.push(Entry {
-            rel: String::new(),
-            path: path.clone(),
+        Ok(Walker {
+            context: Some(self),
+            root_rel,
+            path,
             info,
-        });
-        if is_dir {
-            self.walk_dir(&path, &root_rel, "", &mut out)?;
-        }
-        Ok(out)
+        })
+    }
+}
+
+/// One walk, its source found: [`Walker::each`] visits its entries in path order.
+#[derive(Debug)]
+pub struct Walker<'c> {
+    /// The context whose ignore rules apply (`None`: a tree walked whole).
+    context: Option<&'c Context>,
+    /// The source relative to the context root.
+    root_rel: String,
+    path: PathBuf,
+    info: FileInfo,
+}
+
+impl Walker<'_> {
+    /// The source's own metadata.
+    pub fn info(&self) -> &FileInfo {
+        &self.info
     }
 
-    fn walk_dir(&self, dir: &Path, ctx_rel: &str, _rel: &str, out: &mut Vec<Entry>) -> Result<()> {
+    /// Visits the source (with `rel` `""`) and then every entry under it, in path order, one at
+    /// a time: nothing of the tree is kept. A visit's error ends the walk.
+    pub fn each<E: From<Error>>(
+        self,
+        mut visit: impl FnMut(Entry) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let is_dir = self.info.kind == Kind::Dir;
+        visit(Entry {
+            rel: String::new(),
+            path: self.path.clone(),
+            info: self.info,
+        })?;
+        if !is_dir {
+            return Ok(());
+        }
+        let ignore = match self.context {
+            Some(c) if !c.ignore.is_empty() => &c.ignore,
+            _ => return walk_sorted(&self.path, "", &|_| false, false, &mut visit),
+        };
+        let ctx_rel = self.root_rel.as_str();
         let ignored = |rel: &str| {
             let ctx_path = if ctx_rel.is_empty() {
                 rel.to_owned()
             } else {
                 format!("{ctx_rel}/{rel}")
             };
-            self.ignore.is_ignored(&ctx_path)
+            ignore.is_ignored(&ctx_path)
         };
-        if self.ignore.is_empty() {
-            return walk_sorted(dir, "", &|_| false, false, out);
-        }
         // An ignored directory is still walked if a `!` rule may bring something back.
-        walk_sorted(dir, "", &ignored, self.ignore.has_exclusions(), out)
+        walk_sorted(
+            &self.path,
+            "",
+            &ignored,
+            ignore.has_exclusions(),
+            &mut visit,
+        )
     }
 }
 
 /// The entries under `dir` in path order (a directory right before its contents). `skip(rel)`
 /// leaves an entry out; a left-out directory is still walked if `descend_skipped`.
-fn walk_sorted(
+fn walk_sorted<E: From<Error>>(
     dir: &Path,
     rel: &str,
     skip: &dyn Fn(&str) -> bool,
     descend_skipped: bool,
-    out: &mut Vec<Entry>,
-) -> Result<()> {
+    visit: &mut dyn FnMut(Entry) -> Result<(), E>,
+) -> Result<(), E> {
     use rustix::fs::{Mode, OFlags};
     // Each entry is looked up by name in its open directory, not by its whole path.
     let fd = rustix::fs::open(
@@ -179,30 +227,45 @@ fn walk_sorted(
         let info = FileInfo::read_at(&fd, &raw, &path)?;
         let skipped = skip(&child_rel);
         let is_dir = info.kind == Kind::Dir;
-        if !skipped {
-            out.push(Entry {
-                rel: child_rel.clone(),
-                path: path.clone(),
-                info,
-            });
-        }
         if is_dir && (!skipped || descend_skipped) {
-            walk_sorted(&path, &child_rel, skip, descend_skipped, out)?;
+            if !skipped {
+                visit(Entry {
+                    rel: child_rel.clone(),
+                    path: path.clone(),
+                    info,
+                })?;
+            }
+            walk_sorted(&path, &child_rel, skip, descend_skipped, visit)?;
+        } else if !skipped {
+            visit(Entry {
+                rel: child_rel,
+                path,
+                info,
+            })?;
         }
     }
     Ok(())
 }
 
 /// Every entry of the tree at `root` (any directory, no ignore rules), in path order, `root`
-/// itself first with `rel` `""`.
+/// itself first with `rel` `""`. [`tree_walker`] visits them one at a time instead.
 pub fn walk_tree(root: &Path) -> Result<Vec<Entry>> {
-    let mut out = vec![Entry {
-        rel: String::new(),
+    let mut out = Vec::new();
+    tree_walker(root)?.each(|e| {
+        out.push(e);
+        Ok::<_, Error>(())
+    })?;
+    Ok(out)
+}
+
+/// The walk of the whole tree at `root` (any directory, no ignore rules).
+pub fn tree_walker(root: &Path) -> Result<Walker<'static>> {
+    Ok(Walker {
+        context: None,
+        root_rel: String::new(),
         path: root.to_owned(),
         info: FileInfo::read(root)?,
-    }];
-    walk_sorted(root, "", &|_| false, false, &mut out)?;
-    Ok(out)
+    })
 }
 
 #[cfg(test)]
@@ -293,5 +356,37 @@ mod tests {
         );
         assert_eq!(ctx.resolve("ok").unwrap().0, "in.txt");
         assert!(matches!(ctx.walk("up"), Err(Error::NotFound { .. })));
+    }
+
+    #[test]
+    fn a_walker_visits_what_walk_collects_and_stops_at_the_first_error() {
+        let dir = tree(&[
+            (".dockerignore", "skip\n"),
+            ("a/b.txt", ""),
+            ("a/c.txt", ""),
+            ("skip", ""),
+        ]);
+        let ctx = Context::open(dir.path(), None).unwrap();
+        let mut seen = Vec::new();
+        ctx.walker(".")
+            .unwrap()
+            .each(|e| {
+                seen.push(e.rel);
+                Ok::<_, Error>(())
+            })
+            .unwrap();
+        assert_eq!(seen, rels(&ctx, "."));
+        assert_eq!(seen, ["", ".dockerignore", "a", "a/b.txt", "a/c.txt"]);
+        let mut visits = 0;
+        let stopped = ctx.walker("a").unwrap().each(|e| {
+            visits += 1;
+            if e.rel == "b.txt" {
+                return Err(Error::NotFound { path: e.rel });
+            }
+            Ok(())
+        });
+        assert!(matches!(stopped, Err(Error::NotFound { path }) if path == "b.txt"));
+        assert_eq!(visits, 2, "the walk went on after the visit failed");
+        assert!(matches!(ctx.walker("nope"), Err(Error::NotFound { .. })));
     }
 }

@@ -10,10 +10,10 @@
 //! files from a stage or image keep their owners. File times are `SOURCE_DATE_EPOCH` (or 0), so
 //! touching a file changes no digest.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use crate::context::{Entry as Found, FileInfo, Ignore, Kind, resolve_scoped, walk_tree};
+use crate::context::{Entry as Found, FileInfo, Ignore, Kind, Walker, resolve_scoped, tree_walker};
 use crate::plan::{File, FileSource as Source};
 use crate::snapshot::{Entry, EntryKind, FileSource};
 
@@ -123,7 +123,7 @@ pub(crate) fn entries(inputs: Inputs<'_>, file: &File) -> Result<Vec<Entry>> {
         rootfs,
         root,
         scratch,
-        out: BTreeMap::new(),
+        out: Vec::new(),
         hardlinks: HashMap::new(),
     };
     for source in &file.sources {
@@ -178,7 +178,9 @@ struct Copying<'a> {
     chmod: Option<Chmod>,
     exclude: Ignore,
     mtime: i64,
-    out: BTreeMap<String, Entry>,
+    /// The entries in the order they were made; a later one for a path replaces an earlier
+    /// ([`by_path`] sorts them). A list, not a map: a 65,000-file COPY holds half the memory.
+    out: Vec<Entry>,
     hardlinks: HashMap<(u64, u64), String>,
 }
 
@@ -198,18 +200,15 @@ impl Copying<'_> {
         let target = self.target(name);
         let (uid, gid) = self.owner.unwrap_or((0, 0));
         let mode = self.chmod.as_ref().map_or(mode, |c| c.apply(mode, false));
-        self.out.insert(
-            target.clone(),
-            Entry {
-                path: target,
-                kind: EntryKind::File { source, size },
-                mode,
-                uid,
-                gid,
-                mtime: self.mtime,
-                xattrs: Vec::new(),
-            },
-        );
+        self.out.push(Entry {
+            path: target,
+            kind: EntryKind::File { source, size },
+            mode,
+            uid,
+            gid,
+            mtime: self.mtime,
+            xattrs: Vec::new(),
+        });
     }
 
     /// One match of a source path: an archive ADD unpacks, a directory's contents, a file.
@@ -247,14 +246,14 @@ impl Copying<'_> {
                 let entry = file_entry(
                     &m.path,
                     &m.info,
-                    target.clone(),
+                    target,
                     uid,
                     gid,
                     self.chmod.as_ref(),
                     self.mtime,
                     preserve.then_some(&mut self.hardlinks),
                 );
-                self.out.insert(target, entry);
+                self.out.push(entry);
                 Ok(())
             }
         }
@@ -265,9 +264,9 @@ impl Copying<'_> {
     /// and owner (`/tmp` stays 1777).
     fn unpacked(&mut self, extracted: &Path) -> Result<()> {
         let exists = dir_in(&self.rootfs, &self.dest);
-        let mut tree = BTreeMap::new();
+        let mut tree = Vec::new();
         add_tree(
-            walk_tree(extracted)?,
+            tree_walker(extracted)?,
             &self.dest,
             TreeRoot::Destination { exists },
             self.owner,
@@ -277,8 +276,8 @@ impl Copying<'_> {
             &mut tree,
             Some(&mut self.hardlinks),
             None,
-        );
-        tree.retain(|path, e| !(e.kind == EntryKind::Dir && dir_in(&self.rootfs, path)));
+        )?;
+        tree.retain(|e| !(e.kind == EntryKind::Dir && dir_in(&self.rootfs, &e.path)));
         self.out.extend(tree);
         Ok(())
     }
@@ -294,8 +293,8 @@ impl Copying<'_> {
         // From the context, .dockerignore applies inside the directory too.
         let preserve = matches!(self.root, Root::Dir { .. });
         let listing = match &self.root {
-            Root::Dir { .. } => walk_tree(&m.path)?,
-            Root::Context(context) => context.walk(&m.rel)?,
+            Root::Dir { .. } => tree_walker(&m.path)?,
+            Root::Context(context) => context.walker(&m.rel)?,
         };
         let root = if self.parents {
             TreeRoot::Itself
@@ -316,34 +315,48 @@ impl Copying<'_> {
             // BuildKit keeps hard links within a stage's tree, not between context files.
             preserve.then_some(&mut self.hardlinks),
             Some(&self.exclude),
-        );
-        Ok(())
+        )
     }
 
     /// The entries, with the parent directories COPY has to create: mode 0755 (or --chmod),
     /// owner --chown or root.
-    fn finish(mut self) -> Result<Vec<Entry>> {
+    fn finish(self) -> Result<Vec<Entry>> {
         let (uid, gid) = self.owner.unwrap_or((0, 0));
         let mode = self.chmod.as_ref().map_or(0o755, |c| c.apply(0o755, true));
-        let mut parents: BTreeMap<String, Entry> = BTreeMap::new();
+        let mut out = by_path(self.out);
         // Each parent once (the files of a directory share it), in order.
         let mut wanted: std::collections::BTreeSet<String> =
-            self.out.keys().map(|p| parent_of(p).to_owned()).collect();
-        if self.dest_is_dir && !self.out.is_empty() {
+            out.iter().map(|e| parent_of(&e.path).to_owned()).collect();
+        if self.dest_is_dir && !out.is_empty() {
             wanted.insert(self.dest.clone());
         }
         let mut seen = super::env::Prefixes::default();
+        let mut parents = Vec::new();
         for dir in wanted {
             let attrs = (mode, uid, gid, self.mtime);
             for e in missing_dirs(&self.rootfs, &dir, attrs, &mut seen)? {
-                if !self.out.contains_key(&e.path) {
-                    parents.insert(e.path.clone(), e);
+                if out.binary_search_by(|o| o.path.cmp(&e.path)).is_err() {
+                    parents.push(e);
                 }
             }
         }
-        self.out.extend(parents);
-        Ok(self.out.into_values().collect())
+        out.extend(parents);
+        Ok(by_path(out))
     }
+}
+
+/// `entries` in path order, one per path: where several were made for a path, the last.
+fn by_path(mut entries: Vec<Entry>) -> Vec<Entry> {
+    // Stable, so entries of one path stay in the order they were made.
+    entries.sort_by(|a, b| a.path.cmp(&b.path));
+    entries.dedup_by(|later, kept| {
+        if later.path != kept.path {
+            return false;
+        }
+        std::mem::swap(later, kept);
+        true
+    });
+    entries
 }
 
 /// Whether `rel` is a directory in the root filesystem `rootfs`.
@@ -363,18 +376,18 @@ fn parent_of(path: &str) -> &str {
 /// symlink is followed (by `resolve`, inside its root) and keeps its own name (BuildKit
 /// resolves the wildcard, then follows each match). A match that leads nowhere is left out.
 fn wildcard_matches(
-    all: Vec<Found>,
+    walker: Walker<'_>,
     pattern: &str,
     mut resolve: impl FnMut(&str) -> Result<PathBuf>,
 ) -> Result<Vec<Found>> {
     let mut out = Vec::new();
-    for found in all {
+    walker.each(|found| {
         if found.rel.is_empty() || !glob_match(pattern, &found.rel) {
-            continue;
+            return Ok(());
         }
         if found.info.kind != Kind::Symlink {
             out.push(found);
-            continue;
+            return Ok(());
         }
         let path = resolve(&found.rel)?;
         if let Ok(info) = FileInfo::read(&path) {
@@ -384,7 +397,8 @@ fn wildcard_matches(
                 info,
             });
         }
-    }
+        Ok::<_, Error>(())
+    })?;
     Ok(out)
 }
 
@@ -393,7 +407,7 @@ fn match_source(root: &Root<'_>, path: &str) -> Result<Vec<Found>> {
     match root {
         Root::Context(context) => {
             if wildcard {
-                let all = context.walk(".")?;
+                let all = context.walker(".")?;
                 return wildcard_matches(all, path, |rel| Ok(context.resolve(rel)?.1));
             }
             let (rel, resolved) = context.resolve(path)?;
@@ -419,7 +433,7 @@ fn match_source(root: &Root<'_>, path: &str) -> Result<Vec<Found>> {
         }
         Root::Dir { path: dir, label } => {
             if wildcard {
-                return wildcard_matches(walk_tree(dir)?, path, |rel| {
+                return wildcard_matches(tree_walker(dir)?, path, |rel| {
                     Ok(dir.join(resolve_scoped(dir, &format!("/{rel}"))?))
                 });
             }
@@ -501,30 +515,31 @@ enum TreeRoot {
     Itself,
 }
 
-/// The contents of a directory (`listing`, as [`walk_tree`] or the context's walk gives it) placed
-/// at `target`; `root` says what the directory itself gets.
+/// The contents of a directory (`listing`, a walk of a tree or of the context) placed at
+/// `target`, one entry at a time as the walk finds it; `root` says what the directory itself
+/// gets.
 #[allow(clippy::too_many_arguments)]
 fn add_tree(
-    listing: Vec<Found>,
+    listing: Walker<'_>,
     target: &str,
     root: TreeRoot,
     owner: Option<(u32, u32)>,
     chmod: Option<&Chmod>,
     mtime: i64,
     preserve_owner: bool,
-    out: &mut BTreeMap<String, Entry>,
+    out: &mut Vec<Entry>,
     mut hardlinks: Option<&mut HashMap<(u64, u64), String>>,
     exclude: Option<&Ignore>,
-) {
+) -> Result<()> {
     let target = target.trim_matches('/');
-    for m in listing {
+    listing.each(|m| {
         if let Some(ex) = exclude {
             if !m.rel.is_empty() && !ex.is_empty() && ex.is_ignored(&m.rel) {
-                continue;
+                return Ok(());
             }
         }
         if m.info.kind == Kind::Other {
-            continue;
+            return Ok(());
         }
         let path = match (target.is_empty(), m.rel.is_empty()) {
             (_, true) => target.to_owned(),
@@ -532,7 +547,7 @@ fn add_tree(
             (false, false) => format!("{target}/{}", m.rel),
         };
         if path.is_empty() {
-            continue;
+            return Ok(());
         }
         let (uid, gid) = owner.unwrap_or(if preserve_owner {
             (m.info.uid, m.info.gid)
@@ -541,7 +556,7 @@ fn add_tree(
         });
         let entry = if m.info.kind == Kind::Dir {
             let (mode, uid, gid) = match root {
-                TreeRoot::Destination { exists: true } if m.rel.is_empty() => continue,
+                TreeRoot::Destination { exists: true } if m.rel.is_empty() => return Ok(()),
                 TreeRoot::Destination { exists: false } if m.rel.is_empty() => {
                     let (uid, gid) = owner.unwrap_or((0, 0));
                     (chmod.map_or(0o755, |c| c.apply(0o755, true)), uid, gid)
@@ -552,12 +567,12 @@ fn add_tree(
                     gid,
                 ),
             };
-            Entry::dir(path.clone(), mode, uid, gid, mtime)
+            Entry::dir(path, mode, uid, gid, mtime)
         } else {
             file_entry(
                 &m.path,
                 &m.info,
-                path.clone(),
+                path,
                 uid,
                 gid,
                 chmod,
@@ -565,8 +580,9 @@ fn add_tree(
                 hardlinks.as_deref_mut(),
             )
         };
-        out.insert(path, entry);
-    }
+        out.push(entry);
+        Ok::<_, Error>(())
+    })
 }
 
 /// Whether `block` is a tar header: its checksum (the sum of its bytes, the checksum field
@@ -639,5 +655,21 @@ mod tests {
         assert!(glob_match("file[0-9].txt", "file1.txt"));
         assert!(!glob_match("file[^0-9].txt", "file1.txt"));
         assert!(glob_match("f?le", "file"));
+    }
+
+    #[test]
+    fn entries_are_in_byte_order_and_the_last_made_for_a_path_wins() {
+        let e = |path: &str, mode| Entry::dir(path.into(), mode, 0, 0, 0);
+        // "a.txt" sorts between "a" and "a/x" (as a tar's names compare), and the second
+        // entry made for "a" (a later source) replaces the first.
+        let got = by_path(vec![
+            e("a/x", 1),
+            e("a", 2),
+            e("a.txt", 3),
+            e("a", 4),
+            e("b", 5),
+        ]);
+        let got: Vec<_> = got.iter().map(|e| (e.path.as_str(), e.mode)).collect();
+        assert_eq!(got, [("a", 4), ("a.txt", 3), ("a/x", 1), ("b", 5)]);
     }
 }

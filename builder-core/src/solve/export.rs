@@ -138,11 +138,14 @@ pub fn export(
 /// The files under `root` as layer entries (sorted when written), hard links detected, times
 /// set to `mtime`.
 fn tree_entries(root: &Path, mtime: i64) -> Result<Vec<snapshot::Entry>> {
-    use crate::context::{Kind, walk_tree};
+    use crate::context::{Kind, tree_walker};
     use snapshot::{Entry, EntryKind, FileSource};
     let mut seen: std::collections::HashMap<(u64, u64), String> = std::collections::HashMap::new();
     let mut out = Vec::new();
-    for found in walk_tree(root)?.into_iter().skip(1) {
+    tree_walker(root)?.each(|found| {
+        if found.rel.is_empty() {
+            return Ok(());
+        }
         let info = found.info;
         let kind = match info.kind {
             Kind::Dir => EntryKind::Dir,
@@ -161,7 +164,7 @@ fn tree_entries(root: &Path, mtime: i64) -> Result<Vec<snapshot::Entry>> {
                     }
                 }
             },
-            Kind::Other => continue,
+            Kind::Other => return Ok(()),
         };
         out.push(Entry {
             path: found.rel,
@@ -172,7 +175,8 @@ fn tree_entries(root: &Path, mtime: i64) -> Result<Vec<snapshot::Entry>> {
             mtime,
             xattrs: Vec::new(),
         });
-    }
+        Ok::<_, super::Error>(())
+    })?;
     Ok(out)
 }
 

@@ -160,44 +160,40 @@ pub(crate) fn file_key(job: &Job<'_>, file: &File, built: &Built) -> Result<(Dig
     Ok((h.finish().0, inputs))
 }
 
-/// The context files `path` selects, each hashed into `h` and named in `inputs`.
+/// The context files `path` selects, each hashed into `h` and named in `inputs`, visited one
+/// at a time as the walk finds them (a tree of any size is never held whole).
 fn context_inputs(job: &Job<'_>, path: &str, h: &mut Hasher, inputs: &mut Read) -> Result<()> {
-    let entries = if has_wildcard(path) {
-        job.context
-            .walk(".")?
-            .into_iter()
-            .filter(|e| !e.rel.is_empty() && glob_match(path, &e.rel))
-            .collect()
-    } else {
-        match job.context.walk(path) {
-            Ok(e) => e,
-            // The step itself reports it, with its line.
-            Err(
-                crate::context::Error::NotFound { .. }
-                | crate::context::Error::OutsideContext { .. },
-            ) => {
-                h.update(b"missing\0");
-                inputs.push((format!("{path} (missing)"), Digest::of(b"")));
-                return Ok(());
-            }
-            Err(e) => return Err(e.into()),
+    let wildcard = has_wildcard(path);
+    let walker = match job.context.walker(if wildcard { "." } else { path }) {
+        Ok(w) => w,
+        // The step itself reports it, with its line.
+        Err(
+            crate::context::Error::NotFound { .. } | crate::context::Error::OutsideContext { .. },
+        ) if !wildcard => {
+            h.update(b"missing\0");
+            inputs.push((format!("{path} (missing)"), Digest::of(b"")));
+            return Ok(());
         }
+        Err(e) => return Err(e.into()),
     };
-    for e in entries {
+    walker.each(|e| {
+        if wildcard && (e.rel.is_empty() || !glob_match(path, &e.rel)) {
+            return Ok(());
+        }
         let digest = job.hash(&e.path, &e.info)?;
         h.update(e.rel.as_bytes());
         h.update(b"\0");
         h.update(digest.as_bytes());
         let shown = if e.rel.is_empty() {
             crate::context::clean_path(path)
-        } else if has_wildcard(path) {
-            e.rel.clone()
+        } else if wildcard {
+            e.rel
         } else {
             crate::context::clean_path(&format!("{path}/{}", e.rel))
         };
         inputs.push((shown, digest));
-    }
-    Ok(())
+        Ok::<_, Error>(())
+    })
 }
 
 /// A COPY's or ADD's inputs on the host: the stage's tree, the tree it reads, its downloads.
@@ -248,15 +244,14 @@ pub(crate) fn exec_key(job: &Job<'_>, exec: &Exec, built: &Built) -> Result<Read
             Some(from) => {
                 inputs.push((from_label(job, from), from_digest(job, from, built)?));
             }
-            None => {
-                for e in job.context.walk(&source)? {
-                    let d = job.hash(&e.path, &e.info)?;
-                    inputs.push((
-                        crate::context::clean_path(&format!("{source}/{}", e.rel)),
-                        d,
-                    ));
-                }
-            }
+            None => job.context.walker(&source)?.each(|e| {
+                let d = job.hash(&e.path, &e.info)?;
+                inputs.push((
+                    crate::context::clean_path(&format!("{source}/{}", e.rel)),
+                    d,
+                ));
+                Ok::<_, Error>(())
+            })?,
         }
     }
     Ok(inputs)

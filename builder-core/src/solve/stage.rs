@@ -285,6 +285,9 @@ fn run_cached(
         first: before.is_none(),
     });
     super::explain::remember(job.store, job.dockerfile, &place, &now, &key);
+    // Both name every file a COPY read (twice 65,000 names for a node_modules tree): gone
+    // before the step runs, not held beside what it makes.
+    drop((before, now));
     run_instruction(job, at, state, inst, op, built)?;
     state.key = key;
     state.parent_reason = Some(format!("an earlier step changed (line {})", inst.span.line));
