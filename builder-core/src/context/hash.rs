@@ -363,8 +363,8 @@ impl StatCache {
 /// The digest of one file: its kind, mode, owner, size, link target and capability xattr, and
 /// for a regular file its bytes (read only when the stat cache cannot vouch for them).
 pub fn hash_file(path: &Path, info: &FileInfo, cache: &mut StatCache) -> Result<Digest> {
-    let stamp = info.stamp();
-    if let Some((cached, digest)) = cache.entries.get(&info.inode(path)) {
+    let (inode, stamp) = (info.inode(path), info.stamp());
+    if let Some((cached, digest)) = cache.entries.get(&inode) {
         if *cached == stamp {
             cache.hits += 1;
             return Ok(*digest);
@@ -410,7 +410,7 @@ pub fn hash_file(path: &Path, info: &FileInfo, cache: &mut StatCache) -> Result<
         })?;
     }
     let (digest, _) = h.finish();
-    cache.entries.insert(info.inode(path), (stamp, digest));
+    cache.entries.insert(inode, (stamp, digest));
     cache.dirty = true;
     Ok(digest)
 }

@@ -17,8 +17,8 @@ mod walk;
 pub use dockerignore::{Ignore, PatternError, clean as clean_path, ignore_file_for};
 pub use error::Error;
 pub use hash::{FileInfo, Kind, StatCache, hash_file, stat_cache_context};
+pub use walk::tree_walker;
 pub use walk::{Context, Entry, MAX_CONTROL_FILE, Walker, read_control_file, resolve_scoped};
-pub use walk::{tree_walker, walk_tree};
 
 /// The context's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -142,11 +142,6 @@ pub struct Walker<'c> {
 }
 
 impl Walker<'_> {
-    /// The source's own metadata.
-    pub fn info(&self) -> &FileInfo {
-        &self.info
-    }
-
     /// Visits the source (with `rel` `""`) and then every entry under it, in path order, one at
     /// a time: nothing of the tree is kept. A visit's error ends the walk.
     pub fn each<E: From<Error>>(
@@ -247,18 +242,8 @@ fn walk_sorted<E: From<Error>>(
     Ok(())
 }
 
-/// Every entry of the tree at `root` (any directory, no ignore rules), in path order, `root`
-/// itself first with `rel` `""`. [`tree_walker`] visits them one at a time instead.
-pub fn walk_tree(root: &Path) -> Result<Vec<Entry>> {
-    let mut out = Vec::new();
-    tree_walker(root)?.each(|e| {
-        out.push(e);
-        Ok::<_, Error>(())
-    })?;
-    Ok(out)
-}
-
-/// The walk of the whole tree at `root` (any directory, no ignore rules).
+/// The walk of the whole tree at `root` (any directory, no ignore rules): [`Walker::each`]
+/// visits `root` itself first, with `rel` `""`, then everything under it in path order.
 pub fn tree_walker(root: &Path) -> Result<Walker<'static>> {
     Ok(Walker {
         context: None,
