@@ -311,6 +311,10 @@ pub(crate) struct BuildOptions {
     /// A secret for `RUN --mount=type=secret`: `id=ID,src=PATH` or `id=ID,env=VAR`.
     #[arg(long = "secret")]
     pub(crate) secrets: Vec<String>,
+    /// An extra context, `NAME=DIR` or `NAME=docker-image://REF`: a FROM, `COPY --from` or
+    /// `RUN --mount=from=` naming NAME reads it instead of the stage or image of that name.
+    #[arg(long = "build-context", value_name = "NAME=VALUE")]
+    pub(crate) build_contexts: Vec<String>,
     /// Run every step, whatever the cache holds.
     #[arg(long)]
     pub(crate) no_cache: bool,
@@ -470,7 +474,6 @@ const DOCKER_ONLY: &[(&str, &str)] = &[
     ("--allow", "there are no entitlements to grant"),
     ("--annotation", "not supported yet"),
     ("--attest", "attestations are not supported yet"),
-    ("--build-context", "not supported yet"),
     ("--builder", "rbuild is its own builder"),
     ("--call", "not supported yet"),
     ("--check", "use `rbuild parse --check`"),

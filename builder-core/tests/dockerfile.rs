@@ -242,3 +242,35 @@ fn ok_fixtures_cover_every_feature() {
         "only {realistic} realistic Dockerfiles (real-*) of {files}"
     );
 }
+
+#[test]
+fn a_named_context_is_read_instead_of_the_stage_or_image_of_its_name() {
+    use dockerfile::{Named, Source};
+    let src = "FROM scratch AS docs\nFROM alpine AS app\nCOPY --from=docs / /d\nCOPY --from=Tools / /t\nRUN --mount=from=later,target=/l true\nFROM scratch AS later\n";
+    let opts = CheckOptions {
+        named_contexts: [
+            ("docs".to_owned(), Named::Local),
+            ("alpine".to_owned(), Named::Image("busybox:1.36".into())),
+            ("tools".to_owned(), Named::Image("debian:12".into())),
+            ("later".to_owned(), Named::Local),
+        ]
+        .into_iter()
+        .collect(),
+        ..CheckOptions::default()
+    };
+    // Without them, `later` is a stage defined after its use: an error.
+    assert!(dockerfile::parse_and_check(src, &CheckOptions::default()).is_err());
+    let checked = dockerfile::parse_and_check(src, &opts).unwrap();
+    let app = &checked.stages[1];
+    assert_eq!(app.base.source, Source::Image("busybox:1.36".into()));
+    let deps: Vec<&Source> = app.dependencies.iter().map(|d| &d.source).collect();
+    assert_eq!(
+        deps,
+        [
+            &Source::Image("busybox:1.36".into()),
+            &Source::Context("docs".into()),
+            &Source::Image("debian:12".into()),
+            &Source::Context("later".into()),
+        ]
+    );
+}

@@ -36,10 +36,12 @@ fn lower(src: &str, build_args: &[(&str, &str)]) -> plan::Graph {
             .map(|(k, v)| (k.to_owned(), v.to_owned()))
             .collect(),
         target: None,
+        named_contexts: std::collections::BTreeMap::new(),
     };
     let check = CheckOptions {
         build_args: opts.build_args.clone(),
         automatic_args: opts.automatic_args.clone(),
+        named_contexts: opts.named_contexts.clone(),
     };
     let checked = dockerfile::parse_and_check(src, &check).unwrap();
     plan::lower(&checked, &opts, &resolver).unwrap()

@@ -132,6 +132,7 @@ pub(crate) fn run(
         explain_cache: args.explain_cache,
         tags: args.tags.iter().map(|t| tag_name(t)).collect(),
         secrets: secrets(&args.secrets)?,
+        named_contexts: named_contexts(&args.build_contexts)?,
         run_timeout: args
             .run_timeout
             .map(|s| {
@@ -263,6 +264,41 @@ fn cache_specs(flag: &str, raw: &[String]) -> anyhow::Result<Vec<solve::CacheSpe
     raw.iter()
         .map(|s| solve::CacheSpec::parse(s).map_err(|e| anyhow!("invalid {flag} `{s}`: {e}")))
         .collect()
+}
+
+/// `--build-context NAME=DIR` / `NAME=docker-image://REF`, as buildx takes them (a relative
+/// directory is the working directory's).
+pub(crate) fn named_contexts(
+    raw: &[String],
+) -> anyhow::Result<BTreeMap<String, builder_core::solve::NamedContext>> {
+    use builder_core::solve::NamedContext;
+    let mut out = BTreeMap::new();
+    for spec in raw {
+        let (name, value) = spec
+            .split_once('=')
+            .filter(|(n, v)| !n.is_empty() && !v.is_empty())
+            .with_context(|| format!("invalid --build-context `{spec}`: expected NAME=VALUE"))?;
+        let context = if let Some(reference) = value.strip_prefix("docker-image://") {
+            reference
+                .parse::<builder_core::registry::Reference>()
+                .with_context(|| format!("invalid --build-context `{spec}`"))?;
+            NamedContext::Image(reference.to_owned())
+        } else if let Some((scheme, _)) = value.split_once("://") {
+            anyhow::bail!(
+                "invalid --build-context `{spec}`: `{scheme}://` contexts are not supported (a directory or docker-image://REF)"
+            );
+        } else {
+            let dir = std::path::Path::new(value);
+            if !dir.is_dir() {
+                anyhow::bail!("--build-context `{spec}`: `{value}` is not a directory");
+            }
+            NamedContext::Dir(dir.to_owned())
+        };
+        if out.insert(name.to_ascii_lowercase(), context).is_some() {
+            anyhow::bail!("--build-context `{name}` is given twice");
+        }
+    }
+    Ok(out)
 }
 
 /// `--secret id=ID,src=PATH` (or `source=`) / `id=ID,env=VAR`, as docker takes them.

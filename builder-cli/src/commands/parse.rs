@@ -27,6 +27,7 @@ pub(crate) fn run(args: &ParseArgs) -> anyhow::Result<ExitCode> {
         let opts = CheckOptions {
             build_args: super::build_args(&args.build_args),
             automatic_args: BTreeMap::new(),
+            named_contexts: BTreeMap::new(),
         };
         Some(dockerfile::check(&parsed, &opts).map_err(invalid)?)
     } else {

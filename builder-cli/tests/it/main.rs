@@ -3,6 +3,7 @@
 mod build;
 mod cache;
 mod cli;
+mod contexts;
 mod correctness;
 mod crash;
 mod interop;

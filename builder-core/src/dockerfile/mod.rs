@@ -35,7 +35,7 @@ pub use instruction::{
 pub use keyword::Keyword;
 pub use parser::parse;
 pub use span::Span;
-pub use stage::{Base, CheckOptions, Checked, Dependency, GlobalArg, Source, Stage, check};
+pub use stage::{Base, CheckOptions, Checked, Dependency, GlobalArg, Named, Source, Stage, check};
 
 /// The front end's result type.
 pub type Result<T, E = ParseError> = std::result::Result<T, E>;

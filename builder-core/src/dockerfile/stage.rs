@@ -17,6 +17,29 @@ pub struct CheckOptions {
     pub build_args: BTreeMap<String, String>,
     /// Automatic global ARGs (`TARGETPLATFORM`, `BUILDARCH`, …) the builder defines.
     pub automatic_args: BTreeMap<String, String>,
+    /// `--build-context NAME=…`s, by lower-case name. A FROM, `--from` or `from=` naming one
+    /// reads it instead of the stage or image of that name (BuildKit's rule).
+    pub named_contexts: BTreeMap<String, Named>,
+}
+
+/// What a `--build-context` is, as far as the Dockerfile's references are concerned.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub enum Named {
+    /// `docker-image://REF`: the name stands for the image `REF`.
+    Image(String),
+    /// A directory (or what a build fetched into one): its files, as `--from` reads a stage's.
+    Local,
+}
+
+impl CheckOptions {
+    /// What `reference` (expanded) names if it is a named context.
+    fn named(&self, reference: &str) -> Option<Source> {
+        let lower = reference.to_ascii_lowercase();
+        Some(match self.named_contexts.get(&lower)? {
+            Named::Image(r) => Source::Image(r.clone()),
+            Named::Local => Source::Context(lower),
+        })
+    }
 }
 
 /// A Dockerfile after the semantic pass.
@@ -87,6 +110,8 @@ pub enum Source {
     Image(String),
     /// A reference that uses stage-level variables, resolved only at build time.
     Deferred(String),
+    /// A directory `--build-context`, by its lower-case name.
+    Context(String),
 }
 
 /// Something a stage reads from.
@@ -198,7 +223,9 @@ pub fn check(df: &Dockerfile, opts: &CheckOptions) -> Result<Checked, ParseError
                     ));
                 }
                 let index = stages.len();
-                let source = if expanded.eq_ignore_ascii_case("scratch") {
+                let source = if let Some(named) = opts.named(&expanded) {
+                    named
+                } else if expanded.eq_ignore_ascii_case("scratch") {
                     Source::Scratch
                 } else {
                     match names.get(&expanded.to_ascii_lowercase()) {
@@ -251,15 +278,19 @@ pub fn check(df: &Dockerfile, opts: &CheckOptions) -> Result<Checked, ParseError
                     }
                 }
                 for (reference, at) in stage_references(&inst, node) {
-                    let source = resolve_reference(
-                        reference,
-                        stage,
-                        &names,
-                        &stage_lines,
-                        &meta_env,
-                        lexer,
-                        at,
-                    )?;
+                    // A named context is read whatever a stage of the name would be.
+                    let source = match opts.named(reference) {
+                        Some(named) => named,
+                        None => resolve_reference(
+                            reference,
+                            stage,
+                            &names,
+                            &stage_lines,
+                            &meta_env,
+                            lexer,
+                            at,
+                        )?,
+                    };
                     // BuildKit expands COPY --from with global ARGs only.
                     if let (Source::Deferred(_), Command::Copy(_)) = (&source, &inst.command) {
                         return Err(ParseError::new(

@@ -204,6 +204,8 @@ pub enum From {
     Stage(usize),
     /// The image of that name (its source op is an input).
     Image(String),
+    /// The directory `--build-context` of that (lower-case) name.
+    Context(String),
 }
 
 /// A COPY or ADD source.

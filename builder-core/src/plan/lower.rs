@@ -42,6 +42,8 @@ pub struct Options {
     pub automatic_args: std::collections::BTreeMap<String, String>,
     /// `--target` (the last stage when `None`).
     pub target: Option<String>,
+    /// `--build-context`s, by lower-case name (as the check pass was given them).
+    pub named_contexts: std::collections::BTreeMap<String, crate::dockerfile::Named>,
 }
 
 /// A stage's scope while it is lowered.
@@ -131,50 +133,63 @@ impl Lowering<'_> {
         };
         let mut inputs = Vec::new();
         let mut triggers = Vec::new();
-        let source =
-            match &stage.base.source {
-                Base::Scratch => {
-                    scope.vars.push(("PATH".into(), DEFAULT_PATH.into()));
-                    Source::Scratch
-                }
-                Base::Stage(i) => {
-                    let from = self.done.get(i).ok_or(Error::Order { stage: *i })?.clone();
-                    inputs.push(from.last);
-                    triggers.clone_from(&from.on_build);
-                    scope = Scope {
-                        on_build: Vec::new(),
-                        ..from
-                    };
-                    Source::Stage { stage: *i }
-                }
-                Base::Image(name) | Base::Deferred(name) => {
-                    let image = self.resolver.resolve(name).map_err(|reason| Error::Step {
-                        line,
-                        keyword: "FROM".into(),
-                        instruction: format!("FROM {}", stage.base.expanded),
-                        source: Box::new(Error::Resolve {
-                            name: name.clone(),
-                            reason,
-                        }),
-                    })?;
-                    if !image.env.iter().any(|e| e.starts_with("PATH=")) {
-                        scope.vars.push(("PATH".into(), DEFAULT_PATH.into()));
-                    }
-                    scope.vars.extend(image.env.iter().filter_map(|e| {
-                        e.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned()))
-                    }));
-                    scope.workdir = image.working_dir.unwrap_or_else(|| "/".into());
-                    scope.user = image.user.unwrap_or_default();
-                    if let Some(shell) = image.shell {
-                        scope.shell = shell;
-                    }
-                    triggers = image.on_build;
-                    Source::Image {
+        let source = match &stage.base.source {
+            Base::Scratch => {
+                scope.vars.push(("PATH".into(), DEFAULT_PATH.into()));
+                Source::Scratch
+            }
+            Base::Stage(i) => {
+                let from = self.done.get(i).ok_or(Error::Order { stage: *i })?.clone();
+                inputs.push(from.last);
+                triggers.clone_from(&from.on_build);
+                scope = Scope {
+                    on_build: Vec::new(),
+                    ..from
+                };
+                Source::Stage { stage: *i }
+            }
+            Base::Context(name) => {
+                return Err(Error::Step {
+                    line,
+                    keyword: "FROM".into(),
+                    instruction: format!("FROM {}", stage.base.expanded),
+                    source: Box::new(Error::Unsupported {
+                        what: format!(
+                            "FROM the directory context `{name}` (`COPY --from={name}` reads it)"
+                        ),
+                    }),
+                });
+            }
+            Base::Image(name) | Base::Deferred(name) => {
+                let image = self.resolver.resolve(name).map_err(|reason| Error::Step {
+                    line,
+                    keyword: "FROM".into(),
+                    instruction: format!("FROM {}", stage.base.expanded),
+                    source: Box::new(Error::Resolve {
                         name: name.clone(),
-                        digest: image.digest.to_string(),
-                    }
+                        reason,
+                    }),
+                })?;
+                if !image.env.iter().any(|e| e.starts_with("PATH=")) {
+                    scope.vars.push(("PATH".into(), DEFAULT_PATH.into()));
                 }
-            };
+                scope.vars.extend(
+                    image.env.iter().filter_map(|e| {
+                        e.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned()))
+                    }),
+                );
+                scope.workdir = image.working_dir.unwrap_or_else(|| "/".into());
+                scope.user = image.user.unwrap_or_default();
+                if let Some(shell) = image.shell {
+                    scope.shell = shell;
+                }
+                triggers = image.on_build;
+                Source::Image {
+                    name: name.clone(),
+                    digest: image.digest.to_string(),
+                }
+            }
+        };
         scope.last = self.push(Op {
             digest: String::new(),
             key: None,
@@ -329,14 +344,23 @@ impl Lowering<'_> {
     /// What `--from=name` reads: a stage (its result becomes an input) or an image (a source
     /// op, the resolver's answer, becomes one).
     fn from(&mut self, name: &str, line: usize, inputs: &mut Vec<OpId>) -> Result<From, Error> {
-        if let Some(stage) = self.checked.stage(name) {
-            let done = self
-                .done
-                .get(&stage.index)
-                .ok_or(Error::Order { stage: stage.index })?;
-            inputs.push(done.last);
-            return Ok(From::Stage(stage.index));
-        }
+        let lower = name.to_ascii_lowercase();
+        // A named context is read whatever a stage of the name would be.
+        let name = match self.opts.named_contexts.get(&lower) {
+            Some(crate::dockerfile::Named::Local) => return Ok(From::Context(lower)),
+            Some(crate::dockerfile::Named::Image(reference)) => reference.as_str(),
+            None => match self.checked.stage(name) {
+                Some(stage) => {
+                    let done = self
+                        .done
+                        .get(&stage.index)
+                        .ok_or(Error::Order { stage: stage.index })?;
+                    inputs.push(done.last);
+                    return Ok(From::Stage(stage.index));
+                }
+                None => name,
+            },
+        };
         let image = self
             .resolver
             .resolve(name)

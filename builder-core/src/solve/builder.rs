@@ -32,6 +32,9 @@ pub struct BuildRequest {
     pub build_args: BTreeMap<String, String>,
     /// `--target`.
     pub target: Option<String>,
+    /// `--build-context NAME=…`: what a FROM, `COPY --from` or `RUN --mount=from=` naming
+    /// `NAME` reads instead of the stage or image of that name.
+    pub named_contexts: BTreeMap<String, NamedContext>,
     /// `--label`s added to the image.
     pub labels: BTreeMap<String, String>,
     /// `SOURCE_DATE_EPOCH`: the time written into the image and the clamp for file times
@@ -92,6 +95,46 @@ pub struct BuildRequest {
     /// downloads, cache transfers and context hashing stop at their next read, and the build
     /// fails with [`Error::Cancelled`].
     pub cancel: crate::cancel::Cancel,
+}
+
+/// A `--build-context` value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NamedContext {
+    /// A directory on this machine, its `.dockerignore` applied.
+    Dir(PathBuf),
+    /// `docker-image://REF`: an image, from the store or a registry.
+    Image(String),
+}
+
+impl BuildRequest {
+    /// The named contexts as the Dockerfile's check and lowering see them, by lower-case name.
+    fn named(&self) -> BTreeMap<String, dockerfile::Named> {
+        self.named_contexts
+            .iter()
+            .map(|(name, c)| {
+                let named = match c {
+                    NamedContext::Dir(_) => dockerfile::Named::Local,
+                    NamedContext::Image(r) => dockerfile::Named::Image(r.clone()),
+                };
+                (name.to_ascii_lowercase(), named)
+            })
+            .collect()
+    }
+
+    /// Each directory context, opened.
+    fn open_named(&self) -> Result<BTreeMap<String, Context>> {
+        let mut open = BTreeMap::new();
+        for (name, c) in &self.named_contexts {
+            if let NamedContext::Dir(dir) = c {
+                let context = Context::open(dir, None).map_err(|source| Error::NamedContext {
+                    name: name.clone(),
+                    source,
+                })?;
+                open.insert(name.to_ascii_lowercase(), context);
+            }
+        }
+        Ok(open)
+    }
 }
 
 /// A build planned without building ([`Builder::plan`]).
@@ -191,6 +234,7 @@ impl Builder {
             build_args: req.build_args.clone(),
             automatic_args: front.automatic_args,
             target: req.target.clone(),
+            named_contexts: req.named(),
         };
         let store = &self.store;
         let resolver = |name: &str| -> std::result::Result<plan::ImageMeta, String> {
@@ -288,6 +332,7 @@ impl Builder {
         } = front(req)?;
         let (plan, no_cache_stages) = announce(&parsed, &checked, req, on_event)?;
         let context = Context::open(&req.context, Some(&dockerfile_path))?;
+        let named = req.open_named()?;
         let (stat_cache_path, stat_cache) = self.stat_cache(&context);
         let work = self.store.work_dir(if dry { "plan-" } else { "build-" })?;
         let total = plan
@@ -318,6 +363,7 @@ impl Builder {
         let job = job::Job {
             store: &self.store,
             context: &context,
+            named: &named,
             checked: &checked,
             graph: &graph,
             dockerfile: &dockerfile_path,
@@ -498,6 +544,7 @@ fn front(req: &BuildRequest) -> Result<Front> {
     let opts = CheckOptions {
         build_args: req.build_args.clone(),
         automatic_args: automatic_args.clone(),
+        named_contexts: req.named(),
     };
     let parsed = dockerfile::parse(&src).map_err(invalid)?;
     let checked = dockerfile::check(&parsed, &opts).map_err(invalid)?;
@@ -535,6 +582,7 @@ fn lower(
         build_args: req.build_args.clone(),
         automatic_args: automatic_args.clone(),
         target: req.target.clone(),
+        named_contexts: req.named(),
     };
     // The resolver answers the plan with text; the typed error is kept for the step's.
     let failed: std::sync::Mutex<Option<Error>> = std::sync::Mutex::new(None);

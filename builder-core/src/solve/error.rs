@@ -20,6 +20,15 @@ pub enum Error {
     /// Reading the context failed.
     #[error(transparent)]
     Context(#[from] crate::context::Error),
+    /// A directory `--build-context` cannot be opened.
+    #[error("build context `{name}`")]
+    NamedContext {
+        /// Its name.
+        name: String,
+        /// Why.
+        #[source]
+        source: crate::context::Error,
+    },
     /// The store failed.
     #[error(transparent)]
     Store(#[from] crate::store::Error),

@@ -52,6 +52,7 @@ fn from_rootfs(job: &Job<'_>, from: &From, built: &Built) -> Result<PathBuf> {
     match from {
         From::Stage(i) => job.rootfs(&built.wait(*i, job.cancel)?),
         From::Image(name) => image_rootfs(job, name),
+        From::Context(name) => Ok(job.named(name)?.root().to_owned()),
     }
 }
 
@@ -66,15 +67,35 @@ fn from_label(job: &Job<'_>, from: &From) -> String {
             )
         }
         From::Image(name) => format!("image `{name}`"),
+        From::Context(name) => format!("context `{name}`"),
     }
 }
 
-/// What `--from` reads, for the key: a stage's key, an image's manifest digest.
+/// What `--from` reads, for the key: a stage's key, an image's manifest digest. (A directory
+/// context is keyed file by file, as the build context is: see [`source_context`].)
 fn from_digest(job: &Job<'_>, from: &From, built: &Built) -> Result<Digest> {
     Ok(match from {
         From::Stage(i) => built.wait(*i, job.cancel)?.key,
         From::Image(name) => job.image(name)?.manifest_digest,
+        From::Context(name) => {
+            return Err(Error::Internal(format!(
+                "context `{name}` is keyed by its files"
+            )));
+        }
     })
+}
+
+/// The context a step's paths are read from: the build's, or the directory `--build-context`
+/// its `--from` names; `None` for a stage or an image.
+fn source_context<'j>(
+    job: &Job<'j>,
+    from: Option<&From>,
+) -> Result<Option<&'j crate::context::Context>> {
+    match from {
+        None => Ok(Some(job.context)),
+        Some(From::Context(name)) => job.named(name).map(Some),
+        Some(_) => Ok(None),
+    }
 }
 
 /// A remote source, fetched once per build (and checked against `--checksum`).
@@ -115,10 +136,11 @@ fn download(job: &Job<'_>, url: &str, checksum: Option<&str>) -> Result<Download
 pub(crate) fn file_key(job: &Job<'_>, file: &File, built: &Built) -> Result<(Digest, Read)> {
     let mut h = Hasher::default();
     let mut inputs = Vec::new();
-    if let Some(from) = &file.from {
+    let context = source_context(job, file.from.as_ref())?;
+    if let (Some(from), None) = (&file.from, context) {
         h.update(match from {
-            From::Stage(_) => b"stage\0",
             From::Image(_) => b"image\0",
+            _ => b"stage\0",
         });
         let digest = from_digest(job, from, built)?;
         h.update(digest.as_bytes());
@@ -155,16 +177,24 @@ pub(crate) fn file_key(job: &Job<'_>, file: &File, built: &Built) -> Result<(Dig
             inputs.push((path.clone(), digest));
             continue;
         }
-        context_inputs(job, path, &mut h, &mut inputs)?;
+        if let Some(context) = context {
+            context_inputs(job, context, path, &mut h, &mut inputs)?;
+        }
     }
     Ok((h.finish().0, inputs))
 }
 
 /// The context files `path` selects, each hashed into `h` and named in `inputs`, visited one
 /// at a time as the walk finds them (a tree of any size is never held whole).
-fn context_inputs(job: &Job<'_>, path: &str, h: &mut Hasher, inputs: &mut Read) -> Result<()> {
+fn context_inputs(
+    job: &Job<'_>,
+    context: &crate::context::Context,
+    path: &str,
+    h: &mut Hasher,
+    inputs: &mut Read,
+) -> Result<()> {
     let wildcard = has_wildcard(path);
-    let walker = match job.context.walker(if wildcard { "." } else { path }) {
+    let walker = match context.walker(if wildcard { "." } else { path }) {
         Ok(w) => w,
         // The step itself reports it, with its line.
         Err(
@@ -203,12 +233,13 @@ pub(crate) fn file_inputs<'j>(
     file: &File,
     built: &Built,
 ) -> Result<copy::Inputs<'j>> {
-    let root = match &file.from {
-        None => Root::Context(job.context),
-        Some(from) => Root::Dir {
+    let root = match (source_context(job, file.from.as_ref())?, &file.from) {
+        (Some(context), _) => Root::Context(context),
+        (None, Some(from)) => Root::Dir {
             path: from_rootfs(job, from, built)?,
             label: from_label(job, from),
         },
+        (None, None) => Root::Context(job.context),
     };
     let mut downloads = HashMap::new();
     if file.action == "add" {
@@ -240,11 +271,11 @@ pub(crate) fn exec_key(job: &Job<'_>, exec: &Exec, built: &Built) -> Result<Read
         .filter(|m| m.kind == crate::dockerfile::MountType::Bind)
     {
         let source = m.source.clone().unwrap_or_else(|| ".".into());
-        match &m.from {
-            Some(from) => {
+        match (source_context(job, m.from.as_ref())?, &m.from) {
+            (None, Some(from)) => {
                 inputs.push((from_label(job, from), from_digest(job, from, built)?));
             }
-            None => job.context.walker(&source)?.each(|e| {
+            (context, _) => context.unwrap_or(job.context).walker(&source)?.each(|e| {
                 let d = job.hash(&e.path, &e.info)?;
                 inputs.push((
                     crate::context::clean_path(&format!("{source}/{}", e.rel)),
@@ -272,13 +303,16 @@ pub(crate) fn exec_inputs(
             continue;
         }
         let source = m.source.clone().unwrap_or_else(|| ".".into());
-        binds.push(Some(match &m.from {
-            None => job.context.resolve(&source)?.1,
-            Some(from) => {
-                let root = from_rootfs(job, from, built)?;
-                root.join(crate::context::resolve_scoped(&root, &source)?)
-            }
-        }));
+        binds.push(Some(
+            match (source_context(job, m.from.as_ref())?, &m.from) {
+                (Some(context), _) => context.resolve(&source)?.1,
+                (None, None) => job.context.resolve(&source)?.1,
+                (None, Some(from)) => {
+                    let root = from_rootfs(job, from, built)?;
+                    root.join(crate::context::resolve_scoped(&root, &source)?)
+                }
+            },
+        ));
     }
     let stack = job.stack(state)?;
     Ok(super::run::Inputs {

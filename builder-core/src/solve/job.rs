@@ -23,6 +23,8 @@ use super::{Error, Event, Result, download, inflight, remote_cache, run};
 pub(crate) struct Job<'a> {
     pub(crate) store: &'a Store,
     pub(crate) context: &'a Context,
+    /// The directory `--build-context`s, by lower-case name.
+    pub(crate) named: &'a std::collections::BTreeMap<String, Context>,
     /// The Dockerfile checked, and lowered to the ops each stage runs.
     pub(crate) checked: &'a Checked,
     pub(crate) graph: &'a crate::plan::Graph,
@@ -119,7 +121,7 @@ impl Progress<'_> {
     }
 }
 
-impl Job<'_> {
+impl<'a> Job<'a> {
     /// Reports an event.
     pub(crate) fn emit(&self, event: &Event) {
         self.progress.emit(event);
@@ -164,6 +166,13 @@ impl Job<'_> {
     }
 
     /// An image by name, as `FROM` finds it (see [`Images`]).
+    /// The directory context `name` (the plan only names those given).
+    pub(crate) fn named(&self, name: &str) -> Result<&'a Context> {
+        self.named
+            .get(name)
+            .ok_or_else(|| Error::Internal(format!("no build context `{name}`")))
+    }
+
     pub(crate) fn image(&self, name: &str) -> Result<Image> {
         self.tables.images.resolve(name, &|e| self.emit(e))
     }

@@ -39,7 +39,7 @@ mod tree_copy;
 
 pub use crate::oci::{Compression, Image};
 pub use crate::store::{Store, tag_name};
-pub use builder::{BuildOutput, BuildRequest, Builder, Planned};
+pub use builder::{BuildOutput, BuildRequest, Builder, NamedContext, Planned};
 pub use container::{RunOptions, run_image};
 pub use download::DEFAULT_MAX_DOWNLOAD;
 pub use error::{Error, Result};

@@ -51,6 +51,12 @@ fn base(job: &Job<'_>, index: usize, built: &Built, rootfs: &Path) -> Result<Sta
             inherited_vars = Some(from.vars.clone());
             key.update(from.key.as_bytes());
         }
+        // The plan refuses it first, with the FROM's line.
+        Source::Context(name) => {
+            return Err(Error::Unsupported {
+                what: format!("FROM the directory context `{name}`"),
+            });
+        }
         Source::Image(name) | Source::Deferred(name) => {
             let image = job.image(name)?;
             key.update(image.manifest_digest.as_bytes());
