@@ -122,18 +122,18 @@ impl Lowering<'_> {
             })
     }
 
-    /// The base of stage `index`, its ONBUILD triggers, then its instructions.
-    fn stage(&mut self, index: usize) -> Result<Scope, Error> {
+    /// What stage `index` starts from: `scope` and `triggers` set from its base (a stage's
+    /// scope at its end, an image's config), the ops it reads put in `inputs`.
+    fn base(
+        &mut self,
+        index: usize,
+        scope: &mut Scope,
+        inputs: &mut Vec<OpId>,
+        triggers: &mut Vec<String>,
+    ) -> Result<Source, Error> {
         let stage = &self.checked.stages[index];
         let line = stage.span.line;
-        let mut scope = Scope {
-            workdir: "/".into(),
-            shell: vec!["/bin/sh".into(), "-c".into()],
-            ..Scope::default()
-        };
-        let mut inputs = Vec::new();
-        let mut triggers = Vec::new();
-        let source = match &stage.base.source {
+        Ok(match &stage.base.source {
             Base::Scratch => {
                 scope.vars.push(("PATH".into(), DEFAULT_PATH.into()));
                 Source::Scratch
@@ -142,7 +142,7 @@ impl Lowering<'_> {
                 let from = self.done.get(i).ok_or(Error::Order { stage: *i })?.clone();
                 inputs.push(from.last);
                 triggers.clone_from(&from.on_build);
-                scope = Scope {
+                *scope = Scope {
                     on_build: Vec::new(),
                     ..from
                 };
@@ -183,13 +183,27 @@ impl Lowering<'_> {
                 if let Some(shell) = image.shell {
                     scope.shell = shell;
                 }
-                triggers = image.on_build;
+                *triggers = image.on_build;
                 Source::Image {
                     name: name.clone(),
                     digest: image.digest.to_string(),
                 }
             }
+        })
+    }
+
+    /// The base of stage `index`, its ONBUILD triggers, then its instructions.
+    fn stage(&mut self, index: usize) -> Result<Scope, Error> {
+        let stage = &self.checked.stages[index];
+        let line = stage.span.line;
+        let mut scope = Scope {
+            workdir: "/".into(),
+            shell: vec!["/bin/sh".into(), "-c".into()],
+            ..Scope::default()
         };
+        let mut inputs = Vec::new();
+        let mut triggers = Vec::new();
+        let source = self.base(index, &mut scope, &mut inputs, &mut triggers)?;
         scope.last = self.push(Op {
             digest: String::new(),
             key: None,
