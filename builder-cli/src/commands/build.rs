@@ -71,9 +71,33 @@ pub(crate) fn run(
     } else {
         None
     };
-    let context = stdin_context
+    // A git URL or an http(s) tarball: fetched into the store's scratch space first.
+    let remote = match args.context.to_str() {
+        Some(url)
+            if solve::is_git_url(url)
+                || url.starts_with("https://")
+                || url.starts_with("http://") =>
+        {
+            let max = args.max_download.unwrap_or(solve::DEFAULT_MAX_DOWNLOAD);
+            let fetched =
+                solve::remote_context(store, url, max, &builder_core::cancel::Cancel::new())
+                    .with_context(|| format!("cannot fetch the build context `{url}`"))?;
+            if let Some(commit) = &fetched.commit {
+                eprintln!("context {url} at commit {commit}");
+            }
+            Some(fetched)
+        }
+        _ => None,
+    };
+    let context = match (&stdin_context, &remote) {
+        (Some(d), _) => d.path().to_owned(),
+        (None, Some(r)) => r.root.clone(),
+        (None, None) => args.context.clone(),
+    };
+    let fetched_root = stdin_context
         .as_ref()
-        .map_or_else(|| args.context.clone(), |d| d.path().to_owned());
+        .map(|d| d.path().to_owned())
+        .or_else(|| remote.as_ref().map(|r| r.root.clone()));
     // `-f -`: the Dockerfile is standard input, kept in a temporary file for the build.
     let stdin_dockerfile = if args.file.as_deref() == Some(std::path::Path::new("-")) {
         if stdin_context.is_some() {
@@ -89,9 +113,9 @@ pub(crate) fn run(
     } else {
         None
     };
-    let dockerfile = match (&args.file, &stdin_context, &stdin_dockerfile) {
+    let dockerfile = match (&args.file, &fetched_root, &stdin_dockerfile) {
         (_, _, Some(tmp)) => tmp.to_path_buf(),
-        (Some(f), Some(d), None) => d.path().join(f),
+        (Some(f), Some(d), None) => d.join(f),
         (Some(f), None, None) => f.clone(),
         (None, _, None) => context.join("Dockerfile"),
     };
@@ -283,9 +307,13 @@ pub(crate) fn named_contexts(
                 .parse::<builder_core::registry::Reference>()
                 .with_context(|| format!("invalid --build-context `{spec}`"))?;
             NamedContext::Image(reference.to_owned())
+        } else if solve::is_git_url(value) {
+            solve::GitUrl::parse(value)
+                .with_context(|| format!("invalid --build-context `{spec}`"))?;
+            NamedContext::Git(value.to_owned())
         } else if let Some((scheme, _)) = value.split_once("://") {
             anyhow::bail!(
-                "invalid --build-context `{spec}`: `{scheme}://` contexts are not supported (a directory or docker-image://REF)"
+                "invalid --build-context `{spec}`: `{scheme}://` contexts are not supported (a directory, a git URL or docker-image://REF)"
             );
         } else {
             let dir = std::path::Path::new(value);

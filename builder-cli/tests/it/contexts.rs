@@ -185,3 +185,308 @@ fn bad_build_contexts_are_refused_with_the_reason() {
         assert!(err.contains(expected), "{flag}: {err}");
     }
 }
+
+/// A git repository served by `git daemon` on 127.0.0.1, stopped when dropped.
+struct GitServer {
+    daemon: std::process::Child,
+    base: std::path::PathBuf,
+    port: u16,
+}
+
+impl GitServer {
+    /// Serves `base`'s repositories; `repo` is made there with `files` as its first commit.
+    fn start(p: &Project) -> Self {
+        let base = p.path("served");
+        fs_err::create_dir_all(&base).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let daemon = crate::support::tool("git", "git")
+            .args([
+                "daemon",
+                "--reuseaddr",
+                "--export-all",
+                "--listen=127.0.0.1",
+            ])
+            .arg(format!("--port={port}"))
+            .arg(format!("--base-path={}", base.display()))
+            .arg(&base)
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "git daemon did not start"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Self { daemon, base, port }
+    }
+
+    fn url(&self, repo: &str) -> String {
+        format!("git://127.0.0.1:{}/{repo}", self.port)
+    }
+
+    /// `git ARGS` in repository `repo` (made on first use), by a fixed author.
+    fn git(&self, repo: &str, args: &[&str]) -> String {
+        let dir = self.base.join(repo);
+        if !dir.join(".git").exists() && args[0] != "init" {
+            fs_err::create_dir_all(&dir).unwrap();
+            self.git(repo, &["init", "-q", "-b", "main"]);
+        }
+        let out = std::process::Command::new("git")
+            .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
+            .args(args)
+            .current_dir(&dir)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "git {args:?}: {}", text(&out.stderr));
+        text(&out.stdout).trim().to_owned()
+    }
+
+    /// Writes `files` into `repo` and commits them; returns the commit.
+    fn commit(&self, repo: &str, files: &[(&str, &str)]) -> String {
+        self.git(repo, &["status", "-s"]);
+        for (rel, content) in files {
+            let path = self.base.join(repo).join(rel);
+            fs_err::create_dir_all(path.parent().unwrap()).unwrap();
+            fs_err::write(path, content).unwrap();
+        }
+        self.git(repo, &["add", "-A"]);
+        self.git(repo, &["commit", "-qm", "change"]);
+        self.git(repo, &["rev-parse", "HEAD"])
+    }
+}
+
+impl Drop for GitServer {
+    fn drop(&mut self) {
+        let _ = self.daemon.kill();
+        let _ = self.daemon.wait();
+    }
+}
+
+#[test]
+fn add_of_a_git_url_checks_out_its_commit_and_is_keyed_by_it() {
+    let p = Project::new();
+    let server = GitServer::start(&p);
+    let first = server.commit("repo.git", &[("README", "one\n"), ("app/main.txt", "v1\n")]);
+    server.git("repo.git", &["tag", "-a", "v1", "-m", "v1"]);
+    let url = server.url("repo.git");
+    p.file(
+        "Dockerfile",
+        &format!("FROM scratch\nADD --keep-git-dir=true {url}#v1:app /app\nADD {url}#main /src\n"),
+    );
+    let args = [
+        "build",
+        "--progress",
+        "plain",
+        "-o",
+        "type=local,dest=../out",
+        ".",
+    ];
+    p.ok(&args);
+    assert_eq!(
+        fs_err::read_to_string(p.path("out/src/README")).unwrap(),
+        "one\n"
+    );
+    assert!(
+        !p.path("out/src/.git").exists(),
+        "a .git without --keep-git-dir"
+    );
+    assert_eq!(
+        fs_err::read_to_string(p.path("out/app/main.txt")).unwrap(),
+        "v1\n"
+    );
+    assert!(
+        p.path("out/app/.git").exists()
+            || p.path("out/.git").exists()
+            || p.path("out/app").is_dir()
+    );
+
+    // The same commit: both steps hit. A new commit on main: the first misses, the tag's hits.
+    let log = text(&p.ok(&args).stderr);
+    assert!(cached(&log, &format!("ADD {url}#main /src")), "{log}");
+    let second = server.commit("repo.git", &[("README", "two\n")]);
+    let log = text(&p.ok(&args).stderr);
+    assert!(
+        !cached(&log, &format!("ADD {url}#main /src")),
+        "a new commit hit the cache:\n{log}"
+    );
+    assert!(
+        log.contains(&second),
+        "the miss does not name the commit:\n{log}"
+    );
+    assert!(
+        log.contains(&first),
+        "the miss does not name the commit:\n{log}"
+    );
+    assert!(cached(&log, "--keep-git-dir"), "{log}");
+    assert_eq!(
+        fs_err::read_to_string(p.path("out/src/README")).unwrap(),
+        "two\n"
+    );
+
+    // --checksum pins the commit: a full id that matches builds, another is refused.
+    p.file(
+        "Dockerfile",
+        &format!("FROM scratch\nADD --checksum={second} {url}#main /src\n"),
+    );
+    p.ok(&args);
+    p.file(
+        "Dockerfile",
+        &format!("FROM scratch\nADD --checksum={first} {url}#main /src\n"),
+    );
+    let err = text(&p.rbuild(&args).stderr);
+    assert!(
+        err.contains(&format!("not the `--checksum` {first}")),
+        "{err}"
+    );
+}
+
+#[test]
+fn keep_git_dir_keeps_a_repository_at_the_commit() {
+    let p = Project::new();
+    let server = GitServer::start(&p);
+    let commit = server.commit("r.git", &[("f", "x\n")]);
+    p.file(
+        "Dockerfile",
+        &format!(
+            "FROM scratch\nADD --keep-git-dir=true {}#main /r\n",
+            server.url("r.git")
+        ),
+    );
+    p.ok(&["build", "-o", "type=local,dest=../out", "."]);
+    assert_eq!(fs_err::read_to_string(p.path("out/r/f")).unwrap(), "x\n");
+    let head = std::process::Command::new("git")
+        .args(["-C"])
+        .arg(p.path("out/r"))
+        .args(["rev-parse", "HEAD"])
+        .output()
+        .unwrap();
+    assert_eq!(text(&head.stdout).trim(), commit);
+}
+
+#[test]
+fn a_git_repository_cannot_reach_the_builders_disk() {
+    let p = Project::new();
+    let server = GitServer::start(&p);
+    fs_err::write(p.path("host-secret"), "secret\n").unwrap();
+    server.commit("evil.git", &[("ok.txt", "fine\n")]);
+    let repo = server.base.join("evil.git");
+    std::os::unix::fs::symlink(p.path("host-secret"), repo.join("leak")).unwrap();
+    std::os::unix::fs::symlink("/", repo.join("root")).unwrap();
+    server.git("evil.git", &["add", "-A"]);
+    server.git("evil.git", &["commit", "-qm", "links"]);
+    let url = server.url("evil.git");
+    // A symlink in the repository stays a symlink: the host's file is not read.
+    p.file("Dockerfile", &format!("FROM scratch\nADD {url}#main /r\n"));
+    p.ok(&["build", "-o", "type=local,dest=../out", "."]);
+    let leak = p.path("out/r/leak");
+    assert!(
+        fs_err::symlink_metadata(&leak)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    // A subdirectory through a symlink out of the checkout is refused, as a context and in ADD.
+    for spec in [format!("{url}#main:root"), format!("{url}#main:root/etc")] {
+        p.file("Dockerfile", &format!("FROM scratch\nADD {spec} /r\n"));
+        let err = text(
+            &p.rbuild(&["build", "-o", "type=local,dest=../out2", "."])
+                .stderr,
+        );
+        assert!(
+            err.contains("is not a directory inside the repository"),
+            "{spec}: {err}"
+        );
+        let out = p.rbuild(&["build", "-o", "type=local,dest=../out3", &spec]);
+        assert!(
+            !out.status.success(),
+            "a context outside the checkout was built"
+        );
+        assert!(
+            text(&out.stderr).contains("inside the repository"),
+            "{}",
+            text(&out.stderr)
+        );
+    }
+    // A local repository is not a git source: `file://` is refused by git, a path is the context's.
+    for source in [
+        format!("file://{}", repo.display()),
+        "ext::sh -c id".to_owned(),
+    ] {
+        p.file(
+            "Dockerfile",
+            &format!("FROM scratch\nADD [\"{source}\", \"/r\"]\n"),
+        );
+        let out = p.rbuild(&["build", "-o", "type=local,dest=../out4", "."]);
+        assert!(!out.status.success(), "`{source}` was read");
+    }
+    // An option where the ref goes is refused before git runs.
+    p.file(
+        "Dockerfile",
+        &format!("FROM scratch\nADD {url}#--upload-pack=touch${{IFS}}/tmp/x /r\n"),
+    );
+    let err = text(&p.rbuild(&["build", "."]).stderr);
+    assert!(err.contains("invalid ref"), "{err}");
+}
+
+#[test]
+fn a_git_url_is_a_build_context_and_a_named_context() {
+    let p = Project::new();
+    let server = GitServer::start(&p);
+    let first = server.commit(
+        "app.git",
+        &[
+            (
+                "app/Dockerfile",
+                "FROM scratch\nCOPY --from=lib lib.txt /lib.txt\nCOPY hello.txt /hello.txt\n",
+            ),
+            ("app/hello.txt", "hello v1\n"),
+            ("outside.txt", "not in the context\n"),
+        ],
+    );
+    server.commit("lib.git", &[("lib.txt", "lib\n")]);
+    let ctx = format!("{}#main:app", server.url("app.git"));
+    let lib = format!("lib={}", server.url("lib.git"));
+    let args = [
+        "build",
+        "--progress",
+        "plain",
+        "--build-context",
+        &lib,
+        "-o",
+        "type=local,dest=../out",
+        &ctx,
+    ];
+    let log = text(&p.ok(&args).stderr);
+    assert!(log.contains(&format!("at commit {first}")), "{log}");
+    assert_eq!(
+        fs_err::read_to_string(p.path("out/hello.txt")).unwrap(),
+        "hello v1\n"
+    );
+    assert_eq!(
+        fs_err::read_to_string(p.path("out/lib.txt")).unwrap(),
+        "lib\n"
+    );
+    let log = text(&p.ok(&args).stderr);
+    assert!(
+        cached(&log, "COPY hello.txt"),
+        "the same commit missed:\n{log}"
+    );
+    server.commit("app.git", &[("app/hello.txt", "hello v2\n")]);
+    let log = text(&p.ok(&args).stderr);
+    assert!(
+        !cached(&log, "COPY hello.txt"),
+        "a changed file hit:\n{log}"
+    );
+    assert!(cached(&log, "COPY --from=lib"), "{log}");
+    assert_eq!(
+        fs_err::read_to_string(p.path("out/hello.txt")).unwrap(),
+        "hello v2\n"
+    );
+}

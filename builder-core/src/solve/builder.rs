@@ -104,6 +104,8 @@ pub enum NamedContext {
     Dir(PathBuf),
     /// `docker-image://REF`: an image, from the store or a registry.
     Image(String),
+    /// A git URL (`REMOTE#ref:subdir`), checked out for the build.
+    Git(String),
 }
 
 impl BuildRequest {
@@ -113,7 +115,7 @@ impl BuildRequest {
             .iter()
             .map(|(name, c)| {
                 let named = match c {
-                    NamedContext::Dir(_) => dockerfile::Named::Local,
+                    NamedContext::Dir(_) | NamedContext::Git(_) => dockerfile::Named::Local,
                     NamedContext::Image(r) => dockerfile::Named::Image(r.clone()),
                 };
                 (name.to_ascii_lowercase(), named)
@@ -121,19 +123,33 @@ impl BuildRequest {
             .collect()
     }
 
-    /// Each directory context, opened.
-    fn open_named(&self) -> Result<BTreeMap<String, Context>> {
+    /// Each directory context opened, each git context checked out (kept while the
+    /// returned checkouts live).
+    fn open_named(
+        &self,
+        store: &Store,
+    ) -> Result<(BTreeMap<String, Context>, Vec<super::RemoteContext>)> {
         let mut open = BTreeMap::new();
+        let mut checkouts = Vec::new();
         for (name, c) in &self.named_contexts {
-            if let NamedContext::Dir(dir) = c {
-                let context = Context::open(dir, None).map_err(|source| Error::NamedContext {
-                    name: name.clone(),
-                    source,
-                })?;
-                open.insert(name.to_ascii_lowercase(), context);
-            }
+            let dir = match c {
+                NamedContext::Image(_) => continue,
+                NamedContext::Dir(dir) => dir.clone(),
+                NamedContext::Git(url) => {
+                    let max = self.max_download.unwrap_or(download::DEFAULT_MAX_DOWNLOAD);
+                    let fetched = super::remote_context(store, url, max, &self.cancel)?;
+                    let root = fetched.root.clone();
+                    checkouts.push(fetched);
+                    root
+                }
+            };
+            let context = Context::open(&dir, None).map_err(|source| Error::NamedContext {
+                name: name.clone(),
+                source,
+            })?;
+            open.insert(name.to_ascii_lowercase(), context);
         }
-        Ok(open)
+        Ok((open, checkouts))
     }
 }
 
@@ -332,7 +348,7 @@ impl Builder {
         } = front(req)?;
         let (plan, no_cache_stages) = announce(&parsed, &checked, req, on_event)?;
         let context = Context::open(&req.context, Some(&dockerfile_path))?;
-        let named = req.open_named()?;
+        let (named, _checkouts) = req.open_named(&self.store)?;
         let (stat_cache_path, stat_cache) = self.stat_cache(&context);
         let work = self.store.work_dir(if dry { "plan-" } else { "build-" })?;
         let total = plan

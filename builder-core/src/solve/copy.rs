@@ -39,6 +39,8 @@ pub(crate) struct Inputs<'a> {
     pub(crate) root: Root<'a>,
     /// The URL sources of an ADD, fetched, by URL.
     pub(crate) downloads: HashMap<String, Download>,
+    /// The git sources of an ADD, checked out (the directory the URL names), by URL.
+    pub(crate) trees: HashMap<String, PathBuf>,
     /// Where archives an ADD unpacks go.
     pub(crate) scratch: PathBuf,
     /// The time of every file written.
@@ -101,6 +103,7 @@ pub(crate) fn entries(inputs: Inputs<'_>, file: &File) -> Result<Vec<Entry>> {
         rootfs,
         root,
         downloads,
+        trees,
         scratch,
         mtime,
     } = inputs;
@@ -132,6 +135,11 @@ pub(crate) fn entries(inputs: Inputs<'_>, file: &File) -> Result<Vec<Entry>> {
                 let bytes = content.clone().into_bytes();
                 let size = bytes.len() as u64;
                 copying.new_file(name, FileSource::Bytes(bytes), size, 0o644);
+            }
+            // A repository's files go into the destination as an archive's do: 0:0 (or
+            // --chown), the epoch's time.
+            Source::Path(path) if trees.contains_key(path) => {
+                copying.unpacked(&trees[path])?;
             }
             Source::Path(path) if file.action == "add" && is_url(path) => {
                 let dl = downloads
@@ -365,7 +373,7 @@ fn dir_in(rootfs: &std::path::Path, rel: &str) -> bool {
 }
 
 pub(crate) fn is_url(s: &str) -> bool {
-    s.starts_with("http://") || s.starts_with("https://") || s.starts_with("git@")
+    s.starts_with("http://") || s.starts_with("https://") || super::git::is_git_url(s)
 }
 
 fn parent_of(path: &str) -> &str {

@@ -160,6 +160,14 @@ pub enum Error {
         /// The name.
         name: String,
     },
+    /// A git source that could not be fetched or checked out.
+    #[error("git source `{url}`: {reason}")]
+    Git {
+        /// The URL as written.
+        url: String,
+        /// What went wrong.
+        reason: String,
+    },
     /// A remote file that could not be fetched.
     #[error("cannot download `{url}`: {reason}")]
     Download {

@@ -98,19 +98,73 @@ fn source_context<'j>(
     }
 }
 
+/// What bounds the build's git calls.
+fn git_limits<'j>(job: &Job<'j>) -> super::git::Limits<'j> {
+    super::git::Limits {
+        cancel: job.cancel,
+        timeout: super::git::GIT_TIMEOUT,
+        max_bytes: job.max_download,
+    }
+}
+
+/// The commit a git source's ref names, resolved once per build; `--checksum` (a commit id
+/// or a prefix of one) must match it. A full commit id as the checksum is the key offline.
+fn git_commit(job: &Job<'_>, url: &str, checksum: Option<&str>) -> Result<String> {
+    let parsed = super::git::GitUrl::parse(url)?;
+    let full = checksum.filter(|c| c.len() == 40 && c.bytes().all(|b| b.is_ascii_hexdigit()));
+    if job.policy.dry {
+        return full
+            .map(str::to_ascii_lowercase)
+            .ok_or_else(|| Error::KeyUnknown {
+                what: format!("the commit `{url}` names (`--checksum=<commit>` makes it known)"),
+            });
+    }
+    let known = job
+        .tables
+        .git
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .get(url)
+        .cloned();
+    let commit = match known {
+        Some(c) => c,
+        None => {
+            let c = super::git::resolve(&parsed, git_limits(job))?;
+            job.tables
+                .git
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(url.to_owned(), c.clone());
+            c
+        }
+    };
+    if let Some(expected) = checksum {
+        if expected.len() < 7 || !commit.starts_with(&expected.to_ascii_lowercase()) {
+            return Err(Error::Git {
+                url: url.to_owned(),
+                reason: format!("it is at commit {commit}, not the `--checksum` {expected}"),
+            });
+        }
+    }
+    Ok(commit)
+}
+
+/// A git source checked out once per build: the directory its URL names.
+fn git_tree(job: &Job<'_>, url: &str, file: &File) -> Result<PathBuf> {
+    let commit = git_commit(job, url, file.checksum.as_deref())?;
+    let parsed = super::git::GitUrl::parse(url)?;
+    let dest = job.work.join(format!(
+        "git-{}",
+        Digest::of(format!("{commit}\0{}", file.keep_git_dir).as_bytes()).hex()
+    ));
+    if dest.exists() {
+        return super::git::subdir(&parsed, &dest);
+    }
+    super::git::checkout(&parsed, &commit, &dest, file.keep_git_dir, git_limits(job))
+}
+
 /// A remote source, fetched once per build (and checked against `--checksum`).
 fn download(job: &Job<'_>, url: &str, checksum: Option<&str>) -> Result<Download> {
-    if url.starts_with("git@")
-        || url.split(['?', '#']).next().is_some_and(|u| {
-            std::path::Path::new(u)
-                .extension()
-                .is_some_and(|e| e.eq_ignore_ascii_case("git"))
-        })
-    {
-        return Err(Error::Unsupported {
-            what: format!("ADD of a git repository (`{url}`)"),
-        });
-    }
     let key = format!("{url}\0{}", checksum.unwrap_or(""));
     let downloads = &job.tables.downloads;
     let known = downloads
@@ -155,6 +209,14 @@ pub(crate) fn file_key(job: &Job<'_>, file: &File, built: &Built) -> Result<(Dig
         h.update(b"\0");
         if is_url(path) {
             if file.action != "add" {
+                continue;
+            }
+            if super::git::is_git_url(path) {
+                // The commit is the content: the same commit hits, a new one misses.
+                let commit = git_commit(job, path, file.checksum.as_deref())?;
+                let digest = Digest::of(format!("git\0{commit}\0{}", file.keep_git_dir).as_bytes());
+                h.update(digest.as_bytes());
+                inputs.push((format!("{path} (commit {commit})"), digest));
                 continue;
             }
             // With a checksum the content is known without fetching; without one, fetch it.
@@ -242,10 +304,13 @@ pub(crate) fn file_inputs<'j>(
         (None, None) => Root::Context(job.context),
     };
     let mut downloads = HashMap::new();
+    let mut trees = HashMap::new();
     if file.action == "add" {
         for source in &file.sources {
             if let Source::Path(url) = source {
-                if is_url(url) {
+                if super::git::is_git_url(url) {
+                    trees.insert(url.clone(), git_tree(job, url, file)?);
+                } else if is_url(url) {
                     let d = download(job, url, file.checksum.as_deref())?;
                     downloads.insert(url.clone(), d);
                 }
@@ -256,6 +321,7 @@ pub(crate) fn file_inputs<'j>(
         rootfs: job.rootfs(state)?,
         root,
         downloads,
+        trees,
         scratch: job.work.to_owned(),
         mtime: job.times.epoch,
     })

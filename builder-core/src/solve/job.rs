@@ -69,6 +69,8 @@ pub(crate) struct Tables<'a> {
     pub(crate) stat_cache: Mutex<StatCache>,
     /// Remote files fetched in this build, by URL and checksum.
     pub(crate) downloads: Mutex<HashMap<String, download::Download>>,
+    /// The commit each git source's ref named when first asked, by URL.
+    pub(crate) git: Mutex<HashMap<String, String>>,
     /// Images by name, each resolved once per build.
     pub(crate) images: Images<'a>,
     /// Layers an imported cache can provide, fetched when first read.
@@ -93,6 +95,7 @@ impl<'a> Tables<'a> {
         Self {
             stat_cache: Mutex::new(stat_cache),
             downloads: Mutex::default(),
+            git: Mutex::default(),
             images,
             lazy_layers,
             step_keys: Mutex::default(),

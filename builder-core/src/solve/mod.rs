@@ -20,6 +20,7 @@ mod error;
 mod explain;
 mod export;
 mod fsck;
+mod git;
 mod import;
 mod inflight;
 mod inputs;
@@ -45,10 +46,14 @@ pub use download::DEFAULT_MAX_DOWNLOAD;
 pub use error::{Error, Result};
 pub use export::{Output, export};
 pub use fsck::{FsckOptions, FsckReport, Problem, fsck};
+pub use git::{
+    GIT_TIMEOUT, GitUrl, Limits as GitLimits, checkout as git_checkout, is_git_url,
+    resolve as git_resolve,
+};
 pub use import::import_rootfs;
 pub use load::load_archive;
 pub use progress::Event;
 pub use prune::{DiskUsage, PruneOptions, PruneReport, disk_usage, prune};
 pub use remote_cache::{CONFIG_MEDIA_TYPE as CACHE_CONFIG_MEDIA_TYPE, CacheSpec};
-pub use stdin_context::unpack_context;
+pub use stdin_context::{RemoteContext, remote_context, unpack_context};
 pub use times::DEFAULT_EPOCH;

@@ -1,5 +1,7 @@
-//! `rbuild build -`: a build context arriving as a tar stream (plain, gzip or zstd), unpacked
-//! into a scratch directory of the store (nothing written outside it) and built from there.
+//! Build contexts not on this machine's disk: `rbuild build -` (a tar stream, plain, gzip or
+//! zstd, on standard input), `rbuild build https://…/ctx.tar.gz` (the same, downloaded) and
+//! `rbuild build GIT_URL#ref:subdir` (a checkout). Each is unpacked into a scratch directory of
+//! the store (nothing written outside it) and built from there.
 
 use std::io::{BufReader, Read};
 
@@ -12,10 +14,82 @@ use super::error::io_at;
 /// from prune and clean-up) as long as the returned guard.
 pub fn unpack_context(store: &Store, input: impl Read) -> Result<crate::store::WorkDir> {
     let dir = store.work_dir("context-")?;
-    let input = BufReader::with_capacity(1 << 20, input);
-    let reader = crate::oci::decompressed(input).map_err(io_at("<stdin>"))?;
-    crate::snapshot::apply_context_tar(CompletesPadding::new(reader), dir.path())?;
+    unpack_into(input, dir.path())?;
     Ok(dir)
+}
+
+/// A build context fetched from a URL ([`remote_context`]).
+#[derive(Debug)]
+pub struct RemoteContext {
+    /// Where it was unpacked or checked out; removed when this is dropped.
+    pub dir: crate::store::WorkDir,
+    /// The context's root: `dir`, or the subdirectory a git URL names.
+    pub root: std::path::PathBuf,
+    /// The commit of a git context.
+    pub commit: Option<String>,
+}
+
+/// Fetches the context `url` names: a git repository (see [`super::is_git_url`]) checked out
+/// at its ref, else an `http(s)://` tar archive (plain, gzip or zstd) of at most `max_bytes`.
+///
+/// # Errors
+/// The fetch fails or passes the limits, the archive is not one, or an entry would land
+/// outside the directory.
+pub fn remote_context(
+    store: &Store,
+    url: &str,
+    max_bytes: u64,
+    cancel: &crate::cancel::Cancel,
+) -> Result<RemoteContext> {
+    let dir = store.work_dir("context-")?;
+    if super::git::is_git_url(url) {
+        let parsed = super::git::GitUrl::parse(url)?;
+        let limits = super::git::Limits {
+            cancel,
+            timeout: super::git::GIT_TIMEOUT,
+            max_bytes,
+        };
+        let commit = super::git::resolve(&parsed, limits)?;
+        let root = super::git::checkout(&parsed, &commit, &dir.path().join("tree"), false, limits)?;
+        return Ok(RemoteContext {
+            dir,
+            root,
+            commit: Some(commit),
+        });
+    }
+    let failed = |reason: String| super::Error::Download {
+        url: url.to_owned(),
+        reason,
+    };
+    if !(url.starts_with("https://") || url.starts_with("http://")) {
+        return Err(failed(
+            "a remote context is a git URL or an http(s):// tar archive".into(),
+        ));
+    }
+    let response = reqwest::blocking::Client::builder()
+        .connect_timeout(std::time::Duration::from_secs(30))
+        .timeout(None)
+        .build()
+        .and_then(|c| c.get(url).send())
+        .map_err(|e| failed(e.to_string()))?;
+    if !response.status().is_success() {
+        return Err(failed(format!("the server answered {}", response.status())));
+    }
+    let body = cancel.reader(response).take(max_bytes);
+    unpack_into(body, dir.path())?;
+    let root = dir.path().to_owned();
+    Ok(RemoteContext {
+        dir,
+        root,
+        commit: None,
+    })
+}
+
+fn unpack_into(input: impl Read, dir: &std::path::Path) -> Result<()> {
+    let input = BufReader::with_capacity(1 << 20, input);
+    let reader = crate::oci::decompressed(input).map_err(io_at("<context>"))?;
+    crate::snapshot::apply_context_tar(CompletesPadding::new(reader), dir)?;
+    Ok(())
 }
 
 /// A context tar stream that may stop in the padding after its last entry's data, with no
