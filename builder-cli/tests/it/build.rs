@@ -531,7 +531,9 @@ fn a_corrupt_archive_in_add_is_a_clear_error() {
 
 /// A one-file HTTP server on 127.0.0.1 for as many requests as come; gives its URL and a
 /// request counter.
-fn serve(body: &'static [u8]) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+pub(crate) fn serve(
+    body: &'static [u8],
+) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
     use std::io::{BufRead, BufReader, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/files/tool.bin", listener.local_addr().unwrap());

@@ -490,3 +490,40 @@ fn a_git_url_is_a_build_context_and_a_named_context() {
         "hello v2\n"
     );
 }
+
+#[test]
+fn a_tarball_over_http_is_a_build_context() {
+    let p = Project::new();
+    let src = p.path("src");
+    fs_err::create_dir_all(&src).unwrap();
+    fs_err::write(src.join("Dockerfile"), "FROM scratch\nCOPY a.txt /a.txt\n").unwrap();
+    fs_err::write(src.join("a.txt"), "from the tarball\n").unwrap();
+    let tarball = p.path("ctx.tar.gz");
+    let st = std::process::Command::new("tar")
+        .arg("-czf")
+        .arg(&tarball)
+        .arg("-C")
+        .arg(&src)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let body: &'static [u8] = Box::leak(fs_err::read(&tarball).unwrap().into_boxed_slice());
+    let (url, _) = crate::build::serve(body);
+    p.ok(&["build", "-o", "type=local,dest=../out", &url]);
+    assert_eq!(
+        fs_err::read_to_string(p.path("out/a.txt")).unwrap(),
+        "from the tarball\n"
+    );
+    // Bounded as ADD <url> is: a cut archive is refused, not built from half.
+    let out = p.rbuild(&[
+        "build",
+        "--max-download",
+        "20",
+        "-o",
+        "type=local,dest=../out2",
+        &url,
+    ]);
+    assert!(!out.status.success(), "a truncated context was built");
+    assert!(!p.path("out2/a.txt").exists());
+}
