@@ -55,6 +55,16 @@ pub(crate) enum Command {
         after_help = "Examples:\n  rbuild build -t app:v1 .\n  rbuild build -f docker/Dockerfile -o type=oci,dest=app.tar --compression zstd ."
     )]
     Build(Box<BuildOptions>),
+    /// Build the services of a Compose file (`build:` sections, `image:` as the tag), as
+    /// `docker compose build` and `docker buildx bake` do.
+    ///
+    /// Variables are interpolated from the environment, then the project's `.env`. Services
+    /// are built one after another in one store, so a step two services share runs once and the
+    /// other finds it in the cache.
+    #[command(
+        after_help = "Examples:\n  rbuild bake\n  rbuild bake -f deploy/compose.yaml web worker --push\n  rbuild bake --print"
+    )]
+    Bake(BakeArgs),
     /// Print the op graph of a build without building: each op (source, exec, file, config)
     /// with every value expanded, and the ops it reads.
     ///
@@ -251,6 +261,40 @@ pub(crate) enum Command {
     /// Print version information.
     #[command(after_help = "Example:\n  rbuild version")]
     Version,
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct BakeArgs {
+    /// The Compose file (default: compose.yaml, compose.yml, docker-compose.yaml or
+    /// docker-compose.yml in the working directory).
+    #[arg(short = 'f', long = "file")]
+    pub(crate) file: Option<PathBuf>,
+    /// The services to build (default: every service with a `build:` section).
+    pub(crate) services: Vec<String>,
+    /// Print the resolved build definitions as JSON (`buildx bake --print`'s shape) and build
+    /// nothing.
+    #[arg(long)]
+    pub(crate) print: bool,
+    /// Push each image to its tags' registries.
+    #[arg(long)]
+    pub(crate) push: bool,
+    /// Run every step, whatever the cache holds.
+    #[arg(long)]
+    pub(crate) no_cache: bool,
+    /// Ask the registry for every base image.
+    #[arg(long)]
+    pub(crate) pull: bool,
+    /// `auto`, `tty`, `plain`, `rawjson` or `quiet`.
+    #[arg(long, default_value = "auto")]
+    pub(crate) progress: String,
+}
+
+/// `rbuild build`'s options alone, for `bake` to parse a service's build as a command line.
+#[derive(Debug, clap::Parser)]
+#[command(name = "build")]
+pub(crate) struct BuildOnly {
+    #[command(flatten)]
+    pub(crate) options: BuildOptions,
 }
 
 #[derive(Debug, clap::Args)]

@@ -14,6 +14,7 @@
 #![warn(missing_docs)]
 
 pub mod cancel;
+pub mod compose;
 pub mod context;
 pub mod digest;
 pub mod dockerfile;

@@ -13,6 +13,8 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
         // `fs` (paths resolved inside a root) is the one helper every tree reader uses.
         ("fs", &[][..]),
         ("dockerfile", &[][..]),
+        // `compose` (Compose files for `rbuild bake`) describes builds: a leaf.
+        ("compose", &[][..]),
         // `cancel` (a build's cancel token) is a leaf, like `digest`.
         ("exec", &["fs", "cancel"][..]),
         ("context", &["digest", "fs"][..]),

@@ -1,5 +1,6 @@
 //! Integration tests of the `rbuild` binary: one binary, one module per area.
 
+mod bake;
 mod build;
 mod cache;
 mod cli;
