@@ -65,6 +65,18 @@ pub(crate) enum Command {
         after_help = "Examples:\n  rbuild bake\n  rbuild bake -f deploy/compose.yaml web worker --push\n  rbuild bake --print"
     )]
     Bake(BakeArgs),
+    /// Show or register the `binfmt_misc` handlers that let RUN execute other architectures'
+    /// binaries through QEMU (Debian's qemu-user-static).
+    ///
+    /// Registering changes the whole machine, so rbuild never does it by itself.
+    #[command(after_help = "Examples:\n  rbuild binfmt\n  rbuild binfmt --install arm64 riscv64")]
+    Binfmt {
+        /// Register the handlers (as root; mounts `binfmt_misc` if need be).
+        #[arg(long)]
+        install: bool,
+        /// The architectures (default: arm64, arm, riscv64, ppc64le, s390x, 386, amd64).
+        arches: Vec<String>,
+    },
     /// Print the op graph of a build without building: each op (source, exec, file, config)
     /// with every value expanded, and the ops it reads.
     ///

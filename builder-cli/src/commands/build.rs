@@ -142,6 +142,19 @@ pub(crate) fn run(
             None => (l.clone(), String::new()),
         })
         .collect();
+    // `--platform a,b`: one build per platform, one index.
+    let platforms = match args.platform.as_deref() {
+        Some(list) if list.contains(',') => Some(
+            list.split(',')
+                .map(|p| {
+                    p.trim()
+                        .parse::<builder_core::registry::Platform>()
+                        .map_err(|e| anyhow!("invalid --platform `{list}`: {e}"))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?,
+        ),
+        _ => None,
+    };
     let req = BuildRequest {
         context,
         dockerfile: Some(dockerfile.clone()),
@@ -166,7 +179,10 @@ pub(crate) fn run(
             .transpose()?,
         pull: args.pull,
         max_download: args.max_download,
-        platform: super::registry::platform(args.platform.as_deref())?,
+        platform: match &platforms {
+            None => super::registry::platform(args.platform.as_deref())?,
+            Some(_) => None,
+        },
         registry: registry.clone(),
         cache_from: cache_specs("--cache-from", &args.cache_from)?,
         cache_to: cache_specs("--cache-to", &args.cache_to)?,
@@ -206,6 +222,17 @@ pub(crate) fn run(
         anyhow::bail!("--push needs at least one --tag to push to");
     }
     let push_opts = super::registry::push_options(&args.push_format, &args.compression, 64 << 20)?;
+    let mtime =
+        u64::try_from(source_date_epoch.unwrap_or(builder_core::solve::DEFAULT_EPOCH)).unwrap_or(0);
+    if let Some(platforms) = &platforms {
+        let ends = Ends {
+            outputs: &outputs,
+            compression,
+            mtime,
+            push_opts: &push_opts,
+        };
+        return build_platforms(store, args, &req, platforms, &ends, registry, &dockerfile);
+    }
     let mut progress = Progress::new(Mode::from_args(&args.progress, args.quiet));
     let builder = Builder::new(store.clone());
     let result = {
@@ -215,8 +242,6 @@ pub(crate) fn run(
     progress.finish();
     let out = result.map_err(|e| framed(e, &dockerfile))?;
     let names = req.tags.clone();
-    let mtime =
-        u64::try_from(source_date_epoch.unwrap_or(builder_core::solve::DEFAULT_EPOCH)).unwrap_or(0);
     for o in &outputs {
         solve::export(store, &out.image, o, &names, compression, mtime)
             .with_context(|| format!("cannot write output {o:?}"))?;
@@ -280,6 +305,84 @@ pub(crate) fn run(
     }
     if args.quiet {
         render::stdout(&format!("{id}\n"));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Where a build's result goes besides the store.
+struct Ends<'a> {
+    outputs: &'a [Output],
+    compression: Compression,
+    mtime: u64,
+    push_opts: &'a builder_core::registry::PushOptions,
+}
+
+/// `--platform a,b,…`: each platform built, then one index, exported and pushed.
+fn build_platforms(
+    store: &Store,
+    args: &BuildOptions,
+    req: &BuildRequest,
+    platforms: &[builder_core::registry::Platform],
+    ends: &Ends<'_>,
+    registry: &builder_core::registry::Options,
+    dockerfile: &std::path::Path,
+) -> anyhow::Result<ExitCode> {
+    let started = Instant::now();
+    let mut progress = Progress::new(Mode::from_args(&args.progress, args.quiet));
+    let docker_list = args.push_format == "docker";
+    let result = {
+        let mut on_event = |e: &Event| progress.event(e);
+        Builder::new(store.clone()).build_platforms(req, platforms, docker_list, &mut on_event)
+    };
+    progress.finish();
+    let multi = result.map_err(|e| framed(e, dockerfile))?;
+    for o in ends.outputs {
+        solve::export_index(store, &multi, o, &req.tags, ends.compression, ends.mtime)
+            .with_context(|| format!("cannot write output {o:?}"))?;
+    }
+    if args.push {
+        let refs = req
+            .tags
+            .iter()
+            .map(|t| {
+                t.parse::<builder_core::registry::Reference>()
+                    .map_err(anyhow::Error::from)
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let pushed = builder_core::registry::push_index(
+            store,
+            &multi.images(),
+            &refs,
+            registry,
+            ends.push_opts,
+        )
+        .with_context(|| format!("cannot push to `{}`", req.tags.join("`, `")))?;
+        for (r, p) in refs.iter().zip(&pushed) {
+            render::stderr(&format!("pushed {r}: index {}\n", p.digest));
+        }
+    }
+    if let Some(path) = &args.iidfile {
+        fs_err::write(path, multi.index.digest.to_string())
+            .with_context(|| format!("cannot write --iidfile `{}`", path.display()))?;
+    }
+    if !matches!(progress.mode(), Mode::Quiet | Mode::RawJson) {
+        let mut summary = format!(
+            "built index {} of {} platforms in {:.1}s\n",
+            multi.index.digest,
+            multi.outputs.len(),
+            started.elapsed().as_secs_f64()
+        );
+        for (p, o) in &multi.outputs {
+            let _ = writeln!(
+                summary,
+                "  {p}: image {} ({} steps, {} cached)",
+                o.image.manifest_digest, o.steps, o.cached
+            );
+        }
+        for n in &req.tags {
+            let _ = writeln!(summary, "naming to {n}");
+        }
+        render::stderr(&summary);
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -16,7 +16,7 @@ pub(crate) fn resolve(store: &Store, name: &str) -> anyhow::Result<Image> {
             store.root().display()
         );
     };
-    Image::load(store, digest).with_context(|| format!("cannot read image `{normalized}`"))
+    Image::load_tagged(store, digest).with_context(|| format!("cannot read image `{normalized}`"))
 }
 
 pub(crate) fn human(bytes: u64) -> String {
@@ -39,7 +39,7 @@ pub(crate) fn list(store: &Store) -> anyhow::Result<ExitCode> {
         "REPOSITORY", "TAG", "IMAGE ID", "SIZE"
     );
     for (name, digest) in store.tags()? {
-        let image = Image::load(store, digest)?;
+        let image = Image::load_tagged(store, digest)?;
         let (repo, tag) = match name.rsplit_once(':').filter(|(_, t)| !t.contains('/')) {
             Some((r, t)) => (r.to_owned(), t.to_owned()),
             None => (name.clone(), String::new()),
@@ -313,6 +313,36 @@ pub(crate) fn df(store: &Store) -> anyhow::Result<ExitCode> {
     ];
     for (name, count, bytes) in rows {
         let _ = writeln!(out, "{name:<22}{count:>8}{:>12}", human(bytes));
+    }
+    render::stdout(&out);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `rbuild binfmt [--install] [ARCH...]`.
+pub(crate) fn binfmt(install: bool, arches: &[String]) -> anyhow::Result<ExitCode> {
+    use builder_core::exec::{binfmt_can_run, install_binfmt};
+    let default = [
+        "arm64", "arm", "riscv64", "ppc64le", "s390x", "386", "amd64",
+    ];
+    let arches: Vec<&str> = if arches.is_empty() {
+        default.to_vec()
+    } else {
+        arches.iter().map(String::as_str).collect()
+    };
+    if install {
+        let wanted: Vec<&str> = arches
+            .iter()
+            .copied()
+            .filter(|a| !binfmt_can_run(a))
+            .collect();
+        for name in install_binfmt(&wanted)? {
+            render::stderr(&format!("registered {name}\n"));
+        }
+    }
+    let mut out = String::new();
+    for a in &arches {
+        let state = if binfmt_can_run(a) { "yes" } else { "no" };
+        let _ = writeln!(out, "{a:<10} {state}");
     }
     render::stdout(&out);
     Ok(ExitCode::SUCCESS)

@@ -20,6 +20,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Parse(args) => parse::run(&args),
         Command::Build(args) if !args.hosts.is_empty() => remote::run(&store(root)?, &args),
         Command::Build(args) => build::run(&store(root)?, &args, &reg, None),
+        Command::Binfmt { install, arches } => images::binfmt(install, &arches),
         Command::Bake(args) => bake::run(&store(root)?, &args, &reg),
         Command::Plan { format, build } => build::run(&store(root)?, &build, &reg, Some(&format)),
         Command::Pull { image, platform } => {

@@ -11,6 +11,7 @@ mod interop;
 mod isolation;
 mod layers;
 mod parse;
+mod platforms;
 mod registry;
 mod registry_safety;
 mod registry_server;

@@ -35,6 +35,7 @@
 //!
 //! Imports: `fs` (paths inside the root); it takes a plain [`SandboxSpec`].
 
+mod binfmt;
 mod cgroup;
 mod rootfs;
 mod rootless;
@@ -49,6 +50,10 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+pub use binfmt::{
+    BINFMT_DIR, BinfmtError, can_run as binfmt_can_run, install as install_binfmt,
+    missing_help as binfmt_help,
+};
 pub use cgroup::{Cgroup, DEFAULT_PIDS, Limits, parse_bytes};
 pub use rootless::{IDS_ENV, IN_USERNS_ENV, rootless_reexec};
 pub use spec::{

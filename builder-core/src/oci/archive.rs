@@ -169,6 +169,83 @@ pub fn write_oci_archive<W: Write>(
     Ok((archive.write(out)?, manifest_digest))
 }
 
+/// Writes the images of a multi-platform build as an OCI image layout tar: `index.json` names
+/// one image index (recorded under `name`, if given), whose manifests are the images, each
+/// with its platform (`os`, `architecture`, `variant`). Returns the image index's digest.
+///
+/// # Errors
+/// A blob is missing, or the output cannot be written.
+pub fn write_oci_index_archive<W: Write>(
+    store: &Store,
+    images: &[(Image, String, String, Option<String>)],
+    name: Option<&str>,
+    compression: Compression,
+    mtime: u64,
+    out: W,
+) -> Result<(W, Digest), Error> {
+    let mut archive = Archive::new(store, mtime);
+    archive.bytes("oci-layout", OCI_LAYOUT.to_vec());
+    let mut manifests = Vec::new();
+    let mut files = Vec::new();
+    for (image, os, arch, variant) in images {
+        let (manifest_bytes, layer_blobs) = export_manifest(store, image, compression)?;
+        let digest = Digest::of(&manifest_bytes);
+        let mut platform = serde_json::json!({"architecture": arch, "os": os});
+        if let Some(v) = variant {
+            platform["variant"] = v.clone().into();
+        }
+        manifests.push(serde_json::json!({
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": digest.to_string(),
+            "size": manifest_bytes.len(),
+            "platform": platform,
+        }));
+        files.push((digest, manifest_bytes, image.config_digest, layer_blobs));
+    }
+    let index = json(
+        &serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "manifests": manifests,
+        }),
+        "image index",
+    )?;
+    let index_digest = Digest::of(&index);
+    let mut desc = serde_json::json!({
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "digest": index_digest.to_string(),
+        "size": index.len(),
+    });
+    if let Some(name) = name {
+        desc["annotations"] = serde_json::json!({
+            "io.containerd.image.name": name,
+            "org.opencontainers.image.ref.name": tag_of(name),
+        });
+    }
+    let top = json(
+        &serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "manifests": [desc],
+        }),
+        "image index",
+    )?;
+    archive.bytes("index.json", top);
+    archive.dir("blobs");
+    archive.dir("blobs/sha256");
+    archive.bytes(&format!("blobs/sha256/{}", index_digest.hex()), index);
+    let mut seen = std::collections::BTreeSet::new();
+    for (digest, bytes, config, layers) in files {
+        archive.bytes(&format!("blobs/sha256/{}", digest.hex()), bytes);
+        for d in std::iter::once(config).chain(layers) {
+            if seen.insert(d) {
+                archive.blob(&format!("blobs/sha256/{}", d.hex()), d);
+            }
+        }
+    }
+    Ok((archive.write(out)?, index_digest))
+}
+
 /// Writes `image` in `docker save` format (`manifest.json`, `repositories`, `<config>.json`,
 /// `<layer>/layer.tar`), which `docker load`, `podman load` and `skopeo docker-archive:` read.
 pub fn write_docker_archive<W: Write>(

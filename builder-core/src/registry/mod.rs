@@ -23,7 +23,7 @@ pub use auth::{Credentials, default_config_path};
 pub use client::{Options, UPLOAD_TIMEOUT};
 pub use error::Error;
 pub use pull::{Platform, Pulled, pull};
-pub use push::{ManifestFormat, PushOptions, Pushed, push};
+pub use push::{ManifestFormat, PushOptions, Pushed, push, push_index};
 pub use reference::{DOCKER_HUB, Reference};
 
 /// A `Result` with this module's [`Error`].

@@ -139,7 +139,10 @@ fn mountable(
     })
 }
 
-/// Pushes `image` under each of `references` (their tags; all the same repository's or not).
+/// Pushes `image` (its blobs, then its manifest) to each of `references`.
+///
+/// # Errors
+/// A registry refuses, or a blob is missing from the store.
 pub fn push(
     store: &Store,
     image: &Image,
@@ -150,47 +153,7 @@ pub fn push(
     let mut out = Vec::new();
     for reference in references {
         let client = Client::new(reference, opts)?;
-        let layer_type = layer_media_type(push_opts.format, push_opts.compression, reference)?;
-        let mut layers = Vec::new();
-        for diff_id in image.diff_ids() {
-            if let Some(blob) = mountable(store, diff_id, reference, push_opts.format) {
-                layers.push(blob);
-                continue;
-            }
-            let (digest, size) = compressed_layer(store, diff_id, push_opts.compression)?;
-            layers.push(Blob {
-                digest,
-                size,
-                media_type: layer_type.to_owned(),
-                mount_from: None,
-            });
-        }
-        let (manifest_type, config_type) = match push_opts.format {
-            ManifestFormat::Oci => (OCI_MANIFEST, "application/vnd.oci.image.config.v1+json"),
-            ManifestFormat::Docker => (
-                DOCKER_MANIFEST,
-                "application/vnd.docker.container.image.v1+json",
-            ),
-        };
-        let config = Blob {
-            digest: image.config_digest,
-            size: store.blob_size(&image.config_digest)?,
-            media_type: config_type.to_owned(),
-            mount_from: None,
-        };
-        let manifest = serde_json::json!({
-            "schemaVersion": 2,
-            "mediaType": manifest_type,
-            "config": config.descriptor(),
-            "layers": layers.iter().map(Blob::descriptor).collect::<Vec<_>>(),
-        });
-        let bytes = serde_json::to_vec(&manifest).map_err(|source| Error::Invalid {
-            reference: reference.to_string(),
-            what: "manifest",
-            source,
-        })?;
-        let mut blobs = layers;
-        blobs.push(config);
+        let (blobs, bytes, manifest_type) = pushed_manifest(store, image, reference, push_opts)?;
         out.push(push_manifest(
             &client,
             store,
@@ -202,6 +165,131 @@ pub fn push(
         )?);
     }
     Ok(out)
+}
+
+/// Pushes each image of an index (by digest), then the index under each of `references`: an
+/// OCI index, or a Docker manifest list with [`ManifestFormat::Docker`]. `images` pairs each
+/// image with its platform (`os`, `architecture`, `variant`).
+///
+/// # Errors
+/// A registry refuses, or a blob is missing from the store.
+pub fn push_index(
+    store: &Store,
+    images: &[(Image, String, String, Option<String>)],
+    references: &[Reference],
+    opts: &Options,
+    push_opts: &PushOptions,
+) -> Result<Vec<Pushed>, Error> {
+    let mut out = Vec::new();
+    for reference in references {
+        let client = Client::new(reference, opts)?;
+        let mut manifests = Vec::new();
+        for (image, os, arch, variant) in images {
+            let (blobs, bytes, manifest_type) =
+                pushed_manifest(store, image, reference, push_opts)?;
+            let digest = Digest::of(&bytes);
+            let by_digest = Reference {
+                tag: None,
+                digest: Some(digest),
+                ..reference.clone()
+            };
+            push_manifest(
+                &client,
+                store,
+                &by_digest,
+                &blobs,
+                &bytes,
+                manifest_type,
+                push_opts.chunk_size,
+            )?;
+            let mut platform = serde_json::json!({"architecture": arch, "os": os});
+            if let Some(v) = variant {
+                platform["variant"] = v.clone().into();
+            }
+            manifests.push(serde_json::json!({
+                "mediaType": manifest_type,
+                "digest": digest.to_string(),
+                "size": bytes.len(),
+                "platform": platform,
+            }));
+        }
+        let index_type = match push_opts.format {
+            ManifestFormat::Oci => super::pull::OCI_INDEX,
+            ManifestFormat::Docker => super::pull::DOCKER_LIST,
+        };
+        let index = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": index_type,
+            "manifests": manifests,
+        });
+        let bytes = serde_json::to_vec(&index).map_err(|source| Error::Invalid {
+            reference: reference.to_string(),
+            what: "index",
+            source,
+        })?;
+        out.push(push_manifest(
+            &client,
+            store,
+            reference,
+            &[],
+            &bytes,
+            index_type,
+            push_opts.chunk_size,
+        )?);
+    }
+    Ok(out)
+}
+
+/// The blobs and manifest `image` is pushed as to `reference` (layers compressed, or mounted
+/// from a repository that has them), and the manifest's media type.
+fn pushed_manifest(
+    store: &Store,
+    image: &Image,
+    reference: &Reference,
+    push_opts: &PushOptions,
+) -> Result<(Vec<Blob>, Vec<u8>, &'static str), Error> {
+    let layer_type = layer_media_type(push_opts.format, push_opts.compression, reference)?;
+    let mut layers = Vec::new();
+    for diff_id in image.diff_ids() {
+        if let Some(blob) = mountable(store, diff_id, reference, push_opts.format) {
+            layers.push(blob);
+            continue;
+        }
+        let (digest, size) = compressed_layer(store, diff_id, push_opts.compression)?;
+        layers.push(Blob {
+            digest,
+            size,
+            media_type: layer_type.to_owned(),
+            mount_from: None,
+        });
+    }
+    let (manifest_type, config_type) = match push_opts.format {
+        ManifestFormat::Oci => (OCI_MANIFEST, "application/vnd.oci.image.config.v1+json"),
+        ManifestFormat::Docker => (
+            DOCKER_MANIFEST,
+            "application/vnd.docker.container.image.v1+json",
+        ),
+    };
+    let config = Blob {
+        digest: image.config_digest,
+        size: store.blob_size(&image.config_digest)?,
+        media_type: config_type.to_owned(),
+        mount_from: None,
+    };
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": manifest_type,
+        "config": config.descriptor(),
+        "layers": layers.iter().map(Blob::descriptor).collect::<Vec<_>>(),
+    });
+    let bytes = serde_json::to_vec(&manifest).map_err(|source| Error::Invalid {
+        reference: reference.to_string(),
+        what: "manifest",
+        source,
+    })?;
+    let mut blobs = layers;
+    blobs.push(config);
+    Ok((blobs, bytes, manifest_type))
 }
 
 /// Pushes `blobs` (mounting the mountable ones the registry lacks, else uploading them from the

@@ -183,6 +183,32 @@ pub struct BuildOutput {
     pub lock: crate::store::Lock,
 }
 
+/// What a multi-platform build produced ([`Builder::build_platforms`]).
+#[derive(Debug)]
+pub struct MultiOutput {
+    /// The index of the images, in the store (the tags name it).
+    pub index: crate::oci::Index,
+    /// Each platform's build, in the order asked.
+    pub outputs: Vec<(crate::registry::Platform, BuildOutput)>,
+}
+
+impl MultiOutput {
+    /// Each image with its platform, as exports and pushes take them.
+    pub fn images(&self) -> Vec<(Image, String, String, Option<String>)> {
+        self.outputs
+            .iter()
+            .map(|(p, o)| {
+                (
+                    o.image.clone(),
+                    p.os.clone(),
+                    p.architecture.clone(),
+                    p.variant.clone(),
+                )
+            })
+            .collect()
+    }
+}
+
 /// Builds images into a store.
 ///
 /// Clones share one table of the steps being run, so builds started at once on clones of one
@@ -281,6 +307,46 @@ impl Builder {
         })
     }
 
+    /// Builds `req` once for each of `platforms` (its `platform` is ignored), then stores an
+    /// index of the images (a Docker manifest list with `docker_list`) and gives `req.tags` to
+    /// it. The builds share the store's step cache, so a stage every platform builds alike (a
+    /// `FROM --platform=$BUILDPLATFORM` stage that does not read `TARGET*`) runs once.
+    ///
+    /// # Errors
+    /// As [`Self::build`], for the first platform that fails.
+    pub fn build_platforms(
+        &self,
+        req: &BuildRequest,
+        platforms: &[crate::registry::Platform],
+        docker_list: bool,
+        on_event: &mut (dyn FnMut(&Event) + Send),
+    ) -> Result<MultiOutput> {
+        let mut outputs = Vec::new();
+        for platform in platforms {
+            let one = BuildRequest {
+                platform: Some(platform.clone()),
+                tags: Vec::new(),
+                ..req.clone()
+            };
+            let out = self.build(&one, on_event)?;
+            outputs.push((platform.clone(), out));
+        }
+        let entries = outputs
+            .iter()
+            .map(|(p, o)| crate::oci::IndexEntry {
+                os: p.os.clone(),
+                architecture: p.architecture.clone(),
+                variant: p.variant.clone(),
+                image: o.image.clone(),
+            })
+            .collect();
+        let index = crate::oci::Index::store(&self.store, entries, docker_list)?;
+        for t in &req.tags {
+            self.store.set_tag(t, index.digest)?;
+        }
+        Ok(MultiOutput { index, outputs })
+    }
+
     fn solve(
         &self,
         req: &BuildRequest,
@@ -374,6 +440,7 @@ impl Builder {
         };
         let mut images = env::Images::new(&self.store, req.pull, &platform, &registry);
         images.offline = dry;
+        let stage_platforms = stage_platforms(&checked, &automatic_args)?;
         let tables = job::Tables::new(stat_cache, images, lazy_layers);
         let graph = lower(&checked, req, &automatic_args, &tables.images, &progress)?;
         let job = job::Job {
@@ -393,6 +460,7 @@ impl Builder {
             sandbox: sandbox(req),
             max_download: req.max_download.unwrap_or(download::DEFAULT_MAX_DOWNLOAD),
             platform: &platform,
+            stage_platforms: &stage_platforms,
             registry: &registry,
             cancel: &req.cancel,
             tables: &tables,
@@ -570,6 +638,52 @@ fn front(req: &BuildRequest) -> Result<Front> {
         checked,
         automatic_args,
     })
+}
+
+/// Each stage's `FROM --platform=…`, expanded with the automatic and global args (BuildKit
+/// expands it as it expands the image name).
+fn stage_platforms(
+    checked: &dockerfile::Checked,
+    automatic_args: &BTreeMap<String, String>,
+) -> Result<BTreeMap<usize, crate::registry::Platform>> {
+    let mut vars: Vec<(String, String)> = automatic_args
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    vars.extend(
+        checked
+            .global_args
+            .iter()
+            .filter_map(|g| g.value.clone().map(|v| (g.decl.name.clone(), v))),
+    );
+    let lexer = dockerfile::Lexer::new(checked.directives.escape_char());
+    let mut out = BTreeMap::new();
+    for stage in &checked.stages {
+        let Some(written) = &stage.platform else {
+            continue;
+        };
+        let at = |source: Error| Error::Step {
+            keyword: "FROM".into(),
+            line: stage.span.line,
+            instruction: format!("FROM --platform={written} {}", stage.base.written),
+            source: Box::new(source),
+        };
+        let expanded = lexer.word(written, &vars).map_err(|source| {
+            at(Error::Expand {
+                word: written.clone(),
+                source,
+            })
+        })?;
+        let platform = expanded.parse().map_err(|_| {
+            at(Error::InvalidFlag {
+                flag: "--platform",
+                value: expanded.clone(),
+                reason: "expected OS/ARCH[/VARIANT]".into(),
+            })
+        })?;
+        out.insert(stage.index, platform);
+    }
+    Ok(out)
 }
 
 /// What lowering reads of an image.

@@ -182,24 +182,40 @@ impl<'a> Images<'a> {
         }
     }
 
-    /// The image `name`, telling `emit` when it was pulled.
+    /// The image `name` for the build's platform, telling `emit` when it was pulled.
     pub(crate) fn resolve(&self, name: &str, emit: &dyn Fn(&Event)) -> Result<Image> {
-        if let Some(image) = self.resolved.lock().ok().and_then(|p| p.get(name).cloned()) {
+        self.resolve_on(name, self.platform, emit)
+    }
+
+    /// The image `name` for `platform` (a stage's `FROM --platform`).
+    pub(crate) fn resolve_on(
+        &self,
+        name: &str,
+        platform: &crate::registry::Platform,
+        emit: &dyn Fn(&Event),
+    ) -> Result<Image> {
+        let key = format!("{name}\0{platform}");
+        if let Some(image) = self.resolved.lock().ok().and_then(|p| p.get(&key).cloned()) {
             return Ok(image);
         }
-        let image = self.find(name, emit)?;
+        let image = self.find(name, platform, emit)?;
         if let Ok(mut p) = self.resolved.lock() {
-            p.insert(name.to_owned(), image.clone());
+            p.insert(key, image.clone());
         }
         Ok(image)
     }
 
-    fn find(&self, name: &str, emit: &dyn Fn(&Event)) -> Result<Image> {
+    fn find(
+        &self,
+        name: &str,
+        platform: &crate::registry::Platform,
+        emit: &dyn Fn(&Event),
+    ) -> Result<Image> {
         if self.offline {
-            return load_local(self.store, name);
+            return load_local_on(self.store, name, platform);
         }
         if !self.pull {
-            match load_local(self.store, name) {
+            match load_local_on(self.store, name, platform) {
                 Err(Error::ImageNotFound { .. }) => {}
                 other => return other,
             }
@@ -210,7 +226,7 @@ impl<'a> Images<'a> {
             source: Box::new(source),
         };
         let reference: crate::registry::Reference = name.parse().map_err(failed)?;
-        let pulled = crate::registry::pull(self.store, &reference, self.platform, self.registry)
+        let pulled = crate::registry::pull(self.store, &reference, platform, self.registry)
             .map_err(failed)?;
         emit(&Event::Pulled {
             reference: reference.to_string(),
@@ -221,12 +237,13 @@ impl<'a> Images<'a> {
     }
 }
 
-/// Finds `name` among the local tags: as written, with `:latest`, and docker's long forms.
-pub(crate) fn load_local(store: &Store, name: &str) -> Result<Image> {
+/// The digest `name` has among the local tags: as written, with `:latest`, and docker's long
+/// forms (or the digest it names, if the store has it).
+fn local_digest(store: &Store, name: &str) -> Result<Digest> {
     if let Some((_, digest)) = name.split_once('@') {
         if let Ok(d) = digest.parse::<Digest>() {
             if store.has_blob(&d) {
-                return Ok(Image::load(store, d)?);
+                return Ok(d);
             }
         }
     }
@@ -242,12 +259,39 @@ pub(crate) fn load_local(store: &Store, name: &str) -> Result<Image> {
     }
     for c in candidates {
         if let Some(d) = store.tag(&c)? {
-            return Ok(Image::load(store, d)?);
+            return Ok(d);
         }
     }
     Err(Error::ImageNotFound {
         name: name.to_owned(),
     })
+}
+
+/// The local image `name`, for the host's platform when it is an index.
+pub(crate) fn load_local(store: &Store, name: &str) -> Result<Image> {
+    load_local_on(store, name, &crate::registry::Platform::host())
+}
+
+/// The local image `name`; when the tag names an index, its image for `platform`.
+pub(crate) fn load_local_on(
+    store: &Store,
+    name: &str,
+    platform: &crate::registry::Platform,
+) -> Result<Image> {
+    let digest = local_digest(store, name)?;
+    match crate::oci::Index::load(store, digest)? {
+        None => Ok(Image::load(store, digest)?),
+        Some(index) => index
+            .find(
+                &platform.os,
+                &platform.architecture,
+                platform.variant.as_deref(),
+            )
+            .map(|e| e.image.clone())
+            .ok_or_else(|| Error::ImageNotFound {
+                name: format!("{name} for {platform}"),
+            }),
+    }
 }
 
 /// Rootless: files the build made are owned by the user outside and by root inside; layers

@@ -75,6 +75,12 @@ pub enum Error {
         /// What.
         what: String,
     },
+    /// RUN of a foreign architecture without a `binfmt_misc` handler for it.
+    #[error("{}", crate::exec::binfmt_help(.arch))]
+    NoEmulator {
+        /// The architecture (OCI's name).
+        arch: String,
+    },
     /// Something this version cannot do yet.
     #[error("{what} is not supported yet")]
     Unsupported {

@@ -86,6 +86,66 @@ fn atomic_file(dest: &Path, write: impl FnOnce(&mut dyn Write) -> Result<()>) ->
     Ok(())
 }
 
+/// Exports a multi-platform build as `output`: an OCI layout whose index names each
+/// platform's image (`type=oci`); `type=local` and `type=tar` write each platform's files
+/// under a directory of its name (`linux_arm64/`), as BuildKit does. `type=docker` holds one
+/// image only and is refused.
+///
+/// # Errors
+/// As [`export`]; a docker archive.
+pub fn export_index(
+    store: &Store,
+    multi: &super::MultiOutput,
+    output: &Output,
+    names: &[String],
+    compression: Compression,
+    mtime: u64,
+) -> Result<()> {
+    match output {
+        Output::Oci { dest } => atomic_file(dest, |w| {
+            crate::oci::write_oci_index_archive(
+                store,
+                &multi.images(),
+                names.first().map(String::as_str),
+                compression,
+                mtime,
+                w,
+            )?;
+            Ok(())
+        }),
+        Output::Docker { .. } => Err(Error::Unsupported {
+            what: "a docker archive of several platforms (use -o type=oci)".into(),
+        }),
+        Output::Local { dest } | Output::Tar { dest } => {
+            for (platform, out) in &multi.outputs {
+                let dir = format!(
+                    "{}_{}{}",
+                    platform.os,
+                    platform.architecture,
+                    platform
+                        .variant
+                        .as_deref()
+                        .map(|v| format!("_{v}"))
+                        .unwrap_or_default()
+                );
+                let one = match output {
+                    Output::Local { .. } => Output::Local {
+                        dest: dest.join(&dir),
+                    },
+                    _ => Output::Tar {
+                        dest: dest.join(format!("{dir}.tar")),
+                    },
+                };
+                if let Output::Tar { .. } = one {
+                    fs_err::create_dir_all(dest).map_err(io_at(dest))?;
+                }
+                export(store, &out.image, &one, names, compression, mtime)?;
+            }
+            Ok(())
+        }
+    }
+}
+
 /// Exports `image` as `output`. `names` are the image's tags; `mtime` the archive entries' time.
 pub fn export(
     store: &Store,

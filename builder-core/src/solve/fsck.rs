@@ -7,7 +7,6 @@
 //! completion record (and, full check only, its listing).
 
 use crate::digest::Digest;
-use crate::oci::Image;
 use crate::store::Store;
 
 use super::Result;
@@ -95,10 +94,15 @@ impl Checker<'_> {
             self.report.tags += 1;
             let broken = match digest {
                 Err(e) => Some(format!("tag `{name}`: {e}")),
-                Ok(d) => match Image::load(self.store, d) {
+                Ok(d) => match crate::oci::tagged_images(self.store, d) {
                     Err(e) => Some(format!("tag `{name}` → manifest {d}: {e}")),
-                    Ok(image) => self.missing_layers(image.diff_ids()).map(|l| {
-                        format!("tag `{name}` → manifest {d}: layer {l} is not in the store")
+                    Ok((images, _)) => images.iter().find_map(|image| {
+                        self.missing_layers(image.diff_ids()).map(|l| {
+                            format!(
+                                "tag `{name}` → manifest {}: layer {l} is not in the store",
+                                image.manifest_digest
+                            )
+                        })
                     }),
                 },
             };

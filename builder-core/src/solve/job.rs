@@ -39,6 +39,8 @@ pub(crate) struct Job<'a> {
     pub(crate) max_download: u64,
     /// The platform pulled for and built.
     pub(crate) platform: &'a crate::registry::Platform,
+    /// Stages whose `FROM --platform` names another (`$BUILDPLATFORM`), by index.
+    pub(crate) stage_platforms: &'a std::collections::BTreeMap<usize, crate::registry::Platform>,
     /// How registries are reached (the build's cancel token in them).
     pub(crate) registry: &'a crate::registry::Options,
     /// Set to stop the build: no further step starts and a running RUN is killed.
@@ -169,6 +171,18 @@ impl<'a> Job<'a> {
     }
 
     /// An image by name, as `FROM` finds it (see [`Images`]).
+    /// The platform stage `index` is built for: its `FROM --platform`, else the build's.
+    pub(crate) fn platform_of(&self, index: usize) -> &'a crate::registry::Platform {
+        self.stage_platforms.get(&index).unwrap_or(self.platform)
+    }
+
+    /// The image `name` for stage `index`'s platform.
+    pub(crate) fn image_for(&self, name: &str, index: usize) -> Result<Image> {
+        self.tables
+            .images
+            .resolve_on(name, self.platform_of(index), &|e| self.emit(e))
+    }
+
     /// The directory context `name` (the plan only names those given).
     pub(crate) fn named(&self, name: &str) -> Result<&'a Context> {
         self.named

@@ -40,11 +40,11 @@ mod tree_copy;
 
 pub use crate::oci::{Compression, Image};
 pub use crate::store::{Store, tag_name};
-pub use builder::{BuildOutput, BuildRequest, Builder, NamedContext, Planned};
+pub use builder::{BuildOutput, BuildRequest, Builder, MultiOutput, NamedContext, Planned};
 pub use container::{RunOptions, run_image};
 pub use download::DEFAULT_MAX_DOWNLOAD;
 pub use error::{Error, Result};
-pub use export::{Output, export};
+pub use export::{Output, export, export_index};
 pub use fsck::{FsckOptions, FsckReport, Problem, fsck};
 pub use git::{
     GIT_TIMEOUT, GitUrl, Limits as GitLimits, checkout as git_checkout, is_git_url,

@@ -96,13 +96,18 @@ fn prune_records(store: &Store, opts: &PruneOptions, now: SystemTime) -> Result<
 /// What keeps blobs alive: the tagged images, and the layer list of each step-cache record.
 struct Live {
     images: Vec<Image>,
+    /// The indexes tags name (their images are in `images`).
+    indexes: Vec<Digest>,
     cache: Vec<Vec<Digest>>,
 }
 
 fn live(store: &Store) -> Result<Live> {
     let mut images = Vec::new();
-    for (_, manifest) in store.tags()? {
-        images.push(Image::load(store, manifest)?);
+    let mut indexes = Vec::new();
+    for (_, digest) in store.tags()? {
+        let (tagged, index) = crate::oci::tagged_images(store, digest)?;
+        images.extend(tagged);
+        indexes.extend(index);
     }
     let mut cache = Vec::new();
     for (_, key) in store.step_record_keys()? {
@@ -111,7 +116,11 @@ fn live(store: &Store) -> Result<Live> {
             cache.push(record.layers);
         }
     }
-    Ok(Live { images, cache })
+    Ok(Live {
+        images,
+        indexes,
+        cache,
+    })
 }
 
 /// The blobs of `images`: manifests, configs, layers.
@@ -142,6 +151,7 @@ fn with_compressed(store: &Store, set: &mut BTreeSet<Digest>) -> Result<()> {
 /// Every blob `live` keeps: image blobs, cached layers, and their compressed forms.
 fn reachable(store: &Store, live: &Live) -> Result<BTreeSet<Digest>> {
     let mut out = image_blobs(&live.images);
+    out.extend(live.indexes.iter().copied());
     out.extend(live.cache.iter().flatten().copied());
     with_compressed(store, &mut out)?;
     Ok(out)

@@ -26,17 +26,24 @@ struct Cached {
 /// unpacked here.
 fn base(job: &Job<'_>, index: usize, built: &Built, rootfs: &Path) -> Result<StageState> {
     let stage = &job.checked.stages[index];
-    let (os, arch) = (&job.platform.os, &job.platform.architecture);
+    let platform = job.platform_of(index);
+    let (os, arch) = (&platform.os, &platform.architecture);
     let mut key = crate::digest::Hasher::default();
     key.update(b"rbuild-base-v1\0");
-    key.update(format!("{os}/{arch}\0{}\0", job.times.key_text()).as_bytes());
+    // A variant only where there is one, so keys without one stay as they were.
+    let variant = platform
+        .variant
+        .as_deref()
+        .map(|v| format!("/{v}"))
+        .unwrap_or_default();
+    key.update(format!("{os}/{arch}{variant}\0{}\0", job.times.key_text()).as_bytes());
     // A stage built FROM another stage goes on with everything in scope there, its ARGs too
     // (BuildKit's rule, documented since moby/buildkit#5381); an image gives only its ENV.
     let mut inherited_vars: Option<Vec<(String, String)>> = None;
     let mut config = ImageConfig {
         architecture: arch.clone(),
         os: os.clone(),
-        variant: job.platform.variant.clone(),
+        variant: platform.variant.clone(),
         ..ImageConfig::default()
     };
     match &stage.base.source {
@@ -58,7 +65,7 @@ fn base(job: &Job<'_>, index: usize, built: &Built, rootfs: &Path) -> Result<Sta
             });
         }
         Source::Image(name) | Source::Deferred(name) => {
-            let image = job.image(name)?;
+            let image = job.image_for(name, index)?;
             key.update(image.manifest_digest.as_bytes());
             config = image.config;
             config.created = None;
@@ -477,6 +484,14 @@ fn run_instruction(
     let number = at.number;
     match (&inst.command, &op.kind) {
         (_, crate::plan::Kind::Exec(exec)) => {
+            // A foreign architecture's RUN needs QEMU through `binfmt_misc`; without it the
+            // kernel's "exec format error" would say nothing of what to install.
+            let arch = state.config.architecture.as_str();
+            if !crate::exec::binfmt_can_run(arch) {
+                return Err(Error::NoEmulator {
+                    arch: arch.to_owned(),
+                });
+            }
             let inputs = inputs::exec_inputs(job, state, exec, built, number)?;
             let log = |line| job.emit(&Event::Log { number, line });
             let io = run::Io {

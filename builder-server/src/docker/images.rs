@@ -43,7 +43,7 @@ fn tagged(store: &Store) -> Result<Vec<(String, Image)>, DockerError> {
         let image = match images.get(&digest) {
             Some(i) => i.clone(),
             None => {
-                let Ok(i) = Image::load(store, digest) else {
+                let Ok(i) = Image::load_tagged(store, digest) else {
                     continue;
                 };
                 images.insert(digest, i.clone());
@@ -61,10 +61,10 @@ fn resolve(store: &Store, name: &str) -> Result<Image, DockerError> {
     let missing = || DockerError::not_found(format!("No such image: {name}"));
     if let Some((_, digest)) = name.split_once('@') {
         let d: Digest = digest.parse().map_err(|_| missing())?;
-        return Image::load(store, d).map_err(|_| missing());
+        return Image::load_tagged(store, d).map_err(|_| missing());
     }
     if let Ok(Some(d)) = store.tag(&stored(name)) {
-        return Image::load(store, d).map_err(|_| missing());
+        return Image::load_tagged(store, d).map_err(|_| missing());
     }
     let hex = name.strip_prefix("sha256:").unwrap_or(name);
     if hex.len() >= 4 && hex.chars().all(|c| c.is_ascii_hexdigit()) {

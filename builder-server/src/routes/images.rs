@@ -26,7 +26,7 @@ pub(crate) async fn list(
         tokio::task::spawn_blocking(move || -> Result<Vec<serde_json::Value>, ApiError> {
             let mut out = Vec::new();
             for (name, digest) in store.tags()? {
-                let image = Image::load(&store, digest)?;
+                let image = Image::load_tagged(&store, digest)?;
                 out.push(serde_json::json!({
                     "name": name,
                     "id": image.config_digest.to_string(),
@@ -64,7 +64,7 @@ pub(crate) async fn inspect(
         let Some(digest) = store.tag(&tagged)? else {
             return Err(ApiError::not_found(format!("no image `{tagged}`")));
         };
-        let image = Image::load(&store, digest)?;
+        let image = Image::load_tagged(&store, digest)?;
         Ok(Json(serde_json::json!({
             "Id": image.config_digest.to_string(),
             "Digest": image.manifest_digest.to_string(),

@@ -1,0 +1,177 @@
+//! Multi-platform builds: `--platform linux/amd64,linux/arm64` builds each (arm64's RUN under
+//! QEMU through `binfmt_misc`) and makes one OCI index, exported and pushed.
+
+use crate::registry_server::Registry;
+use crate::support::{Project, import_busybox, text, tool};
+
+/// An arm64 busybox: `.ci/run` fetches Debian's busybox-static:arm64
+/// (fixtures/base/busybox-arm64.sh) and names it in `RBUILD_TEST_ARM64_BUSYBOX`.
+fn arm64_busybox() -> std::path::PathBuf {
+    let path = std::env::var_os("RBUILD_TEST_ARM64_BUSYBOX").map_or_else(
+        || "/var/tmp/rbuild-arm64/bin/busybox".into(),
+        std::path::PathBuf::from,
+    );
+    assert!(
+        path.is_file(),
+        "no arm64 busybox at {}: run fixtures/base/busybox-arm64.sh (.ci/run does)",
+        path.display()
+    );
+    path
+}
+
+fn project() -> Project {
+    let p = Project::new();
+    import_busybox(&p.root());
+    fs_err::copy(arm64_busybox(), p.ctx().join("busybox-arm64")).unwrap();
+    fs_err::copy("/bin/busybox", p.ctx().join("busybox-amd64")).unwrap();
+    // The first stage runs on the build's platform whatever the target: the cross-compiling
+    // pattern. It does not read TARGET*, so both targets share it.
+    p.file(
+        "Dockerfile",
+        "FROM --platform=$BUILDPLATFORM busybox AS build\nRUN echo build-stage-ran && uname -m > /built-on\nFROM scratch\nARG TARGETARCH\nCOPY busybox-${TARGETARCH} /bin/busybox\nRUN [\"/bin/busybox\", \"sh\", \"-c\", \"/bin/busybox uname -m > /arch\"]\nCOPY --from=build /built-on /built-on\n",
+    );
+    // Asked for by name, as rbuild never registers a handler by itself.
+    tool("qemu-aarch64-static", "qemu-user-static");
+    let out = p.ok(&["binfmt", "--install", "arm64"]);
+    assert!(
+        text(&out.stdout).contains("arm64      yes"),
+        "{}",
+        text(&out.stdout)
+    );
+    p
+}
+
+#[test]
+fn two_platforms_make_one_index_exported_and_pushed() {
+    let p = project();
+    let registry = Registry::shared();
+    let tag = format!("{}/multi/busybox:1", registry.host());
+    let out = p.ok(&[
+        "--insecure-registry",
+        &registry.host(),
+        "build",
+        "--progress",
+        "plain",
+        "--platform",
+        "linux/amd64,linux/arm64",
+        "-t",
+        &tag,
+        "--push",
+        "-o",
+        "type=oci,dest=../multi.tar",
+        ".",
+    ]);
+    let log = text(&out.stderr);
+    assert_eq!(
+        log.matches(" build-stage-ran\n").count(),
+        1,
+        "the $BUILDPLATFORM stage did not run exactly once:\n{log}"
+    );
+
+    // The archive: an index of both manifests.
+    let raw = tool("skopeo", "skopeo")
+        .args(["inspect", "--raw"])
+        .arg(format!("oci-archive:{}", p.path("multi.tar").display()))
+        .output()
+        .unwrap();
+    assert!(raw.status.success(), "{}", text(&raw.stderr));
+    let index: serde_json::Value = serde_json::from_slice(&raw.stdout).unwrap();
+    let arches: Vec<&str> = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["platform"]["architecture"].as_str().unwrap())
+        .collect();
+    assert_eq!(arches, ["amd64", "arm64"], "{index}");
+
+    // The registry has the index; podman pulls the arm64 image of it, which says aarch64.
+    let raw = tool("skopeo", "skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false"])
+        .arg(format!("docker://{tag}"))
+        .output()
+        .unwrap();
+    let pushed: serde_json::Value = serde_json::from_slice(&raw.stdout).unwrap();
+    assert_eq!(
+        pushed["mediaType"],
+        "application/vnd.oci.image.index.v1+json"
+    );
+    assert_eq!(pushed["manifests"].as_array().unwrap().len(), 2);
+    let podman_root = p.path("podman");
+    let podman = |args: &[&str]| {
+        tool("podman", "podman")
+            .arg("--root")
+            .arg(&podman_root)
+            .arg("--runroot")
+            .arg(p.path("podman-run"))
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let pulled = podman(&[
+        "pull",
+        "--tls-verify=false",
+        "--platform",
+        "linux/arm64",
+        &tag,
+    ]);
+    assert!(pulled.status.success(), "{}", text(&pulled.stderr));
+    let arch = podman(&["image", "inspect", &tag, "--format", "{{.Architecture}}"]);
+    assert_eq!(text(&arch.stdout).trim(), "arm64");
+
+    // Each platform's files: the arm64 RUN ran as aarch64, both got the amd64 stage's file.
+    p.ok(&[
+        "build",
+        "--platform",
+        "linux/amd64,linux/arm64",
+        "-o",
+        "type=local,dest=../files",
+        ".",
+    ]);
+    let read = |rel: &str| fs_err::read_to_string(p.path(&format!("files/{rel}"))).unwrap();
+    assert_eq!(read("linux_arm64/arch"), "aarch64\n");
+    assert_eq!(read("linux_amd64/arch"), "x86_64\n");
+    assert_eq!(read("linux_arm64/built-on"), "x86_64\n");
+    // The store's tag names the index: the host's image is what inspect shows.
+    let inspect = p.ok(&["inspect", &tag]);
+    let v: serde_json::Value = serde_json::from_slice(&inspect.stdout).unwrap();
+    assert_eq!(v["Config"]["architecture"], "amd64");
+}
+
+#[test]
+fn a_docker_archive_of_two_platforms_is_refused() {
+    let p = project();
+    let out = p.rbuild(&[
+        "build",
+        "--platform",
+        "linux/amd64,linux/arm64",
+        "-o",
+        "type=docker,dest=../d.tar",
+        ".",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("use -o type=oci"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn a_foreign_run_without_a_handler_says_what_to_install() {
+    let p = Project::new();
+    fs_err::copy("/bin/busybox", p.ctx().join("busybox")).unwrap();
+    p.file(
+        "Dockerfile",
+        "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"true\"]\n",
+    );
+    // No handler is registered for s390x here (the tests register arm64 only).
+    let out = p.rbuild(&["build", "--platform", "linux/s390x", "."]);
+    let err = text(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("binfmt_misc handler for qemu-s390x")
+            && err.contains("apt-get install qemu-user-static")
+            && err.contains("line 3"),
+        "{err}"
+    );
+}
