@@ -367,6 +367,10 @@ pub(crate) struct BuildOptions {
     /// A secret for `RUN --mount=type=secret`: `id=ID,src=PATH` or `id=ID,env=VAR`.
     #[arg(long = "secret")]
     pub(crate) secrets: Vec<String>,
+    /// An SSH agent for `RUN --mount=type=ssh`: `default` (the agent of `$SSH_AUTH_SOCK`),
+    /// `ID` (the same agent under another id) or `ID=SOCKET`.
+    #[arg(long = "ssh", value_name = "ID[=SOCKET]")]
+    pub(crate) ssh: Vec<String>,
     /// An extra context, `NAME=DIR` or `NAME=docker-image://REF`: a FROM, `COPY --from` or
     /// `RUN --mount=from=` naming NAME reads it instead of the stage or image of that name.
     #[arg(long = "build-context", value_name = "NAME=VALUE")]
@@ -540,7 +544,6 @@ const DOCKER_ONLY: &[(&str, &str)] = &[
     ("--provenance", "attestations are not supported yet"),
     ("--sbom", "attestations are not supported yet"),
     ("--shm-size", "not supported yet"),
-    ("--ssh", "RUN --mount=type=ssh is not supported yet"),
     ("--cpu-shares", "use --cpus"),
     (
         "--isolation",

@@ -170,6 +170,7 @@ pub(crate) fn run(
         tags: args.tags.iter().map(|t| tag_name(t)).collect(),
         secrets: secrets(&args.secrets)?,
         named_contexts: named_contexts(&args.build_contexts)?,
+        ssh: ssh_agents(&args.ssh)?,
         run_timeout: args
             .run_timeout
             .map(|s| {
@@ -391,6 +392,35 @@ fn cache_specs(flag: &str, raw: &[String]) -> anyhow::Result<Vec<solve::CacheSpe
     raw.iter()
         .map(|s| solve::CacheSpec::parse(s).map_err(|e| anyhow!("invalid {flag} `{s}`: {e}")))
         .collect()
+}
+
+/// `--ssh default` / `--ssh ID` (the agent of `$SSH_AUTH_SOCK`) / `--ssh ID=SOCKET`.
+pub(crate) fn ssh_agents(raw: &[String]) -> anyhow::Result<BTreeMap<String, std::path::PathBuf>> {
+    use std::os::unix::fs::FileTypeExt;
+    let mut out = BTreeMap::new();
+    for spec in raw {
+        let (id, socket) = match spec.split_once('=') {
+            Some((id, path)) => (id, std::path::PathBuf::from(path)),
+            None => (
+                spec.as_str(),
+                std::env::var_os("SSH_AUTH_SOCK")
+                    .map(std::path::PathBuf::from)
+                    .with_context(|| format!("--ssh `{spec}`: SSH_AUTH_SOCK is not set (start an agent, or give ID=SOCKET)"))?,
+            ),
+        };
+        if id.is_empty() {
+            anyhow::bail!("invalid --ssh `{spec}`: expected ID or ID=SOCKET");
+        }
+        let is_socket = fs_err::metadata(&socket).is_ok_and(|m| m.file_type().is_socket());
+        if !is_socket {
+            anyhow::bail!(
+                "--ssh `{spec}`: `{}` is not an agent's socket (load a key file into one with ssh-add and give its socket)",
+                socket.display()
+            );
+        }
+        out.insert(id.to_owned(), socket);
+    }
+    Ok(out)
 }
 
 /// `--build-context NAME=DIR` / `NAME=docker-image://REF`, as buildx takes them (a relative

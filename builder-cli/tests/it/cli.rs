@@ -375,11 +375,11 @@ fn mistakes_get_something_a_person_can_act_on() {
         text(&out.stderr)
     );
     // A docker flag rbuild does not take.
-    let out = p.rbuild(&["build", "--ssh", "default", "."]);
+    let out = p.rbuild(&["build", "--add-host", "h:1.2.3.4", "."]);
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(2));
     assert!(
-        stderr.contains("`--ssh` is a `docker build` flag rbuild does not take"),
+        stderr.contains("`--add-host` is a `docker build` flag rbuild does not take"),
         "{stderr}"
     );
     // Every Dockerfile error of the fixtures, built as a new user would: a code frame.

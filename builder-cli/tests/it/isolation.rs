@@ -873,3 +873,161 @@ fn issue_10_where_the_store_cannot_be_id_mapped_run_says_so() {
     );
     assert!(log.contains(" 0 0 4294967295"), "{log}");
 }
+
+/// Asks the agent of `$SSH_AUTH_SOCK` for its identities (the agent protocol's
+/// `SSH2_AGENTC_REQUEST_IDENTITIES`) and prints their count and comments.
+const AGENT_PROBE: &str = r#"
+#include <arpa/inet.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+static int readn(int fd, void *b, size_t n) {
+  size_t got = 0;
+  while (got < n) { ssize_t r = read(fd, (char *)b + got, n - got); if (r <= 0) return -1; got += r; }
+  return 0;
+}
+int main(void) {
+  const char *p = getenv("SSH_AUTH_SOCK");
+  if (!p) { puts("no SSH_AUTH_SOCK"); return 0; }
+  int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+  struct sockaddr_un a; memset(&a, 0, sizeof a); a.sun_family = AF_UNIX;
+  strncpy(a.sun_path, p, sizeof a.sun_path - 1);
+  if (connect(fd, (struct sockaddr *)&a, sizeof a)) { perror("connect"); return 1; }
+  unsigned char req[5] = {0, 0, 0, 1, 11};
+  if (write(fd, req, 5) != 5) return 1;
+  uint32_t len; if (readn(fd, &len, 4)) return 1; len = ntohl(len);
+  unsigned char *buf = malloc(len); if (readn(fd, buf, len)) return 1;
+  if (buf[0] != 12) { printf("answer %d\n", buf[0]); return 1; }
+  uint32_t n; memcpy(&n, buf + 1, 4); n = ntohl(n); printf("keys %u\n", n);
+  size_t off = 5;
+  for (uint32_t k = 0; k < n; k++) {
+    uint32_t l; memcpy(&l, buf + off, 4); off += 4 + ntohl(l);
+    memcpy(&l, buf + off, 4); l = ntohl(l); printf("comment %.*s\n", (int)l, buf + off + 4); off += 4 + l;
+  }
+  return 0;
+}
+"#;
+
+/// A real `ssh-agent` on a socket of the test's, holding one key, killed when dropped.
+struct Agent(std::process::Child, PathBuf);
+
+impl Agent {
+    fn start(dir: &Path, name: &str) -> Self {
+        let socket = dir.join(format!("{name}.sock"));
+        let child = crate::support::tool("ssh-agent", "openssh-client")
+            .arg("-D")
+            .arg("-a")
+            .arg(&socket)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !socket.exists() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "ssh-agent did not start"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let key = dir.join(format!("{name}-key"));
+        let out = std::process::Command::new("ssh-keygen")
+            .args([
+                "-q",
+                "-t",
+                "ed25519",
+                "-N",
+                "",
+                "-C",
+                "rbuild-test-key",
+                "-f",
+            ])
+            .arg(&key)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let out = std::process::Command::new("ssh-add")
+            .arg(&key)
+            .env("SSH_AUTH_SOCK", &socket)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        Self(child, socket)
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn an_ssh_mount_reaches_the_agent_and_nothing_of_it_stays() {
+    let p = Project::new();
+    import_busybox(&p.root());
+    let probe = compile(&p.ctx(), "agentprobe", AGENT_PROBE);
+    assert!(probe.is_file());
+    let agent = Agent::start(p.dir.path(), "agent");
+    p.file(
+        "Dockerfile",
+        "FROM busybox\nCOPY agentprobe /agentprobe\nRUN --mount=type=ssh /agentprobe > /seen && ls -la /run > /run-listing && echo \"$SSH_AUTH_SOCK\" > /sock\n",
+    );
+    let ssh = format!("default={}", agent.1.display());
+    let args = [
+        "build",
+        "--progress",
+        "plain",
+        "--ssh",
+        &ssh,
+        "-o",
+        "type=local,dest=../out",
+        ".",
+    ];
+    p.ok(&args);
+    let seen = fs_err::read_to_string(p.path("out/seen")).unwrap();
+    assert_eq!(seen, "keys 1\ncomment rbuild-test-key\n");
+    assert_eq!(
+        fs_err::read_to_string(p.path("out/sock")).unwrap(),
+        "/run/buildkit/ssh_agent.0\n"
+    );
+    // The socket is a mount point: not in the layer.
+    assert!(!p.path("out/run/buildkit/ssh_agent.0").exists());
+    // Another agent at another path: the same key, the step is CACHED (the path is in no key).
+    let other = Agent::start(p.dir.path(), "other");
+    let ssh = format!("default={}", other.1.display());
+    let args = [
+        "build",
+        "--progress",
+        "plain",
+        "--ssh",
+        &ssh,
+        "-o",
+        "type=local,dest=../out",
+        ".",
+    ];
+    let log = text(&p.ok(&args).stderr);
+    assert!(
+        log.contains("CACHED") && !log.contains("cache miss: RUN"),
+        "{log}"
+    );
+    // Without --ssh the mount is skipped; `required` makes it an error naming the id.
+    p.file(
+        "Dockerfile",
+        "FROM busybox\nCOPY agentprobe /agentprobe\nRUN --mount=type=ssh /agentprobe > /seen\nRUN --mount=type=ssh,id=deploy,required=true true\n",
+    );
+    let out = p.rbuild(&["build", "-o", "type=local,dest=../out2", "."]);
+    let err = text(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("ssh mount `deploy`") && err.contains("line 4"),
+        "{err}"
+    );
+    let bad = format!("default={}", p.ctx().join("Dockerfile").display());
+    let err = text(&p.rbuild(&["build", "--ssh", &bad, "."]).stderr);
+    assert!(err.contains("is not an agent's socket"), "{err}");
+}

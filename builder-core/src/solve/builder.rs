@@ -57,6 +57,10 @@ pub struct BuildRequest {
     /// `--secret id=ID,src=PATH` / `id=ID,env=VAR`: secret values by id, for
     /// `RUN --mount=type=secret`. Never written to a layer, the history or a cache key.
     pub secrets: BTreeMap<String, Vec<u8>>,
+    /// `--ssh ID=SOCKET` / `--ssh default`: the SSH agent socket of each id, for
+    /// `RUN --mount=type=ssh`. The step gets a socket forwarded to it, never the agent's own path,
+    /// and nothing of it enters a layer or a key.
+    pub ssh: BTreeMap<String, PathBuf>,
     /// `--run-timeout`: how long one RUN may take; past it, everything it started is killed
     /// and the build fails.
     pub run_timeout: Option<std::time::Duration>,
@@ -834,6 +838,7 @@ fn jobs(req: &BuildRequest) -> usize {
 fn sandbox(req: &BuildRequest) -> run::Sandbox<'_> {
     run::Sandbox {
         secrets: &req.secrets,
+        ssh: &req.ssh,
         run_timeout: req.run_timeout,
         network: req.network,
         allow_network_host: req.allow_network_host,

@@ -75,6 +75,14 @@ pub enum Error {
         /// What.
         what: String,
     },
+    /// `RUN --mount=type=ssh` whose agent cannot be had.
+    #[error("ssh mount `{id}`: {reason}")]
+    Ssh {
+        /// The mount's id.
+        id: String,
+        /// Why.
+        reason: String,
+    },
     /// RUN of a foreign architecture without a `binfmt_misc` handler for it.
     #[error("{}", crate::exec::binfmt_help(.arch))]
     NoEmulator {

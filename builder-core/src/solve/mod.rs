@@ -33,6 +33,7 @@ mod run;
 mod schedule;
 mod snapshots;
 mod squash;
+mod ssh;
 mod stage;
 mod stdin_context;
 mod times;

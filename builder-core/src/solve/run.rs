@@ -37,6 +37,8 @@ pub(crate) struct Inputs {
 #[derive(Clone, Copy)]
 pub(crate) struct Sandbox<'a> {
     pub(crate) secrets: &'a std::collections::BTreeMap<String, Vec<u8>>,
+    /// `--ssh`: the agent socket of each id, for `RUN --mount=type=ssh`.
+    pub(crate) ssh: &'a std::collections::BTreeMap<String, std::path::PathBuf>,
     /// `--run-timeout`.
     pub(crate) run_timeout: Option<std::time::Duration>,
     /// `--network`: the default network of RUN.
@@ -153,6 +155,9 @@ struct Mounts {
     /// Held for the RUN: `sharing=locked` cache mounts are one build at a time.
     #[allow(dead_code)]
     locks: Vec<fs_err::File>,
+    /// Forwarding the step's ssh sockets to their agents while the RUN runs.
+    #[allow(dead_code)]
+    agents: Vec<super::ssh::AgentProxy>,
 }
 
 /// What RUN's mounts are on the host: binds (the context, a stage, an image, a cache
@@ -166,7 +171,9 @@ fn plan_mounts(inputs: &Inputs, exec: &Exec, sandbox: &Sandbox<'_>) -> Result<Mo
         env: Vec::new(),
         targets: Vec::new(),
         locks: Vec::new(),
+        agents: Vec::new(),
     };
+    let mut ssh_mounts = 0;
     for (i, m) in exec.mounts.iter().enumerate() {
         let target = |what: &str| {
             m.target
@@ -191,9 +198,8 @@ fn plan_mounts(inputs: &Inputs, exec: &Exec, sandbox: &Sandbox<'_>) -> Result<Mo
             }
             MountType::Secret => secret(inputs, sandbox, m, i, &mut out)?,
             MountType::Ssh => {
-                return Err(Error::Unsupported {
-                    what: "RUN --mount=type=ssh".into(),
-                });
+                ssh(inputs, sandbox, m, (i, ssh_mounts), &mut out)?;
+                ssh_mounts += 1;
             }
         }
     }
@@ -256,6 +262,41 @@ fn cache_dir(
         locks.push(lock);
     }
     Ok(dir)
+}
+
+/// An ssh mount: a socket forwarded to the agent of its id (`default` unless given) at its
+/// target (else `/run/buildkit/ssh_agent.N`, the Nth ssh mount), and `SSH_AUTH_SOCK` naming
+/// it (the first one's); an id `--ssh` did not give is skipped unless `required`.
+fn ssh(
+    inputs: &Inputs,
+    sandbox: &Sandbox<'_>,
+    m: &crate::plan::Mount,
+    (i, n): (usize, usize),
+    out: &mut Mounts,
+) -> Result<()> {
+    let id = m.id.clone().unwrap_or_else(|| "default".into());
+    let Some(agent) = sandbox.ssh.get(&id) else {
+        if m.required {
+            return Err(Error::Ssh {
+                id,
+                reason: "no agent was given for it (`--ssh ID=SOCKET`, or `--ssh default`)".into(),
+            });
+        }
+        return Ok(());
+    };
+    let target = m
+        .target
+        .clone()
+        .unwrap_or_else(|| format!("/run/buildkit/ssh_agent.{n}"));
+    let socket = inputs.dir.join(format!("ssh-{i}.sock"));
+    out.agents
+        .push(super::ssh::AgentProxy::start(&socket, agent.clone(), &id)?);
+    set_mode_and_owner(&socket, m, 0o600)?;
+    if !out.env.iter().any(|e| e.starts_with("SSH_AUTH_SOCK=")) {
+        out.env.push(format!("SSH_AUTH_SOCK={target}"));
+    }
+    out.bind(socket, target, false);
+    Ok(())
 }
 
 /// A secret mount: a variable (`env=`) and/or a read-only file (`target`, else
