@@ -157,3 +157,28 @@ fn bake_errors_name_the_file_and_the_field() {
     let err = text(&p.rbuild(&["bake"]).stderr);
     assert!(err.contains("is not valid YAML"), "{err}");
 }
+
+#[test]
+fn bake_push_pushes_each_service_to_its_image() {
+    let p = project();
+    import_busybox(&p.root());
+    let registry = crate::registry_server::Registry::shared();
+    let host = registry.host();
+    p.file(
+        "compose.yaml",
+        "services:\n  worker:\n    image: ${REG}/bake/worker:1\n    build:\n      context: .\n      target: worker\n",
+    );
+    let out = p
+        .command_in(&p.root(), &["--insecure-registry", &host, "bake", "--push"])
+        .env("REG", &host)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let raw = crate::support::tool("skopeo", "skopeo")
+        .args(["inspect", "--tls-verify=false", "--config"])
+        .arg(format!("docker://{host}/bake/worker:1"))
+        .output()
+        .unwrap();
+    assert!(raw.status.success(), "{}", text(&raw.stderr));
+    assert!(text(&raw.stdout).contains("/role"), "{}", text(&raw.stdout));
+}

@@ -138,6 +138,56 @@ fn two_platforms_make_one_index_exported_and_pushed() {
 }
 
 #[test]
+fn push_format_docker_pushes_a_manifest_list() {
+    let p = project();
+    let registry = Registry::shared();
+    let tag = format!("{}/multi/list:1", registry.host());
+    p.ok(&[
+        "--insecure-registry",
+        &registry.host(),
+        "build",
+        "--platform",
+        "linux/amd64,linux/arm64",
+        "--push-format",
+        "docker",
+        "-t",
+        &tag,
+        "--push",
+        ".",
+    ]);
+    let raw = tool("skopeo", "skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false"])
+        .arg(format!("docker://{tag}"))
+        .output()
+        .unwrap();
+    let list: serde_json::Value = serde_json::from_slice(&raw.stdout).unwrap();
+    assert_eq!(
+        list["mediaType"],
+        "application/vnd.docker.distribution.manifest.list.v2+json"
+    );
+    for m in list["manifests"].as_array().unwrap() {
+        assert_eq!(
+            m["mediaType"],
+            "application/vnd.docker.distribution.manifest.v2+json"
+        );
+    }
+    // skopeo copies the arm64 image out of the list and reads its config.
+    let cfg = tool("skopeo", "skopeo")
+        .args([
+            "inspect",
+            "--tls-verify=false",
+            "--override-arch",
+            "arm64",
+            "--config",
+        ])
+        .arg(format!("docker://{tag}"))
+        .output()
+        .unwrap();
+    let cfg: serde_json::Value = serde_json::from_slice(&cfg.stdout).unwrap();
+    assert_eq!(cfg["architecture"], "arm64");
+}
+
+#[test]
 fn a_docker_archive_of_two_platforms_is_refused() {
     let p = project();
     let out = p.rbuild(&[
