@@ -37,6 +37,7 @@ fn lower(src: &str, build_args: &[(&str, &str)]) -> plan::Graph {
             .collect(),
         target: None,
         named_contexts: std::collections::BTreeMap::new(),
+        stage_platforms: std::collections::BTreeMap::new(),
     };
     let check = CheckOptions {
         build_args: opts.build_args.clone(),

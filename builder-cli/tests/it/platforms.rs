@@ -225,3 +225,52 @@ fn a_foreign_run_without_a_handler_says_what_to_install() {
         "{err}"
     );
 }
+
+#[test]
+fn a_base_that_is_an_index_gives_each_stage_its_platforms_image() {
+    let p = project();
+    // A two-platform base of our own, tagged in the store as an index.
+    p.file(
+        "Dockerfile",
+        "FROM scratch\nARG TARGETARCH\nCOPY busybox-${TARGETARCH} /bin/busybox\n",
+    );
+    p.ok(&[
+        "build",
+        "--platform",
+        "linux/amd64,linux/arm64",
+        "-t",
+        "twobox:1",
+        ".",
+    ]);
+    p.file(
+        "Dockerfile",
+        "FROM --platform=$BUILDPLATFORM twobox:1 AS tools\nRUN [\"/bin/busybox\", \"sh\", \"-c\", \"/bin/busybox uname -m > /tools\"]\nFROM twobox:1\nRUN [\"/bin/busybox\", \"sh\", \"-c\", \"/bin/busybox uname -m > /target\"]\nCOPY --from=tools /tools /tools\n",
+    );
+    // The plan resolves each stage's base for its platform, offline, from the index.
+    let plan = p.ok(&["plan", "--platform", "linux/arm64", "."]);
+    let graph: serde_json::Value = serde_json::from_slice(&plan.stdout).unwrap();
+    let digests: Vec<String> = graph["ops"]
+        .as_array()
+        .unwrap()
+        .iter()
+        // A source op's digest is of its form: the image's name and manifest digest.
+        .filter(|o| o["op"] == "source")
+        .filter_map(|o| o["digest"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(digests.len(), 2, "{graph}");
+    assert_ne!(
+        digests[0], digests[1],
+        "both stages got one platform's image: {graph}"
+    );
+    p.ok(&[
+        "build",
+        "--platform",
+        "linux/arm64",
+        "-o",
+        "type=local,dest=../out",
+        ".",
+    ]);
+    let read = |rel: &str| fs_err::read_to_string(p.path(&format!("out/{rel}"))).unwrap();
+    assert_eq!(read("target"), "aarch64\n");
+    assert_eq!(read("tools"), "x86_64\n");
+}

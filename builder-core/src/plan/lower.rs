@@ -44,6 +44,9 @@ pub struct Options {
     pub target: Option<String>,
     /// `--build-context`s, by lower-case name (as the check pass was given them).
     pub named_contexts: std::collections::BTreeMap<String, crate::dockerfile::Named>,
+    /// Each stage's `FROM --platform`, expanded (`OS/ARCH[/VARIANT]`), by stage index: its
+    /// base is resolved for that platform.
+    pub stage_platforms: std::collections::BTreeMap<usize, String>,
 }
 
 /// A stage's scope while it is lowered.
@@ -161,7 +164,11 @@ impl Lowering<'_> {
                 });
             }
             Base::Image(name) | Base::Deferred(name) => {
-                let image = self.resolver.resolve(name).map_err(|reason| Error::Step {
+                let resolved = match self.opts.stage_platforms.get(&index) {
+                    Some(platform) => self.resolver.resolve_for(name, platform),
+                    None => self.resolver.resolve(name),
+                };
+                let image = resolved.map_err(|reason| Error::Step {
                     line,
                     keyword: "FROM".into(),
                     instruction: format!("FROM {}", stage.base.expanded),

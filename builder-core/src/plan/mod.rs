@@ -17,7 +17,7 @@ pub use graph::{
 };
 pub use key::{CacheKey, KEY_VERSION, StepInputs};
 pub use lower::{DEFAULT_PATH, Options, PROXY_ARGS, absolute, environment, lower, trigger};
-pub use resolve::{ImageMeta, Resolve, Table};
+pub use resolve::{ByPlatform, ImageMeta, Resolve, Table};
 
 use crate::dockerfile::{Checked, Source};
 

@@ -27,6 +27,16 @@ pub trait Resolve {
     /// # Errors
     /// A message saying why (not found, the registry failed).
     fn resolve(&self, name: &str) -> Result<ImageMeta, String>;
+
+    /// The image `name` for `platform` (`OS/ARCH[/VARIANT]`, a stage's `FROM --platform`); by
+    /// default the same as [`Self::resolve`].
+    ///
+    /// # Errors
+    /// As [`Self::resolve`].
+    fn resolve_for(&self, name: &str, platform: &str) -> Result<ImageMeta, String> {
+        let _ = platform;
+        self.resolve(name)
+    }
 }
 
 /// A resolver from a table, for tests and tools: every name it holds, else `not found`.
@@ -45,5 +55,19 @@ impl Resolve for Table {
 impl<F: Fn(&str) -> Result<ImageMeta, String>> Resolve for F {
     fn resolve(&self, name: &str) -> Result<ImageMeta, String> {
         self(name)
+    }
+}
+
+/// A resolver from a function of the name and the platform (`None`: the build's).
+#[derive(Debug, Clone)]
+pub struct ByPlatform<F>(pub F);
+
+impl<F: Fn(&str, Option<&str>) -> Result<ImageMeta, String>> Resolve for ByPlatform<F> {
+    fn resolve(&self, name: &str) -> Result<ImageMeta, String> {
+        (self.0)(name, None)
+    }
+
+    fn resolve_for(&self, name: &str, platform: &str) -> Result<ImageMeta, String> {
+        (self.0)(name, Some(platform))
     }
 }

@@ -278,20 +278,35 @@ impl Builder {
         let front = front(req)?;
         let opts = plan::Options {
             build_args: req.build_args.clone(),
-            automatic_args: front.automatic_args,
+            automatic_args: front.automatic_args.clone(),
             target: req.target.clone(),
             named_contexts: req.named(),
+            stage_platforms: platform_texts(&stage_platforms(
+                &front.checked,
+                &front.automatic_args,
+            )?),
         };
         let store = &self.store;
-        let resolver = |name: &str| -> std::result::Result<plan::ImageMeta, String> {
-            let image = super::env::load_local(store, name).map_err(|e| match e {
-                Error::ImageNotFound { .. } => {
-                    format!("not in the store (`rbuild pull {name}` brings it)")
-                }
-                other => other.to_string(),
-            })?;
-            Ok(image_meta(&image))
-        };
+        let host = crate::registry::Platform::host();
+        let build_platform = req.platform.as_ref().unwrap_or(&host);
+        let resolver = plan::ByPlatform(
+            |name: &str, platform: Option<&str>| -> std::result::Result<plan::ImageMeta, String> {
+                let platform = match platform {
+                    Some(p) => p
+                        .parse()
+                        .map_err(|e: crate::registry::Error| e.to_string())?,
+                    None => build_platform.clone(),
+                };
+                let image =
+                    super::env::load_local_on(store, name, &platform).map_err(|e| match e {
+                        Error::ImageNotFound { .. } => {
+                            format!("not in the store (`rbuild pull {name}` brings it)")
+                        }
+                        other => other.to_string(),
+                    })?;
+                Ok(image_meta(&image))
+            },
+        );
         Ok(plan::lower(&front.checked, &opts, &resolver)?)
     }
 
@@ -446,7 +461,14 @@ impl Builder {
         images.offline = dry;
         let stage_platforms = stage_platforms(&checked, &automatic_args)?;
         let tables = job::Tables::new(stat_cache, images, lazy_layers);
-        let graph = lower(&checked, req, &automatic_args, &tables.images, &progress)?;
+        let graph = lower(
+            &checked,
+            req,
+            &automatic_args,
+            &tables.images,
+            &stage_platforms,
+            &progress,
+        )?;
         let job = job::Job {
             store: &self.store,
             context: &context,
@@ -690,6 +712,13 @@ fn stage_platforms(
     Ok(out)
 }
 
+/// The stages' platforms as the plan takes them (`OS/ARCH[/VARIANT]`).
+fn platform_texts(
+    platforms: &BTreeMap<usize, crate::registry::Platform>,
+) -> BTreeMap<usize, String> {
+    platforms.iter().map(|(i, p)| (*i, p.to_string())).collect()
+}
+
 /// What lowering reads of an image.
 pub(crate) fn image_meta(image: &Image) -> plan::ImageMeta {
     let c = &image.config.config;
@@ -710,6 +739,7 @@ fn lower(
     req: &BuildRequest,
     automatic_args: &BTreeMap<String, String>,
     images: &env::Images<'_>,
+    stage_platforms: &BTreeMap<usize, crate::registry::Platform>,
     progress: &job::Progress<'_>,
 ) -> Result<plan::Graph> {
     let opts = plan::Options {
@@ -717,22 +747,27 @@ fn lower(
         automatic_args: automatic_args.clone(),
         target: req.target.clone(),
         named_contexts: req.named(),
+        stage_platforms: platform_texts(stage_platforms),
     };
     // The resolver answers the plan with text; the typed error is kept for the step's.
     let failed: std::sync::Mutex<Option<Error>> = std::sync::Mutex::new(None);
     let emit = |e: &Event| progress.emit(e);
-    let resolver = |name: &str| -> std::result::Result<plan::ImageMeta, String> {
-        images
-            .resolve(name, &emit)
-            .map(|image| image_meta(&image))
-            .map_err(|e| {
+    let resolver = plan::ByPlatform(
+        |name: &str, platform: Option<&str>| -> std::result::Result<plan::ImageMeta, String> {
+            let found = match platform.map(str::parse::<crate::registry::Platform>) {
+                Some(Ok(p)) => images.resolve_on(name, &p, &emit),
+                Some(Err(e)) => return Err(e.to_string()),
+                None => images.resolve(name, &emit),
+            };
+            found.map(|image| image_meta(&image)).map_err(|e| {
                 let text = e.to_string();
                 if let Ok(mut f) = failed.lock() {
                     f.get_or_insert(e);
                 }
                 text
             })
-    };
+        },
+    );
     let lowered = plan::lower(checked, &opts, &resolver);
     let failed = failed
         .into_inner()
