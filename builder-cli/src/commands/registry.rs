@@ -94,13 +94,36 @@ pub(crate) fn push(
     opts: &Options,
 ) -> anyhow::Result<ExitCode> {
     let _lock = store.lock_shared()?;
-    let local = super::images::resolve(store, image)?;
     let dests = if destinations.is_empty() {
         vec![image.to_owned()]
     } else {
         destinations.to_vec()
     };
     let push_opts = push_options(&args.format, &args.compression, args.chunk_size)?;
+    // A multi-platform image's tag names an index: every platform is pushed, then the index.
+    let tagged = store.tag(&builder_core::solve::tag_name(image))?;
+    if let Some(index) = tagged
+        .map(|d| builder_core::oci::Index::load(store, d))
+        .transpose()?
+        .flatten()
+    {
+        let images: Vec<_> = index
+            .entries
+            .into_iter()
+            .map(|e| (e.image, e.os, e.architecture, e.variant))
+            .collect();
+        let refs = dests
+            .iter()
+            .map(|d| d.parse::<Reference>().map_err(anyhow::Error::from))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let pushed = registry::push_index(store, &images, &refs, opts, &push_opts)
+            .with_context(|| format!("cannot push to `{}`", dests.join("`, `")))?;
+        for (r, p) in refs.iter().zip(&pushed) {
+            render::stderr(&format!("pushed {r}: index {}\n", p.digest));
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let local = super::images::resolve(store, image)?;
     push_image(store, &local, &dests, opts, &push_opts)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -185,6 +185,26 @@ fn push_format_docker_pushes_a_manifest_list() {
         .unwrap();
     let cfg: serde_json::Value = serde_json::from_slice(&cfg.stdout).unwrap();
     assert_eq!(cfg["architecture"], "arm64");
+    // `rbuild push` of the index tag pushes every platform, then the index.
+    let again = format!("{}/multi/list-again:1", registry.host());
+    p.ok(&[
+        "--insecure-registry",
+        &registry.host(),
+        "push",
+        &tag,
+        &again,
+    ]);
+    let raw = tool("skopeo", "skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false"])
+        .arg(format!("docker://{again}"))
+        .output()
+        .unwrap();
+    let index: serde_json::Value = serde_json::from_slice(&raw.stdout).unwrap();
+    assert_eq!(
+        index["manifests"].as_array().map(Vec::len),
+        Some(2),
+        "{index}"
+    );
 }
 
 #[test]
