@@ -43,7 +43,7 @@ pub(crate) fn run(
     for (name, build) in &selected {
         eprintln!("=> service {name}: {}", build.tags.join(", "));
         let inline = inline_dockerfile(store, build)?;
-        let argv = command_line(args, build, inline.as_deref())?;
+        let argv = command_line(args, build, inline.as_deref());
         let parsed = BuildOnly::try_parse_from(&argv)
             .with_context(|| format!("service `{name}`: invalid build definition"))?;
         let code = super::build::run(store, &parsed.options, registry, None)
@@ -71,11 +71,7 @@ fn inline_dockerfile(store: &Store, build: &Build) -> anyhow::Result<Option<temp
 }
 
 /// The `rbuild build` command line of one service's build.
-fn command_line(
-    args: &BakeArgs,
-    build: &Build,
-    inline: Option<&std::path::Path>,
-) -> anyhow::Result<Vec<OsString>> {
+fn command_line(args: &BakeArgs, build: &Build, inline: Option<&std::path::Path>) -> Vec<OsString> {
     let mut argv: Vec<OsString> = vec![
         "build".into(),
         "--progress".into(),
@@ -115,13 +111,9 @@ fn command_line(
     for c in &build.cache_to {
         flag("cache-to", c.into());
     }
-    match build.platforms.as_slice() {
-        [] => {}
-        [one] => flag("platform", one.into()),
-        many => anyhow::bail!(
-            "platforms {}: building several platforms at once is not supported yet",
-            many.join(", ")
-        ),
+    // Several platforms: one index, as `rbuild build --platform a,b` makes it.
+    if !build.platforms.is_empty() {
+        flag("platform", build.platforms.join(",").into());
     }
     for (id, source) in &build.secrets {
         let spec = match source {
@@ -147,5 +139,5 @@ fn command_line(
     }
     argv.push("--".into());
     argv.push(build.context.clone().into());
-    Ok(argv)
+    argv
 }

@@ -1,5 +1,7 @@
 //! Contexts besides the build's own: `--build-context NAME=DIR|docker-image://REF`.
 
+use std::os::unix::process::CommandExt;
+
 use crate::support::{Project, import_busybox, text};
 
 /// `#N CACHED` lines of a plain log, by the instruction of step N.
@@ -203,19 +205,32 @@ impl GitServer {
             .local_addr()
             .unwrap()
             .port();
-        let daemon = crate::support::tool("git", "git")
-            .args([
-                "daemon",
-                "--reuseaddr",
-                "--export-all",
-                "--listen=127.0.0.1",
-            ])
-            .arg(format!("--port={port}"))
-            .arg(format!("--base-path={}", base.display()))
-            .arg(&base)
-            .stderr(std::process::Stdio::null())
-            .spawn()
+        // git-daemon itself (`git daemon` would run it as a child a kill leaves behind), in a
+        // process group of its own so the connections it forks go with it, and with no
+        // descriptor of the test's: a straggler cannot hold the test's output open.
+        let exec_path = crate::support::tool("git", "git")
+            .arg("--exec-path")
+            .output()
             .unwrap();
+        let daemon = std::process::Command::new(
+            std::path::Path::new(text(&exec_path.stdout).trim()).join("git-daemon"),
+        )
+        .args([
+            "--reuseaddr",
+            "--export-all",
+            "--listen=127.0.0.1",
+            "--init-timeout=10",
+            "--timeout=60",
+        ])
+        .arg(format!("--port={port}"))
+        .arg(format!("--base-path={}", base.display()))
+        .arg(&base)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .process_group(0)
+        .spawn()
+        .unwrap();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(
@@ -264,7 +279,10 @@ impl GitServer {
 
 impl Drop for GitServer {
     fn drop(&mut self) {
-        let _ = self.daemon.kill();
+        // The whole group: the daemon and every connection it forked.
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.daemon.id())])
+            .status();
         let _ = self.daemon.wait();
     }
 }

@@ -294,3 +294,30 @@ fn a_base_that_is_an_index_gives_each_stage_its_platforms_image() {
     assert_eq!(read("target"), "aarch64\n");
     assert_eq!(read("tools"), "x86_64\n");
 }
+
+#[test]
+fn bake_builds_a_services_platforms_into_one_index() {
+    let p = project();
+    let registry = Registry::shared();
+    let host = registry.host();
+    p.file(
+        "compose.yaml",
+        &format!(
+            "services:\n  box:\n    image: {host}/multi/baked:1\n    build:\n      context: .\n      platforms: [linux/amd64, linux/arm64]\n"
+        ),
+    );
+    p.ok(&["--insecure-registry", &host, "bake", "--push"]);
+    let raw = tool("skopeo", "skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false"])
+        .arg(format!("docker://{host}/multi/baked:1"))
+        .output()
+        .unwrap();
+    let index: serde_json::Value = serde_json::from_slice(&raw.stdout).unwrap();
+    let arches: Vec<&str> = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["platform"]["architecture"].as_str().unwrap())
+        .collect();
+    assert_eq!(arches, ["amd64", "arm64"], "{index}");
+}
