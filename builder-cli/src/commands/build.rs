@@ -352,7 +352,7 @@ fn build_platforms(
             .collect::<anyhow::Result<Vec<_>>>()?;
         let pushed = builder_core::registry::push_index(
             store,
-            &multi.images(),
+            &multi.index.entries,
             &refs,
             registry,
             ends.push_opts,

@@ -107,16 +107,11 @@ pub(crate) fn push(
         .transpose()?
         .flatten()
     {
-        let images: Vec<_> = index
-            .entries
-            .into_iter()
-            .map(|e| (e.image, e.os, e.architecture, e.variant))
-            .collect();
         let refs = dests
             .iter()
             .map(|d| d.parse::<Reference>().map_err(anyhow::Error::from))
             .collect::<anyhow::Result<Vec<_>>>()?;
-        let pushed = registry::push_index(store, &images, &refs, opts, &push_opts)
+        let pushed = registry::push_index(store, &index.entries, &refs, opts, &push_opts)
             .with_context(|| format!("cannot push to `{}`", dests.join("`, `")))?;
         for (r, p) in refs.iter().zip(&pushed) {
             render::stderr(&format!("pushed {r}: index {}\n", p.digest));

@@ -171,13 +171,13 @@ pub fn write_oci_archive<W: Write>(
 
 /// Writes the images of a multi-platform build as an OCI image layout tar: `index.json` names
 /// one image index (recorded under `name`, if given), whose manifests are the images, each
-/// with its platform (`os`, `architecture`, `variant`). Returns the image index's digest.
+/// with its platform. Returns the image index's digest.
 ///
 /// # Errors
 /// A blob is missing, or the output cannot be written.
 pub fn write_oci_index_archive<W: Write>(
     store: &Store,
-    images: &[(Image, String, String, Option<String>)],
+    images: &[super::IndexEntry],
     name: Option<&str>,
     compression: Compression,
     mtime: u64,
@@ -187,20 +187,21 @@ pub fn write_oci_index_archive<W: Write>(
     archive.bytes("oci-layout", OCI_LAYOUT.to_vec());
     let mut manifests = Vec::new();
     let mut files = Vec::new();
-    for (image, os, arch, variant) in images {
-        let (manifest_bytes, layer_blobs) = export_manifest(store, image, compression)?;
+    for entry in images {
+        let (manifest_bytes, layer_blobs) = export_manifest(store, &entry.image, compression)?;
         let digest = Digest::of(&manifest_bytes);
-        let mut platform = serde_json::json!({"architecture": arch, "os": os});
-        if let Some(v) = variant {
-            platform["variant"] = v.clone().into();
-        }
         manifests.push(serde_json::json!({
             "mediaType": "application/vnd.oci.image.manifest.v1+json",
             "digest": digest.to_string(),
             "size": manifest_bytes.len(),
-            "platform": platform,
+            "platform": entry.platform_json(),
         }));
-        files.push((digest, manifest_bytes, image.config_digest, layer_blobs));
+        files.push((
+            digest,
+            manifest_bytes,
+            entry.image.config_digest,
+            layer_blobs,
+        ));
     }
     let index = json(
         &serde_json::json!({

@@ -35,6 +35,33 @@ pub struct Index {
     pub entries: Vec<IndexEntry>,
 }
 
+impl IndexEntry {
+    /// The entry's `platform` object, as an index records it.
+    pub fn platform_json(&self) -> serde_json::Value {
+        let mut platform = serde_json::json!({"architecture": self.architecture, "os": self.os});
+        if let Some(v) = &self.variant {
+            platform["variant"] = v.clone().into();
+        }
+        platform
+    }
+}
+
+/// Whether an image for `have` (`os`, `architecture`, `variant`) serves a request for `want`:
+/// the same OS and architecture, and the same variant when one is asked for (arm64's `v8` is
+/// the same as none).
+pub fn platform_matches(
+    want: (&str, &str, Option<&str>),
+    have: (&str, &str, Option<&str>),
+) -> bool {
+    let norm = |arch: &str, v: Option<&str>| match (arch, v) {
+        ("arm64", None | Some("v8")) => None,
+        (_, v) => v.map(str::to_owned),
+    };
+    want.0 == have.0
+        && want.1 == have.1
+        && (want.2.is_none() || norm(want.1, want.2) == norm(have.1, have.2))
+}
+
 #[derive(serde::Deserialize)]
 struct RawIndex {
     #[serde(rename = "mediaType", default)]
@@ -74,15 +101,11 @@ impl Index {
         };
         let mut manifests = Vec::new();
         for e in &entries {
-            let mut platform = serde_json::json!({"architecture": e.architecture, "os": e.os});
-            if let Some(v) = &e.variant {
-                platform["variant"] = v.clone().into();
-            }
             manifests.push(serde_json::json!({
                 "mediaType": manifest_type,
                 "digest": e.image.manifest_digest.to_string(),
                 "size": store.blob_size(&e.image.manifest_digest)?,
-                "platform": platform,
+                "platform": e.platform_json(),
             }));
         }
         let index = serde_json::json!({
@@ -143,15 +166,11 @@ impl Index {
     /// The entry for `os`/`architecture` (and `variant`, when given; arm64's `v8` is the same as
     /// none).
     pub fn find(&self, os: &str, architecture: &str, variant: Option<&str>) -> Option<&IndexEntry> {
-        let norm = |arch: &str, v: Option<&str>| match (arch, v) {
-            ("arm64", None | Some("v8")) => None,
-            (_, v) => v.map(str::to_owned),
-        };
         self.entries.iter().find(|e| {
-            e.os == os
-                && e.architecture == architecture
-                && (variant.is_none()
-                    || norm(architecture, variant) == norm(&e.architecture, e.variant.as_deref()))
+            platform_matches(
+                (os, architecture, variant),
+                (&e.os, &e.architecture, e.variant.as_deref()),
+            )
         })
     }
 }

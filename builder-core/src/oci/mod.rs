@@ -21,4 +21,6 @@ pub use config::{Empty, HealthConfig, History, ImageConfig, RootFs, RunConfig, h
 pub use decompress::{Format, decompressed};
 pub use error::Error;
 pub use image::Image;
-pub use index::{INDEX_MEDIA_TYPE, Index, IndexEntry, MANIFEST_LIST_MEDIA_TYPE, tagged_images};
+pub use index::{
+    INDEX_MEDIA_TYPE, Index, IndexEntry, MANIFEST_LIST_MEDIA_TYPE, platform_matches, tagged_images,
+};

@@ -52,15 +52,10 @@ impl Platform {
     }
 
     fn matches(&self, p: &PlatformJson) -> bool {
-        let norm = |v: Option<&str>, arch: &str| match (arch, v) {
-            ("arm64", None | Some("v8")) => None,
-            (_, v) => v.map(str::to_owned),
-        };
-        p.os == self.os
-            && p.architecture == self.architecture
-            && (self.variant.is_none()
-                || norm(self.variant.as_deref(), &self.architecture)
-                    == norm(p.variant.as_deref(), &p.architecture))
+        crate::oci::platform_matches(
+            (&self.os, &self.architecture, self.variant.as_deref()),
+            (&p.os, &p.architecture, p.variant.as_deref()),
+        )
     }
 }
 

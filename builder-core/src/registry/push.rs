@@ -168,14 +168,13 @@ pub fn push(
 }
 
 /// Pushes each image of an index (by digest), then the index under each of `references`: an
-/// OCI index, or a Docker manifest list with [`ManifestFormat::Docker`]. `images` pairs each
-/// image with its platform (`os`, `architecture`, `variant`).
+/// OCI index, or a Docker manifest list with [`ManifestFormat::Docker`].
 ///
 /// # Errors
 /// A registry refuses, or a blob is missing from the store.
 pub fn push_index(
     store: &Store,
-    images: &[(Image, String, String, Option<String>)],
+    images: &[crate::oci::IndexEntry],
     references: &[Reference],
     opts: &Options,
     push_opts: &PushOptions,
@@ -184,9 +183,9 @@ pub fn push_index(
     for reference in references {
         let client = Client::new(reference, opts)?;
         let mut manifests = Vec::new();
-        for (image, os, arch, variant) in images {
+        for entry in images {
             let (blobs, bytes, manifest_type) =
-                pushed_manifest(store, image, reference, push_opts)?;
+                pushed_manifest(store, &entry.image, reference, push_opts)?;
             let digest = Digest::of(&bytes);
             let by_digest = Reference {
                 tag: None,
@@ -202,15 +201,11 @@ pub fn push_index(
                 manifest_type,
                 push_opts.chunk_size,
             )?;
-            let mut platform = serde_json::json!({"architecture": arch, "os": os});
-            if let Some(v) = variant {
-                platform["variant"] = v.clone().into();
-            }
             manifests.push(serde_json::json!({
                 "mediaType": manifest_type,
                 "digest": digest.to_string(),
                 "size": bytes.len(),
-                "platform": platform,
+                "platform": entry.platform_json(),
             }));
         }
         let index_type = match push_opts.format {

@@ -196,23 +196,6 @@ pub struct MultiOutput {
     pub outputs: Vec<(crate::registry::Platform, BuildOutput)>,
 }
 
-impl MultiOutput {
-    /// Each image with its platform, as exports and pushes take them.
-    pub fn images(&self) -> Vec<(Image, String, String, Option<String>)> {
-        self.outputs
-            .iter()
-            .map(|(p, o)| {
-                (
-                    o.image.clone(),
-                    p.os.clone(),
-                    p.architecture.clone(),
-                    p.variant.clone(),
-                )
-            })
-            .collect()
-    }
-}
-
 /// Builds images into a store.
 ///
 /// Clones share one table of the steps being run, so builds started at once on clones of one

@@ -105,7 +105,7 @@ pub fn export_index(
         Output::Oci { dest } => atomic_file(dest, |w| {
             crate::oci::write_oci_index_archive(
                 store,
-                &multi.images(),
+                &multi.index.entries,
                 names.first().map(String::as_str),
                 compression,
                 mtime,
