@@ -37,6 +37,11 @@ pub struct GitUrl {
     pub subdir: Option<String>,
 }
 
+/// Whether `s` is a full (SHA-1) commit id: 40 hex digits.
+pub(crate) fn is_commit_id(s: &str) -> bool {
+    s.len() == 40 && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
 /// Whether `s` names a git repository, as BuildKit tells: `git://`, `git@`, `ssh://`, or an
 /// `http(s)://` URL whose path ends in `.git`.
 pub fn is_git_url(s: &str) -> bool {
@@ -101,9 +106,7 @@ impl GitUrl {
 
     /// The ref when it is a full commit id already.
     fn commit_id(&self) -> Option<&str> {
-        self.reference
-            .as_deref()
-            .filter(|r| r.len() == 40 && r.bytes().all(|b| b.is_ascii_hexdigit()))
+        self.reference.as_deref().filter(|r| is_commit_id(r))
     }
 }
 
@@ -116,6 +119,17 @@ pub struct Limits<'a> {
     pub timeout: Duration,
     /// The most a fetch may bring.
     pub max_bytes: u64,
+}
+
+impl<'a> Limits<'a> {
+    /// A build's bounds: its cancel, [`GIT_TIMEOUT`] per call, `max_bytes` per fetch.
+    pub fn new(cancel: &'a Cancel, max_bytes: u64) -> Self {
+        Self {
+            cancel,
+            timeout: GIT_TIMEOUT,
+            max_bytes,
+        }
+    }
 }
 
 /// The commit `url`'s ref names now.

@@ -72,7 +72,7 @@ fn from_label(job: &Job<'_>, from: &From) -> String {
 }
 
 /// What `--from` reads, for the key: a stage's key, an image's manifest digest. (A directory
-/// context is keyed file by file, as the build context is: see [`source_context`].)
+/// context is keyed file by file, as the build context is: see [`reads`].)
 fn from_digest(job: &Job<'_>, from: &From, built: &Built) -> Result<Digest> {
     Ok(match from {
         From::Stage(i) => built.wait(*i, job.cancel)?.key,
@@ -85,33 +85,34 @@ fn from_digest(job: &Job<'_>, from: &From, built: &Built) -> Result<Digest> {
     })
 }
 
-/// The context a step's paths are read from: the build's, or the directory `--build-context`
-/// its `--from` names; `None` for a stage or an image.
-fn source_context<'j>(
-    job: &Job<'j>,
-    from: Option<&From>,
-) -> Result<Option<&'j crate::context::Context>> {
-    match from {
-        None => Ok(Some(job.context)),
-        Some(From::Context(name)) => job.named(name).map(Some),
-        Some(_) => Ok(None),
-    }
+/// Where a step's paths are read.
+enum Reads<'j, 'f> {
+    /// A context, file by file: the build's, or the directory `--build-context` its `--from`
+    /// names.
+    Files(&'j crate::context::Context),
+    /// A stage's or an image's tree, keyed whole.
+    Tree(&'f From),
+}
+
+/// Where the paths of a step with `from` are read.
+fn reads<'j, 'f>(job: &Job<'j>, from: Option<&'f From>) -> Result<Reads<'j, 'f>> {
+    Ok(match from {
+        None => Reads::Files(job.context),
+        Some(From::Context(name)) => Reads::Files(job.named(name)?),
+        Some(tree) => Reads::Tree(tree),
+    })
 }
 
 /// What bounds the build's git calls.
 fn git_limits<'j>(job: &Job<'j>) -> super::git::Limits<'j> {
-    super::git::Limits {
-        cancel: job.cancel,
-        timeout: super::git::GIT_TIMEOUT,
-        max_bytes: job.max_download,
-    }
+    super::git::Limits::new(job.cancel, job.max_download)
 }
 
 /// The commit a git source's ref names, resolved once per build; `--checksum` (a commit id
 /// or a prefix of one) must match it. A full commit id as the checksum is the key offline.
 fn git_commit(job: &Job<'_>, url: &str, checksum: Option<&str>) -> Result<String> {
     let parsed = super::git::GitUrl::parse(url)?;
-    let full = checksum.filter(|c| c.len() == 40 && c.bytes().all(|b| b.is_ascii_hexdigit()));
+    let full = checksum.filter(|c| super::git::is_commit_id(c));
     if job.policy.dry {
         return full
             .map(str::to_ascii_lowercase)
@@ -190,17 +191,19 @@ fn download(job: &Job<'_>, url: &str, checksum: Option<&str>) -> Result<Download
 pub(crate) fn file_key(job: &Job<'_>, file: &File, built: &Built) -> Result<(Digest, Read)> {
     let mut h = Hasher::default();
     let mut inputs = Vec::new();
-    let context = source_context(job, file.from.as_ref())?;
-    if let (Some(from), None) = (&file.from, context) {
-        h.update(match from {
-            From::Image(_) => b"image\0",
-            _ => b"stage\0",
-        });
-        let digest = from_digest(job, from, built)?;
-        h.update(digest.as_bytes());
-        inputs.push((from_label(job, from), digest));
-        return Ok((h.finish().0, inputs));
-    }
+    let context = match reads(job, file.from.as_ref())? {
+        Reads::Files(context) => context,
+        Reads::Tree(from) => {
+            h.update(match from {
+                From::Image(_) => b"image\0",
+                _ => b"stage\0",
+            });
+            let digest = from_digest(job, from, built)?;
+            h.update(digest.as_bytes());
+            inputs.push((from_label(job, from), digest));
+            return Ok((h.finish().0, inputs));
+        }
+    };
     for source in &file.sources {
         let Source::Path(path) = source else {
             continue;
@@ -239,9 +242,7 @@ pub(crate) fn file_key(job: &Job<'_>, file: &File, built: &Built) -> Result<(Dig
             inputs.push((path.clone(), digest));
             continue;
         }
-        if let Some(context) = context {
-            context_inputs(job, context, path, &mut h, &mut inputs)?;
-        }
+        context_inputs(job, context, path, &mut h, &mut inputs)?;
     }
     Ok((h.finish().0, inputs))
 }
@@ -295,13 +296,12 @@ pub(crate) fn file_inputs<'j>(
     file: &File,
     built: &Built,
 ) -> Result<copy::Inputs<'j>> {
-    let root = match (source_context(job, file.from.as_ref())?, &file.from) {
-        (Some(context), _) => Root::Context(context),
-        (None, Some(from)) => Root::Dir {
+    let root = match reads(job, file.from.as_ref())? {
+        Reads::Files(context) => Root::Context(context),
+        Reads::Tree(from) => Root::Dir {
             path: from_rootfs(job, from, built)?,
             label: from_label(job, from),
         },
-        (None, None) => Root::Context(job.context),
     };
     let mut downloads = HashMap::new();
     let mut trees = HashMap::new();
@@ -337,11 +337,11 @@ pub(crate) fn exec_key(job: &Job<'_>, exec: &Exec, built: &Built) -> Result<Read
         .filter(|m| m.kind == crate::dockerfile::MountType::Bind)
     {
         let source = m.source.clone().unwrap_or_else(|| ".".into());
-        match (source_context(job, m.from.as_ref())?, &m.from) {
-            (None, Some(from)) => {
+        match reads(job, m.from.as_ref())? {
+            Reads::Tree(from) => {
                 inputs.push((from_label(job, from), from_digest(job, from, built)?));
             }
-            (context, _) => context.unwrap_or(job.context).walker(&source)?.each(|e| {
+            Reads::Files(context) => context.walker(&source)?.each(|e| {
                 let d = job.hash(&e.path, &e.info)?;
                 inputs.push((
                     crate::context::clean_path(&format!("{source}/{}", e.rel)),
@@ -369,16 +369,13 @@ pub(crate) fn exec_inputs(
             continue;
         }
         let source = m.source.clone().unwrap_or_else(|| ".".into());
-        binds.push(Some(
-            match (source_context(job, m.from.as_ref())?, &m.from) {
-                (Some(context), _) => context.resolve(&source)?.1,
-                (None, None) => job.context.resolve(&source)?.1,
-                (None, Some(from)) => {
-                    let root = from_rootfs(job, from, built)?;
-                    root.join(crate::context::resolve_scoped(&root, &source)?)
-                }
-            },
-        ));
+        binds.push(Some(match reads(job, m.from.as_ref())? {
+            Reads::Files(context) => context.resolve(&source)?.1,
+            Reads::Tree(from) => {
+                let root = from_rootfs(job, from, built)?;
+                root.join(crate::context::resolve_scoped(&root, &source)?)
+            }
+        }));
     }
     let stack = job.stack(state)?;
     Ok(super::run::Inputs {

@@ -170,7 +170,6 @@ impl<'a> Job<'a> {
         Ok(crate::context::hash_file(path, info, &mut cache)?)
     }
 
-    /// An image by name, as `FROM` finds it (see [`Images`]).
     /// The platform stage `index` is built for: its `FROM --platform`, else the build's.
     pub(crate) fn platform_of(&self, index: usize) -> &'a crate::registry::Platform {
         self.stage_platforms.get(&index).unwrap_or(self.platform)
@@ -190,6 +189,7 @@ impl<'a> Job<'a> {
             .ok_or_else(|| Error::Internal(format!("no build context `{name}`")))
     }
 
+    /// An image by name, as `FROM` finds it (see [`Images`]).
     pub(crate) fn image(&self, name: &str) -> Result<Image> {
         self.tables.images.resolve(name, &|e| self.emit(e))
     }

@@ -44,11 +44,7 @@ pub fn remote_context(
     let dir = store.work_dir("context-")?;
     if super::git::is_git_url(url) {
         let parsed = super::git::GitUrl::parse(url)?;
-        let limits = super::git::Limits {
-            cancel,
-            timeout: super::git::GIT_TIMEOUT,
-            max_bytes,
-        };
+        let limits = super::git::Limits::new(cancel, max_bytes);
         let commit = super::git::resolve(&parsed, limits)?;
         let root = super::git::checkout(&parsed, &commit, &dir.path().join("tree"), false, limits)?;
         return Ok(RemoteContext {
