@@ -19,6 +19,27 @@ fn arm64_busybox() -> std::path::PathBuf {
     path
 }
 
+/// `skopeo inspect --raw SOURCE` (an `oci-archive:` or a `docker://` on the loopback
+/// registry), parsed.
+fn raw(source: &str) -> serde_json::Value {
+    let out = tool("skopeo", "skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false", source])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{source}: {}", text(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The architectures of an index's manifests, in order.
+fn arches(index: &serde_json::Value) -> Vec<&str> {
+    index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["platform"]["architecture"].as_str().unwrap())
+        .collect()
+}
+
 fn project() -> Project {
     let p = Project::new();
     import_busybox(&p.root());
@@ -69,28 +90,11 @@ fn two_platforms_make_one_index_exported_and_pushed() {
     );
 
     // The archive: an index of both manifests.
-    let raw = tool("skopeo", "skopeo")
-        .args(["inspect", "--raw"])
-        .arg(format!("oci-archive:{}", p.path("multi.tar").display()))
-        .output()
-        .unwrap();
-    assert!(raw.status.success(), "{}", text(&raw.stderr));
-    let index: serde_json::Value = serde_json::from_slice(&raw.stdout).unwrap();
-    let arches: Vec<&str> = index["manifests"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["platform"]["architecture"].as_str().unwrap())
-        .collect();
-    assert_eq!(arches, ["amd64", "arm64"], "{index}");
+    let index = raw(&format!("oci-archive:{}", p.path("multi.tar").display()));
+    assert_eq!(arches(&index), ["amd64", "arm64"], "{index}");
 
     // The registry has the index; podman pulls the arm64 image of it, which says aarch64.
-    let raw = tool("skopeo", "skopeo")
-        .args(["inspect", "--raw", "--tls-verify=false"])
-        .arg(format!("docker://{tag}"))
-        .output()
-        .unwrap();
-    let pushed: serde_json::Value = serde_json::from_slice(&raw.stdout).unwrap();
+    let pushed = raw(&format!("docker://{tag}"));
     assert_eq!(
         pushed["mediaType"],
         "application/vnd.oci.image.index.v1+json"
@@ -155,12 +159,7 @@ fn push_format_docker_pushes_a_manifest_list() {
         "--push",
         ".",
     ]);
-    let raw = tool("skopeo", "skopeo")
-        .args(["inspect", "--raw", "--tls-verify=false"])
-        .arg(format!("docker://{tag}"))
-        .output()
-        .unwrap();
-    let list: serde_json::Value = serde_json::from_slice(&raw.stdout).unwrap();
+    let list = raw(&format!("docker://{tag}"));
     assert_eq!(
         list["mediaType"],
         "application/vnd.docker.distribution.manifest.list.v2+json"
@@ -194,12 +193,7 @@ fn push_format_docker_pushes_a_manifest_list() {
         &tag,
         &again,
     ]);
-    let raw = tool("skopeo", "skopeo")
-        .args(["inspect", "--raw", "--tls-verify=false"])
-        .arg(format!("docker://{again}"))
-        .output()
-        .unwrap();
-    let index: serde_json::Value = serde_json::from_slice(&raw.stdout).unwrap();
+    let index = raw(&format!("docker://{again}"));
     assert_eq!(
         index["manifests"].as_array().map(Vec::len),
         Some(2),
@@ -307,17 +301,6 @@ fn bake_builds_a_services_platforms_into_one_index() {
         ),
     );
     p.ok(&["--insecure-registry", &host, "bake", "--push"]);
-    let raw = tool("skopeo", "skopeo")
-        .args(["inspect", "--raw", "--tls-verify=false"])
-        .arg(format!("docker://{host}/multi/baked:1"))
-        .output()
-        .unwrap();
-    let index: serde_json::Value = serde_json::from_slice(&raw.stdout).unwrap();
-    let arches: Vec<&str> = index["manifests"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["platform"]["architecture"].as_str().unwrap())
-        .collect();
-    assert_eq!(arches, ["amd64", "arm64"], "{index}");
+    let index = raw(&format!("docker://{host}/multi/baked:1"));
+    assert_eq!(arches(&index), ["amd64", "arm64"], "{index}");
 }
