@@ -406,6 +406,12 @@ pub(crate) struct BuildOptions {
     /// user namespace of its own; files keep their ids inside) or `host` (the host's root).
     #[arg(long, value_name = "auto|host", default_value = "auto")]
     pub(crate) userns: builder_core::exec::Userns,
+    /// How RUN is kept apart from the builder: `auto` (the namespaced sandbox where namespaces
+    /// can be made, else chroot, with a warning saying what is weaker), `namespaces` (or
+    /// `oci`), or `chroot` (no namespace and no mount, for containers with Docker's default
+    /// capabilities and seccomp profile).
+    #[arg(long, value_name = "auto|namespaces|chroot", default_value = "auto")]
+    pub(crate) isolation: builder_core::exec::Isolation,
     /// Kill a RUN (and everything it started) that takes longer than this many seconds.
     #[arg(long, value_name = "SECONDS")]
     pub(crate) run_timeout: Option<f64>,
@@ -545,10 +551,6 @@ const DOCKER_ONLY: &[(&str, &str)] = &[
     ("--sbom", "attestations are not supported yet"),
     ("--shm-size", "not supported yet"),
     ("--cpu-shares", "use --cpus"),
-    (
-        "--isolation",
-        "RUN always runs in rbuild's namespace sandbox",
-    ),
     (
         "--security-opt",
         "RUN always has Docker's default capabilities and seccomp filter",

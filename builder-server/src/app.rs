@@ -75,6 +75,7 @@ mod tests {
             store,
             registry: builder_core::registry::Options::default(),
             allow_network_host: false,
+            isolation: builder_core::exec::Isolation::Namespaces,
             max_context_size: u64::MAX,
             shutdown: builder_core::cancel::Cancel::default(),
             build_timeout: None,

@@ -489,6 +489,7 @@ pub(crate) fn execute(
         cache_to: params.cache_to.clone(),
         network: params.network,
         allow_network_host: state.allow_network_host,
+        isolation: state.isolation,
         limits: capped(&params.limits, &state.limits),
         ulimits: params.ulimits.clone(),
         secrets: params.secrets.0.clone(),

@@ -44,6 +44,15 @@ struct Args {
     /// service on the host's loopback.
     #[arg(long)]
     allow_network_host: bool,
+    /// How RUN is kept apart: `namespaces` (the default: a build fails where they cannot be
+    /// made), `chroot` (in a container that may not make namespaces; RUN then shares this
+    /// server's network and pid namespace, so give the server a pod of its own), or `auto`.
+    #[arg(
+        long,
+        value_name = "namespaces|chroot|auto",
+        default_value = "namespaces"
+    )]
+    isolation: builder_core::exec::Isolation,
     /// Who may build: a file of `TOKEN TENANT` lines (read again on SIGHUP). Without it,
     /// `RBUILD_TOKENS` holds the same text. Clients send `Authorization: Bearer TOKEN`.
     #[arg(long, value_name = "FILE")]
@@ -398,6 +407,7 @@ fn main() -> anyhow::Result<()> {
             ..builder_core::registry::Options::default()
         },
         allow_network_host: args.allow_network_host,
+        isolation: args.isolation,
         tokens: tokens.clone(),
         max_context_size: args.max_context_size,
         shutdown: builder_core::cancel::Cancel::new(),

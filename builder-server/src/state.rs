@@ -13,6 +13,8 @@ pub(crate) struct AppState {
     /// `--allow-network-host`: builds may use the host's network (`network=host`,
     /// `RUN --network=host`); without it they get a private one or none.
     pub(crate) allow_network_host: bool,
+    /// `--isolation`: how RUN is kept apart from the server.
+    pub(crate) isolation: builder_core::exec::Isolation,
     /// `--max-context-size`: the most bytes a posted context may have (as posted).
     pub(crate) max_context_size: u64,
     /// `--build-timeout`: how long one build may take, its pulls and RUNs included.

@@ -201,6 +201,7 @@ pub(crate) fn run(
         },
         ulimits: args.ulimits.clone(),
         userns: args.userns,
+        isolation: args.isolation,
         squash: args.squash,
         cancel: builder_core::cancel::Cancel::default(),
     };

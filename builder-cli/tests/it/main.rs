@@ -3,6 +3,7 @@
 mod bake;
 mod build;
 mod cache;
+mod chroot;
 mod cli;
 mod contexts;
 mod correctness;

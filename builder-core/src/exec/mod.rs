@@ -37,6 +37,7 @@
 
 mod binfmt;
 mod cgroup;
+mod chroot;
 mod rootfs;
 mod rootless;
 mod sandbox;
@@ -57,8 +58,8 @@ pub use binfmt::{
 pub use cgroup::{Cgroup, DEFAULT_PIDS, Limits, parse_bytes};
 pub use rootless::{IDS_ENV, IN_USERNS_ENV, rootless_reexec};
 pub use spec::{
-    Bind, DEFAULT_ULIMITS, IdMap, Network, PRIVATE_DNS, PrivateUnavailable, SandboxSpec, Ulimit,
-    Userns,
+    Bind, CHROOT_IS_WEAKER, DEFAULT_ULIMITS, IdMap, Isolation, Network, PRIVATE_DNS,
+    PrivateUnavailable, SandboxSpec, Ulimit, Userns,
 };
 
 /// The argument that makes the binary the sandbox helper.
@@ -188,6 +189,10 @@ fn run_in(
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             if !*reaped {
                 flag.store(true, SeqCst);
+                if spec.isolation == Isolation::Chroot {
+                    // No pid namespace ends them with the helper: its descendants first.
+                    chroot::kill_descendants(pid);
+                }
                 sys::kill(pid);
             }
         });
@@ -214,6 +219,32 @@ fn run_in(
             no_cgroup: None,
         })
     })
+}
+
+/// Whether this process can set up the namespaced sandbox (namespaces and mounts), tried by
+/// the helper at `helper`; else the system's word for why not. Asked once a process.
+///
+/// # Errors
+/// Why the namespaces cannot be made (`unshare: EPERM` in a container with Docker's default
+/// capabilities and seccomp profile).
+pub fn namespaces_available(helper: &Path) -> Result<(), String> {
+    static ANSWER: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    ANSWER
+        .get_or_init(|| {
+            let out = Command::new(helper)
+                .args([HELPER_ARG, "--probe"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .output()
+                .map_err(|e| format!("cannot start {}: {e}", helper.display()))?;
+            if out.status.success() {
+                Ok(())
+            } else {
+                Err(String::from_utf8_lossy(&out.stderr).trim().to_owned())
+            }
+        })
+        .clone()
 }
 
 /// Passes each line `reader` gives to `on_line`, until it ends.
@@ -269,6 +300,10 @@ pub fn helper_main() {
         return;
     }
     let mut input = Vec::new();
+    let mut args = args.peekable();
+    if args.peek().map(std::ffi::OsString::as_os_str) == Some(std::ffi::OsStr::new("--probe")) {
+        std::process::exit(chroot::probe());
+    }
     let from_env = args.next().as_deref() == Some(std::ffi::OsStr::new("--spec-from-env"));
     let read = if from_env {
         std::env::var(SPEC_ENV)
@@ -294,5 +329,8 @@ pub fn helper_main() {
                 std::process::exit(125);
             }
         };
-    std::process::exit(sandbox::enter(&spec));
+    std::process::exit(match spec.isolation {
+        Isolation::Chroot => chroot::enter(&spec),
+        Isolation::Auto | Isolation::Namespaces => sandbox::enter(&spec),
+    });
 }

@@ -17,7 +17,7 @@ use super::syscall::{Linux, Syscall};
 use super::userns::{Userns, make_userns};
 
 /// Docker's default capability set.
-const DEFAULT_CAPS: [caps::Capability; 14] = [
+pub(super) const DEFAULT_CAPS: [caps::Capability; 14] = [
     caps::Capability::CAP_CHOWN,
     caps::Capability::CAP_DAC_OVERRIDE,
     caps::Capability::CAP_FSETID,
@@ -278,10 +278,10 @@ fn child(spec: &SandboxSpec, userns: Option<&Userns>, alive: &std::io::PipeReade
 }
 
 /// The command as `execve` takes it.
-struct Command {
-    program: CString,
-    argv: Vec<CString>,
-    envp: Vec<CString>,
+pub(super) struct Command {
+    pub(super) program: CString,
+    pub(super) argv: Vec<CString>,
+    pub(super) envp: Vec<CString>,
 }
 
 /// Everything from the root filesystem to seccomp, in order: mounts (`rootfs.rs`), hostname,
@@ -308,6 +308,22 @@ fn setup(
     }
     // Onto the new root, the old one dropped: nothing of the host stays visible.
     sys.pivot_root(&spec.merged).map_err(at("pivot_root"))?;
+    finish(sys, spec, userns, &DEFAULT_CAPS, alive)
+}
+
+/// Inside the new root, to seccomp: the working directory, a session of its own, into RUN's
+/// user namespace, `caps`, ids, the parent-death signal, limits, `no_new_privs`, seccomp.
+pub(super) fn finish(
+    sys: &dyn Syscall,
+    spec: &SandboxSpec,
+    userns: Option<&Userns>,
+    caps: &[caps::Capability],
+    alive: &std::io::PipeReader,
+) -> Result<Command, (String, String)> {
+    let at = |what: &str| {
+        let what = what.to_owned();
+        move |err: String| (what, err)
+    };
     // Inside the new root `/` is the root: an absolute link in WORKDIR stays inside.
     let cwd = PathBuf::from(&spec.cwd);
     sys.make_dir(&cwd)
@@ -326,8 +342,7 @@ fn setup(
     }
     // Docker's capabilities in the bounding, permitted and effective sets; the inheritable and
     // ambient sets empty (CVE-2022-29162), so an exec'd file gains nothing.
-    sys.limit_capabilities(&DEFAULT_CAPS)
-        .map_err(at("capabilities"))?;
+    sys.limit_capabilities(caps).map_err(at("capabilities"))?;
     sys.set_ids(&spec.groups, spec.gid, spec.uid)
         .map_err(at("ids"))?;
     sys.die_with_helper(alive).map_err(at("pdeathsig"))?;
@@ -373,7 +388,7 @@ fn resolve_program(spec: &SandboxSpec) -> Result<String, (String, String)> {
 
 /// A user namespace mapping this process's uid and gid to root (a single mapping, as an
 /// unprivileged process may write for itself).
-fn map_self() {
+pub(super) fn map_self() {
     let (uid, gid) = (Uid::effective(), Gid::effective());
     if let Err(e) = unshare(CloneFlags::CLONE_NEWUSER) {
         fail("unshare a user namespace (rootless)", e);

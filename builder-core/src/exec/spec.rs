@@ -42,6 +42,55 @@ impl Network {
     }
 }
 
+/// How RUN is kept apart from the builder (`--isolation`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Isolation {
+    /// The namespaced sandbox where this process can make it, else [`Self::Chroot`] with a
+    /// warning that says what is weaker (the default).
+    #[default]
+    Auto,
+    /// The namespaced sandbox: mount, pid, network, UTS, IPC and cgroup namespaces, an overlay
+    /// root, its own `/proc`, `/sys` and `/dev` (buildah's `oci`).
+    Namespaces,
+    /// `chroot(2)` into a copy of the step's root filesystem, with no namespace and no mount:
+    /// for containers that may not make either (no `CAP_SYS_ADMIN`, Docker's seccomp profile).
+    /// Mounts are copies laid into the root; RUN shares the builder's pid and network
+    /// namespaces and has no `/proc` or `/sys`.
+    Chroot,
+}
+
+impl std::str::FromStr for Isolation {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" | "default" => Ok(Self::Auto),
+            "namespaces" | "oci" => Ok(Self::Namespaces),
+            "chroot" => Ok(Self::Chroot),
+            _ => Err(format!(
+                "`{s}`: --isolation is `auto`, `namespaces` (or `oci`) or `chroot`"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for Isolation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Auto => "auto",
+            Self::Namespaces => "namespaces",
+            Self::Chroot => "chroot",
+        })
+    }
+}
+
+/// What chroot isolation cannot give RUN, said once in the log and in the README.
+pub const CHROOT_IS_WEAKER: &str = "no pid namespace (RUN sees and can signal the builder's processes), \
+no network namespace (RUN shares the builder's network, loopback included; --network none cannot be had), \
+no UTS or IPC namespace, no /proc or /sys, no user namespace (RUN's root is the builder's), \
+mounts are copies (read-only binds are writable copies, tmpfs sizes are not enforced), \
+and CAP_SYS_CHROOT is dropped so RUN cannot leave the chroot";
+
 /// Whose ids RUN's root has when the builder runs as root (`--userns`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Userns {
@@ -210,6 +259,11 @@ pub struct SandboxSpec {
     /// has a user namespace already.
     #[serde(default)]
     pub userns: Option<IdMap>,
+    /// How RUN is kept apart: [`Isolation::Chroot`] chroots into `merged` (a prepared copy
+    /// with the mounts laid in) and makes no namespace and no mount; anything else is the
+    /// namespaced sandbox.
+    #[serde(default)]
+    pub isolation: Isolation,
 }
 
 impl SandboxSpec {
@@ -240,6 +294,7 @@ impl SandboxSpec {
             copied_rootfs: false,
             timeout: None,
             userns: None,
+            isolation: Isolation::Namespaces,
         }
     }
 

@@ -29,6 +29,8 @@ pub(super) trait Syscall {
     fn loopback_up(&self) -> Outcome;
     /// Makes `root` the root: `pivot_root` onto it and the old root detached.
     fn pivot_root(&self, root: &Path) -> Outcome;
+    /// `chroot(2)` into `root`, then `chdir /` (chroot isolation).
+    fn chroot(&self, root: &Path) -> Outcome;
     /// `chdir(2)`.
     fn chdir(&self, dir: &Path) -> Outcome;
     /// `mkdir -p`, where it is missing.
@@ -88,6 +90,11 @@ impl Syscall for Linux {
         nix::unistd::chdir("/").map_err(|e| format!("chdir /: {e}"))
     }
 
+    fn chroot(&self, root: &Path) -> Outcome {
+        nix::unistd::chroot(root).map_err(|e| format!("chroot: {e}"))?;
+        nix::unistd::chdir("/").map_err(|e| format!("chdir /: {e}"))
+    }
+
     fn chdir(&self, dir: &Path) -> Outcome {
         nix::unistd::chdir(dir).map_err(|e| e.to_string())
     }
@@ -108,7 +115,13 @@ impl Syscall for Linux {
     }
 
     fn limit_capabilities(&self, keep: &[caps::Capability]) -> Outcome {
-        let keep: caps::CapsHashSet = keep.iter().copied().collect();
+        // Only what this process has: a container may have given it fewer than Docker's.
+        let permitted = caps::read(None, caps::CapSet::Permitted).map_err(|e| e.to_string())?;
+        let keep: caps::CapsHashSet = keep
+            .iter()
+            .copied()
+            .filter(|c| permitted.contains(c))
+            .collect();
         for cap in caps::all() {
             if !keep.contains(&cap) {
                 caps::drop(None, caps::CapSet::Bounding, cap).map_err(|e| e.to_string())?;
@@ -269,6 +282,10 @@ pub(super) mod fake {
 
         fn chdir(&self, dir: &Path) -> Outcome {
             self.note(format!("chdir {}", dir.display()))
+        }
+
+        fn chroot(&self, root: &Path) -> Outcome {
+            self.note(format!("chroot {}", self.shown(root)))
         }
 
         fn setsid(&self) -> Outcome {

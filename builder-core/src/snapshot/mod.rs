@@ -19,4 +19,4 @@ pub use layer::{
 };
 pub use listing::listing_digest;
 pub use overlay::upper_entries;
-pub use treediff::tree_diff;
+pub use treediff::{Inodes, inodes, overlay_diff, tree_diff};

@@ -1,5 +1,9 @@
 //! The fallback where overlayfs cannot mount: the changes between a root filesystem and a
 //! modified copy of it, found by walking both (kind, mode, owner, size, time, link target).
+//!
+//! [`tree_diff`] gives the changes alone. [`overlay_diff`] gives what overlayfs's upper
+//! directory would have held for the same command, so a RUN on a copy (chroot isolation, no
+//! overlayfs) makes the same layer, byte for byte, as one on an overlay.
 
 use std::collections::{BTreeMap, HashMap};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
@@ -7,8 +11,9 @@ use std::path::Path;
 
 use super::layer::{Entry, EntryKind, FileSource};
 
-#[derive(PartialEq)]
 struct Meta {
+    /// Which inode the path is (see [`overlay_diff`]); not part of [`Meta::same`].
+    ino: Ino,
     kind: u32,
     mode: u32,
     uid: u32,
@@ -17,6 +22,52 @@ struct Meta {
     mtime: (i64, i64),
     link: Option<std::path::PathBuf>,
 }
+
+impl Meta {
+    /// Whether the entry looks the same: kind, mode, owner, size, time and link target (which
+    /// inode it is aside).
+    fn same(&self, other: &Self) -> bool {
+        (
+            self.kind, self.mode, self.uid, self.gid, self.size, self.mtime, &self.link,
+        ) == (
+            other.kind,
+            other.mode,
+            other.uid,
+            other.gid,
+            other.size,
+            other.mtime,
+            &other.link,
+        )
+    }
+}
+
+/// Whether `after` is new or looks different from `before`.
+fn changed_from(before: Option<&Meta>, after: &Meta) -> bool {
+    !before.is_some_and(|b| b.same(after))
+}
+
+/// A path's device, inode and birth time (where the filesystem keeps one: an inode number
+/// freed and given again at once is told apart by it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct Ino(u64, u64, Option<std::time::SystemTime>);
+
+/// The inode of every path below `root`: taken of a copy before a command runs on it, so
+/// [`overlay_diff`] can tell a path the command replaced from one it left.
+///
+/// # Errors
+/// A directory cannot be read.
+pub fn inodes(root: &Path) -> std::io::Result<Inodes> {
+    Ok(Inodes(
+        tree(root)?
+            .into_iter()
+            .map(|(path, meta)| (path, meta.ino))
+            .collect(),
+    ))
+}
+
+/// What [`inodes`] gives.
+#[derive(Debug, Default)]
+pub struct Inodes(HashMap<String, Ino>);
 
 fn tree(root: &Path) -> std::io::Result<BTreeMap<String, Meta>> {
     let mut out = BTreeMap::new();
@@ -43,6 +94,7 @@ fn tree(root: &Path) -> std::io::Result<BTreeMap<String, Meta>> {
             out.insert(
                 child,
                 Meta {
+                    ino: Ino(m.dev(), m.ino(), m.created().ok()),
                     kind: m.mode() & 0o170_000,
                     mode: m.mode() & 0o7777,
                     uid: m.uid(),
@@ -66,13 +118,49 @@ pub fn tree_diff(base: &Path, changed: &Path, skip: &[String]) -> std::io::Resul
         skip.iter()
             .any(|s| p == s || p.starts_with(&format!("{s}/")))
     };
-    let mut out = Vec::new();
-    let mut links: HashMap<(u64, u64), String> = HashMap::new();
-    for (path, meta) in &after {
-        if skipped(path) || before.get(path) == Some(meta) {
+    let paths: Vec<String> = after
+        .iter()
+        .filter(|(path, meta)| !skipped(path) && changed_from(before.get(*path), meta))
+        .map(|(path, _)| path.clone())
+        .collect();
+    let mut out = entries_of(changed, &after, &paths)?;
+    for path in before.keys() {
+        if after.contains_key(path) || skipped(path) {
             continue;
         }
-        let full = changed.join(path);
+        // Only the top-most deleted path needs a whiteout.
+        let parent_gone = path
+            .rsplit_once('/')
+            .is_some_and(|(p, _)| !after.contains_key(p));
+        if !parent_gone {
+            out.push(Entry {
+                path: path.clone(),
+                kind: EntryKind::Whiteout,
+                mode: 0,
+                uid: 0,
+                gid: 0,
+                mtime: 0,
+                xattrs: Vec::new(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// The entries of `paths` (in order) of the tree at `root`, which `tree` walked: a file's
+/// second and later names are hard links to its first.
+fn entries_of(
+    root: &Path,
+    tree: &BTreeMap<String, Meta>,
+    paths: &[String],
+) -> std::io::Result<Vec<Entry>> {
+    let mut out = Vec::new();
+    let mut links: HashMap<(u64, u64), String> = HashMap::new();
+    for path in paths {
+        let Some(meta) = tree.get(path) else {
+            continue;
+        };
+        let full = root.join(path);
         let m = fs_err::symlink_metadata(&full)?;
         let ft = m.file_type();
         let kind = if ft.is_dir() {
@@ -115,25 +203,204 @@ pub fn tree_diff(base: &Path, changed: &Path, skip: &[String]) -> std::io::Resul
             xattrs: Vec::new(),
         });
     }
-    for path in before.keys() {
-        if after.contains_key(path) || skipped(path) {
-            continue;
-        }
-        // Only the top-most deleted path needs a whiteout.
-        let parent_gone = path
-            .rsplit_once('/')
-            .is_some_and(|(p, _)| !after.contains_key(p));
-        if !parent_gone {
+    Ok(out)
+}
+
+/// What overlayfs's upper directory would hold had the command that turned a copy of `base`
+/// into `changed` run on an overlay of `base` instead: [`tree_diff`]'s changes, and
+/// - a path the command replaced (its inode is not the one `before` has) even where it looks
+///   the same; a directory replaced is opaque, everything below it is recorded and nothing
+///   below it is whited out;
+/// - every directory above a recorded path (overlayfs copies parents up);
+/// - every other name of a recorded hard-linked file (a link copies its file up).
+///
+/// Directories recorded only because their time changed, with nothing below them, are left
+/// for the caller to drop as it does an upper directory's.
+///
+/// # Errors
+/// A directory cannot be read.
+pub fn overlay_diff(
+    base: &Path,
+    changed: &Path,
+    before: &Inodes,
+    skip: &[String],
+) -> std::io::Result<Vec<Entry>> {
+    let old = tree(base)?;
+    let new = tree(changed)?;
+    let skipped = |p: &str| {
+        skip.iter()
+            .any(|s| p == s || p.starts_with(&format!("{s}/")))
+    };
+    let replaced = |p: &str, meta: &Meta| before.0.get(p).is_some_and(|ino| *ino != meta.ino);
+    // Directories the command made anew where `base` had something: opaque, as overlayfs
+    // makes a directory created over a whiteout.
+    let opaque: Vec<&String> = new
+        .iter()
+        .filter(|(p, m)| {
+            m.kind == 0o040_000
+                && old
+                    .get(*p)
+                    .is_some_and(|o| o.kind != m.kind || replaced(p, m))
+        })
+        .map(|(p, _)| p)
+        .collect();
+    let under_opaque = |p: &str| opaque.iter().any(|o| p.starts_with(&format!("{o}/")));
+    let mut record: std::collections::BTreeSet<&String> = new
+        .iter()
+        .filter(|(p, m)| {
+            !skipped(p) && (changed_from(old.get(*p), m) || replaced(p, m) || under_opaque(p))
+        })
+        .map(|(p, _)| p)
+        .collect();
+    // The other names of recorded hard-linked files.
+    let linked: std::collections::HashSet<(u64, u64)> = record
+        .iter()
+        .filter_map(|p| new.get(*p))
+        .filter(|m| m.kind == 0o100_000)
+        .map(|m| (m.ino.0, m.ino.1))
+        .collect();
+    record.extend(
+        new.iter()
+            .filter(|(p, m)| !skipped(p) && linked.contains(&(m.ino.0, m.ino.1)))
+            .map(|(p, _)| p),
+    );
+    let gone: Vec<&String> = old
+        .keys()
+        .filter(|p| !new.contains_key(*p) && !skipped(p) && !under_opaque(p))
+        .filter(|p| {
+            p.rsplit_once('/')
+                .is_none_or(|(parent, _)| new.contains_key(parent))
+        })
+        .collect();
+    // Parents of whatever is recorded or whited out, as overlayfs copies them up.
+    let parents: Vec<&String> = record
+        .iter()
+        .copied()
+        .chain(gone.iter().copied())
+        .flat_map(|p| {
+            let mut up = Vec::new();
+            let mut at = p.as_str();
+            while let Some((parent, _)) = at.rsplit_once('/') {
+                up.push(parent);
+                at = parent;
+            }
+            up
+        })
+        .filter_map(|p| new.get_key_value(p).map(|(k, _)| k))
+        .collect();
+    record.extend(parents);
+    let paths: Vec<String> = record.into_iter().cloned().collect();
+    let mut out = entries_of(changed, &new, &paths)?;
+    for p in opaque {
+        if let Some(dir) = out.iter().find(|e| &e.path == p).cloned() {
             out.push(Entry {
-                path: path.clone(),
-                kind: EntryKind::Whiteout,
-                mode: 0,
-                uid: 0,
-                gid: 0,
-                mtime: 0,
-                xattrs: Vec::new(),
+                kind: EntryKind::Opaque,
+                ..dir
             });
         }
     }
+    // A whiteout's time is its deletion's, which the parent's time (set by it) stands for.
+    let root_time = fs_err::symlink_metadata(changed)?.mtime();
+    out.extend(gone.into_iter().map(|p| {
+        Entry {
+            path: p.clone(),
+            kind: EntryKind::Whiteout,
+            mode: 0,
+            uid: 0,
+            gid: 0,
+            mtime: p
+                .rsplit_once('/')
+                .and_then(|(parent, _)| new.get(parent))
+                .map_or(root_time, |m| m.mtime.0),
+            xattrs: Vec::new(),
+        }
+    }));
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shown(entries: &[Entry]) -> Vec<String> {
+        let mut out: Vec<String> = entries
+            .iter()
+            .map(|e| {
+                let kind = match &e.kind {
+                    EntryKind::Dir => "dir".to_owned(),
+                    EntryKind::Opaque => "opaque".to_owned(),
+                    EntryKind::Whiteout => "whiteout".to_owned(),
+                    EntryKind::Hardlink { target } => format!("link to {target}"),
+                    EntryKind::File { .. } => "file".to_owned(),
+                    other => format!("{other:?}"),
+                };
+                format!("{} {kind}", e.path)
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// What overlayfs's upper directory holds for the same command: parents copied up, a
+    /// directory made over a deleted entry opaque (even where the inode number comes back),
+    /// every name of a linked file, one whiteout per deleted tree.
+    #[test]
+    fn a_copy_diffs_as_overlayfs_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().join("base");
+        for d in ["a/b", "keep/x", "gone/deep", "redo"] {
+            fs_err::create_dir_all(base.join(d)).unwrap();
+        }
+        for f in ["a/b/f", "keep/x/same", "gone/deep/g", "redo/old", "file"] {
+            fs_err::write(base.join(f), f).unwrap();
+        }
+        let copy = dir.path().join("copy");
+        let st = std::process::Command::new("cp")
+            .arg("-a")
+            .arg(&base)
+            .arg(&copy)
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let before = inodes(&copy).unwrap();
+        fs_err::write(copy.join("a/b/new"), "new").unwrap();
+        fs_err::remove_dir_all(copy.join("gone")).unwrap();
+        fs_err::remove_dir_all(copy.join("redo")).unwrap();
+        fs_err::create_dir(copy.join("redo")).unwrap();
+        fs_err::remove_file(copy.join("file")).unwrap();
+        fs_err::create_dir(copy.join("file")).unwrap();
+        fs_err::hard_link(copy.join("keep/x/same"), copy.join("keep/x/link")).unwrap();
+        let entries = overlay_diff(&base, &copy, &before, &[]).unwrap();
+        assert_eq!(
+            shown(&entries),
+            [
+                "a dir",
+                "a/b dir",
+                "a/b/new file",
+                "file dir",
+                "file opaque",
+                "gone whiteout",
+                "keep dir",
+                "keep/x dir",
+                "keep/x/link file",
+                "keep/x/same link to keep/x/link",
+                "redo dir",
+                "redo opaque",
+            ]
+        );
+        // The plain diff sees none of what overlayfs copies up.
+        assert_eq!(
+            shown(&tree_diff(&base, &copy, &[]).unwrap()),
+            [
+                "a/b dir",
+                "a/b/new file",
+                "file dir",
+                "gone whiteout",
+                "keep/x dir",
+                "keep/x/link file",
+                "redo dir",
+                "redo/old whiteout",
+            ]
+        );
+    }
 }

@@ -92,6 +92,9 @@ pub struct BuildRequest {
     /// `--userns`: as root, RUN's ids are an unprivileged range of the host's (`Auto`, the
     /// default) or the host's own (`Host`).
     pub userns: crate::exec::Userns,
+    /// `--isolation`: how RUN is kept apart from the builder (`Auto`, the default: the
+    /// namespaced sandbox where this process can make it, else chroot with a warning).
+    pub isolation: crate::exec::Isolation,
     /// `--squash`: the layers the build adds on top of the target's base become one.
     pub squash: bool,
     /// Set it ([`crate::cancel::Cancel::cancel`], from any thread) to stop the build: no
@@ -861,6 +864,7 @@ fn sandbox(req: &BuildRequest) -> run::Sandbox<'_> {
         network: req.network,
         allow_network_host: req.allow_network_host,
         userns: req.userns,
+        isolation: req.isolation,
         limits: &req.limits,
         ulimits: &req.ulimits,
     }

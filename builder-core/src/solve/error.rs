@@ -63,6 +63,12 @@ pub enum Error {
     /// `RUN --network=host` where the build does not allow it (a service's default).
     #[error("RUN with the host's network is not allowed here")]
     NetworkHostDenied,
+    /// `RUN --network=none` (or `--network none`) under chroot isolation, which has no
+    /// network namespace to give.
+    #[error(
+        "RUN --network=none needs a network namespace, and chroot isolation cannot make one here; give the builder's container no network instead"
+    )]
+    NetworkNoneUnderChroot,
     /// RUN's network could not be set up.
     #[error("RUN's network cannot be set up: {reason}")]
     Network {

@@ -11,6 +11,7 @@
 
 mod builder;
 mod chown;
+mod chroot;
 mod config;
 mod container;
 mod copy;

@@ -51,6 +51,8 @@ pub(crate) struct Sandbox<'a> {
     pub(crate) limits: &'a crate::exec::Limits,
     /// RUN's resource limits.
     pub(crate) ulimits: &'a [crate::exec::Ulimit],
+    /// `--isolation`: the namespaced sandbox, chroot, or whichever this process can have.
+    pub(crate) isolation: crate::exec::Isolation,
 }
 
 impl Sandbox<'_> {
@@ -152,6 +154,8 @@ struct Mounts {
     tmpfs: Vec<(String, Option<u64>)>,
     env: Vec<String>,
     targets: Vec<String>,
+    /// The cache mounts' directories (under chroot isolation they are moved in and back).
+    caches: Vec<PathBuf>,
     /// Held for the RUN: `sharing=locked` cache mounts are one build at a time.
     #[allow(dead_code)]
     locks: Vec<fs_err::File>,
@@ -163,13 +167,19 @@ struct Mounts {
 /// What RUN's mounts are on the host: binds (the context, a stage, an image, a cache
 /// directory, a secret's file), tmpfs mounts, secret variables, and the locks of
 /// `sharing=locked` caches, held while the RUN runs.
-fn plan_mounts(inputs: &Inputs, exec: &Exec, sandbox: &Sandbox<'_>) -> Result<Mounts> {
+fn plan_mounts(
+    inputs: &Inputs,
+    exec: &Exec,
+    sandbox: &Sandbox<'_>,
+    isolation: exec::Isolation,
+) -> Result<Mounts> {
     use crate::dockerfile::MountType;
     let mut out = Mounts {
         binds: Vec::new(),
         tmpfs: Vec::new(),
         env: Vec::new(),
         targets: Vec::new(),
+        caches: Vec::new(),
         locks: Vec::new(),
         agents: Vec::new(),
     };
@@ -188,7 +198,10 @@ fn plan_mounts(inputs: &Inputs, exec: &Exec, sandbox: &Sandbox<'_>) -> Result<Mo
             }
             MountType::Cache => {
                 let target = target("cache")?;
-                let dir = cache_dir(&inputs.cache_root, m, &target, &mut out.locks)?;
+                // Under chroot the directory is moved into the root: one RUN at a time.
+                let exclusive = isolation == exec::Isolation::Chroot;
+                let dir = cache_dir(&inputs.cache_root, m, &target, exclusive, &mut out.locks)?;
+                out.caches.push(dir.clone());
                 out.bind(dir, target, m.readonly);
             }
             MountType::Tmpfs => {
@@ -235,22 +248,22 @@ fn bind_source(inputs: &Inputs, m: &crate::plan::Mount, i: usize) -> Result<std:
 }
 
 /// A cache mount's directory in the store (by id, else target), made with the mount's mode
-/// and owner the first time; `sharing=locked|private` takes its lock into `locks`.
+/// and owner the first time; `sharing=locked|private`, or `exclusive`, takes its lock into
+/// `locks`.
 fn cache_dir(
     root: &std::path::Path,
     m: &crate::plan::Mount,
     target: &str,
+    exclusive: bool,
     locks: &mut Vec<fs_err::File>,
 ) -> Result<std::path::PathBuf> {
     use crate::dockerfile::Sharing;
     use fs4::fs_std::FileExt;
     let id = m.id.clone().unwrap_or_else(|| target.to_owned());
     let dir = root.join(crate::digest::Digest::of(id.as_bytes()).hex());
-    if !dir.exists() {
-        fs_err::create_dir_all(&dir).map_err(io_at(&dir))?;
-        set_mode_and_owner(&dir, m, 0o755)?;
-    }
-    if matches!(m.sharing, Some(Sharing::Locked | Sharing::Private)) {
+    // The lock first: under chroot isolation the directory is away while another RUN has it.
+    if exclusive || matches!(m.sharing, Some(Sharing::Locked | Sharing::Private)) {
+        fs_err::create_dir_all(root).map_err(io_at(root))?;
         let lock_path = dir.with_extension("lock");
         let lock = fs_err::OpenOptions::new()
             .create(true)
@@ -260,6 +273,10 @@ fn cache_dir(
             .map_err(io_at(&lock_path))?;
         FileExt::lock_exclusive(lock.file()).map_err(io_at(&lock_path))?;
         locks.push(lock);
+    }
+    if !dir.exists() {
+        fs_err::create_dir_all(&dir).map_err(io_at(&dir))?;
+        set_mode_and_owner(&dir, m, 0o755)?;
     }
     Ok(dir)
 }
@@ -440,7 +457,9 @@ pub(crate) fn run(
 ) -> Result<Vec<snapshot::Entry>> {
     let dir = inputs.dir.clone();
     fs_err::create_dir_all(&dir).map_err(io_at(&dir))?;
-    let mounts = plan_mounts(inputs, exec, sandbox)?;
+    let helper = std::env::current_exe().map_err(io_at("/proc/self/exe"))?;
+    let isolation = isolation(sandbox, io, &helper);
+    let mounts = plan_mounts(inputs, exec, sandbox, isolation)?;
     let args = exec.args.clone();
     let rootfs = inputs.rootfs.clone();
     let user = exec.user.clone();
@@ -461,7 +480,7 @@ pub(crate) fn run(
         "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\tbuildkitsandbox\n",
         inputs.epoch,
     )?;
-    let network = sandbox_network(sandbox, io, exec)?;
+    let network = sandbox_network(sandbox, io, exec, isolation)?;
     let resolv_conf = resolv_conf(network, &dir, inputs.epoch)?;
     let spec = SandboxSpec {
         env: with_home(exec.env.clone(), &user, uid, &rootfs)
@@ -489,17 +508,62 @@ pub(crate) fn run(
         ..SandboxSpec::new(rootfs.clone(), &dir, args)
     };
     spec.make_dirs().map_err(io_at(&dir))?;
-    let copied = execute(sandbox, io, spec, &dir, &rootfs)?;
-    let changes = copied.clone().unwrap_or_else(|| upper.clone());
-    let skip = left_out(&rootfs, &changes, copied.is_some(), &mounts.targets);
-    let entries = match &copied {
-        Some(copy) => snapshot::tree_diff(&rootfs, copy, &skip).map_err(io_at(copy))?,
-        None => unchanged_dirs_removed(
-            &rootfs,
-            snapshot::upper_entries(&upper, &skip).map_err(io_at(&upper))?,
-        ),
+    let run = Run {
+        helper: &helper,
+        dir: &dir,
+        rootfs: &rootfs,
+        isolation,
+        caches: &mounts.caches,
     };
-    Ok(entries)
+    let copied = execute(sandbox, io, spec, &run)?;
+    let mut targets = mounts.targets.clone();
+    if isolation == exec::Isolation::Chroot {
+        // Laid in as files, not bound: left out whether or not the image had them.
+        targets.extend(["/etc/hosts".to_owned(), "/etc/resolv.conf".to_owned()]);
+    }
+    let changes = copied
+        .as_ref()
+        .map_or_else(|| upper.clone(), |c| c.0.clone());
+    let skip = left_out(&rootfs, &changes, copied.is_some(), &targets);
+    let entries = match &copied {
+        Some((copy, before)) => {
+            snapshot::overlay_diff(&rootfs, copy, before, &skip).map_err(io_at(copy))?
+        }
+        None => snapshot::upper_entries(&upper, &skip).map_err(io_at(&upper))?,
+    };
+    Ok(unchanged_dirs_removed(&rootfs, entries))
+}
+
+/// The isolation RUN gets: as asked, or under `auto` the namespaced sandbox where this
+/// process can make it, else chroot; chroot says once what it does not give.
+fn isolation(sandbox: &Sandbox<'_>, io: &Io<'_>, helper: &std::path::Path) -> exec::Isolation {
+    static SAID: AtomicBool = AtomicBool::new(false);
+    let weaker = exec::CHROOT_IS_WEAKER;
+    match sandbox.isolation {
+        exec::Isolation::Namespaces => exec::Isolation::Namespaces,
+        exec::Isolation::Chroot => {
+            warn_once(
+                io,
+                &SAID,
+                &format!("RUN runs with chroot isolation (--isolation chroot): {weaker}"),
+            );
+            exec::Isolation::Chroot
+        }
+        exec::Isolation::Auto => match exec::namespaces_available(helper) {
+            Ok(()) => exec::Isolation::Namespaces,
+            Err(why) => {
+                warn_once(
+                    io,
+                    &SAID,
+                    &format!(
+                        "RUN runs with chroot isolation: this process cannot make namespaces \
+                         ({why}); compared with the namespaced sandbox there is {weaker}"
+                    ),
+                );
+                exec::Isolation::Chroot
+            }
+        },
+    }
 }
 
 /// The `#!` heredoc RUN runs as a file: written beside the sandbox, bound at
@@ -523,11 +587,23 @@ fn script_bind(exec: &Exec, dir: &std::path::Path) -> Result<Option<exec::Bind>>
 }
 
 /// The network RUN gets: the op's, checked against what the build allows and what this
-/// process can give (rootless without a tap device: the user's network, said once).
-fn sandbox_network(sandbox: &Sandbox<'_>, io: &Io<'_>, exec: &Exec) -> Result<Network> {
+/// process can give (rootless without a tap device: the user's network, said once; under
+/// chroot isolation the builder's, and no `none`).
+fn sandbox_network(
+    sandbox: &Sandbox<'_>,
+    io: &Io<'_>,
+    exec: &Exec,
+    isolation: exec::Isolation,
+) -> Result<Network> {
     let network = sandbox.network_of(exec);
     if network == Network::Host && !sandbox.allow_network_host {
         return Err(Error::NetworkHostDenied);
+    }
+    if isolation == exec::Isolation::Chroot {
+        return match network {
+            Network::None => Err(Error::NetworkNoneUnderChroot),
+            Network::Private | Network::Host => Ok(Network::Host),
+        };
     }
     Ok(match (network, Network::private_available()) {
         (Network::Private, Err(reason @ exec::PrivateUnavailable::Rootless)) => {
@@ -544,36 +620,58 @@ fn sandbox_network(sandbox: &Sandbox<'_>, io: &Io<'_>, exec: &Exec) -> Result<Ne
     })
 }
 
-/// Runs the sandbox on an overlay, or where overlayfs cannot mount on a copy of the root
-/// filesystem (given back, to diff); a command that did not succeed is the step's error.
+/// Where and how one RUN runs, for [`execute`].
+struct Run<'a> {
+    /// The sandbox helper (this binary).
+    helper: &'a std::path::Path,
+    /// The step's own directory.
+    dir: &'a std::path::Path,
+    /// The stage's root filesystem.
+    rootfs: &'a std::path::Path,
+    isolation: exec::Isolation,
+    /// The cache mounts' directories.
+    caches: &'a [PathBuf],
+}
+
+/// Runs the sandbox on an overlay, or on a copy of the root filesystem (given back with its
+/// inodes before the run, to diff) where overlayfs cannot mount or under chroot isolation; a
+/// command that did not succeed is the step's error.
 fn execute(
     sandbox: &Sandbox<'_>,
     io: &Io<'_>,
     spec: SandboxSpec,
-    dir: &std::path::Path,
-    rootfs: &std::path::Path,
-) -> Result<Option<std::path::PathBuf>> {
-    let helper = std::env::current_exe().map_err(io_at("/proc/self/exe"))?;
+    run: &Run<'_>,
+) -> Result<Option<(PathBuf, snapshot::Inodes)>> {
     let mut tail: VecDeque<String> = VecDeque::new();
     let mut spec = spec;
+    let chroot = run.isolation == exec::Isolation::Chroot;
     let force_copy = std::env::var_os("RBUILD_SNAPSHOTTER").is_some_and(|v| v == "copy");
     let mut copied = None;
     let mut exit = None;
-    if !force_copy {
-        exit = Some(run_logged(io, &helper, &spec, &mut tail)?);
+    if !force_copy && !chroot {
+        exit = Some(run_logged(io, run.helper, &spec, &mut tail)?);
     }
     let overlay_failed = exit.as_ref().is_some_and(|e| e.code == 125)
         && tail.iter().any(|l| l.contains("mount overlay"));
-    if force_copy || overlay_failed {
-        // Where overlayfs cannot mount: a copy of the root filesystem, compared afterwards.
-        (io.log)("rbuild: overlayfs is not available here; running on a copy of the root filesystem and diffing the trees".into());
+    if force_copy || overlay_failed || chroot {
+        if !chroot {
+            (io.log)("rbuild: overlayfs is not available here; running on a copy of the root filesystem and diffing the trees".into());
+        }
         tail.clear();
-        let copy = dir.join("copy");
-        super::snapshots::copy_tree(rootfs, &copy, false)?;
+        let copy = run.dir.join("copy");
+        super::snapshots::copy_tree(run.rootfs, &copy, false)?;
+        let before = snapshot::inodes(&copy).map_err(io_at(&copy))?;
         spec.merged.clone_from(&copy);
         spec.copied_rootfs = true;
-        exit = Some(run_logged(io, &helper, &spec, &mut tail)?);
-        copied = Some(copy);
+        let placed = if chroot {
+            spec.isolation = exec::Isolation::Chroot;
+            Some(super::chroot::place(&mut spec, run.dir, run.caches)?)
+        } else {
+            None
+        };
+        exit = Some(run_logged(io, run.helper, &spec, &mut tail)?);
+        drop(placed);
+        copied = Some((copy, before));
     }
     let exit = exit.ok_or_else(|| Error::Internal("the RUN did not run".into()))?;
     if exit.cancelled {

@@ -1,0 +1,405 @@
+//! Issue 18: builds where namespaces are not allowed. `rbuild build` runs inside a podman
+//! container with Docker's default capabilities (no `CAP_SYS_ADMIN`), podman's default seccomp
+//! profile (Docker's, from containers-common) and no user namespace; `--isolation auto` falls
+//! back to chroot there and makes the same image as the namespaced sandbox on the host.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use crate::interop::podman;
+use crate::support::{Project, import_busybox, text};
+
+const EPOCH: &str = "1700000000";
+
+/// Docker's default capabilities (moby's `oci/caps/defaults.go`): no `CAP_SYS_ADMIN`.
+const DOCKER_CAPS: &str = "CHOWN,DAC_OVERRIDE,FSETID,FOWNER,MKNOD,NET_RAW,SETGID,SETUID,SETFCAP,\
+SETPCAP,NET_BIND_SERVICE,SYS_CHROOT,KILL,AUDIT_WRITE";
+
+/// podman's default seccomp profile: Docker's, as containers-common ships it.
+const SECCOMP: &str = "/usr/share/containers/seccomp.json";
+
+/// The Dockerfile both builds run: COPY, RUN with a cache mount and a secret mount, and a RUN
+/// whose layer needs overlayfs's rules (a file replaced by a directory, a hard link).
+const DOCKERFILE: &str = "\
+FROM busybox
+COPY a /app/a
+RUN --mount=type=cache,target=/root/.cache --mount=type=secret,id=tok \\
+    echo cached > /root/.cache/c && cp /root/.cache/c /app/from-cache \\
+ && sha256sum /run/secrets/tok > /app/secret-sum && id > /app/id && ls /app > /app/ls
+RUN rm -rf /app/a && mkdir -p /app/a/b && echo n > /app/a/b/n && ln /app/ls /app/ls2
+";
+
+/// A root filesystem for the container: rbuild and the libraries it links, busybox, a store at
+/// `/store` with busybox imported, and `ctx` at `/ctx`.
+fn container_root(p: &Project, ctx: &Path) -> PathBuf {
+    let root = p.path("container");
+    for d in ["bin", "tmp", "etc", "proc", "sys", "dev"] {
+        fs_err::create_dir_all(root.join(d)).unwrap();
+    }
+    let rbuild = Path::new(env!("CARGO_BIN_EXE_rbuild"));
+    fs_err::copy(rbuild, root.join("bin/rbuild")).unwrap();
+    fs_err::copy("/bin/busybox", root.join("bin/busybox")).unwrap();
+    let ldd = Command::new("ldd").arg(rbuild).output().unwrap();
+    for lib in text(&ldd.stdout)
+        .split_whitespace()
+        .filter(|w| w.starts_with('/'))
+    {
+        let to = root.join(lib.trim_start_matches('/'));
+        fs_err::create_dir_all(to.parent().unwrap()).unwrap();
+        fs_err::copy(fs_err::canonicalize(lib).unwrap(), to).unwrap();
+    }
+    import_busybox(&root.join("store"));
+    let st = Command::new("cp")
+        .arg("-a")
+        .arg(ctx)
+        .arg(root.join("ctx"))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    root
+}
+
+/// `podman run` of `args` in `root` as a CI runner's pod would have it: Docker's capabilities
+/// and seccomp profile, no user namespace, `network` (`none`, or slirp4netns's user-mode
+/// network of its own: no bridge), `SOURCE_DATE_EPOCH` fixed.
+fn in_container(p: &Project, root: &Path, network: &str, args: &[&str]) -> Output {
+    podman(p)
+        .args(["run", "--rm", "--network", network])
+        .args([
+            "--ulimit",
+            "nofile=1024:1024",
+            "--ulimit",
+            "nproc=4096:4096",
+        ])
+        .args(["--cap-drop", "ALL", "--cap-add", DOCKER_CAPS])
+        .arg("--security-opt")
+        .arg(format!("seccomp={SECCOMP}"))
+        .args(["-e", &format!("SOURCE_DATE_EPOCH={EPOCH}")])
+        .arg("--rootfs")
+        .arg(root)
+        .args(args)
+        .output()
+        .expect("podman runs")
+}
+
+/// The manifest digest and diff IDs of `image` in the store `root`.
+fn digest(p: &Project, root: &Path, image: &str) -> (String, Vec<String>) {
+    let out = p.rbuild_in(root, &["inspect", image]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ids = v["Config"]["rootfs"]["diff_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d.as_str().unwrap().to_owned())
+        .collect();
+    (v["Digest"].as_str().unwrap().to_owned(), ids)
+}
+
+#[test]
+fn issue_18_a_container_without_namespaces_builds_the_namespaced_image() {
+    let p = Project::new();
+    p.file("a", "a\n")
+        .file("tok", "s3cr3t\n")
+        .file("Dockerfile", DOCKERFILE);
+    let root = container_root(&p, &p.ctx());
+    // The container is what the issue says: no CAP_SYS_ADMIN, a seccomp filter, no namespaces.
+    let status = in_container(
+        &p,
+        &root,
+        "none",
+        &["/bin/busybox", "cat", "/proc/self/status"],
+    );
+    assert!(status.status.success(), "{}", text(&status.stderr));
+    let status = text(&status.stdout);
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(str::trim)
+            .unwrap()
+            .to_owned()
+    };
+    let cap_eff = u64::from_str_radix(&field("CapEff:"), 16).unwrap();
+    assert_eq!(cap_eff & (1 << 21), 0, "no CAP_SYS_ADMIN: {status}");
+    assert_eq!(field("Seccomp:"), "2", "a seccomp filter: {status}");
+
+    let build = [
+        "/bin/rbuild",
+        "--root",
+        "/store",
+        "build",
+        "--progress",
+        "plain",
+        "--secret",
+        "id=tok,src=/ctx/tok",
+        "-t",
+        "app:1",
+        "/ctx",
+    ];
+    let out = in_container(&p, &root, "none", &build);
+    let log = text(&out.stderr);
+    assert!(
+        out.status.success(),
+        "the build fails in the container:\n{log}"
+    );
+    assert!(
+        log.contains("RUN runs with chroot isolation: this process cannot make namespaces")
+            && log.contains("no pid namespace"),
+        "auto says it picked chroot, and what is weaker:\n{log}"
+    );
+    assert_eq!(
+        log.matches("chroot isolation").count(),
+        1,
+        "said once:\n{log}"
+    );
+    // The cache mount's directory went back to the store, with what the RUN wrote.
+    let caches: Vec<_> = fs_err::read_dir(root.join("store/cache-mounts"))
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| e.path().is_dir())
+        .collect();
+    assert_eq!(caches.len(), 1);
+    assert_eq!(
+        fs_err::read_to_string(caches[0].path().join("c")).unwrap(),
+        "cached\n"
+    );
+
+    // The namespaced sandbox, on the host, with a store of its own.
+    let host = p.path("host-store");
+    import_busybox(&host);
+    let out = p
+        .command_in(
+            &host,
+            &["build", "--progress", "plain", "--secret", "id=tok,src=tok"],
+        )
+        .args(["-t", "app:1", "."])
+        .env("SOURCE_DATE_EPOCH", EPOCH)
+        .output()
+        .unwrap();
+    let host_log = text(&out.stderr);
+    assert!(out.status.success(), "{host_log}");
+    assert!(
+        !host_log.contains("chroot isolation"),
+        "as root here, auto picks the namespaced sandbox:\n{host_log}"
+    );
+    assert_eq!(
+        digest(&p, &root.join("store"), "app:1"),
+        digest(&p, &host, "app:1"),
+        "the same image, byte for byte"
+    );
+
+    // The cache is shared: the container's store, built again on the host, is all CACHED.
+    let out = p
+        .command_in(
+            &root.join("store"),
+            &["build", "--progress", "plain", "--secret", "id=tok,src=tok"],
+        )
+        .args(["-t", "app:2", "."])
+        .env("SOURCE_DATE_EPOCH", EPOCH)
+        .output()
+        .unwrap();
+    let again = text(&out.stderr);
+    assert!(out.status.success(), "{again}");
+    assert_eq!(again.matches("CACHED").count(), 4, "{again}");
+}
+
+/// What `auto` picks on this machine as root: the namespaced sandbox (its own hostname and
+/// `/proc`); `--isolation chroot` gives neither, and says so.
+#[test]
+fn issue_18_auto_is_the_namespaced_sandbox_here_and_chroot_is_asked_for_by_name() {
+    let p = Project::new();
+    import_busybox(&p.root());
+    p.file(
+        "Dockerfile",
+        "FROM busybox\nRUN (hostname; if test -e /proc/self/status; then echo proc; fi) > /seen\n",
+    );
+    let seen = |isolation: &str| {
+        let dest = p.path(&format!("out-{isolation}"));
+        let out = p.rbuild(&[
+            "build",
+            "--no-cache",
+            "--progress",
+            "plain",
+            "--isolation",
+            isolation,
+            "-o",
+            &format!("type=local,dest={}", dest.display()),
+            ".",
+        ]);
+        let log = text(&out.stderr);
+        assert!(out.status.success(), "{log}");
+        (fs_err::read_to_string(dest.join("seen")).unwrap(), log)
+    };
+    let (auto, log) = seen("auto");
+    assert_eq!(auto, "buildkitsandbox\nproc\n", "{log}");
+    assert!(!log.contains("chroot"), "{log}");
+    let (chroot, log) = seen("chroot");
+    assert_ne!(chroot, auto, "no UTS namespace, no /proc under chroot");
+    assert!(!chroot.contains("proc"), "{chroot}");
+    assert!(
+        log.contains("RUN runs with chroot isolation (--isolation chroot)"),
+        "{log}"
+    );
+    let out = p.rbuild(&["build", "--isolation", "jail", "."]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("--isolation is `auto`, `namespaces` (or `oci`) or `chroot`"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+/// Attacks on chroot isolation, each failing were its rule switched off: RUN cannot chroot
+/// again (`CAP_SYS_CHROOT` dropped), a read-only bind is a copy (the context is not written),
+/// a cache directory turned into a symlink never leads the next RUN out, processes left running
+/// are killed, and `--network=none` is refused rather than given the builder's network.
+#[test]
+fn issue_18_chroot_isolation_keeps_its_rules() {
+    let p = Project::new();
+    import_busybox(&p.root());
+    let outside = p.path("outside");
+    fs_err::create_dir_all(&outside).unwrap();
+    p.file("a", "context\n").file(
+        "Dockerfile",
+        &format!(
+            "FROM busybox\n\
+             RUN if chroot / /bin/true 2>/dev/null; then echo escaped > /chrooted; fi\n\
+             RUN --mount=type=bind,target=/ctx echo changed > /ctx/a 2>/dev/null; true\n\
+             RUN --mount=type=cache,target=/cache,id=c rm -rf /cache && ln -s {} /cache\n\
+             RUN (sleep 4242 &) ; echo left\n",
+            outside.display()
+        ),
+    );
+    // A process left running would hold the build's output open: bounded, not a hang.
+    let log_file = p.path("build.log");
+    let mut child = p
+        .command_in(
+            &p.root(),
+            &[
+                "build",
+                "--isolation",
+                "chroot",
+                "--progress",
+                "plain",
+                "-o",
+                &format!("type=local,dest={}", p.path("out").display()),
+                ".",
+            ],
+        )
+        .stdout(std::process::Stdio::null())
+        .stderr(fs_err::File::create(&log_file).unwrap().into_file())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = Command::new("pkill").args(["-f", "sleep 4242"]).status();
+            panic!("the build did not end: a process of a RUN outlived it");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let log = fs_err::read_to_string(&log_file).unwrap();
+    assert!(status.success(), "{log}");
+    assert!(
+        !p.path("out/chrooted").exists(),
+        "RUN chrooted again:\n{log}"
+    );
+    assert_eq!(
+        fs_err::read_to_string(p.ctx().join("a")).unwrap(),
+        "context\n",
+        "a read-only bind wrote to the context"
+    );
+    // The cache is shared with the namespaced sandbox, whose bind would follow a symlink of
+    // the store's on the host.
+    p.file(
+        "Dockerfile",
+        "FROM busybox\nRUN --mount=type=cache,target=/cache,id=c echo into > /cache/f\n",
+    );
+    let out = p.rbuild(&["build", "--isolation", "namespaces", "."]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        fs_err::read_dir(&outside).unwrap().next().is_none(),
+        "a cache symlink planted under chroot led a RUN outside the root"
+    );
+    let cache = p.root().join("cache-mounts");
+    for e in fs_err::read_dir(&cache).unwrap().filter_map(Result::ok) {
+        assert!(
+            !e.file_type().unwrap().is_symlink(),
+            "a symlink was moved into the store: {}",
+            e.path().display()
+        );
+    }
+    let ps = Command::new("ps").args(["-eo", "args"]).output().unwrap();
+    assert!(
+        !text(&ps.stdout).lines().any(|l| l.trim() == "sleep 4242"),
+        "a process of the RUN outlived it"
+    );
+
+    p.file(
+        "Dockerfile",
+        "FROM busybox\nRUN --network=none echo offline\n",
+    );
+    let out = p.rbuild(&["build", "--isolation", "chroot", "."]);
+    let err = text(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("RUN --network=none needs a network namespace") && err.contains("line 2"),
+        "{err}"
+    );
+}
+
+/// The real-world apt build (a Debian package on a debootstrap base) under chroot isolation in
+/// the same container, given slirp4netns's network of its own to reach Debian's mirror.
+#[test]
+fn issue_18_apt_get_install_works_under_chroot_in_the_container() {
+    crate::support::tool("debootstrap", "debootstrap");
+    crate::support::tool("slirp4netns", "slirp4netns");
+    let p = Project::new();
+    let ctx =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/context/apt-hello");
+    let root = container_root(&p, &ctx);
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/base/debian.sh");
+    let out = Command::new("bash")
+        .arg(&script)
+        .arg(env!("CARGO_BIN_EXE_rbuild"))
+        .arg("--root")
+        .arg(root.join("store"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "debian.sh: {}", text(&out.stderr));
+    let out = in_container(
+        &p,
+        &root,
+        "slirp4netns",
+        &[
+            "/bin/rbuild",
+            "--root",
+            "/store",
+            "build",
+            "--progress",
+            "plain",
+            "--isolation",
+            "chroot",
+            "-t",
+            "apt-hello:1",
+            "/ctx",
+        ],
+    );
+    let log = text(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    assert!(log.contains("Setting up hello"), "{log}");
+    // The image runs: rbuild's own `run` on the host prints hello's greeting.
+    let out = p.rbuild_in(&root.join("store"), &["run", "apt-hello:1"]);
+    assert_eq!(
+        text(&out.stdout),
+        "Hello, world!\n",
+        "{}",
+        text(&out.stderr)
+    );
+}
