@@ -408,9 +408,14 @@ pub(crate) struct BuildOptions {
     pub(crate) userns: builder_core::exec::Userns,
     /// How RUN is kept apart from the builder: `auto` (the namespaced sandbox where namespaces
     /// can be made, else chroot, with a warning saying what is weaker), `namespaces` (or
-    /// `oci`), or `chroot` (no namespace and no mount, for containers with Docker's default
-    /// capabilities and seccomp profile).
-    #[arg(long, value_name = "auto|namespaces|chroot", default_value = "auto")]
+    /// `oci`), `chroot` (no namespace and no mount, for containers with Docker's default
+    /// capabilities and seccomp profile), or `none` (kaniko's model: RUN in rbuild's own root,
+    /// made the stage's filesystem; only in a container that holds this one build).
+    #[arg(
+        long,
+        value_name = "auto|namespaces|chroot|none",
+        default_value = "auto"
+    )]
     pub(crate) isolation: builder_core::exec::Isolation,
     /// Kill a RUN (and everything it started) that takes longer than this many seconds.
     #[arg(long, value_name = "SECONDS")]

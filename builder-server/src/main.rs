@@ -389,6 +389,11 @@ fn main() -> anyhow::Result<()> {
         return health_check(args.listen);
     }
     init_logs(args.log_json);
+    if args.isolation == builder_core::exec::Isolation::None {
+        anyhow::bail!(
+            "--isolation none hands each build the server's own root: a server runs many builds; use `namespaces` or `chroot`"
+        );
+    }
     let tokens = tokens(&args)?;
     let root = args
         .root

@@ -88,6 +88,65 @@ fn issue_15_the_kubernetes_manifests_validate_and_the_ecs_task_is_complete() {
     assert_eq!(secrets, ["RBUILD_TOKENS", "RBUILD_DATABASE"]);
 }
 
+/// Issue 18: the one-shot build job for places that may not make namespaces. The Kubernetes
+/// Job validates and asks for no privilege (the runtime's seccomp profile, no added
+/// capability, not privileged); the Fargate task is a Fargate one, unprivileged; both build a
+/// git URL with `--isolation auto` and push. (Running rbuild in such a container, from a
+/// podman container with Docker's capabilities and seccomp profile, is
+/// `builder-cli/tests/it/chroot.rs`.)
+#[test]
+fn issue_18_the_build_job_and_the_fargate_task_need_no_privilege() {
+    let manifest = repo().join("deploy/kubernetes/build-job.yaml");
+    let out = Command::new(validator())
+        .arg("--strict")
+        .arg(&manifest)
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    for resource in ["secret/rbuild-push", "job/rbuild-app"] {
+        assert!(
+            text.contains(&format!("passed for resource {resource}")),
+            "{text}"
+        );
+    }
+    let yaml = fs_err::read_to_string(&manifest).unwrap();
+    let setting = |line: &str| yaml.lines().any(|l| l.trim() == line);
+    assert!(
+        setting("type: RuntimeDefault"),
+        "the default seccomp profile"
+    );
+    assert!(setting("privileged: false") && !yaml.contains("privileged: true"));
+    assert!(setting("allowPrivilegeEscalation: false"));
+    assert!(!yaml.contains("add:"), "no capability is added");
+    assert!(!yaml.contains("Unconfined"));
+    assert!(setting("- --isolation=auto") && setting("- --push"));
+    assert!(setting("- https://git.example.com/org/app.git#main"));
+
+    let task: serde_json::Value = serde_json::from_str(
+        &fs_err::read_to_string(repo().join("deploy/ecs/build-task-fargate.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(task["requiresCompatibilities"][0], "FARGATE");
+    assert_eq!(task["networkMode"], "awsvpc", "Fargate's only mode");
+    let c = &task["containerDefinitions"][0];
+    assert_eq!(c["privileged"], false);
+    assert!(c["linuxParameters"].get("capabilities").is_none());
+    let command = c["command"][0].as_str().unwrap();
+    assert!(
+        command.contains("build --isolation=auto") && command.contains("--push"),
+        "{command}"
+    );
+    let env: Vec<(&str, &str)> = c["environment"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["name"].as_str().unwrap(), e["value"].as_str().unwrap()))
+        .collect();
+    assert!(env.contains(&("CONTEXT", "https://git.example.com/org/app.git#main")));
+}
+
 /// The `rbuild` CLI built beside this package's server.
 fn rbuild() -> PathBuf {
     let server = PathBuf::from(env!("CARGO_BIN_EXE_rbuild-server"));

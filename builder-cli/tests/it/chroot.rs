@@ -204,6 +204,67 @@ fn issue_18_a_container_without_namespaces_builds_the_namespaced_image() {
     assert_eq!(again.matches("CACHED").count(), 4, "{again}");
 }
 
+/// `--isolation none`, kaniko's model, in the same container: RUN runs in the container's own
+/// root, made the stage's filesystem around the store, the context and the binary, and the
+/// image is again the namespaced build's. (Never run outside a container of the test's own: it
+/// replaces the root it runs in.)
+#[test]
+fn issue_18_isolation_none_in_the_container_builds_the_same_image() {
+    let p = Project::new();
+    p.file("a", "a\n")
+        .file("tok", "s3cr3t\n")
+        .file("Dockerfile", DOCKERFILE);
+    let root = container_root(&p, &p.ctx());
+    let build = [
+        "/bin/rbuild",
+        "--root",
+        "/store",
+        "build",
+        "--isolation",
+        "none",
+        "--progress",
+        "plain",
+        "--secret",
+        "id=tok,src=/ctx/tok",
+        "-t",
+        "app:1",
+        "/ctx",
+    ];
+    let out = in_container(&p, &root, "none", &build);
+    let log = text(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    assert!(
+        log.contains("--isolation none: RUN runs in the builder's own root"),
+        "{log}"
+    );
+    // The container's root is now the last stage's: busybox's, with the RUN's files; the
+    // libraries rbuild was started with are gone, the store and the context are not.
+    assert!(root.join("app/from-cache").is_file());
+    assert!(
+        !root.join("lib64").exists(),
+        "the container's own files were replaced"
+    );
+    assert!(root.join("store").is_dir() && root.join("ctx/Dockerfile").is_file());
+
+    let host = p.path("host-store");
+    import_busybox(&host);
+    let out = p
+        .command_in(
+            &host,
+            &["build", "--progress", "plain", "--secret", "id=tok,src=tok"],
+        )
+        .args(["-t", "app:1", "."])
+        .env("SOURCE_DATE_EPOCH", EPOCH)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        digest(&p, &root.join("store"), "app:1"),
+        digest(&p, &host, "app:1"),
+        "the same image as the namespaced sandbox's"
+    );
+}
+
 /// What `auto` picks on this machine as root: the namespaced sandbox (its own hostname and
 /// `/proc`); `--isolation chroot` gives neither, and says so.
 #[test]
@@ -244,7 +305,8 @@ fn issue_18_auto_is_the_namespaced_sandbox_here_and_chroot_is_asked_for_by_name(
     let out = p.rbuild(&["build", "--isolation", "jail", "."]);
     assert!(!out.status.success());
     assert!(
-        text(&out.stderr).contains("--isolation is `auto`, `namespaces` (or `oci`) or `chroot`"),
+        text(&out.stderr)
+            .contains("--isolation is `auto`, `namespaces` (or `oci`), `chroot` or `none`"),
         "{}",
         text(&out.stderr)
     );

@@ -6,6 +6,9 @@
 //! profile and execs. When the command ends, whatever it left running is killed.
 //!
 //! What is weaker than the namespaced sandbox is [`super::CHROOT_IS_WEAKER`].
+//!
+//! `--isolation none` is the same without the chroot and `/dev` (`merged` is `/`, the builder's
+//! own root made the stage's filesystem), with Docker's capabilities: [`super::NONE_IS_WEAKER`].
 
 use std::io::Write;
 use std::path::Path;
@@ -28,7 +31,7 @@ const DEVICES: [(&str, u64, u64); 6] = [
     ("tty", 5, 0),
 ];
 
-/// Runs the command under chroot isolation; gives its exit code.
+/// Runs the command under chroot isolation (or none); gives its exit code.
 pub(super) fn enter(spec: &SandboxSpec) -> i32 {
     if let Err(e) = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL) {
         fail("pdeathsig", e);
@@ -38,8 +41,10 @@ pub(super) fn enter(spec: &SandboxSpec) -> i32 {
             fail("cgroup", e);
         }
     }
-    if let Err(e) = dev(&spec.merged) {
-        fail("make /dev", e);
+    if spec.isolation == super::Isolation::Chroot {
+        if let Err(e) = dev(&spec.merged) {
+            fail("make /dev", e);
+        }
     }
     // Orphans of the command become ours, so none outlives the step.
     if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
@@ -89,12 +94,16 @@ pub(super) fn enter(spec: &SandboxSpec) -> i32 {
 }
 
 /// Into the root, then what the namespaced sandbox does after `pivot_root`, with Docker's
-/// capabilities less `CAP_SYS_CHROOT` (with it, root could chroot again and walk out).
+/// capabilities less `CAP_SYS_CHROOT` (with it, root could chroot again and walk out). With no
+/// isolation, no chroot and all of Docker's capabilities.
 pub(super) fn setup(
     sys: &dyn Syscall,
     spec: &SandboxSpec,
     alive: &std::io::PipeReader,
 ) -> Result<Command, (String, String)> {
+    if spec.isolation == super::Isolation::None {
+        return finish(sys, spec, None, &DEFAULT_CAPS, alive);
+    }
     sys.chroot(&spec.merged)
         .map_err(|e| ("chroot".to_owned(), e))?;
     let caps: Vec<caps::Capability> = DEFAULT_CAPS

@@ -33,6 +33,11 @@
 //! cgroup v2 hosts (the `nodev` rule holds there). A rootless build gets the private network
 //! where it can open `/dev/net/tun` (Debian's default, 0666), else the user's, with a warning.
 //!
+//! Where namespaces cannot be made (a container with Docker's capabilities and seccomp profile),
+//! [`Isolation::Chroot`] chroots into a prepared copy instead, and [`Isolation::None`] runs in
+//! the builder's own root (`chroot.rs`); what each gives up is [`CHROOT_IS_WEAKER`] and
+//! [`NONE_IS_WEAKER`]. [`Helper::relocated`] starts the helper from copies of its own files.
+//!
 //! Imports: `fs` (paths inside the root); it takes a plain [`SandboxSpec`].
 
 mod binfmt;
@@ -58,8 +63,8 @@ pub use binfmt::{
 pub use cgroup::{Cgroup, DEFAULT_PIDS, Limits, parse_bytes};
 pub use rootless::{IDS_ENV, IN_USERNS_ENV, rootless_reexec};
 pub use spec::{
-    Bind, CHROOT_IS_WEAKER, DEFAULT_ULIMITS, IdMap, Isolation, Network, PRIVATE_DNS,
-    PrivateUnavailable, SandboxSpec, Ulimit, Userns,
+    Bind, CHROOT_IS_WEAKER, DEFAULT_ULIMITS, IdMap, Isolation, NONE_IS_WEAKER, Network,
+    PRIVATE_DNS, PrivateUnavailable, SandboxSpec, Ulimit, Userns,
 };
 
 /// The argument that makes the binary the sandbox helper.
@@ -97,10 +102,83 @@ pub struct Exit {
     pub no_cgroup: Option<String>,
 }
 
+/// How the sandbox helper is started: this binary, or a copy of it run by a copy of its
+/// dynamic loader (under `--isolation none`, where `/` becomes the stage's filesystem and its
+/// libraries may go).
+#[derive(Debug, Clone)]
+pub struct Helper {
+    /// The program to exec.
+    pub program: PathBuf,
+    /// Arguments before [`HELPER_ARG`].
+    pub args: Vec<std::ffi::OsString>,
+}
+
+impl Helper {
+    /// This binary (`/proc/self/exe`).
+    ///
+    /// # Errors
+    /// The running binary cannot be named.
+    pub fn this_binary() -> std::io::Result<Self> {
+        Ok(Self {
+            program: std::env::current_exe()?,
+            args: Vec::new(),
+        })
+    }
+
+    /// A copy of this binary and of every shared library it has mapped (its dynamic loader
+    /// among them) in `dir`, started through that loader with `--library-path dir`: it runs
+    /// whatever `/` holds. A static binary is copied alone.
+    ///
+    /// # Errors
+    /// A file cannot be read or copied.
+    pub fn relocated(dir: &Path) -> std::io::Result<Self> {
+        fs_err::create_dir_all(dir)?;
+        let exe = dir.join("rbuild");
+        if !exe.exists() {
+            fs_err::copy(std::env::current_exe()?, &exe)?;
+        }
+        let maps = fs_err::read_to_string("/proc/self/maps")?;
+        let mut loader = None;
+        for lib in maps
+            .lines()
+            .filter_map(|l| l.split_whitespace().nth(5))
+            .filter(|p| p.starts_with('/') && p.contains(".so"))
+        {
+            let Some(name) = Path::new(lib).file_name() else {
+                continue;
+            };
+            let to = dir.join(name);
+            if !to.exists() {
+                fs_err::copy(lib, &to)?;
+            }
+            let name = name.to_string_lossy();
+            if name.starts_with("ld-linux") || name.starts_with("ld-musl") || name == "ld64.so.2" {
+                loader = Some(to);
+            }
+        }
+        Ok(match loader {
+            Some(loader) => Self {
+                program: loader,
+                args: vec!["--library-path".into(), dir.into(), exe.into()],
+            },
+            None => Self {
+                program: exe,
+                args: Vec::new(),
+            },
+        })
+    }
+
+    fn command(&self) -> Command {
+        let mut cmd = Command::new(&self.program);
+        cmd.args(&self.args);
+        cmd
+    }
+}
+
 /// Runs `spec` in a sandbox through `helper` (the binary that calls [`helper_main`]), passing
 /// each line of its output (stdout and stderr, merged) to `on_line`.
 pub fn run(
-    helper: &Path,
+    helper: &Helper,
     spec: &SandboxSpec,
     on_line: &mut dyn FnMut(&str),
 ) -> Result<Exit, Error> {
@@ -109,7 +187,7 @@ pub fn run(
 
 /// [`run`], killed (with everything it started) as soon as `cancel` is set.
 pub fn run_cancellable(
-    helper: &Path,
+    helper: &Helper,
     spec: &SandboxSpec,
     cancel: &crate::cancel::Cancel,
     on_line: &mut dyn FnMut(&str),
@@ -141,18 +219,19 @@ pub fn run_cancellable(
 }
 
 fn run_in(
-    helper: &Path,
+    helper: &Helper,
     spec: &SandboxSpec,
     cancel: &crate::cancel::Cancel,
     on_line: &mut dyn FnMut(&str),
 ) -> Result<Exit, Error> {
     let json = serde_json::to_vec(spec).map_err(Error::Spec)?;
     let spawn_err = |source| Error::Spawn {
-        helper: helper.to_owned(),
+        helper: helper.program.clone(),
         source,
     };
     let (reader, writer) = std::io::pipe().map_err(spawn_err)?;
-    let mut child = Command::new(helper)
+    let mut child = helper
+        .command()
         .arg(HELPER_ARG)
         .stdin(Stdio::piped())
         .stdout(writer.try_clone().map_err(spawn_err)?)
@@ -189,7 +268,7 @@ fn run_in(
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             if !*reaped {
                 flag.store(true, SeqCst);
-                if spec.isolation == Isolation::Chroot {
+                if matches!(spec.isolation, Isolation::Chroot | Isolation::None) {
                     // No pid namespace ends them with the helper: its descendants first.
                     chroot::kill_descendants(pid);
                 }
@@ -227,17 +306,18 @@ fn run_in(
 /// # Errors
 /// Why the namespaces cannot be made (`unshare: EPERM` in a container with Docker's default
 /// capabilities and seccomp profile).
-pub fn namespaces_available(helper: &Path) -> Result<(), String> {
+pub fn namespaces_available(helper: &Helper) -> Result<(), String> {
     static ANSWER: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
     ANSWER
         .get_or_init(|| {
-            let out = Command::new(helper)
+            let out = helper
+                .command()
                 .args([HELPER_ARG, "--probe"])
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::piped())
                 .output()
-                .map_err(|e| format!("cannot start {}: {e}", helper.display()))?;
+                .map_err(|e| format!("cannot start {}: {e}", helper.program.display()))?;
             if out.status.success() {
                 Ok(())
             } else {
@@ -330,7 +410,7 @@ pub fn helper_main() {
             }
         };
     std::process::exit(match spec.isolation {
-        Isolation::Chroot => chroot::enter(&spec),
+        Isolation::Chroot | Isolation::None => chroot::enter(&spec),
         Isolation::Auto | Isolation::Namespaces => sandbox::enter(&spec),
     });
 }

@@ -57,6 +57,10 @@ pub enum Isolation {
     /// Mounts are copies laid into the root; RUN shares the builder's pid and network
     /// namespaces and has no `/proc` or `/sys`.
     Chroot,
+    /// No isolation (kaniko's model): RUN runs in the builder's own root, which is made the
+    /// step's root filesystem first. Only by name, only in a container that holds nothing but
+    /// this build.
+    None,
 }
 
 impl std::str::FromStr for Isolation {
@@ -67,8 +71,9 @@ impl std::str::FromStr for Isolation {
             "auto" | "default" => Ok(Self::Auto),
             "namespaces" | "oci" => Ok(Self::Namespaces),
             "chroot" => Ok(Self::Chroot),
+            "none" => Ok(Self::None),
             _ => Err(format!(
-                "`{s}`: --isolation is `auto`, `namespaces` (or `oci`) or `chroot`"
+                "`{s}`: --isolation is `auto`, `namespaces` (or `oci`), `chroot` or `none`"
             )),
         }
     }
@@ -80,6 +85,7 @@ impl std::fmt::Display for Isolation {
             Self::Auto => "auto",
             Self::Namespaces => "namespaces",
             Self::Chroot => "chroot",
+            Self::None => "none",
         })
     }
 }
@@ -90,6 +96,12 @@ no network namespace (RUN shares the builder's network, loopback included; --net
 no UTS or IPC namespace, no /proc or /sys, no user namespace (RUN's root is the builder's), \
 mounts are copies (read-only binds are writable copies, tmpfs sizes are not enforced), \
 and CAP_SYS_CHROOT is dropped so RUN cannot leave the chroot";
+
+/// What no isolation means, said once in the log and in the README.
+pub const NONE_IS_WEAKER: &str = "RUN runs in the builder's own root, which is made the stage's \
+root filesystem before each RUN (everything but /proc, /sys, /dev, mount points, the store, the \
+context and the rbuild binary is replaced); RUN can read and change all of those and the builder \
+itself: safe only in a container that holds this one build and nothing else";
 
 /// Whose ids RUN's root has when the builder runs as root (`--userns`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -56,9 +56,9 @@ struct Ino(u64, u64, Option<std::time::SystemTime>);
 ///
 /// # Errors
 /// A directory cannot be read.
-pub fn inodes(root: &Path) -> std::io::Result<Inodes> {
+pub fn inodes(root: &Path, skip: &[String]) -> std::io::Result<Inodes> {
     Ok(Inodes(
-        tree(root)?
+        tree(root, skip)?
             .into_iter()
             .map(|(path, meta)| (path, meta.ino))
             .collect(),
@@ -69,7 +69,16 @@ pub fn inodes(root: &Path) -> std::io::Result<Inodes> {
 #[derive(Debug, Default)]
 pub struct Inodes(HashMap<String, Ino>);
 
-fn tree(root: &Path) -> std::io::Result<BTreeMap<String, Meta>> {
+/// Whether `path` is one of `skip` or below one.
+fn is_skipped(skip: &[String], path: &str) -> bool {
+    skip.iter().any(|s| {
+        path.strip_prefix(s.as_str())
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    })
+}
+
+/// Every entry below `root` by relative path, `skip`ped paths neither listed nor entered.
+fn tree(root: &Path, skip: &[String]) -> std::io::Result<BTreeMap<String, Meta>> {
     let mut out = BTreeMap::new();
     let mut stack = vec![(root.to_owned(), String::new())];
     while let Some((dir, rel)) = stack.pop() {
@@ -81,6 +90,9 @@ fn tree(root: &Path) -> std::io::Result<BTreeMap<String, Meta>> {
             } else {
                 format!("{rel}/{name}")
             };
+            if is_skipped(skip, &child) {
+                continue;
+            }
             let path = e.path();
             let m = fs_err::symlink_metadata(&path)?;
             let link = m
@@ -112,12 +124,9 @@ fn tree(root: &Path) -> std::io::Result<BTreeMap<String, Meta>> {
 /// What `changed` has that `base` has not (new or different entries) and what it lost
 /// (whiteouts, only for the top-most deleted path). `skip` names paths to leave out.
 pub fn tree_diff(base: &Path, changed: &Path, skip: &[String]) -> std::io::Result<Vec<Entry>> {
-    let before = tree(base)?;
-    let after = tree(changed)?;
-    let skipped = |p: &str| {
-        skip.iter()
-            .any(|s| p == s || p.starts_with(&format!("{s}/")))
-    };
+    let before = tree(base, skip)?;
+    let after = tree(changed, skip)?;
+    let skipped = |p: &str| is_skipped(skip, p);
     let paths: Vec<String> = after
         .iter()
         .filter(|(path, meta)| !skipped(path) && changed_from(before.get(*path), meta))
@@ -225,12 +234,9 @@ pub fn overlay_diff(
     before: &Inodes,
     skip: &[String],
 ) -> std::io::Result<Vec<Entry>> {
-    let old = tree(base)?;
-    let new = tree(changed)?;
-    let skipped = |p: &str| {
-        skip.iter()
-            .any(|s| p == s || p.starts_with(&format!("{s}/")))
-    };
+    let old = tree(base, skip)?;
+    let new = tree(changed, skip)?;
+    let skipped = |p: &str| is_skipped(skip, p);
     let replaced = |p: &str, meta: &Meta| before.0.get(p).is_some_and(|ino| *ino != meta.ino);
     // Directories the command made anew where `base` had something: opaque, as overlayfs
     // makes a directory created over a whiteout.
@@ -362,7 +368,7 @@ mod tests {
             .status()
             .unwrap();
         assert!(st.success());
-        let before = inodes(&copy).unwrap();
+        let before = inodes(&copy, &[]).unwrap();
         fs_err::write(copy.join("a/b/new"), "new").unwrap();
         fs_err::remove_dir_all(copy.join("gone")).unwrap();
         fs_err::remove_dir_all(copy.join("redo")).unwrap();

@@ -455,6 +455,14 @@ impl Builder {
             &stage_platforms,
             &progress,
         )?;
+        // What `--isolation none` must keep of `/`: the store and the contexts.
+        let keep: Vec<PathBuf> = [self.store.root().to_owned(), req.context.clone()]
+            .into_iter()
+            .chain(req.named_contexts.values().filter_map(|c| match c {
+                NamedContext::Dir(d) => Some(d.clone()),
+                NamedContext::Image(_) | NamedContext::Git(_) => None,
+            }))
+            .collect();
         let job = job::Job {
             store: &self.store,
             context: &context,
@@ -469,7 +477,7 @@ impl Builder {
                 explain: req.explain_cache,
                 dry,
             },
-            sandbox: sandbox(req),
+            sandbox: sandbox(req, &keep),
             max_download: req.max_download.unwrap_or(download::DEFAULT_MAX_DOWNLOAD),
             platform: &platform,
             stage_platforms: &stage_platforms,
@@ -856,7 +864,7 @@ fn jobs(req: &BuildRequest) -> usize {
 }
 
 /// What every RUN's sandbox gets from the request.
-fn sandbox(req: &BuildRequest) -> run::Sandbox<'_> {
+fn sandbox<'a>(req: &'a BuildRequest, keep: &'a [PathBuf]) -> run::Sandbox<'a> {
     run::Sandbox {
         secrets: &req.secrets,
         ssh: &req.ssh,
@@ -865,6 +873,7 @@ fn sandbox(req: &BuildRequest) -> run::Sandbox<'_> {
         allow_network_host: req.allow_network_host,
         userns: req.userns,
         isolation: req.isolation,
+        keep,
         limits: &req.limits,
         ulimits: &req.ulimits,
     }

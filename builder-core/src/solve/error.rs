@@ -69,6 +69,20 @@ pub enum Error {
         "RUN --network=none needs a network namespace, and chroot isolation cannot make one here; give the builder's container no network instead"
     )]
     NetworkNoneUnderChroot,
+    /// `--isolation none` outside a container: it would make the host's root the stage's.
+    #[error(
+        "--isolation none runs RUN in this machine's own root, which it first makes the stage's filesystem: it runs only inside a container (/.dockerenv, /run/.containerenv or $container), one build per container"
+    )]
+    NoneOutsideContainer,
+    /// Under `--isolation none`, the stage has a file where `/` must keep a directory (it
+    /// holds a mount point, the store or the context).
+    #[error(
+        "--isolation none: the stage has no directory at `{path}`, which holds what the builder must keep (a mount point, the store or the context)"
+    )]
+    NoneKeeps {
+        /// The path in `/`.
+        path: String,
+    },
     /// RUN's network could not be set up.
     #[error("RUN's network cannot be set up: {reason}")]
     Network {

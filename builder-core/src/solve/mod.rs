@@ -27,6 +27,7 @@ mod inflight;
 mod inputs;
 mod job;
 mod load;
+mod none;
 mod progress;
 mod prune;
 mod remote_cache;

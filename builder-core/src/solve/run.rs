@@ -53,6 +53,9 @@ pub(crate) struct Sandbox<'a> {
     pub(crate) ulimits: &'a [crate::exec::Ulimit],
     /// `--isolation`: the namespaced sandbox, chroot, or whichever this process can have.
     pub(crate) isolation: crate::exec::Isolation,
+    /// What `--isolation none` must not replace in the builder's root: the store, the
+    /// contexts.
+    pub(crate) keep: &'a [PathBuf],
 }
 
 impl Sandbox<'_> {
@@ -369,7 +372,7 @@ fn warn_once(io: &Io<'_>, said: &AtomicBool, what: &str) {
 /// last [`TAIL`] lines in `tail`.
 fn run_logged(
     io: &Io<'_>,
-    helper: &std::path::Path,
+    helper: &exec::Helper,
     spec: &exec::SandboxSpec,
     tail: &mut VecDeque<String>,
 ) -> Result<exec::Exit> {
@@ -457,8 +460,13 @@ pub(crate) fn run(
 ) -> Result<Vec<snapshot::Entry>> {
     let dir = inputs.dir.clone();
     fs_err::create_dir_all(&dir).map_err(io_at(&dir))?;
-    let helper = std::env::current_exe().map_err(io_at("/proc/self/exe"))?;
-    let isolation = isolation(sandbox, io, &helper);
+    let isolation = isolation(sandbox, io)?;
+    let helper = match isolation {
+        // `/` is about to become the stage's: the helper runs from copies of its files.
+        exec::Isolation::None => exec::Helper::relocated(&dir.with_file_name("helper"))
+            .map_err(io_at(dir.with_file_name("helper")))?,
+        _ => exec::Helper::this_binary().map_err(io_at("/proc/self/exe"))?,
+    };
     let mounts = plan_mounts(inputs, exec, sandbox, isolation)?;
     let args = exec.args.clone();
     let rootfs = inputs.rootfs.clone();
@@ -514,33 +522,72 @@ pub(crate) fn run(
         rootfs: &rootfs,
         isolation,
         caches: &mounts.caches,
+        keep: sandbox.keep,
     };
     let copied = execute(sandbox, io, spec, &run)?;
     let mut targets = mounts.targets.clone();
-    if isolation == exec::Isolation::Chroot {
-        // Laid in as files, not bound: left out whether or not the image had them.
+    if matches!(isolation, exec::Isolation::Chroot | exec::Isolation::None) {
+        // Laid in as files (or the container's), not bound: left out whether or not the
+        // image had them.
         targets.extend(["/etc/hosts".to_owned(), "/etc/resolv.conf".to_owned()]);
     }
     let changes = copied
         .as_ref()
-        .map_or_else(|| upper.clone(), |c| c.0.clone());
-    let skip = left_out(&rootfs, &changes, copied.is_some(), &targets);
+        .map_or_else(|| upper.clone(), |c| c.root.clone());
+    let mut skip = left_out(&rootfs, &changes, copied.is_some(), &targets);
     let entries = match &copied {
-        Some((copy, before)) => {
-            snapshot::overlay_diff(&rootfs, copy, before, &skip).map_err(io_at(copy))?
+        Some(c) => {
+            skip.extend(c.skip.iter().cloned());
+            snapshot::overlay_diff(&rootfs, &c.root, &c.before, &skip).map_err(io_at(&c.root))?
         }
         None => snapshot::upper_entries(&upper, &skip).map_err(io_at(&upper))?,
     };
     Ok(unchanged_dirs_removed(&rootfs, entries))
 }
 
+/// A RUN on a tree of its own rather than an overlay: the tree, its inodes before the run,
+/// and what of it is not the stage's (under `--isolation none`, what `/` keeps).
+struct Copied {
+    root: PathBuf,
+    before: snapshot::Inodes,
+    skip: Vec<String>,
+}
+
+/// `--isolation none`: `/` made the stage's root filesystem around what it keeps, its inodes
+/// taken; the container's `/etc/hosts` and `/etc/resolv.conf` stay (mount points).
+fn in_own_root(spec: &mut SandboxSpec, run: &Run<'_>) -> Result<Copied> {
+    let root = PathBuf::from("/");
+    let protected = super::none::protected(run.keep);
+    super::none::sync(run.rootfs, &root, &protected)?;
+    let before = snapshot::inodes(&root, &protected).map_err(io_at(&root))?;
+    spec.merged.clone_from(&root);
+    spec.copied_rootfs = true;
+    spec.isolation = exec::Isolation::None;
+    spec.hosts = None;
+    spec.resolv_conf = None;
+    Ok(Copied {
+        root,
+        before,
+        skip: protected,
+    })
+}
+
 /// The isolation RUN gets: as asked, or under `auto` the namespaced sandbox where this
-/// process can make it, else chroot; chroot says once what it does not give.
-fn isolation(sandbox: &Sandbox<'_>, io: &Io<'_>, helper: &std::path::Path) -> exec::Isolation {
+/// process can make it, else chroot; chroot and none say once what they do not give, and none
+/// is refused outside a container.
+fn isolation(sandbox: &Sandbox<'_>, io: &Io<'_>) -> Result<exec::Isolation> {
     static SAID: AtomicBool = AtomicBool::new(false);
     let weaker = exec::CHROOT_IS_WEAKER;
-    match sandbox.isolation {
+    Ok(match sandbox.isolation {
         exec::Isolation::Namespaces => exec::Isolation::Namespaces,
+        exec::Isolation::None => {
+            if !super::none::in_a_container() {
+                return Err(Error::NoneOutsideContainer);
+            }
+            let what = format!("--isolation none: {}", exec::NONE_IS_WEAKER);
+            warn_once(io, &SAID, &what);
+            exec::Isolation::None
+        }
         exec::Isolation::Chroot => {
             warn_once(
                 io,
@@ -549,7 +596,10 @@ fn isolation(sandbox: &Sandbox<'_>, io: &Io<'_>, helper: &std::path::Path) -> ex
             );
             exec::Isolation::Chroot
         }
-        exec::Isolation::Auto => match exec::namespaces_available(helper) {
+        exec::Isolation::Auto => match exec::Helper::this_binary()
+            .map_err(|e| e.to_string())
+            .and_then(|h| exec::namespaces_available(&h))
+        {
             Ok(()) => exec::Isolation::Namespaces,
             Err(why) => {
                 warn_once(
@@ -563,7 +613,7 @@ fn isolation(sandbox: &Sandbox<'_>, io: &Io<'_>, helper: &std::path::Path) -> ex
                 exec::Isolation::Chroot
             }
         },
-    }
+    })
 }
 
 /// The `#!` heredoc RUN runs as a file: written beside the sandbox, bound at
@@ -599,7 +649,7 @@ fn sandbox_network(
     if network == Network::Host && !sandbox.allow_network_host {
         return Err(Error::NetworkHostDenied);
     }
-    if isolation == exec::Isolation::Chroot {
+    if matches!(isolation, exec::Isolation::Chroot | exec::Isolation::None) {
         return match network {
             Network::None => Err(Error::NetworkNoneUnderChroot),
             Network::Private | Network::Host => Ok(Network::Host),
@@ -622,8 +672,8 @@ fn sandbox_network(
 
 /// Where and how one RUN runs, for [`execute`].
 struct Run<'a> {
-    /// The sandbox helper (this binary).
-    helper: &'a std::path::Path,
+    /// How the sandbox helper is started.
+    helper: &'a exec::Helper,
     /// The step's own directory.
     dir: &'a std::path::Path,
     /// The stage's root filesystem.
@@ -631,24 +681,33 @@ struct Run<'a> {
     isolation: exec::Isolation,
     /// The cache mounts' directories.
     caches: &'a [PathBuf],
+    /// What `--isolation none` keeps of `/`.
+    keep: &'a [PathBuf],
 }
 
 /// Runs the sandbox on an overlay, or on a copy of the root filesystem (given back with its
-/// inodes before the run, to diff) where overlayfs cannot mount or under chroot isolation; a
-/// command that did not succeed is the step's error.
+/// inodes before the run, to diff) where overlayfs cannot mount or under chroot isolation, or
+/// in `/` made the stage's under no isolation; a command that did not succeed is the step's
+/// error.
 fn execute(
     sandbox: &Sandbox<'_>,
     io: &Io<'_>,
     spec: SandboxSpec,
     run: &Run<'_>,
-) -> Result<Option<(PathBuf, snapshot::Inodes)>> {
+) -> Result<Option<Copied>> {
     let mut tail: VecDeque<String> = VecDeque::new();
     let mut spec = spec;
     let chroot = run.isolation == exec::Isolation::Chroot;
     let force_copy = std::env::var_os("RBUILD_SNAPSHOTTER").is_some_and(|v| v == "copy");
     let mut copied = None;
     let mut exit = None;
-    if !force_copy && !chroot {
+    if run.isolation == exec::Isolation::None {
+        let c = in_own_root(&mut spec, run)?;
+        let placed = super::chroot::place(&mut spec, run.dir, run.caches)?;
+        exit = Some(run_logged(io, run.helper, &spec, &mut tail)?);
+        drop(placed);
+        copied = Some(c);
+    } else if !force_copy && !chroot {
         exit = Some(run_logged(io, run.helper, &spec, &mut tail)?);
     }
     let overlay_failed = exit.as_ref().is_some_and(|e| e.code == 125)
@@ -660,7 +719,7 @@ fn execute(
         tail.clear();
         let copy = run.dir.join("copy");
         super::snapshots::copy_tree(run.rootfs, &copy, false)?;
-        let before = snapshot::inodes(&copy).map_err(io_at(&copy))?;
+        let before = snapshot::inodes(&copy, &[]).map_err(io_at(&copy))?;
         spec.merged.clone_from(&copy);
         spec.copied_rootfs = true;
         let placed = if chroot {
@@ -671,7 +730,11 @@ fn execute(
         };
         exit = Some(run_logged(io, run.helper, &spec, &mut tail)?);
         drop(placed);
-        copied = Some((copy, before));
+        copied = Some(Copied {
+            root: copy,
+            before,
+            skip: Vec::new(),
+        });
     }
     let exit = exit.ok_or_else(|| Error::Internal("the RUN did not run".into()))?;
     if exit.cancelled {

@@ -25,6 +25,11 @@ fn errno(path: &Path) -> impl Fn(rustix::io::Errno) -> Error + '_ {
     }
 }
 
+/// `src`'s owner, mode, extended attributes and times (`m`, its metadata) onto `dst`.
+pub(crate) fn copy_attributes(src: &Path, dst: &Path, m: &std::fs::Metadata) -> Result<()> {
+    attributes(dst, src, m, true)
+}
+
 /// The entry's owner, mode, extended attributes and times onto `dst` (times last: setting the
 /// others changes none of them but a directory's contents would). A symlink gets owner and
 /// times only.
