@@ -461,6 +461,8 @@ pub(crate) fn run(
     let dir = inputs.dir.clone();
     fs_err::create_dir_all(&dir).map_err(io_at(&dir))?;
     let isolation = isolation(sandbox, io)?;
+    let _own_root = (isolation == exec::Isolation::None)
+        .then(|| OWN_ROOT.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
     let helper = match isolation {
         // `/` is about to become the stage's: the helper runs from copies of its files.
         exec::Isolation::None => exec::Helper::relocated(&dir.with_file_name("helper"))
@@ -544,6 +546,10 @@ pub(crate) fn run(
     };
     Ok(unchanged_dirs_removed(&rootfs, entries))
 }
+
+/// Under no isolation every RUN has the one root: one at a time, from making it the stage's to
+/// reading the layer out of it.
+static OWN_ROOT: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// A RUN on a tree of its own rather than an overlay: the tree, its inodes before the run,
 /// and what of it is not the stage's (under `--isolation none`, what `/` keeps).
