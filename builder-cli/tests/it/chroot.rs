@@ -322,6 +322,9 @@ fn issue_18_chroot_isolation_keeps_its_rules() {
     import_busybox(&p.root());
     let outside = p.path("outside");
     fs_err::create_dir_all(&outside).unwrap();
+    let victim = p.path("victim");
+    fs_err::create_dir_all(victim.join("x/kept")).unwrap();
+    fs_err::write(victim.join("x/kept/file"), "mine\n").unwrap();
     p.file("a", "context\n").file(
         "Dockerfile",
         &format!(
@@ -329,8 +332,10 @@ fn issue_18_chroot_isolation_keeps_its_rules() {
              RUN if chroot / /bin/true 2>/dev/null; then echo escaped > /chrooted; fi\n\
              RUN --mount=type=bind,target=/ctx echo changed > /ctx/a 2>/dev/null; true\n\
              RUN --mount=type=cache,target=/cache,id=c rm -rf /cache && ln -s {} /cache\n\
+             RUN --mount=type=tmpfs,target=/y/kept rm -rf /y && ln -s {} /y\n\
              RUN (sleep 4242 &) ; echo left\n",
-            outside.display()
+            outside.display(),
+            victim.join("x").display(),
         ),
     );
     // A process left running would hold the build's output open: bounded, not a hang.
@@ -372,6 +377,11 @@ fn issue_18_chroot_isolation_keeps_its_rules() {
         "RUN chrooted again:\n{log}"
     );
     assert_eq!(
+        fs_err::read_to_string(victim.join("x/kept/file")).unwrap_or_default(),
+        "mine\n",
+        "taking a mount out went through a link the RUN made, to the builder's own files"
+    );
+    assert_eq!(
         fs_err::read_to_string(p.ctx().join("a")).unwrap(),
         "context\n",
         "a read-only bind wrote to the context"
@@ -400,6 +410,19 @@ fn issue_18_chroot_isolation_keeps_its_rules() {
     assert!(
         !text(&ps.stdout).lines().any(|l| l.trim() == "sleep 4242"),
         "a process of the RUN outlived it"
+    );
+
+    // A RUN that kills its helper: what it left is killed all the same.
+    p.file(
+        "Dockerfile",
+        "FROM busybox\nRUN (sleep 4343 &) ; kill -9 $PPID; sleep 5\n",
+    );
+    let out = p.rbuild(&["build", "--isolation", "chroot", "."]);
+    assert!(!out.status.success(), "{}", text(&out.stderr));
+    let ps = Command::new("ps").args(["-eo", "args"]).output().unwrap();
+    assert!(
+        !text(&ps.stdout).lines().any(|l| l.trim() == "sleep 4343"),
+        "a process outlived the helper its RUN killed"
     );
 
     p.file(

@@ -63,9 +63,17 @@ pub(super) fn enter(spec: &SandboxSpec) -> i32 {
                     Err(e) => fail("wait", e),
                 }
             };
-            kill_descendants(std::process::id());
-            // Reap what was killed.
-            while waitpid(None, None).is_ok() {}
+            // Kill and reap what is left, until nothing is (a fork loop included).
+            loop {
+                kill_descendants(std::process::id());
+                match waitpid(None, Some(nix::sys::wait::WaitPidFlag::WNOHANG)) {
+                    Ok(WaitStatus::StillAlive) => {
+                        std::thread::sleep(std::time::Duration::from_millis(2));
+                    }
+                    Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+                    Err(_) => break,
+                }
+            }
             drop(alive_w);
             code
         }
@@ -93,8 +101,17 @@ pub(super) fn enter(spec: &SandboxSpec) -> i32 {
     }
 }
 
+/// What chroot isolation takes from Docker's capabilities: `CAP_SYS_CHROOT` (root could chroot
+/// again and walk out), `CAP_MKNOD` (no `nodev` mount stands between a node RUN makes and the
+/// device) and `CAP_NET_RAW` (RUN shares the builder's network, and would see its traffic).
+const CHROOT_DROPS: [caps::Capability; 3] = [
+    caps::Capability::CAP_SYS_CHROOT,
+    caps::Capability::CAP_MKNOD,
+    caps::Capability::CAP_NET_RAW,
+];
+
 /// Into the root, then what the namespaced sandbox does after `pivot_root`, with Docker's
-/// capabilities less `CAP_SYS_CHROOT` (with it, root could chroot again and walk out). With no
+/// capabilities less [`CHROOT_DROPS`]. With no
 /// isolation, no chroot and all of Docker's capabilities.
 pub(super) fn setup(
     sys: &dyn Syscall,
@@ -108,7 +125,7 @@ pub(super) fn setup(
         .map_err(|e| ("chroot".to_owned(), e))?;
     let caps: Vec<caps::Capability> = DEFAULT_CAPS
         .into_iter()
-        .filter(|c| *c != caps::Capability::CAP_SYS_CHROOT)
+        .filter(|c| !CHROOT_DROPS.contains(c))
         .collect();
     finish(sys, spec, None, &caps, alive)
 }
@@ -129,13 +146,23 @@ fn dev(root: &Path) -> Result<(), String> {
     for (name, major, minor) in DEVICES {
         let path = dev.join(name);
         let _ = fs_err::remove_file(&path);
-        nix::sys::stat::mknod(
+        match nix::sys::stat::mknod(
             &path,
             nix::sys::stat::SFlag::S_IFCHR,
             nix::sys::stat::Mode::from_bits_truncate(0o666),
             nix::sys::stat::makedev(major, minor),
-        )
-        .map_err(|e| format!("mknod /dev/{name}: {e}"))?;
+        ) {
+            Ok(()) => {}
+            // No CAP_MKNOD here (or a user namespace): RUN goes without the node.
+            Err(nix::errno::Errno::EPERM) => {
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "rbuild: warning: cannot make /dev/{name} (EPERM): RUN has none"
+                );
+                continue;
+            }
+            Err(e) => return Err(format!("mknod /dev/{name}: {e}")),
+        }
         // mknod's mode went through the umask.
         fs_err::set_permissions(
             &path,
@@ -157,10 +184,10 @@ fn dev(root: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// SIGKILLs every descendant of `pid` (found by their parents in `/proc`), a few times over so
-/// what forked meanwhile goes too.
+/// SIGKILLs every descendant of `pid` (found by their parents in `/proc`), over again until
+/// none is left (what forked meanwhile goes too), at most a thousand rounds.
 pub(super) fn kill_descendants(pid: u32) {
-    for _ in 0..3 {
+    for _ in 0..1000 {
         let below = descendants(pid);
         if below.is_empty() {
             return;
@@ -168,6 +195,30 @@ pub(super) fn kill_descendants(pid: u32) {
         for p in below {
             super::sys::kill(p);
         }
+    }
+}
+
+/// SIGKILLs every process whose root is `root` (one that outlived its helper: RUN may kill
+/// its own helper, and its children then leave the tree), until none is.
+pub(super) fn kill_rooted_in(root: &Path) {
+    let Ok(root) = fs_err::canonicalize(root) else {
+        return;
+    };
+    for _ in 0..1000 {
+        let rooted: Vec<u32> = fs_err::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .filter_map(Result::ok)
+            .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|p| fs_err::read_link(format!("/proc/{p}/root")).is_ok_and(|r| r == root))
+            .collect();
+        if rooted.is_empty() {
+            return;
+        }
+        for p in rooted {
+            super::sys::kill(p);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
     }
 }
 
@@ -264,7 +315,7 @@ mod tests {
         mkdir /w
         chdir /w
         setsid
-        capabilities 13
+        capabilities 11
         ids groups=[1000] gid=1000 uid=1000
         pdeathsig
         rlimits nofile

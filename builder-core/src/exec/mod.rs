@@ -207,6 +207,10 @@ pub fn run_cancellable(
     spec.cgroup.clone_from(&cg);
     let spec = &spec;
     let result = run_in(helper, spec, cancel, on_line);
+    if spec.isolation == Isolation::Chroot {
+        // What outlived the helper (RUN may kill it) still has the copy as its root.
+        chroot::kill_rooted_in(&spec.merged);
+    }
     let oom_killed = cg.as_ref().is_some_and(cgroup::oom_killed);
     if let Some(cg) = &cg {
         cgroup::remove(cg);
@@ -275,6 +279,14 @@ fn run_in(
                 sys::kill(pid);
             }
         });
+        if spec.isolation == Isolation::Chroot {
+            // Once the helper has gone, so does what it left with the copy as its root (RUN
+            // may kill its helper; its children would hold the output open).
+            scope.spawn(move || {
+                sys::wait_exited(pid);
+                chroot::kill_rooted_in(&spec.merged);
+            });
+        }
         read_lines(reader, on_line);
         sys::wait_exited(pid);
         let status = {

@@ -95,7 +95,9 @@ pub const CHROOT_IS_WEAKER: &str = "no pid namespace (RUN sees and can signal th
 no network namespace (RUN shares the builder's network, loopback included; --network none cannot be had), \
 no UTS or IPC namespace, no /proc or /sys, no user namespace (RUN's root is the builder's), \
 mounts are copies (read-only binds are writable copies, tmpfs sizes are not enforced), \
-and CAP_SYS_CHROOT is dropped so RUN cannot leave the chroot";
+and CAP_SYS_CHROOT, CAP_MKNOD and CAP_NET_RAW are dropped (RUN cannot leave the chroot, make \
+device nodes or sniff the builder's traffic); the container's own device rules are what keep the \
+image's device nodes closed, so chroot runs only inside a container";
 
 /// What no isolation means, said once in the log and in the README.
 pub const NONE_IS_WEAKER: &str = "RUN runs in the builder's own root, which is made the stage's \

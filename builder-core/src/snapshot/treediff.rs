@@ -14,6 +14,10 @@ use super::layer::{Entry, EntryKind, FileSource};
 struct Meta {
     /// Which inode the path is (see [`overlay_diff`]); not part of [`Meta::same`].
     ino: Ino,
+    /// When its inode last changed (not part of [`Meta::same`] either): a change of owner,
+    /// mode, links or extended attributes that leaves the rest alike still moves it, and
+    /// overlayfs would have copied the file up.
+    ctime: (i64, i64),
     kind: u32,
     mode: u32,
     uid: u32,
@@ -60,14 +64,14 @@ pub fn inodes(root: &Path, skip: &[String]) -> std::io::Result<Inodes> {
     Ok(Inodes(
         tree(root, skip)?
             .into_iter()
-            .map(|(path, meta)| (path, meta.ino))
+            .map(|(path, meta)| (path, (meta.ino, meta.ctime)))
             .collect(),
     ))
 }
 
 /// What [`inodes`] gives.
 #[derive(Debug, Default)]
-pub struct Inodes(HashMap<String, Ino>);
+pub struct Inodes(HashMap<String, (Ino, (i64, i64))>);
 
 /// Whether `path` is one of `skip` or below one.
 fn is_skipped(skip: &[String], path: &str) -> bool {
@@ -107,6 +111,7 @@ fn tree(root: &Path, skip: &[String]) -> std::io::Result<BTreeMap<String, Meta>>
                 child,
                 Meta {
                     ino: Ino(m.dev(), m.ino(), m.created().ok()),
+                    ctime: (m.ctime(), m.ctime_nsec()),
                     kind: m.mode() & 0o170_000,
                     mode: m.mode() & 0o7777,
                     uid: m.uid(),
@@ -138,9 +143,10 @@ pub fn tree_diff(base: &Path, changed: &Path, skip: &[String]) -> std::io::Resul
             continue;
         }
         // Only the top-most deleted path needs a whiteout.
+        // (or no longer a directory: a whiteout below a link would delete through it)
         let parent_gone = path
             .rsplit_once('/')
-            .is_some_and(|(p, _)| !after.contains_key(p));
+            .is_some_and(|(p, _)| after.get(p).is_none_or(|m| m.kind != 0o040_000));
         if !parent_gone {
             out.push(Entry {
                 path: path.clone(),
@@ -202,6 +208,13 @@ fn entries_of(
         } else {
             continue;
         };
+        // A file's capabilities (`setcap`), as the upper directory's entries keep them.
+        let mut xattrs = Vec::new();
+        if matches!(kind, EntryKind::File { .. }) {
+            if let Ok(Some(cap)) = xattr::get(&full, "security.capability") {
+                xattrs.push(("security.capability".to_owned(), cap));
+            }
+        }
         out.push(Entry {
             path: path.clone(),
             kind,
@@ -209,7 +222,7 @@ fn entries_of(
             uid: meta.uid,
             gid: meta.gid,
             mtime: meta.mtime.0,
-            xattrs: Vec::new(),
+            xattrs,
         });
     }
     Ok(out)
@@ -237,7 +250,8 @@ pub fn overlay_diff(
     let old = tree(base, skip)?;
     let new = tree(changed, skip)?;
     let skipped = |p: &str| is_skipped(skip, p);
-    let replaced = |p: &str, meta: &Meta| before.0.get(p).is_some_and(|ino| *ino != meta.ino);
+    let replaced = |p: &str, meta: &Meta| before.0.get(p).is_some_and(|(ino, _)| *ino != meta.ino);
+    let touched = |p: &str, meta: &Meta| before.0.get(p).is_some_and(|(_, c)| *c != meta.ctime);
     // Directories the command made anew where `base` had something: opaque, as overlayfs
     // makes a directory created over a whiteout.
     let opaque: Vec<&String> = new
@@ -254,7 +268,11 @@ pub fn overlay_diff(
     let mut record: std::collections::BTreeSet<&String> = new
         .iter()
         .filter(|(p, m)| {
-            !skipped(p) && (changed_from(old.get(*p), m) || replaced(p, m) || under_opaque(p))
+            !skipped(p)
+                && (changed_from(old.get(*p), m)
+                    || replaced(p, m)
+                    || touched(p, m)
+                    || under_opaque(p))
         })
         .map(|(p, _)| p)
         .collect();
@@ -273,9 +291,11 @@ pub fn overlay_diff(
     let gone: Vec<&String> = old
         .keys()
         .filter(|p| !new.contains_key(*p) && !skipped(p) && !under_opaque(p))
+        // Only where the parent is still a directory: a whiteout below a link would delete
+        // through it.
         .filter(|p| {
             p.rsplit_once('/')
-                .is_none_or(|(parent, _)| new.contains_key(parent))
+                .is_none_or(|(parent, _)| new.get(parent).is_some_and(|m| m.kind == 0o040_000))
         })
         .collect();
     // Parents of whatever is recorded or whited out, as overlayfs copies them up.
@@ -347,6 +367,39 @@ mod tests {
         out
     }
 
+    /// `base` copied beside it with `cp -a` (new inodes, as the copy fallback makes), and the
+    /// copy's inodes before anything changes it.
+    fn copied(base: &Path) -> (std::path::PathBuf, Inodes) {
+        let copy = base.with_file_name("copy");
+        let st = std::process::Command::new("cp")
+            .arg("-a")
+            .arg(base)
+            .arg(&copy)
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let before = inodes(&copy, &[]).unwrap();
+        (copy, before)
+    }
+
+    /// A directory replaced by a link: the link alone, no whiteout below it (an extractor
+    /// would delete through the link).
+    #[test]
+    fn nothing_is_whited_out_below_what_is_no_longer_a_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().join("base");
+        fs_err::create_dir_all(base.join("d")).unwrap();
+        fs_err::write(base.join("d/c"), "c").unwrap();
+        let (copy, before) = copied(&base);
+        fs_err::remove_dir_all(copy.join("d")).unwrap();
+        std::os::unix::fs::symlink("/opt/d", copy.join("d")).unwrap();
+        let overlay = shown(&overlay_diff(&base, &copy, &before, &[]).unwrap());
+        assert_eq!(overlay.len(), 1, "{overlay:?}");
+        assert!(overlay[0].starts_with("d Symlink"), "{overlay:?}");
+        let plain = shown(&tree_diff(&base, &copy, &[]).unwrap());
+        assert_eq!(plain, overlay);
+    }
+
     /// What overlayfs's upper directory holds for the same command: parents copied up, a
     /// directory made over a deleted entry opaque (even where the inode number comes back),
     /// every name of a linked file, one whiteout per deleted tree.
@@ -360,15 +413,7 @@ mod tests {
         for f in ["a/b/f", "keep/x/same", "gone/deep/g", "redo/old", "file"] {
             fs_err::write(base.join(f), f).unwrap();
         }
-        let copy = dir.path().join("copy");
-        let st = std::process::Command::new("cp")
-            .arg("-a")
-            .arg(&base)
-            .arg(&copy)
-            .status()
-            .unwrap();
-        assert!(st.success());
-        let before = inodes(&copy, &[]).unwrap();
+        let (copy, before) = copied(&base);
         fs_err::write(copy.join("a/b/new"), "new").unwrap();
         fs_err::remove_dir_all(copy.join("gone")).unwrap();
         fs_err::remove_dir_all(copy.join("redo")).unwrap();

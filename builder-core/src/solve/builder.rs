@@ -455,14 +455,19 @@ impl Builder {
             &stage_platforms,
             &progress,
         )?;
-        // What `--isolation none` must keep of `/`: the store and the contexts.
-        let keep: Vec<PathBuf> = [self.store.root().to_owned(), req.context.clone()]
-            .into_iter()
-            .chain(req.named_contexts.values().filter_map(|c| match c {
-                NamedContext::Dir(d) => Some(d.clone()),
-                NamedContext::Image(_) | NamedContext::Git(_) => None,
-            }))
-            .collect();
+        // What `--isolation none` must keep of `/`: the store, the contexts, and the push's
+        // credentials (docker's config file).
+        let keep: Vec<PathBuf> = [
+            self.store.root().to_owned(),
+            req.context.clone(),
+            crate::registry::default_config_path(),
+        ]
+        .into_iter()
+        .chain(req.named_contexts.values().filter_map(|c| match c {
+            NamedContext::Dir(d) => Some(d.clone()),
+            NamedContext::Image(_) | NamedContext::Git(_) => None,
+        }))
+        .collect();
         let job = job::Job {
             store: &self.store,
             context: &context,

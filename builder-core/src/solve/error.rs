@@ -69,11 +69,30 @@ pub enum Error {
         "RUN --network=none needs a network namespace, and chroot isolation cannot make one here; give the builder's container no network instead"
     )]
     NetworkNoneUnderChroot,
+    /// One cache mounted at two targets of one RUN under chroot (or no) isolation, where the
+    /// directory is moved into the root.
+    #[error(
+        "the cache mounted at `{target}` is mounted twice in this RUN; chroot isolation moves a cache into the root, so it can be at one target only"
+    )]
+    CacheMountedTwice {
+        /// The second target.
+        target: String,
+    },
     /// `--isolation none` outside a container: it would make the host's root the stage's.
     #[error(
         "--isolation none runs RUN in this machine's own root, which it first makes the stage's filesystem: it runs only inside a container (/.dockerenv, /run/.containerenv or $container), one build per container"
     )]
     NoneOutsideContainer,
+    /// Chroot isolation outside a container, whose device rules are what keep device nodes
+    /// closed to RUN there (it has no `nodev` mount); with `auto`, why namespaces failed.
+    #[error(
+        "chroot isolation runs only inside a container (/.dockerenv, /run/.containerenv or $container), whose device rules stand in for the sandbox's nodev mounts{}",
+        why.as_ref().map(|w| format!("; and the namespaced sandbox cannot be made here: {w}")).unwrap_or_default()
+    )]
+    ChrootOutsideContainer {
+        /// Why the namespaces could not be made, when `auto` fell back.
+        why: Option<String>,
+    },
     /// Under `--isolation none`, the stage has a file where `/` must keep a directory (it
     /// holds a mount point, the store or the context).
     #[error(

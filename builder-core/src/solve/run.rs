@@ -162,6 +162,8 @@ struct Mounts {
     /// Held for the RUN: `sharing=locked` cache mounts are one build at a time.
     #[allow(dead_code)]
     locks: Vec<fs_err::File>,
+    /// The cache directories `locks` hold.
+    locked: Vec<PathBuf>,
     /// Forwarding the step's ssh sockets to their agents while the RUN runs.
     #[allow(dead_code)]
     agents: Vec<super::ssh::AgentProxy>,
@@ -184,9 +186,33 @@ fn plan_mounts(
         targets: Vec::new(),
         caches: Vec::new(),
         locks: Vec::new(),
+        locked: Vec::new(),
         agents: Vec::new(),
     };
     let mut ssh_mounts = 0;
+    // Under chroot (or none) every cache is locked, as `sharing=locked` ones are, in the order
+    // of the mounts: a RUN with two takes one lock for all first, so two such RUNs never wait
+    // on each other's.
+    let exclusive = matches!(isolation, exec::Isolation::Chroot | exec::Isolation::None);
+    let locking = exec
+        .mounts
+        .iter()
+        .filter(|m| {
+            m.kind == MountType::Cache
+                && (exclusive
+                    || matches!(
+                        m.sharing,
+                        Some(
+                            crate::dockerfile::Sharing::Locked
+                                | crate::dockerfile::Sharing::Private
+                        )
+                    ))
+        })
+        .count();
+    if locking > 1 {
+        let lock = lock_file(&inputs.cache_root.join("several.lock"))?;
+        out.locks.push(lock);
+    }
     for (i, m) in exec.mounts.iter().enumerate() {
         let target = |what: &str| {
             m.target
@@ -201,9 +227,13 @@ fn plan_mounts(
             }
             MountType::Cache => {
                 let target = target("cache")?;
-                // Under chroot the directory is moved into the root: one RUN at a time.
-                let exclusive = isolation == exec::Isolation::Chroot;
-                let dir = cache_dir(&inputs.cache_root, m, &target, exclusive, &mut out.locks)?;
+                // Under chroot the directory is moved into the root: one RUN at a time, and
+                // one target.
+                let held = (&mut out.locks, &mut out.locked);
+                let dir = cache_dir(&inputs.cache_root, m, &target, exclusive, held)?;
+                if exclusive && out.caches.contains(&dir) {
+                    return Err(Error::CacheMountedTwice { target });
+                }
                 out.caches.push(dir.clone());
                 out.bind(dir, target, m.readonly);
             }
@@ -258,30 +288,41 @@ fn cache_dir(
     m: &crate::plan::Mount,
     target: &str,
     exclusive: bool,
-    locks: &mut Vec<fs_err::File>,
+    (locks, locked): (&mut Vec<fs_err::File>, &mut Vec<PathBuf>),
 ) -> Result<std::path::PathBuf> {
     use crate::dockerfile::Sharing;
-    use fs4::fs_std::FileExt;
     let id = m.id.clone().unwrap_or_else(|| target.to_owned());
     let dir = root.join(crate::digest::Digest::of(id.as_bytes()).hex());
     // The lock first: under chroot isolation the directory is away while another RUN has it.
     if exclusive || matches!(m.sharing, Some(Sharing::Locked | Sharing::Private)) {
-        fs_err::create_dir_all(root).map_err(io_at(root))?;
-        let lock_path = dir.with_extension("lock");
-        let lock = fs_err::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(io_at(&lock_path))?;
-        FileExt::lock_exclusive(lock.file()).map_err(io_at(&lock_path))?;
-        locks.push(lock);
+        if locked.contains(&dir) {
+            // This RUN holds it already (a second open would wait on the first).
+            return Ok(dir);
+        }
+        locks.push(lock_file(&dir.with_extension("lock"))?);
+        locked.push(dir.clone());
     }
     if !dir.exists() {
         fs_err::create_dir_all(&dir).map_err(io_at(&dir))?;
         set_mode_and_owner(&dir, m, 0o755)?;
     }
     Ok(dir)
+}
+
+/// `path` (made, with its directory, if missing) locked exclusively, waiting for it.
+fn lock_file(path: &std::path::Path) -> Result<fs_err::File> {
+    use fs4::fs_std::FileExt;
+    if let Some(dir) = path.parent() {
+        fs_err::create_dir_all(dir).map_err(io_at(dir))?;
+    }
+    let lock = fs_err::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(io_at(path))?;
+    FileExt::lock_exclusive(lock.file()).map_err(io_at(path))?;
+    Ok(lock)
 }
 
 /// An ssh mount: a socket forwarded to the agent of its id (`default` unless given) at its
@@ -461,8 +502,11 @@ pub(crate) fn run(
     let dir = inputs.dir.clone();
     fs_err::create_dir_all(&dir).map_err(io_at(&dir))?;
     let isolation = isolation(sandbox, io)?;
-    let _own_root = (isolation == exec::Isolation::None)
-        .then(|| OWN_ROOT.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+    let _own_root = (isolation == exec::Isolation::None).then(|| {
+        OWN_ROOT
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    });
     let helper = match isolation {
         // `/` is about to become the stage's: the helper runs from copies of its files.
         exec::Isolation::None => exec::Helper::relocated(&dir.with_file_name("helper"))
@@ -595,6 +639,9 @@ fn isolation(sandbox: &Sandbox<'_>, io: &Io<'_>) -> Result<exec::Isolation> {
             exec::Isolation::None
         }
         exec::Isolation::Chroot => {
+            if !super::none::in_a_container() {
+                return Err(Error::ChrootOutsideContainer { why: None });
+            }
             warn_once(
                 io,
                 &SAID,
@@ -607,6 +654,9 @@ fn isolation(sandbox: &Sandbox<'_>, io: &Io<'_>) -> Result<exec::Isolation> {
             .and_then(|h| exec::namespaces_available(&h))
         {
             Ok(()) => exec::Isolation::Namespaces,
+            Err(why) if !super::none::in_a_container() => {
+                return Err(Error::ChrootOutsideContainer { why: Some(why) });
+            }
             Err(why) => {
                 warn_once(
                     io,
@@ -708,9 +758,10 @@ fn execute(
     let mut copied = None;
     let mut exit = None;
     if run.isolation == exec::Isolation::None {
-        let c = in_own_root(&mut spec, run)?;
+        let mut c = in_own_root(&mut spec, run)?;
         let placed = super::chroot::place(&mut spec, run.dir, run.caches)?;
         exit = Some(run_logged(io, run.helper, &spec, &mut tail)?);
+        c.skip.extend(placed.targets().iter().cloned());
         drop(placed);
         copied = Some(c);
     } else if !force_copy && !chroot {
@@ -735,11 +786,16 @@ fn execute(
             None
         };
         exit = Some(run_logged(io, run.helper, &spec, &mut tail)?);
+        // Where the mounts went, through the image's links: left out as mount points are.
+        let skip = placed
+            .as_ref()
+            .map(|p| p.targets().to_vec())
+            .unwrap_or_default();
         drop(placed);
         copied = Some(Copied {
             root: copy,
             before,
-            skip: Vec::new(),
+            skip,
         });
     }
     let exit = exit.ok_or_else(|| Error::Internal("the RUN did not run".into()))?;
