@@ -1,6 +1,6 @@
 //! Issue 18: builds where namespaces are not allowed. `rbuild build` runs inside a podman
-//! container with Docker's default capabilities (no `CAP_SYS_ADMIN`), podman's default seccomp
-//! profile (Docker's, from containers-common) and no user namespace; `--isolation auto` falls
+//! container with Docker's default capabilities (no `CAP_SYS_ADMIN`), Docker's default seccomp
+//! profile (moby's `default.json`, from Debian) and no user namespace; `--isolation auto` falls
 //! back to chroot there and makes the same image as the namespaced sandbox on the host.
 
 use std::path::{Path, PathBuf};
@@ -15,8 +15,22 @@ const EPOCH: &str = "1700000000";
 const DOCKER_CAPS: &str = "CHOWN,DAC_OVERRIDE,FSETID,FOWNER,MKNOD,NET_RAW,SETGID,SETUID,SETFCAP,\
 SETPCAP,NET_BIND_SERVICE,SYS_CHROOT,KILL,AUDIT_WRITE";
 
-/// podman's default seccomp profile: Docker's, as containers-common ships it.
-const SECCOMP: &str = "/usr/share/containers/seccomp.json";
+/// Docker's default seccomp profile: `.ci/run` unpacks moby's `profiles/seccomp/default.json`
+/// from Debian's golang-github-docker-docker-dev (fixtures/seccomp/docker-default.sh) and names
+/// it in `RBUILD_TEST_DOCKER_SECCOMP`. Not podman's own (containers-common's), which allows
+/// `unshare(2)` and `mount(2)` to every container.
+fn docker_seccomp() -> PathBuf {
+    let path = std::env::var_os("RBUILD_TEST_DOCKER_SECCOMP").map_or_else(
+        || "/var/tmp/rbuild-docker-seccomp/default.json".into(),
+        PathBuf::from,
+    );
+    assert!(
+        path.is_file(),
+        "no Docker seccomp profile at {}: run fixtures/seccomp/docker-default.sh (.ci/run does)",
+        path.display()
+    );
+    path
+}
 
 /// The Dockerfile both builds run: COPY, RUN with a cache mount and a secret mount, and a RUN
 /// whose layer needs overlayfs's rules (a file replaced by a directory, a hard link).
@@ -73,7 +87,7 @@ fn in_container(p: &Project, root: &Path, network: &str, args: &[&str]) -> Outpu
         ])
         .args(["--cap-drop", "ALL", "--cap-add", DOCKER_CAPS])
         .arg("--security-opt")
-        .arg(format!("seccomp={SECCOMP}"))
+        .arg(format!("seccomp={}", docker_seccomp().display()))
         .args(["-e", &format!("SOURCE_DATE_EPOCH={EPOCH}")])
         .arg("--rootfs")
         .arg(root)
@@ -123,6 +137,18 @@ fn issue_18_a_container_without_namespaces_builds_the_namespaced_image() {
     let cap_eff = u64::from_str_radix(&field("CapEff:"), 16).unwrap();
     assert_eq!(cap_eff & (1 << 21), 0, "no CAP_SYS_ADMIN: {status}");
     assert_eq!(field("Seccomp:"), "2", "a seccomp filter: {status}");
+    // Docker's profile, not podman's: not even a user namespace (which needs no capability).
+    let userns = in_container(
+        &p,
+        &root,
+        "none",
+        &["/bin/busybox", "unshare", "-U", "/bin/busybox", "true"],
+    );
+    assert!(
+        !userns.status.success(),
+        "unshare -U must be refused: {}",
+        text(&userns.stderr)
+    );
 
     let build = [
         "/bin/rbuild",
