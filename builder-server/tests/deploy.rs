@@ -91,9 +91,9 @@ fn issue_15_the_kubernetes_manifests_validate_and_the_ecs_task_is_complete() {
 /// Issue 18: the one-shot build job for places that may not make namespaces. The Kubernetes
 /// Job validates and asks for no privilege (the runtime's seccomp profile, no added
 /// capability, not privileged); the Fargate task is a Fargate one, unprivileged; both build a
-/// git URL with `--isolation auto` and push. (Running rbuild in such a container, from a
-/// podman container with Docker's capabilities and seccomp profile, is
-/// `builder-cli/tests/it/chroot.rs`.)
+/// git URL with `--isolation auto` and push. (Running their commands in a podman container
+/// with Docker's capabilities and seccomp profile, against a git daemon and a registry on
+/// 127.0.0.1, is `builder-cli/tests/it/chroot.rs`.)
 #[test]
 fn issue_18_the_build_job_and_the_fargate_task_need_no_privilege() {
     let manifest = repo().join("deploy/kubernetes/build-job.yaml");

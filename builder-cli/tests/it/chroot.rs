@@ -43,17 +43,12 @@ RUN --mount=type=cache,target=/root/.cache --mount=type=secret,id=tok \\
 RUN rm -rf /app/a && mkdir -p /app/a/b && echo n > /app/a/b/n && ln /app/ls /app/ls2
 ";
 
-/// A root filesystem for the container: rbuild and the libraries it links, busybox, a store at
-/// `/store` with busybox imported, and `ctx` at `/ctx`.
-fn container_root(p: &Project, ctx: &Path) -> PathBuf {
-    let root = p.path("container");
-    for d in ["bin", "tmp", "etc", "proc", "sys", "dev"] {
-        fs_err::create_dir_all(root.join(d)).unwrap();
-    }
-    let rbuild = Path::new(env!("CARGO_BIN_EXE_rbuild"));
-    fs_err::copy(rbuild, root.join("bin/rbuild")).unwrap();
-    fs_err::copy("/bin/busybox", root.join("bin/busybox")).unwrap();
-    let ldd = Command::new("ldd").arg(rbuild).output().unwrap();
+/// `binary` copied to `rel` in `root`, with the libraries it links (`ldd`) where they are here.
+fn copy_with_libraries(binary: &Path, root: &Path, rel: &str) {
+    let to = root.join(rel);
+    fs_err::create_dir_all(to.parent().unwrap()).unwrap();
+    fs_err::copy(binary, to).unwrap();
+    let ldd = Command::new("ldd").arg(binary).output().unwrap();
     for lib in text(&ldd.stdout)
         .split_whitespace()
         .filter(|w| w.starts_with('/'))
@@ -62,6 +57,18 @@ fn container_root(p: &Project, ctx: &Path) -> PathBuf {
         fs_err::create_dir_all(to.parent().unwrap()).unwrap();
         fs_err::copy(fs_err::canonicalize(lib).unwrap(), to).unwrap();
     }
+}
+
+/// A root filesystem for the container: rbuild and the libraries it links, busybox, a store at
+/// `/store` with busybox imported, and `ctx` at `/ctx`.
+fn container_root(p: &Project, ctx: &Path) -> PathBuf {
+    let root = p.path("container");
+    for d in ["bin", "tmp", "etc", "proc", "sys", "dev"] {
+        fs_err::create_dir_all(root.join(d)).unwrap();
+    }
+    let rbuild = Path::new(env!("CARGO_BIN_EXE_rbuild"));
+    copy_with_libraries(rbuild, &root, "bin/rbuild");
+    fs_err::copy("/bin/busybox", root.join("bin/busybox")).unwrap();
     import_busybox(&root.join("store"));
     let st = Command::new("cp")
         .arg("-a")
@@ -77,8 +84,18 @@ fn container_root(p: &Project, ctx: &Path) -> PathBuf {
 /// and seccomp profile, no user namespace, `network` (`none`, or slirp4netns's user-mode
 /// network of its own: no bridge), `SOURCE_DATE_EPOCH` fixed.
 fn in_container(p: &Project, root: &Path, network: &str, args: &[&str]) -> Output {
-    podman(p)
-        .args(["run", "--rm", "--network", network])
+    podman_run(p, network)
+        .arg("--rootfs")
+        .arg(root)
+        .args(args)
+        .output()
+        .expect("podman runs")
+}
+
+/// `podman run` as [`in_container`] has it, up to the root filesystem and the command.
+fn podman_run(p: &Project, network: &str) -> Command {
+    let mut cmd = podman(p);
+    cmd.args(["run", "--rm", "--network", network])
         .args([
             "--ulimit",
             "nofile=1024:1024",
@@ -88,12 +105,8 @@ fn in_container(p: &Project, root: &Path, network: &str, args: &[&str]) -> Outpu
         .args(["--cap-drop", "ALL", "--cap-add", DOCKER_CAPS])
         .arg("--security-opt")
         .arg(format!("seccomp={}", docker_seccomp().display()))
-        .args(["-e", &format!("SOURCE_DATE_EPOCH={EPOCH}")])
-        .arg("--rootfs")
-        .arg(root)
-        .args(args)
-        .output()
-        .expect("podman runs")
+        .args(["-e", &format!("SOURCE_DATE_EPOCH={EPOCH}")]);
+    cmd
 }
 
 /// The manifest digest and diff IDs of `image` in the store `root`.
@@ -512,5 +525,219 @@ fn issue_18_apt_get_install_works_under_chroot_in_the_container() {
         "Hello, world!\n",
         "{}",
         text(&out.stderr)
+    );
+}
+
+/// The Dockerfile of the repository the deploy examples build.
+const APP: &str = "\
+FROM busybox
+COPY msg /msg
+RUN --mount=type=cache,target=/var/cache/app cp /msg /built && echo run > /var/cache/app/ran
+";
+
+/// git and what it runs (its libraries, its exec path), copied into the container's root as the
+/// builder image (deploy/builder/Dockerfile) installs Debian's git.
+fn add_git(root: &Path) {
+    copy_with_libraries(Path::new("/usr/bin/git"), root, "usr/bin/git");
+    fs_err::create_dir_all(root.join("usr/lib")).unwrap();
+    fs_err::create_dir_all(root.join("usr/share")).unwrap();
+    for (from, to) in [
+        ("/usr/lib/git-core", "usr/lib/git-core"),
+        ("/usr/share/git-core", "usr/share/git-core"),
+    ] {
+        let st = Command::new("cp")
+            .arg("-a")
+            .arg(from)
+            .arg(root.join(to))
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+}
+
+/// The deploy examples' own commands (the Kubernetes Job's args after the builder image's
+/// ENTRYPOINT, the Fargate task's shell command with its environment and secret), with only
+/// the git URL and the registry replaced by ones on 127.0.0.1, run in the container a
+/// Pod or a task gets (Docker's capabilities and seccomp profile; the host's network, to reach
+/// them): each builds the git context under chroot isolation and pushes to a registry that
+/// wants the credentials they are given, and both push the image the namespaced build of the
+/// same git URL makes here.
+#[test]
+fn issue_18_the_deploy_job_and_task_build_a_git_context_and_push_from_such_a_container() {
+    use crate::registry_server::{Auth, PASSWORD, Registry, USER};
+    use base64::Engine as _;
+    const EXAMPLE_CONTEXT: &str = "https://git.example.com/org/app.git#main";
+    let p = Project::new();
+    let server = crate::contexts::GitServer::start(&p);
+    server.commit("app.git", &[("Dockerfile", APP), ("msg", "from git\n")]);
+    let context = format!("{}#main", server.url("app.git"));
+    let registry = Registry::start(&Auth::Htpasswd);
+    let host = registry.host();
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"));
+    let config = format!(r#"{{"auths": {{"{host}": {{"auth": "{auth}"}}}}}}"#);
+
+    let empty = p.path("empty");
+    fs_err::create_dir_all(&empty).unwrap();
+    let root = container_root(&p, &empty);
+    add_git(&root);
+    std::os::unix::fs::symlink("busybox", root.join("bin/sh")).unwrap();
+    fs_err::create_dir_all(root.join("usr/local/bin")).unwrap();
+    std::os::unix::fs::symlink("/bin/rbuild", root.join("usr/local/bin/rbuild")).unwrap();
+    fs_err::create_dir_all(root.join("var/lib/rbuild")).unwrap();
+    let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy");
+    // The builder image's ENTRYPOINT and ENV (`ENV K=V` lines), as the runtime applies them.
+    let image = fs_err::read_to_string(deploy.join("builder/Dockerfile")).unwrap();
+    let entrypoint: Vec<String> = image
+        .lines()
+        .find_map(|l| l.strip_prefix("ENTRYPOINT "))
+        .map(|e| serde_json::from_str(e).unwrap())
+        .expect("the builder image has an ENTRYPOINT");
+    let image_env: Vec<&str> = image
+        .lines()
+        .filter_map(|l| l.strip_prefix("ENV "))
+        .collect();
+    assert!(image_env.iter().all(|e| e.contains('=')), "{image_env:?}");
+
+    // The Job: its container's args, env and volumes (the store; the push secret, read-only).
+    let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(
+        &fs_err::read_to_string(deploy.join("kubernetes/build-job.yaml")).unwrap(),
+    )
+    .unwrap();
+    let job = docs.iter().find(|d| d["kind"] == "Job").unwrap();
+    let c = &job["spec"]["template"]["spec"]["containers"][0];
+    let mut replaced = 0;
+    let args: Vec<String> = c["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| match a.as_str().unwrap() {
+            EXAMPLE_CONTEXT => {
+                replaced += 1;
+                context.clone()
+            }
+            t if t.starts_with("--tag=") => {
+                replaced += 1;
+                format!("--tag={host}/deploy/job:main")
+            }
+            a => a.to_owned(),
+        })
+        .collect();
+    assert_eq!(replaced, 2, "the Job names a git URL and a tag: {args:?}");
+    let mount = |name: &str| {
+        c["volumeMounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["name"] == name)
+            .unwrap()["mountPath"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let push = p.path("push-secret");
+    fs_err::create_dir_all(&push).unwrap();
+    fs_err::write(push.join("config.json"), &config).unwrap();
+    let mut run = podman_run(&p, "host");
+    for e in &image_env {
+        run.args(["-e", e]);
+    }
+    for e in c["env"].as_array().unwrap() {
+        run.arg("-e").arg(format!(
+            "{}={}",
+            e["name"].as_str().unwrap(),
+            e["value"].as_str().unwrap()
+        ));
+    }
+    let store = root.join("store");
+    let out = run
+        .arg("-v")
+        .arg(format!("{}:{}", store.display(), mount("store")))
+        .arg("-v")
+        .arg(format!("{}:{}:ro", push.display(), mount("push")))
+        .arg("--rootfs")
+        .arg(&root)
+        .args(&entrypoint)
+        .args(&args)
+        .output()
+        .unwrap();
+    let log = text(&out.stderr);
+    assert!(out.status.success(), "the Job's build:\n{log}");
+    assert!(
+        log.contains("RUN runs with chroot isolation"),
+        "auto picked chroot:\n{log}"
+    );
+
+    // The Fargate task: its shell command, its environment, its secret as the variable.
+    let task: serde_json::Value = serde_json::from_str(
+        &fs_err::read_to_string(deploy.join("ecs/build-task-fargate.json")).unwrap(),
+    )
+    .unwrap();
+    let c = &task["containerDefinitions"][0];
+    let mut run = podman_run(&p, "host");
+    for e in &image_env {
+        run.args(["-e", e]);
+    }
+    for e in c["environment"].as_array().unwrap() {
+        let name = e["name"].as_str().unwrap();
+        let value = match name {
+            "CONTEXT" => context.clone(),
+            "IMAGE" => format!("{host}/deploy/task:main"),
+            _ => e["value"].as_str().unwrap().to_owned(),
+        };
+        run.arg("-e").arg(format!("{name}={value}"));
+    }
+    assert_eq!(c["secrets"][0]["name"], "REGISTRY_AUTH");
+    let entry: Vec<&str> = c["entryPoint"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    let out = run
+        .arg("-e")
+        .arg(format!("REGISTRY_AUTH={config}"))
+        .arg("-v")
+        .arg(format!("{}:/var/lib/rbuild", store.display()))
+        .arg("--rootfs")
+        .arg(&root)
+        .args(&entry)
+        .arg(c["command"][0].as_str().unwrap())
+        .output()
+        .unwrap();
+    let log = text(&out.stderr);
+    assert!(out.status.success(), "the Fargate task's build:\n{log}");
+
+    // What they pushed is what the namespaced build of the same git URL pushes from here.
+    let ours = p.path("host-store");
+    import_busybox(&ours);
+    let out = p
+        .command_in(&ours, &["build", "--progress", "plain", "--push"])
+        .arg(format!("--tag={host}/deploy/host:main"))
+        .arg(&context)
+        .env("SOURCE_DATE_EPOCH", EPOCH)
+        .env("DOCKER_CONFIG", &push)
+        .output()
+        .unwrap();
+    let log = text(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    assert!(!log.contains("chroot isolation"), "{log}");
+    let pushed = |tag: &str| {
+        let out = crate::support::tool("skopeo", "skopeo")
+            .args(["inspect", "--tls-verify=false", "--creds"])
+            .arg(format!("{USER}:{PASSWORD}"))
+            .arg(format!("docker://{host}/deploy/{tag}:main"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{tag}: {}", text(&out.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["Digest"].as_str().unwrap().to_owned()
+    };
+    let want = pushed("host");
+    assert_eq!(pushed("job"), want, "the Job pushed the namespaced image");
+    assert_eq!(pushed("task"), want, "the task pushed the namespaced image");
+    // And the container's store holds the host's image, byte for byte.
+    assert_eq!(
+        digest(&p, &store, &format!("{host}/deploy/job:main")),
+        digest(&p, &ours, &format!("{host}/deploy/host:main")),
     );
 }

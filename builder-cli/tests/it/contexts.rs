@@ -189,7 +189,7 @@ fn bad_build_contexts_are_refused_with_the_reason() {
 }
 
 /// A git repository served by `git daemon` on 127.0.0.1, stopped when dropped.
-struct GitServer {
+pub(crate) struct GitServer {
     daemon: std::process::Child,
     base: std::path::PathBuf,
     port: u16,
@@ -197,7 +197,7 @@ struct GitServer {
 
 impl GitServer {
     /// Serves `base`'s repositories; `repo` is made there with `files` as its first commit.
-    fn start(p: &Project) -> Self {
+    pub(crate) fn start(p: &Project) -> Self {
         let base = p.path("served");
         fs_err::create_dir_all(&base).unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -242,7 +242,7 @@ impl GitServer {
         Self { daemon, base, port }
     }
 
-    fn url(&self, repo: &str) -> String {
+    pub(crate) fn url(&self, repo: &str) -> String {
         format!("git://127.0.0.1:{}/{repo}", self.port)
     }
 
@@ -264,7 +264,7 @@ impl GitServer {
     }
 
     /// Writes `files` into `repo` and commits them; returns the commit.
-    fn commit(&self, repo: &str, files: &[(&str, &str)]) -> String {
+    pub(crate) fn commit(&self, repo: &str, files: &[(&str, &str)]) -> String {
         self.git(repo, &["status", "-s"]);
         for (rel, content) in files {
             let path = self.base.join(repo).join(rel);
