@@ -741,3 +741,58 @@ fn issue_18_the_deploy_job_and_task_build_a_git_context_and_push_from_such_a_con
         digest(&p, &ours, &format!("{host}/deploy/host:main")),
     );
 }
+
+/// An ssh mount under chroot isolation: the forwarding socket is moved into the copy (a bound
+/// socket stays connectable by its new name), the agent answers through it, nothing of it stays
+/// in the layer, and the image is the namespaced build's.
+#[test]
+fn issue_18_an_ssh_mount_reaches_the_agent_under_chroot() {
+    use crate::isolation::{AGENT_PROBE, Agent, compile};
+    let p = Project::new();
+    import_busybox(&p.root());
+    compile(&p.ctx(), "agentprobe", AGENT_PROBE);
+    let agent = Agent::start(p.dir.path(), "agent");
+    p.file(
+        "Dockerfile",
+        "FROM busybox\nCOPY agentprobe /agentprobe\nRUN --mount=type=ssh /agentprobe > /seen && echo \"$SSH_AUTH_SOCK\" > /sock\n",
+    );
+    let ssh = format!("default={}", agent.1.display());
+    let build = |isolation: &str, store: &Path| {
+        import_busybox(store);
+        let out = p
+            .command_in(
+                store,
+                &["build", "--progress", "plain", "--isolation", isolation],
+            )
+            .args(["--ssh", &ssh, "-t", "ssh:1", "."])
+            .env("SOURCE_DATE_EPOCH", EPOCH)
+            .output()
+            .unwrap();
+        let log = text(&out.stderr);
+        assert!(out.status.success(), "{isolation}: {log}");
+        log
+    };
+    let chroot = p.path("chroot-store");
+    let log = build("chroot", &chroot);
+    assert!(log.contains("chroot isolation"), "{log}");
+    let out = p.rbuild_in(&chroot, &["run", "ssh:1", "cat", "/seen", "/sock"]);
+    assert_eq!(
+        text(&out.stdout),
+        "keys 1\ncomment rbuild-test-key\n/run/buildkit/ssh_agent.0\n",
+        "{}",
+        text(&out.stderr)
+    );
+    let out = p.rbuild_in(&chroot, &["run", "ssh:1", "ls", "-a", "/run"]);
+    assert!(
+        !text(&out.stdout).contains("buildkit"),
+        "{}",
+        text(&out.stdout)
+    );
+    let namespaced = p.path("namespaced-store");
+    build("namespaces", &namespaced);
+    assert_eq!(
+        digest(&p, &chroot, "ssh:1"),
+        digest(&p, &namespaced, "ssh:1"),
+        "the same image"
+    );
+}

@@ -319,7 +319,7 @@ fn probe(dir: &Path) -> PathBuf {
 }
 
 /// `source`, built statically with the host's gcc into `dir/name`.
-fn compile(dir: &Path, name: &str, source: &str) -> PathBuf {
+pub(crate) fn compile(dir: &Path, name: &str, source: &str) -> PathBuf {
     let src = dir.join(format!("{name}.c"));
     fs_err::write(&src, source).unwrap();
     let bin = dir.join(name);
@@ -876,7 +876,7 @@ fn issue_10_where_the_store_cannot_be_id_mapped_run_says_so() {
 
 /// Asks the agent of `$SSH_AUTH_SOCK` for its identities (the agent protocol's
 /// `SSH2_AGENTC_REQUEST_IDENTITIES`) and prints their count and comments.
-const AGENT_PROBE: &str = r#"
+pub(crate) const AGENT_PROBE: &str = r#"
 #include <arpa/inet.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -913,10 +913,10 @@ int main(void) {
 "#;
 
 /// A real `ssh-agent` on a socket of the test's, holding one key, killed when dropped.
-struct Agent(std::process::Child, PathBuf);
+pub(crate) struct Agent(std::process::Child, pub(crate) PathBuf);
 
 impl Agent {
-    fn start(dir: &Path, name: &str) -> Self {
+    pub(crate) fn start(dir: &Path, name: &str) -> Self {
         let socket = dir.join(format!("{name}.sock"));
         let child = crate::support::tool("ssh-agent", "openssh-client")
             .arg("-D")
