@@ -29,17 +29,24 @@ fn validator() -> PathBuf {
         })
 }
 
-#[test]
-fn issue_15_the_kubernetes_manifests_validate_and_the_ecs_task_is_complete() {
-    let manifest = repo().join("deploy/kubernetes/rbuild-server.yaml");
+/// What `kubernetes-validate --strict` says of `manifest` (stdout, then stderr); fails the test
+/// unless it passed.
+fn validated(manifest: &std::path::Path) -> String {
     let out = Command::new(validator())
         .arg("--strict")
-        .arg(&manifest)
+        .arg(manifest)
         .output()
         .unwrap();
     let text =
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{text}");
+    text
+}
+
+#[test]
+fn issue_15_the_kubernetes_manifests_validate_and_the_ecs_task_is_complete() {
+    let manifest = repo().join("deploy/kubernetes/rbuild-server.yaml");
+    let text = validated(&manifest);
     for kind in [
         "secret",
         "configmap",
@@ -97,14 +104,7 @@ fn issue_15_the_kubernetes_manifests_validate_and_the_ecs_task_is_complete() {
 #[test]
 fn issue_18_the_build_job_and_the_fargate_task_need_no_privilege() {
     let manifest = repo().join("deploy/kubernetes/build-job.yaml");
-    let out = Command::new(validator())
-        .arg("--strict")
-        .arg(&manifest)
-        .output()
-        .unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{text}");
+    let text = validated(&manifest);
     for resource in ["secret/rbuild-push", "job/rbuild-app"] {
         assert!(
             text.contains(&format!("passed for resource {resource}")),

@@ -445,11 +445,7 @@ fn issue_18_chroot_isolation_keeps_its_rules() {
             e.path().display()
         );
     }
-    let ps = Command::new("ps").args(["-eo", "args"]).output().unwrap();
-    assert!(
-        !text(&ps.stdout).lines().any(|l| l.trim() == "sleep 4242"),
-        "a process of the RUN outlived it"
-    );
+    assert!(!running("sleep 4242"), "a process of the RUN outlived it");
 
     // A RUN that kills its helper: what it left is killed all the same.
     p.file(
@@ -458,9 +454,8 @@ fn issue_18_chroot_isolation_keeps_its_rules() {
     );
     let out = p.rbuild(&["build", "--isolation", "chroot", "."]);
     assert!(!out.status.success(), "{}", text(&out.stderr));
-    let ps = Command::new("ps").args(["-eo", "args"]).output().unwrap();
     assert!(
-        !text(&ps.stdout).lines().any(|l| l.trim() == "sleep 4343"),
+        !running("sleep 4343"),
         "a process outlived the helper its RUN killed"
     );
 
@@ -475,6 +470,12 @@ fn issue_18_chroot_isolation_keeps_its_rules() {
         err.contains("RUN --network=none needs a network namespace") && err.contains("line 2"),
         "{err}"
     );
+}
+
+/// Whether a process whose command line is `args` is running (`ps -eo args`).
+fn running(args: &str) -> bool {
+    let ps = Command::new("ps").args(["-eo", "args"]).output().unwrap();
+    text(&ps.stdout).lines().any(|l| l.trim() == args)
 }
 
 /// The real-world apt build (a Debian package on a debootstrap base) under chroot isolation in

@@ -16,7 +16,7 @@ use std::path::Path;
 use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::ForkResult;
 
-use super::sandbox::{Command, DEFAULT_CAPS, fail, finish};
+use super::sandbox::{Command, DEFAULT_CAPS, exec, exit_code, fail, finish};
 use super::spec::SandboxSpec;
 use super::syscall::{Linux, Syscall};
 use crate::fs::{Last, Root};
@@ -55,14 +55,7 @@ pub(super) fn enter(spec: &SandboxSpec) -> i32 {
         Err(e) => fail("fork", e),
         Ok(ForkResult::Parent { child }) => {
             drop(alive_r);
-            let code = loop {
-                match waitpid(child, None) {
-                    Ok(WaitStatus::Exited(_, code)) => break code,
-                    Ok(WaitStatus::Signaled(_, sig, _)) => break 128 + sig as i32,
-                    Ok(_) | Err(nix::errno::Errno::EINTR) => {}
-                    Err(e) => fail("wait", e),
-                }
-            };
+            let code = exit_code(child);
             // Kill and reap what is left, until nothing is (a fork loop included).
             loop {
                 kill_descendants(std::process::id());
@@ -84,19 +77,7 @@ pub(super) fn enter(spec: &SandboxSpec) -> i32 {
             drop(alive_w);
             let command =
                 setup(&Linux, spec, &alive_r).unwrap_or_else(|(what, err)| fail(&what, err));
-            super::sys::close_from_3();
-            let err =
-                nix::unistd::execve(&command.program, &command.argv, &command.envp).unwrap_err();
-            let _ = writeln!(
-                std::io::stderr(),
-                "rbuild sandbox: exec {}: {err}",
-                command.program.to_string_lossy()
-            );
-            std::process::exit(if err == nix::errno::Errno::ENOENT {
-                127
-            } else {
-                126
-            });
+            exec(&command)
         }
     }
 }

@@ -206,11 +206,8 @@ pub fn run_cancellable(
     let mut spec = spec.clone();
     spec.cgroup.clone_from(&cg);
     let spec = &spec;
+    // (Under chroot, what outlived the helper is killed inside, before it returns.)
     let result = run_in(helper, spec, cancel, on_line);
-    if spec.isolation == Isolation::Chroot {
-        // What outlived the helper (RUN may kill it) still has the copy as its root.
-        chroot::kill_rooted_in(&spec.merged);
-    }
     let oom_killed = cg.as_ref().is_some_and(cgroup::oom_killed);
     if let Some(cg) = &cg {
         cgroup::remove(cg);

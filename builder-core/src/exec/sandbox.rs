@@ -93,14 +93,7 @@ pub(super) fn enter(spec: &SandboxSpec) -> i32 {
         Err(e) => fail("fork", e),
         Ok(ForkResult::Parent { child }) => {
             drop(alive_r);
-            let code = loop {
-                match waitpid(child, None) {
-                    Ok(WaitStatus::Exited(_, code)) => break code,
-                    Ok(WaitStatus::Signaled(_, sig, _)) => break 128 + sig as i32,
-                    Ok(_) | Err(nix::errno::Errno::EINTR) => {}
-                    Err(e) => fail("wait", e),
-                }
-            };
+            let code = exit_code(child);
             if let Some(pid) = pasta {
                 // Nothing of pasta's needs saving, and SIGTERM costs it ~70 ms to wind down.
                 let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
@@ -263,6 +256,24 @@ fn child(spec: &SandboxSpec, userns: Option<&Userns>, alive: &std::io::PipeReade
     }
     let command = setup(&Linux, spec, in_user_namespace(), userns, alive)
         .unwrap_or_else(|(what, err)| fail(&what, err));
+    exec(&command)
+}
+
+/// Waits for `child` to end; gives its exit code (128 + the signal that killed it).
+pub(super) fn exit_code(child: nix::unistd::Pid) -> i32 {
+    loop {
+        match waitpid(child, None) {
+            Ok(WaitStatus::Exited(_, code)) => return code,
+            Ok(WaitStatus::Signaled(_, sig, _)) => return 128 + sig as i32,
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => fail("wait", e),
+        }
+    }
+}
+
+/// Execs `command` with no descriptor past stderr; if it cannot, exits as a shell would (127
+/// for a program not found, else 126).
+pub(super) fn exec(command: &Command) -> ! {
     close_from_3();
     let err = execve(&command.program, &command.argv, &command.envp).unwrap_err();
     let _ = writeln!(

@@ -197,17 +197,7 @@ fn plan_mounts(
     let locking = exec
         .mounts
         .iter()
-        .filter(|m| {
-            m.kind == MountType::Cache
-                && (exclusive
-                    || matches!(
-                        m.sharing,
-                        Some(
-                            crate::dockerfile::Sharing::Locked
-                                | crate::dockerfile::Sharing::Private
-                        )
-                    ))
-        })
+        .filter(|m| m.kind == MountType::Cache && locks_cache(m, exclusive))
         .count();
     if locking > 1 {
         let lock = lock_file(&inputs.cache_root.join("several.lock"))?;
@@ -290,11 +280,10 @@ fn cache_dir(
     exclusive: bool,
     (locks, locked): (&mut Vec<fs_err::File>, &mut Vec<PathBuf>),
 ) -> Result<std::path::PathBuf> {
-    use crate::dockerfile::Sharing;
     let id = m.id.clone().unwrap_or_else(|| target.to_owned());
     let dir = root.join(crate::digest::Digest::of(id.as_bytes()).hex());
     // The lock first: under chroot isolation the directory is away while another RUN has it.
-    if exclusive || matches!(m.sharing, Some(Sharing::Locked | Sharing::Private)) {
+    if locks_cache(m, exclusive) {
         if locked.contains(&dir) {
             // This RUN holds it already (a second open would wait on the first).
             return Ok(dir);
@@ -307,6 +296,13 @@ fn cache_dir(
         set_mode_and_owner(&dir, m, 0o755)?;
     }
     Ok(dir)
+}
+
+/// Whether the cache mount `m` is held under a lock for its RUN: `sharing=locked|private`, or
+/// every one where the directory is moved into the root (`exclusive`).
+fn locks_cache(m: &crate::plan::Mount, exclusive: bool) -> bool {
+    use crate::dockerfile::Sharing;
+    exclusive || matches!(m.sharing, Some(Sharing::Locked | Sharing::Private))
 }
 
 /// `path` (made, with its directory, if missing) locked exclusively, waiting for it.
